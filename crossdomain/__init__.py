@@ -1,0 +1,1 @@
+"""mmrec.crossdomain — filled in by later issues (see ../shared/PAPERS.md)."""

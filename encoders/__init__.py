@@ -1,0 +1,50 @@
+"""Image, text and speech encoders behind one factory, :func:`load_encoder`.
+
+Specs are ``"<family>:<model>"``: ``"open_clip:ViT-B-32"``, ``"hf-text:all-MiniLM-L6-v2"`` (or a local
+checkpoint folder), ``"speech:wav2vec2"``. Each family also knows ``"<family>:tiny"``, a random-weight
+architecture small enough for tests. Nothing is downloaded: weights come from a local path or from a
+package that ships them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmrec.encoders.base import Encoder, LoRALinear, TrainableConfig, add_lora
+from mmrec.errors import UsageError
+from mmrec.registry import Registry
+
+ENCODERS = Registry("encoder family")
+ENCODERS.register("open_clip", "mmrec.encoders.open_clip:OpenClipImageEncoder")
+ENCODERS.register("hf-text", "mmrec.encoders.hf_text:HFTextEncoder")
+ENCODERS.register("speech", "mmrec.encoders.speech:SpeechEncoder")
+
+DEFAULT_TEXT = "hf-text:all-MiniLM-L6-v2"
+
+
+def load_encoder(
+    spec: str,
+    *,
+    weights: str | Path | None = None,
+    trainable: bool | dict | TrainableConfig = False,
+    config: dict[str, Any] | None = None,
+    device: str | None = None,
+) -> Encoder:
+    """Build the encoder named by ``spec`` (``"family:model"``).
+
+    ``weights``: a local checkpoint (file or folder) to load; None = the family's offline default
+    (random init, or the weights a package ships). ``trainable``: False = frozen; True = a projection
+    head; a dict/:class:`TrainableConfig` adds LoRA or unfreezes the last N blocks. ``config``:
+    overrides of the architecture's config fields.
+    """
+    if not isinstance(spec, str):
+        raise UsageError(f"encoder spec must be a string like 'open_clip:ViT-B-32', got {spec!r}")
+    family, sep, model = spec.partition(":")
+    if not sep or not model:
+        raise UsageError(f"encoder spec {spec!r} must look like 'family:model'; families: {', '.join(ENCODERS.names())}")
+    encoder = ENCODERS.get(family)(model, weights=weights, trainable=trainable, config=config)
+    return encoder.to(device) if device else encoder
+
+
+__all__ = ["DEFAULT_TEXT", "ENCODERS", "Encoder", "LoRALinear", "TrainableConfig", "add_lora", "load_encoder"]

@@ -1,0 +1,215 @@
+"""The encoder contract shared by every modality, and what "trainable" means for all of them.
+
+An :class:`Encoder` turns one raw sample into a tensor (:meth:`Encoder.preprocess`, safe to run in
+DataLoader workers), stacks samples (:meth:`Encoder.collate`) and maps a batch to L2-normalised
+``(B, dim)`` float32 vectors (:meth:`Encoder.encode`). Frozen encoders run in eval mode under
+``no_grad``; trainable ones add a projection head and, optionally, LoRA adapters on the backbone's
+linear layers (Hu et al. 2021, eq. 3: ``h = W0 x + (alpha / r) B A x``, ``B`` initialised to zero) or
+unfreeze the backbone's last N blocks.
+
+[I] The projection head starts as the identity (square head) or a semi-orthogonal map, so a freshly
+made trainable encoder reproduces the frozen space and fine-tuning starts from the pretrained geometry.
+[I] LoRA is a 20-line module rather than a dependency on peft: it must wrap linear layers inside
+open_clip, transformers and torchaudio models alike without changing their classes or call signatures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmrec.errors import UsageError
+
+MODALITIES = ("image", "text", "audio")
+
+
+@dataclass
+class TrainableConfig:
+    """How much of an encoder learns. ``TrainableConfig()`` = a projection head only."""
+
+    head_dim: int | None = None  # output dim of the projection head; None keeps the backbone's
+    lora_rank: int = 0  # 0 = no LoRA
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ()  # substrings of linear-layer names; () = every nn.Linear
+    unfreeze_last: int = 0  # backbone blocks, counted from the output end
+
+    def __post_init__(self) -> None:
+        if self.head_dim is not None and self.head_dim < 1:
+            raise UsageError(f"head_dim must be positive, got {self.head_dim}")
+        if self.lora_rank < 0 or self.unfreeze_last < 0:
+            raise UsageError(
+                f"lora_rank and unfreeze_last must be >= 0, got {self.lora_rank}, {self.unfreeze_last}"
+            )
+        self.lora_targets = tuple(self.lora_targets)
+
+    @classmethod
+    def coerce(cls, value: "bool | dict | TrainableConfig | None") -> "TrainableConfig | None":
+        """``False``/``None`` -> frozen (None); ``True`` -> head only; a dict -> its fields."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, dict):
+            return cls(**value)
+        if isinstance(value, cls):
+            return value
+        raise UsageError(f"trainable must be a bool, dict or TrainableConfig, got {value!r}")
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + (alpha / r) * B(A(x))`` with ``base`` frozen and ``B`` starting at zero."""
+
+    def __init__(self, base: nn.Linear, *, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        self.lora_a = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_b = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_a.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_b.weight)
+        self.scale = alpha / rank
+        self.lora_a.to(base.weight.device)
+        self.lora_b.to(base.weight.device)
+
+    @property
+    def weight(self) -> torch.Tensor:  # some backbones read .weight of their linear layers directly
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * self.lora_b(self.lora_a(x))
+
+
+def add_lora(module: nn.Module, *, rank: int, alpha: float, targets: Sequence[str] = ()) -> int:
+    """Replace matching ``nn.Linear`` children of ``module`` by :class:`LoRALinear`; returns the count."""
+    count = 0
+    for parent_name, parent in list(module.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            full = f"{parent_name}.{child_name}" if parent_name else child_name
+            if type(child) is nn.Linear and (not targets or any(t in full for t in targets)):
+                setattr(parent, child_name, LoRALinear(child, rank=rank, alpha=alpha))
+                count += 1
+    return count
+
+
+def _init_head(head: nn.Linear) -> None:
+    if head.in_features == head.out_features:
+        with torch.no_grad():
+            head.weight.copy_(torch.eye(head.in_features))
+    else:
+        nn.init.orthogonal_(head.weight)
+    nn.init.zeros_(head.bias)
+
+
+class Encoder(nn.Module):
+    """Base class: subclasses set ``modality``/``name``, build ``backbone`` and implement the hooks.
+
+    Subclasses implement :meth:`preprocess`, :meth:`collate`, :meth:`_forward_backbone` (a collated
+    batch -> unnormalised ``(B, backbone_dim)``) and :meth:`_blocks` (the backbone's sequential blocks,
+    for ``unfreeze_last``); they call :meth:`_finish_init` at the end of ``__init__``.
+    """
+
+    modality: str = ""
+    name: str = ""
+    backbone_dim: int = 0
+
+    def _finish_init(self, trainable: "bool | dict | TrainableConfig | None") -> None:
+        if self.modality not in MODALITIES:
+            raise TypeError(f"{type(self).__name__}.modality must be one of {MODALITIES}")
+        self.trainable_config = TrainableConfig.coerce(trainable)
+        self.backbone.requires_grad_(False)
+        self.head: nn.Linear | None = None
+        cfg = self.trainable_config
+        if cfg is not None:
+            self.head = nn.Linear(self.backbone_dim, cfg.head_dim or self.backbone_dim)
+            _init_head(self.head)
+            if cfg.lora_rank:
+                n = add_lora(self.backbone, rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
+                if n == 0:
+                    raise UsageError(f"{self.name}: no linear layer matches lora_targets={cfg.lora_targets}")
+            if cfg.unfreeze_last:
+                blocks = self._blocks()
+                if cfg.unfreeze_last > len(blocks):
+                    raise UsageError(
+                        f"{self.name}: unfreeze_last={cfg.unfreeze_last} but the backbone has {len(blocks)} blocks"
+                    )
+                for block in blocks[-cfg.unfreeze_last :]:
+                    block.requires_grad_(True)
+        self.train(False)
+
+    # ---- hooks for subclasses -------------------------------------------------------------
+    def preprocess(self, raw: Any) -> Any:
+        """One raw sample (bytes, array, str) -> model input; raises InputError on bad content."""
+        raise NotImplementedError
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        """Preprocessed samples -> one batch for :meth:`encode`."""
+        return torch.stack(list(samples))
+
+    def _forward_backbone(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _blocks(self) -> Sequence[nn.Module]:
+        raise NotImplementedError
+
+    # ---- shared behaviour -------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Width of the vectors :meth:`encode` returns."""
+        return self.head.out_features if self.head is not None else self.backbone_dim
+
+    @property
+    def trainable(self) -> bool:
+        return self.trainable_config is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def train(self, mode: bool = True) -> "Encoder":
+        # A frozen encoder stays in eval mode (no dropout, fixed norms) whatever its parent does.
+        return super().train(mode and self.trainable)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def encode(self, batch: Any) -> torch.Tensor:
+        """A collated batch -> L2-normalised ``(B, dim)`` float32 on the encoder's device."""
+        grad = torch.enable_grad() if (self.trainable and torch.is_grad_enabled()) else torch.no_grad()
+        with grad, self._autocast():
+            x = self._forward_backbone(_to_device(batch, self.device))  # (B, backbone_dim)
+            x = x.float()
+            if self.head is not None:
+                x = self.head(x)  # (B, dim)
+        return F.normalize(x.float(), dim=-1)
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.encode(batch)
+
+    def embed(self, raws: Sequence[Any]) -> torch.Tensor:
+        """Raw samples -> ``(B, dim)``: preprocess, collate and encode in one call."""
+        return self.encode(self.collate([self.preprocess(r) for r in raws]))
+
+    def describe(self) -> dict[str, Any]:
+        """Name, modality, dim and trainability, for manifests and file metadata."""
+        return {"name": self.name, "modality": self.modality, "dim": self.dim, "trainable": self.trainable}
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch

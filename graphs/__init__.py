@@ -1,0 +1,1 @@
+"""mmrec.graphs — filled in by later issues (see ../shared/PAPERS.md)."""

@@ -1,0 +1,1 @@
+"""mmrec.pipelines — filled in by later issues (see ../shared/PAPERS.md)."""

@@ -1,0 +1,1 @@
+"""mmrec.quantization — filled in by later issues (see ../shared/PAPERS.md)."""
