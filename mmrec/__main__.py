@@ -1,0 +1,5 @@
+import sys
+
+from mmrec.cli import main
+
+sys.exit(main())
