@@ -21,7 +21,14 @@ class UsageError(MMRecError, ValueError):
 
 
 class InputError(MMRecError, ValueError):
-    """A sample or file whose content cannot be used (corrupt image, silent audio, empty text)."""
+    """A sample or file whose content cannot be used (corrupt image, silent audio, empty text).
+
+    ``field`` names the sample field or modality at fault, when known (batch jobs log it).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class MissingWeightsError(UsageError, FileNotFoundError):

@@ -21,3 +21,11 @@ def test_failed_write_keeps_old_content_and_leaves_no_temp(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    target = tmp_path / "out.json"
+    write_json(target, {})
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert target.stat().st_mode == plain.stat().st_mode

@@ -1,0 +1,272 @@
+"""``mmrec extract``: batch embedding extraction over webdataset shards, resumable and scaled out.
+
+For every input shard ``NAME.tar`` the job writes ``emb-NAME.parquet`` (``key``, one fixed-size-list
+float32 column per modality, ``fused``; encoders, dims and counts in the file metadata under
+``mmrec``), ``errors-NAME.jsonl`` when samples failed (key, field, reason), and refreshes
+``manifest.json`` for the folder. [I] Output files keep the whole shard stem (``emb-items-000123``
+rather than ``emb-000123``) so one folder can hold items and live segments without collisions.
+
+Exactly once: the errors file, then the Parquet file, are written to temp names and renamed, so an
+``emb-`` file exists only when its shard is complete; a rerun skips complete shards and redoes the
+rest. Scale-out: under ``torchrun`` each rank takes ``shards[rank::world_size]`` (or
+``--shard-id/--num-shards`` by hand); DataLoader workers decode whole shards in parallel. [I] A
+sample whose field fails to decode is dropped whole (its error is logged), so every written row has
+all the modalities its sample carries; a segment's frames and comments are mean-pooled per segment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+
+from mmrec.encoders import DEFAULT_TEXT, Encoder, load_encoder
+from mmrec.encoders.fusion import FUSERS
+from mmrec.errors import InputError, UsageError
+from mmrec.io import atomic_open, atomic_path, write_json
+from mmrec.pipelines.shards import Batch, ShardBatches, ShardEnd, expand_shards, shard_name
+
+MODALITIES = ("image", "text", "audio")
+
+
+@dataclass
+class ExtractConfig:
+    """What to extract; ``None`` for an encoder spec leaves that modality out."""
+
+    image: str | None = "open_clip:ViT-B-32"
+    text: str | None = DEFAULT_TEXT
+    audio: str | None = None
+    weights: dict[str, str] = field(default_factory=dict)  # modality -> local checkpoint
+    fuse: str = "concat"
+    batch_size: int = 64
+    num_workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    shard_id: int | None = None
+    num_shards: int | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not any((self.image, self.text, self.audio)):
+            raise UsageError("nothing to extract: give at least one of image, text, audio")
+        FUSERS.get(self.fuse)
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise UsageError(f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size}, {self.num_workers}")
+        unknown = set(self.weights) - set(MODALITIES)
+        if unknown:
+            raise UsageError(f"weights for unknown modality {sorted(unknown)}; use {MODALITIES}")
+        if (self.shard_id is None) != (self.num_shards is None):
+            raise UsageError("give --shard-id and --num-shards together")
+        if self.num_shards is not None and not 0 <= self.shard_id < self.num_shards:
+            raise UsageError(f"--shard-id must be in [0, {self.num_shards}), got {self.shard_id}")
+
+
+def _rank_and_world(config: ExtractConfig) -> tuple[int, int]:
+    if config.num_shards is not None:
+        return config.shard_id, config.num_shards
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _resolve_device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} asked, but CUDA is not available here")
+    return torch.device(name)
+
+
+def _pool(vectors: torch.Tensor, owners: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the inputs owned by each row, renormalised: ``(n, d)`` -> ``(rows, d)`` and a presence mask."""
+    sums = torch.zeros(rows, vectors.shape[1], device=vectors.device).index_add_(0, owners, vectors)
+    present = torch.zeros(rows, dtype=torch.bool, device=vectors.device)
+    present[owners] = True
+    return F.normalize(sums, dim=-1), present
+
+
+class _ShardBuffer:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.columns: dict[str, list[torch.Tensor]] = {}
+        self.present: dict[str, list[torch.Tensor]] = {}
+
+
+def _vector_column(chunks: list[torch.Tensor], masks: list[torch.Tensor], dim: int) -> pa.Array:
+    values = torch.cat(chunks).numpy().astype(np.float32, copy=False)  # (n, dim)
+    mask = ~torch.cat(masks).numpy()
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=pa.array(mask))
+
+
+class Extractor:
+    """Loads the encoders once and extracts shards; :func:`extract` is the one-call form."""
+
+    def __init__(self, config: ExtractConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        specs = {"image": config.image, "text": config.text, "audio": config.audio}
+        self.encoders: dict[str, Encoder] = {
+            m: load_encoder(spec, weights=config.weights.get(m), device=str(device)) for m, spec in specs.items() if spec
+        }
+        self.fuser = FUSERS.build(config.fuse)
+        self.dims = {m: e.dim for m, e in self.encoders.items()}
+        self.fused_dim = self.fuser.out_dim(self.dims)
+
+    def metadata(self) -> dict[str, Any]:
+        import mmrec
+
+        return {
+            "encoders": {m: e.describe() for m, e in self.encoders.items()},
+            "fuse": self.config.fuse,
+            "fused_dim": self.fused_dim,
+            "mmrec_version": mmrec.__version__,
+            "torch_version": torch.__version__,
+        }
+
+    def encode_batch(self, batch: Batch, buffer: _ShardBuffer) -> None:
+        rows = len(batch.keys)
+        vectors, present = {}, {}
+        for m, encoder in self.encoders.items():
+            if m in batch.inputs:
+                flat = encoder.encode(batch.inputs[m])  # (n_inputs, d)
+                vectors[m], present[m] = _pool(flat, batch.owners[m].to(flat.device), rows)
+            else:
+                vectors[m] = torch.zeros(rows, encoder.dim, device=self.device)
+                present[m] = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        fused = self.fuser(vectors, present)
+        if fused is not None:
+            vectors["fused"], present["fused"] = fused, torch.stack(list(present.values())).any(0)
+        buffer.keys += batch.keys
+        for name, v in vectors.items():
+            buffer.columns.setdefault(name, []).append(v.float().cpu())
+            buffer.present.setdefault(name, []).append(present[name].cpu())
+
+    def write_shard(self, out: Path, end: ShardEnd, buffer: _ShardBuffer, stats: dict[str, Any]) -> None:
+        errors_path = out / f"errors-{end.shard}.jsonl"
+        if end.errors:
+            with atomic_open(errors_path, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(e) + "\n" for e in end.errors)
+        else:
+            errors_path.unlink(missing_ok=True)
+        dims = {**self.dims, "fused": self.fused_dim}
+        arrays, fields = [pa.array(buffer.keys, pa.string())], [pa.field("key", pa.string(), nullable=False)]
+        for name in [*self.encoders, *(["fused"] if self.fused_dim else [])]:
+            column_type = pa.list_(pa.float32(), dims[name])
+            chunks = buffer.columns.get(name)
+            arrays.append(_vector_column(chunks, buffer.present[name], dims[name]) if chunks else pa.nulls(0, column_type))
+            fields.append(pa.field(name, column_type))
+        meta = {**self.metadata(), "shard": end.shard, "rows": len(buffer.keys), "errors": len(end.errors), **stats}
+        schema = pa.schema(fields, metadata={"mmrec": json.dumps(meta), "model": json.dumps(meta["encoders"]), "dim": json.dumps(dims)})
+        with atomic_path(out / f"emb-{end.shard}.parquet") as tmp:
+            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    return json.loads(pq.read_schema(path).metadata[b"mmrec"])
+
+
+def _write_manifest(out: Path, shards: list[str], runs: list[dict[str, Any]], metadata: dict[str, Any]) -> dict:
+    done, pending, rows, errors = [], [], 0, 0
+    for name in map(shard_name, shards):
+        path = out / f"emb-{name}.parquet"
+        if path.exists():
+            meta = _read_meta(path)
+            done.append({"shard": name, "rows": meta["rows"], "errors": meta["errors"], "rank": meta["rank"]})
+            rows, errors = rows + meta["rows"], errors + meta["errors"]
+        else:
+            pending.append(name)
+    manifest = {
+        "input_shards": len(shards),
+        "done": done,
+        "pending": pending,
+        "samples": rows,
+        "errors": errors,
+        "runs": runs,
+        **metadata,
+    }
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _gather(run: dict[str, Any]) -> list[dict[str, Any]]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [run]
+    runs: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(runs, run)
+    return runs
+
+
+def extract(input: str | list[str], out: str | Path, config: ExtractConfig | None = None, *, progress: bool = True, **overrides: Any) -> dict:
+    """Extract embeddings of every shard in ``input`` into folder ``out``; returns the manifest.
+
+    ``config`` or keyword overrides of :class:`ExtractConfig` (``image=``, ``text=``, ``fuse=`` ...).
+    Raises :class:`InputError` when none of this process's shards yielded a single sample.
+    """
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    config = ExtractConfig(**{**(asdict(config) if config else {}), **overrides})
+    shards = expand_shards(input)
+    rank, world = _rank_and_world(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mine = shards[rank::world]
+    todo = [s for s in mine if config.overwrite or not (out / f"emb-{shard_name(s)}.parquet").exists()]
+    for stale in (p for s in todo for p in out.glob(f".tmp-*-{shard_name(s)}.*")):
+        stale.unlink(missing_ok=True)  # left by a killed run
+
+    launched = config.num_shards is None and world > 1 and not dist.is_initialized()
+    device = _resolve_device(config.device, rank)
+    if launched:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    extractor = Extractor(config, device)
+    start, samples = time.perf_counter(), 0
+    if todo:
+        workers = min(config.num_workers, len(todo))
+        dataset = ShardBatches(todo, extractor.encoders, config.batch_size)
+        loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
+        buffers: dict[str, _ShardBuffer] = {}
+        bar = tqdm(desc=f"extract rank {rank}" if world > 1 else "extract", unit="sample", disable=not progress)
+        bar.set_postfix(shards=f"0/{len(todo)}")
+        finished = 0
+        for item in loader:
+            if isinstance(item, Batch):
+                extractor.encode_batch(item, buffers.setdefault(item.shard, _ShardBuffer()))
+                samples += len(item.keys)
+                bar.update(len(item.keys))
+            else:
+                extractor.write_shard(out, item, buffers.pop(item.shard, _ShardBuffer()), {"rank": rank, "world_size": world})
+                finished += 1
+                bar.set_postfix(shards=f"{finished}/{len(todo)}")
+        bar.close()
+    elapsed = time.perf_counter() - start
+    run = {
+        "rank": rank,
+        "world_size": world,
+        "device": str(device),
+        "shards_processed": len(todo),
+        "shards_skipped": len(mine) - len(todo),
+        "samples": samples,
+        "elapsed_s": round(elapsed, 3),
+        "samples_per_s": round(samples / elapsed, 2) if elapsed > 0 else 0.0,
+    }
+    runs = _gather(run)
+    manifest = _write_manifest(out, shards, runs, extractor.metadata()) if rank == 0 or not launched else None
+    if launched:
+        dist.barrier()
+        dist.destroy_process_group()
+    mine_rows = sum(_read_meta(out / f"emb-{shard_name(s)}.parquet")["rows"] for s in mine)
+    if mine and mine_rows == 0:
+        raise InputError(f"no sample could be read from {len(mine)} shard(s) in {input}; see {out}/errors-*.jsonl")
+    return manifest or {"run": run}
