@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mmrec.encoders.base import Encoder, LoRALinear, TrainableConfig, add_lora
 from mmrec.errors import UsageError
 from mmrec.registry import Registry
@@ -36,14 +38,18 @@ def load_encoder(
     ``weights``: a local checkpoint (file or folder) to load; None = the family's offline default
     (random init, or the weights a package ships). ``trainable``: False = frozen; True = a projection
     head; a dict/:class:`TrainableConfig` adds LoRA or unfreezes the last N blocks. ``config``:
-    overrides of the architecture's config fields.
+    overrides of the architecture's config fields. Random initialisation is seeded, so one spec
+    gives the same weights in every process: ranks agree and a resumed job matches a clean one.
     """
     if not isinstance(spec, str):
         raise UsageError(f"encoder spec must be a string like 'open_clip:ViT-B-32', got {spec!r}")
     family, sep, model = spec.partition(":")
     if not sep or not model:
         raise UsageError(f"encoder spec {spec!r} must look like 'family:model'; families: {', '.join(ENCODERS.names())}")
-    encoder = ENCODERS.get(family)(model, weights=weights, trainable=trainable, config=config)
+    builder = ENCODERS.get(family)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        encoder = builder(model, weights=weights, trainable=trainable, config=config)
     return encoder.to(device) if device else encoder
 
 

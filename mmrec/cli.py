@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the chain on bundled SYNTHETIC sample data and report what each encoder recovers",
         description="Write sample data, embed every item with the image, text and speech encoders, and "
-        "report how well each modality's embeddings recover the planted topics (leave-one-out "
-        "nearest-neighbour accuracy vs chance).",
+        "report how well each modality's embeddings and their fusion recover the planted topics "
+        "(leave-one-out nearest-neighbour accuracy vs chance).",
     )
     p.add_argument("--out", default="demo-out", help="working folder (default demo-out)")
     p.add_argument("--items", type=_positive_int, default=240, help="number of sample items (default 240)")

@@ -168,7 +168,7 @@ def test_folder_of_only_bad_shards_exits_nonzero_with_message(tmp_path, capsys):
     with tarfile.open(data / "empty-000000.tar", "w"):
         pass
     assert main(["extract", "--input", str(data), "--out", str(tmp_path / "out"), *TINY, "--num-workers", "0"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mmrec:")]
     assert len(err) == 1 and err[0].startswith("mmrec: error: no sample could be read from 2 shard(s)")
 
 
