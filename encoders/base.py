@@ -11,6 +11,9 @@ unfreeze the backbone's last N blocks.
 made trainable encoder reproduces the frozen space and fine-tuning starts from the pretrained geometry.
 [I] LoRA is a 20-line module rather than a dependency on peft: it must wrap linear layers inside
 open_clip, transformers and torchaudio models alike without changing their classes or call signatures.
+It wraps plain ``nn.Linear`` layers only: open_clip ViTs keep their attention projections inside
+``nn.MultiheadAttention`` (whose fused path reads the weights directly), so there LoRA adapts the MLP
+layers; in transformers models it reaches the query/key/value projections too.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class TrainableConfig:
         if value is True:
             return cls()
         if isinstance(value, dict):
+            unknown = set(value) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise UsageError(f"unknown trainable option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
             return cls(**value)
         if isinstance(value, cls):
             return value
@@ -73,8 +79,8 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_a.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_b.weight)
         self.scale = alpha / rank
-        self.lora_a.to(base.weight.device)
-        self.lora_b.to(base.weight.device)
+        self.lora_a.to(base.weight.device, base.weight.dtype)
+        self.lora_b.to(base.weight.device, base.weight.dtype)
 
     @property
     def weight(self) -> torch.Tensor:  # some backbones read .weight of their linear layers directly
@@ -175,8 +181,13 @@ class Encoder(nn.Module):
         return next(self.parameters()).device
 
     def train(self, mode: bool = True) -> "Encoder":
-        # A frozen encoder stays in eval mode (no dropout, fixed norms) whatever its parent does.
-        return super().train(mode and self.trainable)
+        # A frozen backbone stays in eval mode (no dropout, no SpecAugment, fixed norms) whatever
+        # the parent module does; it trains only when LoRA or unfrozen blocks learn inside it.
+        cfg = getattr(self, "trainable_config", None)
+        super().train(mode and cfg is not None)
+        if cfg is not None and not (cfg.lora_rank or cfg.unfreeze_last):
+            self.backbone.train(False)
+        return self
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type != "cuda":
