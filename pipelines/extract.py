@@ -149,7 +149,8 @@ class Extractor:
             buffer.columns.setdefault(name, []).append(v.float().cpu())
             buffer.present.setdefault(name, []).append(present[name].cpu())
 
-    def write_shard(self, out: Path, end: ShardEnd, buffer: _ShardBuffer, stats: dict[str, Any]) -> None:
+    def write_shard(self, out: Path, end: ShardEnd, buffer: _ShardBuffer, stats: dict[str, Any]) -> int:
+        """Write the shard's errors file, then its Parquet file; returns the rows written."""
         errors_path = out / f"errors-{end.shard}.jsonl"
         if end.errors:
             with atomic_open(errors_path, "w", encoding="utf-8") as f:
@@ -167,6 +168,7 @@ class Extractor:
         schema = pa.schema(fields, metadata={"mmrec": json.dumps(meta), "model": json.dumps(meta["encoders"]), "dim": json.dumps(dims)})
         with atomic_path(out / f"emb-{end.shard}.parquet") as tmp:
             pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+        return len(buffer.keys)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -239,15 +241,17 @@ def extract(input: str | list[str], out: str | Path, config: ExtractConfig | Non
         buffers: dict[str, _ShardBuffer] = {}
         bar = tqdm(desc=f"extract rank {rank}" if world > 1 else "extract", unit="sample", disable=not progress)
         bar.set_postfix(shards=f"0/{len(todo)}")
-        finished = 0
+        finished = done_rows = 0
         for item in loader:
             if isinstance(item, Batch):
                 extractor.encode_batch(item, buffers.setdefault(item.shard, _ShardBuffer()))
                 samples += len(item.keys)
                 bar.update(len(item.keys))
             else:
-                extractor.write_shard(out, item, buffers.pop(item.shard, _ShardBuffer()), {"rank": rank, "world_size": world})
+                rows = extractor.write_shard(out, item, buffers.pop(item.shard, _ShardBuffer()), {"rank": rank, "world_size": world})
                 finished += 1
+                done_rows += rows + len(item.errors)
+                bar.total = round(done_rows / finished * len(todo))  # ETA from the shards done so far
                 bar.set_postfix(shards=f"{finished}/{len(todo)}")
         bar.close()
     elapsed = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """Reading webdataset shards for batch jobs: shard lists, per-rank splits and preprocessed batches.
 
 :class:`ShardBatches` is an ``IterableDataset`` for a ``DataLoader``: each worker takes whole shards
-(``shards[worker::num_workers]``), decodes and preprocesses their samples with the encoders'
+(webdataset's ``split_by_worker``), decodes and preprocesses their samples with the encoders'
 ``preprocess`` (CPU work, in parallel across workers), collates per-shard batches and ends every
 shard with a marker carrying the shard's errors. A sample is one item (``jpg|png|webp``, ``txt``,
 ``wav|flac|mp3``) or one live segment (``frame<i>.jpg``, ``comments.json``, ``speech.wav``), as in
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from mmrec.encoders import Encoder
 from mmrec.errors import InputError, UsageError
@@ -100,9 +100,9 @@ class ShardBatches(IterableDataset):
         self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[Batch | ShardEnd]:
-        info = get_worker_info()
-        mine = self.shards[info.id :: info.num_workers] if info else self.shards
-        for path in mine:
+        import webdataset as wds
+
+        for path in wds.split_by_worker(self.shards):
             yield from self._shard(path)
 
     def _shard(self, path: str) -> Iterator[Batch | ShardEnd]:
