@@ -43,14 +43,19 @@ def _gpu_available() -> bool:
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
-def kmeans(x: np.ndarray, k: int, *, niter: int = 20, seed: int = 0, gpu: bool | None = None) -> np.ndarray:
-    """Train ``k`` centroids on ``(n, d)`` vectors with FAISS; returns ``(k, d)`` float32."""
+def kmeans(
+    x: np.ndarray, k: int, *, niter: int = 20, nredo: int = 1, seed: int = 0, gpu: bool | None = None
+) -> np.ndarray:
+    """Train ``k`` centroids on ``(n, d)`` vectors with FAISS; returns ``(k, d)`` float32.
+
+    ``nredo`` restarts keep the lowest-error run (k-means is a local search).
+    """
     faiss = _faiss()
     x = check_vectors(x)
     if not 1 <= k <= x.shape[0]:
         raise UsageError(f"cannot make {k} clusters from {x.shape[0]} vectors; need 1 <= k <= n")
     gpu = _gpu_available() if gpu is None else gpu
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, gpu=gpu, max_points_per_centroid=x.shape[0], verbose=False)
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, gpu=gpu, max_points_per_centroid=x.shape[0], verbose=False)
     km.train(x)
     return km.centroids.copy()
 
