@@ -21,6 +21,7 @@ from PIL import Image
 from mmrec.cli import main
 from mmrec.encoders import load_encoder
 from mmrec.pipelines.extract import extract
+from mmrec.testing import with_cuda
 
 TINY = ["--image", "open_clip:tiny", "--text", "hf-text:tiny", "--audio", "speech:tiny"]
 TINY_KW = {"image": "open_clip:tiny", "text": "hf-text:tiny", "audio": "speech:tiny"}
@@ -178,3 +179,14 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["extract", "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--image", "none", "--text", "none", "--audio", "none"]) == 2
     assert main(["extract", "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--shard-id", "3", "--num-shards", "2"]) == 2
     assert main(["extract", "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--fuse", "magic"]) == 2
+
+
+@with_cuda
+def test_cuda_extraction_agrees_with_cpu(sample_dir, tmp_path):
+    pattern = str(sample_dir / "items-000000.tar")
+    extract(pattern, tmp_path / "cpu", **TINY_KW, device="cpu", num_workers=0, progress=False)
+    manifest = extract(pattern, tmp_path / "gpu", **TINY_KW, device="cuda", num_workers=1, progress=False)
+    assert manifest["runs"][0]["device"].startswith("cuda")
+    a = np.asarray(pq.read_table(tmp_path / "cpu/emb-items-000000.parquet").column("fused").to_pylist())
+    b = np.asarray(pq.read_table(tmp_path / "gpu/emb-items-000000.parquet").column("fused").to_pylist())
+    assert (a * b).sum(1).min() > 0.98
