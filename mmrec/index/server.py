@@ -1,0 +1,170 @@
+"""A small HTTP search API over a loaded index (stdlib ``ThreadingHTTPServer``), loopback by default.
+
+- ``GET /health`` → ``{"status": "ok", "kind", "n", "dim", "metric"}``
+- ``POST /search`` with ``{"vectors": [[...], ...], "k": 10}`` or ``{"keys": ["item-1", ...], "k": 10}``
+  → ``{"results": [[{"key", "row", "score"}, ...] per query], "k", "took_ms"}``
+
+Every failure answers JSON ``{"error": "..."}`` with a 4xx code and the server keeps serving:
+400 malformed JSON or a body that is not an object, 404 unknown path, 411 no Content-Length,
+413 a body over ``max_body_bytes`` or a batch over ``max_batch`` queries, 422 a well-formed request
+that cannot be answered (wrong dimension, non-numeric or non-finite values, unknown keys, bad ``k``).
+Searches run concurrently (one thread per connection); FAISS CPU indexes and the tree are read-only
+while serving.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrec.errors import UsageError
+from mmrec.index.api import load_index, search_index
+from mmrec.index.base import BaseIndex
+
+
+@dataclass
+class ServerConfig:
+    """Where to listen and what to accept."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_batch: int = 256
+    max_k: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"port must be in 0..65535, got {self.port}")
+        if self.max_body_bytes < 1 or self.max_batch < 1 or self.max_k < 1:
+            raise UsageError("max_body_bytes, max_batch and max_k must be >= 1")
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    timeout = 30  # seconds a client may stall mid-request before its connection is dropped
+    server: "IndexServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # no per-request lines on stderr
+        return
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") != "/health":
+            self._send(404, {"error": f"no such path {self.path!r}; use GET /health or POST /search"})
+            return
+        index = self.server.index
+        self._send(200, {"status": "ok", "kind": index.kind, "n": index.n, "dim": index.dim, "metric": index.metric})
+
+    def do_POST(self) -> None:
+        try:
+            if self.path.rstrip("/") != "/search":
+                self.close_connection = True  # the body is not read
+                raise _Reject(404, f"no such path {self.path!r}; use POST /search")
+            self._send(200, self._search(self._read_json()))
+        except _Reject as err:
+            self._send(err.status, {"error": str(err)})
+
+    def _read_json(self) -> dict[str, Any]:
+        limit = self.server.config.max_body_bytes
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            raise _Reject(411, "a Content-Length header is required")
+        if int(length) > limit:
+            self.close_connection = True  # the body is left unread
+            raise _Reject(413, f"body of {length} bytes is over the limit of {limit}")
+        try:
+            body = json.loads(self.rfile.read(int(length)))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise _Reject(400, f"malformed JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise _Reject(400, "the body must be a JSON object")
+        return body
+
+    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        config, index = self.server.config, self.server.index
+        k = body.get("k", 10)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
+            raise _Reject(422, f"k must be an integer in 1..{config.max_k}, got {k!r}")
+        if ("vectors" in body) == ("keys" in body):
+            raise _Reject(422, "give exactly one of 'vectors' or 'keys'")
+        batch = body.get("vectors", body.get("keys"))
+        if not isinstance(batch, list) or not batch:
+            raise _Reject(422, "'vectors' / 'keys' must be a non-empty list")
+        if len(batch) > config.max_batch:
+            raise _Reject(413, f"batch of {len(batch)} queries is over the limit of {config.max_batch}")
+        start = time.perf_counter()
+        try:
+            if "keys" in body:
+                if not all(isinstance(key, str) for key in batch):
+                    raise _Reject(422, "'keys' must be a list of strings")
+                results = search_index(index, keys=batch, k=k)
+            else:
+                try:
+                    vectors = np.asarray(batch, dtype=np.float32)
+                except (TypeError, ValueError):
+                    raise _Reject(422, "'vectors' must be a list of equal-length lists of numbers") from None
+                if vectors.ndim != 2:
+                    raise _Reject(422, f"'vectors' must be a list of lists of numbers, got shape {vectors.shape}")
+                results = search_index(index, vectors, k=k)
+        except UsageError as err:
+            raise _Reject(422, str(err)) from None
+        return {"results": results, "k": k, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+
+class IndexServer(ThreadingHTTPServer):
+    """The HTTP server bound to one index; ``serve_forever()`` runs it, ``shutdown()`` stops it."""
+
+    daemon_threads = True
+
+    def __init__(self, index: BaseIndex, config: ServerConfig) -> None:
+        self.index = index
+        self.config = config
+        try:
+            super().__init__((config.host, config.port), _Handler)
+        except OSError as err:
+            raise UsageError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}") from None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def make_server(index: BaseIndex | str | Path, config: ServerConfig | None = None, **overrides: Any) -> IndexServer:
+    """A bound, not yet running server for an index object or folder (port 0: any free port)."""
+    config = ServerConfig(**{**(config.__dict__ if config else {}), **overrides})
+    if not isinstance(index, BaseIndex):
+        index = load_index(index)
+    return IndexServer(index, config)
+
+
+def serve_index(index: BaseIndex | str | Path, *, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = 4 * 1024 * 1024, max_batch: int = 256) -> None:
+    """Serve until interrupted (blocking)."""
+    server = make_server(index, host=host, port=port, max_body_bytes=max_body_bytes, max_batch=max_batch)
+    print(f"mmrec index serve: {server.index.kind} index, {server.index.n} vectors, on {server.url} (POST /search, GET /health)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

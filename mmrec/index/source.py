@@ -1,0 +1,179 @@
+"""Vectors to index, read in batches: the Parquet files of ``mmrec extract`` or an in-memory array.
+
+A Parquet source is a folder (its ``emb-*.parquet``), one file, a glob or a list of files, each with a
+string ``key`` column and a fixed-size-list float column (``fused``, ``image``, ``text``, ``audio`` or
+any other). Files are read row group by row group, so memory is the batch size, not the input size.
+Rows whose vector is null (a modality the sample lacked) are skipped and counted; a NaN or infinite
+vector is an error that names the file and the key. Index row ids are positions in the stream of
+non-null rows, in file order.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmrec.errors import UsageError
+from mmrec.quantization.kmeans import check_vectors
+
+BATCH_ROWS = 65536
+
+
+@dataclass
+class Batch:
+    """``keys`` (m,) strings and ``vectors`` (m, d) contiguous float32 of consecutive index rows."""
+
+    keys: pa.Array
+    vectors: np.ndarray
+
+
+def _parquet_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    files: list[Path] = []
+    for s in map(str, specs):
+        if os.path.isdir(s):
+            found = sorted(Path(s).glob("emb-*.parquet"))
+            if not found:
+                raise UsageError(f"no emb-*.parquet files in folder {s}")
+            files += found
+        elif glob.has_magic(s):
+            files += sorted(Path(p) for p in glob.glob(s))
+        elif os.path.isfile(s):
+            files.append(Path(s))
+        else:
+            raise UsageError(f"embeddings not found: {s}")
+    if not files:
+        raise UsageError(f"no Parquet files match {spec!r}")
+    return list(dict.fromkeys(files))
+
+
+def _column_dim(path: Path, column: str) -> int:
+    schema = pq.read_schema(path)
+    if "key" not in schema.names:
+        raise UsageError(f"{path}: no 'key' column (columns: {', '.join(schema.names)})")
+    if column not in schema.names:
+        vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
+        raise UsageError(f"{path}: no column {column!r}; vector columns here: {', '.join(vectors) or '(none)'}")
+    kind = schema.field(column).type
+    if not (pa.types.is_fixed_size_list(kind) and pa.types.is_floating(kind.value_type)):
+        raise UsageError(f"{path}: column {column!r} is {kind}, expected a fixed-size list of floats")
+    return kind.list_size
+
+
+class EmbeddingSource:
+    """Batches of ``(keys, vectors)`` from Parquet files or an array; :func:`open_source` makes one."""
+
+    def __init__(self, *, dim: int, column: str, files: list[Path] | None = None, array: np.ndarray | None = None, keys: pa.Array | None = None) -> None:
+        self.dim = dim
+        self.column = column
+        self.files = files or []
+        self._array = array
+        self._keys = keys
+        self.skipped_null = 0  # null vectors passed over by the last full read
+
+    @property
+    def max_rows(self) -> int:
+        """Rows in the input, nulls included (from the Parquet footers)."""
+        if self._array is not None:
+            return len(self._array)
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+
+    def describe(self) -> dict:
+        """What was read, for ``index.json``."""
+        if self._array is not None:
+            return {"type": "array", "rows": len(self._array), "column": self.column}
+        return {"type": "parquet", "files": [str(f.resolve()) for f in self.files], "column": self.column}
+
+    def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
+        """Every non-null row once, in order, ``batch_rows`` at most per batch."""
+        self.skipped_null = 0
+        if self._array is not None:
+            for start in range(0, len(self._array), batch_rows):
+                yield Batch(self._keys[start : start + batch_rows], self._array[start : start + batch_rows])
+            return
+        for path in self.files:
+            for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["key", self.column]):
+                col, keys = rb.column(self.column), rb.column("key")
+                if col.null_count:
+                    valid = col.is_valid()
+                    self.skipped_null += col.null_count
+                    col, keys = col.filter(valid), keys.filter(valid)
+                if len(col) == 0:
+                    continue
+                vectors = np.ascontiguousarray(np.asarray(col.flatten()).reshape(-1, self.dim), dtype=np.float32)
+                bad = ~np.isfinite(vectors).all(axis=1)
+                if bad.any():
+                    raise UsageError(f"{path}: column {self.column!r} of key {keys[int(np.argmax(bad))].as_py()!r} has NaN or inf")
+                yield Batch(keys.cast(pa.string()), vectors)
+
+
+def open_source(
+    data: str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray,
+    *,
+    column: str = "fused",
+    keys: Sequence[str] | None = None,
+    key_offset: int = 0,
+    dim: int | None = None,
+) -> EmbeddingSource:
+    """An :class:`EmbeddingSource` over Parquet files (folder, file, glob, list) or an ``(n, d)`` array.
+
+    For an array, ``keys`` name its rows (default: their index row numbers, ``key_offset + i``).
+    ``dim`` checks the vectors' dimension (adding to an existing index).
+    """
+    if isinstance(data, (str, os.PathLike)) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike))):
+        if keys is not None:
+            raise UsageError("keys= is for array input; Parquet input carries its own 'key' column")
+        files = _parquet_files(data)
+        dims = {f: _column_dim(f, column) for f in files}
+        if len(set(dims.values())) > 1:
+            raise UsageError(f"column {column!r} has different dims across files: {sorted(set(dims.values()))}")
+        found = next(iter(dims.values()))
+        if dim is not None and found != dim:
+            raise UsageError(f"column {column!r} has dim {found}, the index has dim {dim}")
+        source = EmbeddingSource(dim=found, column=column, files=files)
+        if source.max_rows == 0:
+            raise UsageError(f"no rows in {len(files)} Parquet file(s) of {data!r}")
+        return source
+    array = check_vectors(data, dim=dim)
+    if keys is None:
+        key_array = pa.array([str(key_offset + i) for i in range(len(array))], pa.string())
+    else:
+        key_array = pa.array(list(keys), pa.string())
+        if len(key_array) != len(array):
+            raise UsageError(f"got {len(key_array)} keys for {len(array)} vectors")
+    return EmbeddingSource(dim=array.shape[1], column=column, array=array, keys=key_array)
+
+
+def sample_rows(source: EmbeddingSource, size: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """A uniform sample of ``size`` rows in one streaming pass: ``(rows (s,), vectors (s, d), n)``.
+
+    Each row draws a random key and the ``size`` smallest keys are kept (bottom-k sampling), so memory
+    is ``size`` vectors. Rows come back in key order (a random order); ``n`` counts the non-null rows.
+    """
+    rng = np.random.default_rng(seed)
+    keep_u = np.empty(0)
+    keep_rows = np.empty(0, dtype=np.int64)
+    keep_vec = np.empty((0, source.dim), dtype=np.float32)
+    n = 0
+    for batch in source.batches():
+        m = len(batch.vectors)
+        u = rng.random(m)
+        take = np.flatnonzero(u < keep_u.max()) if len(keep_u) >= size else np.arange(m)
+        keep_u = np.concatenate([keep_u, u[take]])
+        keep_rows = np.concatenate([keep_rows, n + take])
+        keep_vec = np.concatenate([keep_vec, batch.vectors[take]])
+        if len(keep_u) > size:
+            best = np.argpartition(keep_u, size)[:size]
+            keep_u, keep_rows, keep_vec = keep_u[best], keep_rows[best], keep_vec[best]
+        n += m
+    if n == 0:
+        raise UsageError(f"no non-null vectors in column {source.column!r} ({source.skipped_null} null rows)")
+    order = np.argsort(keep_u, kind="stable")
+    return keep_rows[order], np.ascontiguousarray(keep_vec[order]), n

@@ -1,0 +1,461 @@
+"""MISS index tree: recursive balanced k-means over item embeddings, TDM-style node scorers, beam search.
+
+MISS (arXiv 2508.14515) retrieves with an index tree built over multimodal item embeddings, in the
+manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
+
+- **Tree.** The items are split into ``branching`` equal-size clusters by balanced k-means
+  (:func:`mmrec.quantization.kmeans.balanced_kmeans`), each cluster again, down to single items. With
+  ``L = ⌈log_b n⌉`` levels, every node above level ``L-1`` holds more than ``b`` items and every node at
+  level ``L-1`` at most ``b``, so all leaves (items) sit at level ``L``. An inner node's embedding is the
+  mean of the embeddings of the items below it. Children of a node are contiguous, so a level is an
+  embedding matrix plus an ``offsets`` array into the next level.
+- **Node scorer.** :class:`NodeScorer` scores (user, node) pairs: projections of the user vector and the
+  node embedding, a level embedding, their product, and optionally the user's interest in the node
+  from MM-GSU + target attention over the lifelong history (:mod:`mmrec.index.gsu`). Trained with binary
+  cross-entropy, TDM-style: for a (user, positive item) pair, the item's ancestor at every level is a
+  positive and ``negatives`` nodes drawn uniformly from the rest of that level are negatives.
+- **Beam search.** Level by level, the children of the ``beam`` best nodes are scored and the ``beam``
+  best kept; at the leaf level the best ``k`` items are returned. :meth:`IndexTree.search` scores nodes
+  by inner product (or −L2) with a query vector (retrieval by embedding, tuned to a recall target like
+  the FAISS indexes); :meth:`IndexTree.recommend` scores them with the trained scorer.
+
+[I] Decided here: Co-GSU needs ID embeddings, which tree nodes do not have, so the node scorer uses
+MM-GSU only (Co-GSU serves item targets, :class:`mmrec.index.gsu.LifelongInterest`); the tree is built
+once from all vectors (it needs them in memory) and does not support ``add`` — rebuild it instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mmrec
+from mmrec.errors import UsageError
+from mmrec.index.base import BaseIndex, check_unique, read_info
+from mmrec.index.exact import METRICS, exact_knn, faiss_module
+from mmrec.index.gsu import TargetAttention, gather_behaviours, gsu_topk
+from mmrec.index.source import open_source
+from mmrec.index.tune import measure, tune
+from mmrec.io import atomic_path
+from mmrec.quantization.kmeans import balanced_kmeans, check_vectors
+
+TREE_FILE = "tree.safetensors"
+SCORER_FILE = "scorer.safetensors"
+CHUNK_FLOATS = 1 << 24  # gathered candidate embeddings per beam-search chunk (64 MB of float32)
+
+
+@dataclass
+class TreeConfig:
+    """How to build the tree and tune its beam for ``search`` by vector."""
+
+    branching: int = 16
+    niter: int = 10  # balanced k-means iterations per split
+    metric: str = "ip"
+    target_recall: float = 0.95
+    k: int = 10
+    n_queries: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.branching < 2:
+            raise UsageError(f"branching must be >= 2, got {self.branching}")
+        if self.metric not in METRICS:
+            raise UsageError(f"unknown metric {self.metric!r}; use one of {', '.join(METRICS)}")
+        if not 0 < self.target_recall <= 1:
+            raise UsageError(f"target_recall must be in (0, 1], got {self.target_recall}")
+        if self.k < 1 or self.n_queries < 1 or self.niter < 0:
+            raise UsageError(f"k and n_queries must be >= 1 and niter >= 0, got {self.k}, {self.n_queries}, {self.niter}")
+
+
+SMALL_SPLIT = 50_000  # points below which a split runs on one FAISS thread
+
+
+@contextlib.contextmanager
+def _one_faiss_thread(small: bool) -> Iterator[None]:
+    """Run FAISS on one OpenMP thread: for a small k-means, thread start-up and barriers cost more
+    than the work (100x slower measured on a loaded 2-core box)."""
+    if not small:
+        yield
+        return
+    faiss = faiss_module()
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 0, progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Tree over ``x`` (n, d): ``(embeddings per level 1..L, offsets per level 0..L-1, items (n,))``.
+
+    ``offsets[l][j]:offsets[l][j+1]`` are the children (at level l+1) of node j of level l (level 0 is
+    the root); leaf j of level L is item row ``items[j]``.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(x)
+    depth = max(1, math.ceil(math.log(n, branching) - 1e-9)) if n > 1 else 1
+    groups = [np.arange(n)]
+    embeddings, offsets = [], []
+    bar = tqdm(total=depth, desc="tree levels", disable=not progress)
+    for _ in range(depth - 1):
+        children, starts = [], [0]
+        for group in groups:
+            k = min(branching, len(group))
+            with _one_faiss_thread(len(group) < SMALL_SPLIT):
+                _, labels = balanced_kmeans(x[group], k, niter=niter, seed=seed)
+            children += [group[labels == c] for c in range(labels.max() + 1)]
+            starts.append(len(children))
+        embeddings.append(np.stack([x[g].mean(0) for g in children]).astype(np.float32))
+        offsets.append(np.asarray(starts, dtype=np.int64))
+        groups = children
+        bar.update()
+    items = np.concatenate(groups)
+    offsets.append(np.cumsum([0] + [len(g) for g in groups]).astype(np.int64))
+    embeddings.append(np.ascontiguousarray(x[items]))
+    bar.update()
+    bar.close()
+    return embeddings, offsets, items
+
+
+class NodeScorer(nn.Module):
+    """Logit of "the user wants something under this node": (user (B, du), nodes (B, C, d)) -> (B, C)."""
+
+    def __init__(self, user_dim: int, node_dim: int, levels: int, *, hidden: int = 64, history_k: int = 0) -> None:
+        super().__init__()
+        self.history_k = history_k
+        self.user = nn.Linear(user_dim, hidden)
+        self.node = nn.Linear(node_dim, hidden)
+        self.level = nn.Embedding(levels, hidden)
+        self.esu = TargetAttention(node_dim, hidden) if history_k else None
+        self.interest = nn.Linear(node_dim, hidden) if history_k else None
+        self.mlp = nn.Sequential(nn.Linear((5 if history_k else 3) * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(
+        self,
+        user: torch.Tensor,  # (B, du)
+        nodes: torch.Tensor,  # (B, C, d)
+        level: torch.Tensor,  # (C,) level index (0 = level 1) of each candidate
+        history: torch.Tensor | None = None,  # (B, T, d) multimodal embeddings of the user's behaviours
+        mask: torch.Tensor | None = None,  # (B, T)
+    ) -> torch.Tensor:
+        u = self.user(user)[:, None, :].expand(-1, nodes.shape[1], -1)  # (B, C, H)
+        e = self.node(nodes) + self.level(level)[None]  # (B, C, H)
+        feats = [u, e, u * e]
+        if self.esu is not None:
+            if history is None:
+                raise UsageError("this scorer was trained with histories (MM-GSU); pass histories=")
+            index, valid = gsu_topk(nodes, history, self.history_k, mask)  # (B, C, k)
+            interest = self.interest(self.esu(nodes, gather_behaviours(history, index), valid))  # (B, C, H)
+            feats += [interest, interest * e]
+        return self.mlp(torch.cat(feats, dim=-1)).squeeze(-1)  # (B, C)
+
+
+class IndexTree(BaseIndex):
+    """The MISS index tree over keyed item vectors; ``search`` by vector, ``recommend`` by user."""
+
+    kind = "tree"
+    param_name = "beam"
+
+    def __init__(self, embeddings: list[np.ndarray], offsets: list[np.ndarray], items: np.ndarray, keys: pa.Array, info: dict[str, Any]) -> None:
+        super().__init__(keys, info)
+        self.embeddings = embeddings
+        self.offsets = offsets
+        self.items = items
+        self.leaf_of = np.empty(len(items), dtype=np.int64)
+        self.leaf_of[items] = np.arange(len(items))
+        self.width = max(int(np.diff(o).max()) for o in offsets)
+        self.scorer: NodeScorer | None = None
+        self._norms: list[np.ndarray] | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self.embeddings)
+
+    def node_counts(self) -> list[int]:
+        """Nodes per level, level 1 (the root's children) to level L (the items)."""
+        return [len(e) for e in self.embeddings]
+
+    # -- beam search ------------------------------------------------------------------------
+    def _beam(self, n: int, k: int, beam: int, score: Callable[[int, np.ndarray, slice], np.ndarray], chunk: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Layer-wise beam search for ``n`` queries; ``score(level, nodes (q, C), query slice)``."""
+        out_s = np.full((n, k), -np.inf, dtype=np.float32)
+        out_r = np.full((n, k), -1, dtype=np.int64)
+        scored = 0
+        for start in range(0, n, chunk):
+            part = slice(start, min(n, start + chunk))
+            q = part.stop - part.start
+            cand = np.broadcast_to(np.arange(len(self.embeddings[0])), (q, len(self.embeddings[0])))
+            for level in range(self.depth):
+                valid = cand >= 0
+                scored += int(valid.sum())
+                s = np.where(valid, score(level, np.where(valid, cand, 0), part), -np.inf).astype(np.float32)
+                keep = min(k if level == self.depth - 1 else beam, s.shape[1])
+                top = np.argpartition(-s, keep - 1, axis=1)[:, :keep] if keep < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), (q, s.shape[1]))
+                top_s = np.take_along_axis(s, top, 1)
+                order = np.argsort(-top_s, axis=1, kind="stable")
+                sel, sel_s = np.take_along_axis(cand, np.take_along_axis(top, order, 1), 1), np.take_along_axis(top_s, order, 1)
+                sel = np.where(np.isfinite(sel_s), sel, -1)
+                if level == self.depth - 1:
+                    out_s[part, :keep], out_r[part, :keep] = sel_s, np.where(sel >= 0, self.items[np.maximum(sel, 0)], -1)
+                    break
+                lo = self.offsets[level + 1][np.maximum(sel, 0)]
+                hi = np.where(sel >= 0, self.offsets[level + 1][np.maximum(sel, 0) + 1], lo)
+                kids = lo[..., None] + np.arange(self.width)  # (q, keep, width)
+                cand = np.where(kids < hi[..., None], kids, -1).reshape(q, -1)
+        return out_s, out_r, scored / max(n, 1)
+
+    def _ip_score(self, queries: np.ndarray) -> Callable[[int, np.ndarray, slice], np.ndarray]:
+        if self.metric == "l2" and self._norms is None:
+            self._norms = [(e * e).sum(1) for e in self.embeddings]
+
+        def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
+            emb = self.embeddings[level][nodes]  # (q, C, d)
+            dots = np.matmul(emb, queries[part][:, :, None])[..., 0]  # (q, C)
+            return dots if self.metric == "ip" else 2 * dots - self._norms[level][nodes] - (queries[part] ** 2).sum(1)[:, None]
+
+        return score
+
+    def _chunk(self, beam: int) -> int:
+        return max(1, CHUNK_FLOATS // (max(beam, len(self.embeddings[0])) * self.width * self.dim))
+
+    def search_with_count(self, queries: np.ndarray, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(scores, rows, nodes scored per query)`` of a beam search by vector similarity."""
+        queries = check_vectors(queries, name="queries", dim=self.dim)
+        if k < 1:
+            raise UsageError(f"k must be >= 1, got {k}")
+        beam = beam or int(self.info["search_params"]["beam"])
+        return self._beam(len(queries), k, beam, self._ip_score(queries), self._chunk(beam))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows, _ = self.search_with_count(queries, k)
+        return scores, rows
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.embeddings[-1][self.leaf_of[np.asarray(rows, dtype=np.int64)]]
+
+    def param_grid(self) -> list[int]:
+        widest = max(len(e) for e in self.embeddings[:-1]) if self.depth > 1 else 1
+        return [2**i for i in range(max(widest, 1).bit_length()) if 2**i < widest] + [widest]
+
+    def set_param(self, value: int) -> None:
+        self.info.setdefault("search_params", {})["beam"] = int(value)
+
+    # -- node scorer (TDM-style) ------------------------------------------------------------
+    def ancestors(self, rows: np.ndarray) -> np.ndarray:
+        """Node index at every level (columns 0..L-1 = levels 1..L) of the items at ``rows``: (r, L)."""
+        nodes = np.empty((len(rows), self.depth), dtype=np.int64)
+        nodes[:, -1] = self.leaf_of[np.asarray(rows, dtype=np.int64)]
+        for level in range(self.depth - 1, 0, -1):
+            nodes[:, level - 1] = np.searchsorted(self.offsets[level], nodes[:, level], side="right") - 1
+        return nodes
+
+    def _gather(self, nodes: np.ndarray, levels: np.ndarray) -> torch.Tensor:
+        """Embeddings (B, C, d) of nodes (B, C) whose column c lives at level ``levels[c]``."""
+        out = np.empty((*nodes.shape, self.dim), dtype=np.float32)
+        for level in np.unique(levels):
+            cols = levels == level
+            out[:, cols] = self.embeddings[level][nodes[:, cols]]
+        return torch.from_numpy(out)
+
+    def fit_scorer(
+        self,
+        users: np.ndarray,
+        user_index: np.ndarray,
+        item_rows: np.ndarray,
+        *,
+        histories: np.ndarray | None = None,
+        history_mask: np.ndarray | None = None,
+        history_k: int = 20,
+        negatives: int = 8,
+        epochs: int = 5,
+        batch_size: int = 256,
+        lr: float = 1e-2,
+        hidden: int = 64,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> list[float]:
+        """Train the node scorer on (user, positive item) pairs; returns the mean loss per epoch.
+
+        ``users`` (U, du) user vectors; pair p is user ``user_index[p]`` and item row ``item_rows[p]``.
+        ``histories`` (U, T, d) multimodal embeddings of each user's behaviours (with ``history_mask``
+        (U, T)) turn on MM-GSU + target attention in the scorer.
+        """
+        from tqdm.auto import tqdm
+
+        users = check_vectors(users, name="users")
+        user_index, item_rows = np.asarray(user_index, dtype=np.int64), np.asarray(item_rows, dtype=np.int64)
+        if len(user_index) != len(item_rows) or len(user_index) == 0:
+            raise UsageError(f"need as many user_index as item_rows (and at least one), got {len(user_index)} and {len(item_rows)}")
+        if user_index.min() < 0 or user_index.max() >= len(users) or item_rows.min() < 0 or item_rows.max() >= self.n:
+            raise UsageError("user_index or item_rows out of range")
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        hist = None if histories is None else torch.as_tensor(check_vectors(np.asarray(histories).reshape(-1, self.dim), name="histories").reshape(len(users), -1, self.dim))
+        hmask = None if hist is None else torch.as_tensor(np.ones(hist.shape[:2], bool) if history_mask is None else np.asarray(history_mask, bool))
+        self.scorer = NodeScorer(users.shape[1], self.dim, self.depth, hidden=hidden, history_k=history_k if hist is not None else 0)
+        opt = torch.optim.Adam(self.scorer.parameters(), lr=lr)
+        sizes = np.array(self.node_counts())
+        levels = np.repeat(np.arange(self.depth), 1 + negatives)  # (C,)
+        labels = torch.tensor(np.tile([1.0] + [0.0] * negatives, self.depth), dtype=torch.float32)
+        anc = self.ancestors(item_rows)  # (P, L)
+        losses = []
+        self.scorer.train()
+        for _ in tqdm(range(epochs), desc="tree scorer", disable=not progress):
+            total, steps = 0.0, 0
+            for batch in np.array_split(rng.permutation(len(item_rows)), max(1, len(item_rows) // batch_size)):
+                pos = anc[batch]  # (B, L)
+                neg = rng.integers(0, np.maximum(sizes - 1, 1), size=(len(batch), negatives, self.depth))  # (B, neg, L)
+                neg = neg + (neg >= pos[:, None, :]) * (sizes > 1)  # uniform over the level minus the positive
+                nodes = np.concatenate([pos[:, None, :], neg], axis=1).transpose(0, 2, 1).reshape(len(batch), -1)  # (B, C)
+                u = user_index[batch]
+                logits = self.scorer(
+                    torch.from_numpy(users[u]),
+                    self._gather(nodes, levels),
+                    torch.from_numpy(levels),
+                    None if hist is None else hist[u],
+                    None if hmask is None else hmask[u],
+                )
+                loss = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total, steps = total + loss.item(), steps + 1
+            losses.append(total / steps)
+        self.scorer.eval()
+        self.info["scorer"] = {"user_dim": users.shape[1], "hidden": hidden, "history_k": self.scorer.history_k, "negatives": negatives, "epochs": epochs, "losses": [round(v, 5) for v in losses]}
+        return losses
+
+    def recommend(
+        self, users: np.ndarray, k: int, *, beam: int = 32, histories: np.ndarray | None = None, history_mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items per user by beam search with the trained scorer: ``(logits, rows)``."""
+        if self.scorer is None:
+            raise UsageError("no node scorer: call fit_scorer(...) first, or load a tree saved with one")
+        users = check_vectors(users, name="users", dim=self.scorer.user.in_features)
+        hist = None if histories is None else torch.as_tensor(np.asarray(histories, dtype=np.float32))
+        hmask = None if hist is None else torch.as_tensor(np.ones(hist.shape[:2], bool) if history_mask is None else np.asarray(history_mask, bool))
+
+        def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
+            with torch.no_grad():
+                return self.scorer(
+                    torch.from_numpy(users[part]),
+                    torch.from_numpy(self.embeddings[level][nodes]),
+                    torch.full((nodes.shape[1],), level, dtype=torch.long),
+                    None if hist is None else hist[part],
+                    None if hmask is None else hmask[part],
+                ).numpy()
+
+        scores, rows, _ = self._beam(len(users), k, beam, score, self._chunk(beam))
+        return scores, rows
+
+    # -- build, save, load ------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        data: Any,
+        out: str | Path | None = None,
+        config: TreeConfig | dict | None = None,
+        *,
+        column: str = "fused",
+        keys: Sequence[str] | None = None,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> "IndexTree":
+        """Build the tree over Parquet embeddings or an ``(n, d)`` array, tune its beam, save to ``out``."""
+        base = asdict(config) if isinstance(config, TreeConfig) else dict(config or {})
+        config = TreeConfig(**{**base, **overrides})
+        start = time.perf_counter()
+        source = open_source(data, column=column, keys=keys)
+        batches = list(source.batches())
+        if not batches:
+            raise UsageError(f"no non-null vectors in column {column!r}")
+        x = np.concatenate([b.vectors for b in batches])
+        all_keys = pa.concat_arrays([b.keys for b in batches]).cast(pa.string())
+        del batches
+        check_unique(all_keys)
+        embeddings, offsets, items = build_levels(x, config.branching, niter=config.niter, seed=config.seed, progress=progress)
+        built_s = time.perf_counter() - start
+        info: dict[str, Any] = {
+            "kind": "tree",
+            "metric": config.metric,
+            "dim": x.shape[1],
+            "n": len(x),
+            "column": column,
+            "source": source.describe(),
+            "skipped_null_rows": source.skipped_null,
+            "config": asdict(config),
+            "depth": len(embeddings),
+            "nodes_per_level": [len(e) for e in embeddings],
+            "nodes": int(sum(len(e) for e in embeddings)),
+            "search_params": {"beam": max(1, math.ceil(config.k / config.branching))},
+            "mmrec_version": mmrec.__version__,
+        }
+        tree = cls(embeddings, offsets, items, all_keys, info)
+        rng = np.random.default_rng(config.seed)
+        query_rows = np.sort(rng.choice(len(x), size=min(config.n_queries, len(x)), replace=False))
+        queries = x[query_rows]
+        blocks = (x[i : i + 65536] for i in range(0, len(x), 65536))
+        truth = exact_knn(blocks, queries, config.k, metric=config.metric, exclude=query_rows)[1]
+        del x
+        t = time.perf_counter()
+        info["tuning"] = tune(tree, queries, truth, k=config.k, target=config.target_recall, exclude=query_rows)
+        info["measured"] = {**measure(tree, queries, truth, ks=(1, config.k), exclude=query_rows), "k": config.k, "n_at_measure": tree.n}
+        info["times"] = {"tree_s": round(built_s, 3), "tune_s": round(time.perf_counter() - t, 3), "build_s": round(time.perf_counter() - start, 3)}
+        if out is not None:
+            tree.save(out)
+        return tree
+
+    def add(self, data: Any, **_: Any) -> dict[str, Any]:
+        raise UsageError("the MISS tree does not support add: rebuild it over the old and new embeddings")
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``tree.safetensors`` (+ ``scorer.safetensors``), ``ids.parquet`` and ``index.json``."""
+        from safetensors.numpy import save_file
+        from safetensors.torch import save_file as save_torch
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"items": self.items}
+        for level, (emb, off) in enumerate(zip(self.embeddings, self.offsets)):
+            tensors[f"level{level + 1}.embeddings"] = emb
+            tensors[f"level{level}.offsets"] = off
+        with atomic_path(folder / TREE_FILE) as tmp:
+            save_file(tensors, str(tmp))
+        if self.scorer is not None:
+            with atomic_path(folder / SCORER_FILE) as tmp:
+                save_torch(self.scorer.state_dict(), str(tmp))
+        self._write_common(folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "IndexTree":
+        from safetensors.numpy import load_file
+        from safetensors.torch import load_file as load_torch
+
+        folder = Path(folder)
+        info = read_info(folder)
+        if info.get("kind") != "tree":
+            raise UsageError(f"{folder} holds a {info.get('kind')!r} index, not a tree")
+        tensors = load_file(str(folder / TREE_FILE))
+        depth = info["depth"]
+        embeddings = [tensors[f"level{level}.embeddings"] for level in range(1, depth + 1)]
+        offsets = [tensors[f"level{level}.offsets"] for level in range(depth)]
+        tree = cls(embeddings, offsets, tensors["items"], cls._read_keys(folder, len(tensors["items"])), info)
+        if "scorer" in info:
+            s = info["scorer"]
+            tree.scorer = NodeScorer(s["user_dim"], tree.dim, depth, hidden=s["hidden"], history_k=s["history_k"])
+            tree.scorer.load_state_dict(load_torch(str(folder / SCORER_FILE)))
+            tree.scorer.eval()
+        return tree
