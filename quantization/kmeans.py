@@ -55,7 +55,8 @@ def kmeans(
     if not 1 <= k <= x.shape[0]:
         raise UsageError(f"cannot make {k} clusters from {x.shape[0]} vectors; need 1 <= k <= n")
     gpu = _gpu_available() if gpu is None else gpu
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, gpu=gpu, max_points_per_centroid=x.shape[0], verbose=False)
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, gpu=gpu, max_points_per_centroid=x.shape[0],
+                        min_points_per_centroid=1, verbose=False)  # no "please provide more points" warning
     km.train(x)
     return km.centroids.copy()
 
