@@ -234,3 +234,78 @@ def test_out_must_be_a_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="file"):
         write_sample_data(tmp_path / "file", items=3, segments=0)
+
+
+def test_behaviour_log_columns_ids_and_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    from mmrec.sample_data import BEHAVIOUR_FILE, LABELS
+
+    summary = write_sample_data(tmp_path, items=50, segments=0, users=20, seed=4, topics=4, shard_size=25)
+    table = pq.read_table(tmp_path / BEHAVIOUR_FILE)
+    assert table.column_names == ["user_id", "item_id", "author_id", "domain", "ts", *LABELS]
+    assert summary["users"] == 20 and summary["behaviour_rows"] == table.num_rows >= 20 * 40
+    assert pq.ParquetFile(tmp_path / BEHAVIOUR_FILE).metadata.num_rows == table.num_rows
+    items = {s["__key__"]: json.loads(s["json"]) for s in _read(tmp_path, "items", 2)}
+    for row in table.slice(0, 200).to_pylist():
+        meta = items[f"item-{row['item_id']:06d}"]  # log ids map to shard keys
+        assert row["author_id"] == meta["author_id"] and row["domain"] == meta["domain"]
+        assert not (row["like"] or row["follow"] or row["long_view"]) or row["click"]
+    ts = table.column("ts").to_numpy()
+    assert (np.diff(ts) >= 0).all()
+    assert set(table.column("user_id").to_pylist()) == set(range(20))
+    meta = json.loads((tmp_path / "sample.json").read_text())
+    assert meta["behaviour"] == BEHAVIOUR_FILE and len(meta["item_styles"]) == 50
+
+
+def test_behaviour_log_leaves_shards_byte_identical_and_is_deterministic(tmp_path):
+    from mmrec.sample_data import BEHAVIOUR_FILE
+
+    args = dict(items=30, segments=5, seed=2, topics=3, shard_size=16)
+    plain = write_sample_data(tmp_path / "plain", **args)
+    with_log = write_sample_data(tmp_path / "log", users=10, **args)
+    again = write_sample_data(tmp_path / "again", users=10, **args)
+    for path in plain["item_shards"] + plain["segment_shards"]:
+        name = path.split("/")[-1]
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "log" / name).read_bytes()
+    assert set(plain) == set(with_log) - {"users", "behaviour", "behaviour_rows"}
+    assert (tmp_path / "log" / BEHAVIOUR_FILE).read_bytes() == (tmp_path / "again" / BEHAVIOUR_FILE).read_bytes()
+    assert not (tmp_path / "plain" / BEHAVIOUR_FILE).exists()
+    write_sample_data(tmp_path / "log", **args)  # rerun without users: the stale log goes
+    assert not (tmp_path / "log" / BEHAVIOUR_FILE).exists()
+    with pytest.raises(UsageError, match="users=3 need items"):
+        write_sample_data(tmp_path / "none", items=0, segments=4, users=3)
+    with pytest.raises(UsageError, match="users must be"):
+        write_sample_data(tmp_path / "none", users=-1)
+
+
+def test_behaviour_follows_planted_topic_and_hidden_style(tmp_path):
+    import pyarrow.parquet as pq
+
+    write_sample_data(tmp_path, items=160, segments=0, users=60, seed=0, topics=K)
+    meta = json.loads((tmp_path / "sample.json").read_text())
+    styles = np.array(meta["item_styles"])
+    topics = _topics(_read(tmp_path, "items", 2))
+    log = pq.read_table(tmp_path / "behaviour.parquet", columns=["user_id", "item_id", "click"]).to_pylist()
+    same_topic = same_group = pairs = 0
+    clicked = defaultdict(list)
+    for row in log:
+        if row["click"]:
+            clicked[row["user_id"]].append(row["item_id"])
+    for items in clicked.values():
+        items = np.array(items)
+        t, s = topics[items], styles[items]
+        eq_t = t[:, None] == t[None]
+        same_topic += eq_t.sum() - len(items)
+        same_group += (eq_t & (s[:, None] == s[None])).sum() - len(items)
+        pairs += len(items) * (len(items) - 1)
+    # a user's clicks share a topic far above chance (1/K), and within it mostly the preferred style
+    assert same_topic / pairs > 3 / K
+    assert same_group / same_topic > 0.7
+    # the style is a title property: the first five vs last five theme words
+    titles = [s["txt"].decode().lower().split() for s in _read(tmp_path, "items", 2)]
+    words = [spec["words"] for spec in meta["topic_specs"]]
+    first_half = [sum(w in words[t][:5] for w in title) > sum(w in words[t][5:] for w in title) for title, t in zip(titles, topics)]
+    decided = [i for i, title in enumerate(titles)
+               if sum(w in words[topics[i]][:5] for w in title) != sum(w in words[topics[i]][5:] for w in title)]
+    assert all(styles[i] == (0 if first_half[i] else 1) for i in decided)
