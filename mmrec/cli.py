@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--max-batch", type=int, default=256, help="most queries per request (default 256)")
     p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body (default 4 MiB)")
+    p.add_argument("--search-threads", type=int, default=1, help="FAISS threads per search; requests already run in parallel (default 1)")
 
     p = sub.add_parser(
         "align",
@@ -325,7 +326,7 @@ def _index_eval(args: argparse.Namespace) -> dict:
 def _index_serve(args: argparse.Namespace) -> None:
     from mmrec.index.server import serve_index
 
-    serve_index(args.index, host=args.host, port=args.port, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes)
+    serve_index(args.index, host=args.host, port=args.port, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes, search_threads=args.search_threads)
 
 
 @_command("index")

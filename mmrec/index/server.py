@@ -26,6 +26,7 @@ import numpy as np
 from mmrec.errors import UsageError
 from mmrec.index.api import load_index, search_index
 from mmrec.index.base import BaseIndex
+from mmrec.index.exact import faiss_module
 
 
 @dataclass
@@ -160,8 +161,22 @@ def make_server(index: BaseIndex | str | Path, config: ServerConfig | None = Non
     return IndexServer(index, config)
 
 
-def serve_index(index: BaseIndex | str | Path, *, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = 4 * 1024 * 1024, max_batch: int = 256) -> None:
-    """Serve until interrupted (blocking)."""
+def serve_index(
+    index: BaseIndex | str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    max_batch: int = 256,
+    search_threads: int | None = 1,
+) -> None:
+    """Serve until interrupted (blocking).
+
+    ``search_threads`` sets FAISS's OpenMP threads for the whole process (None leaves them): requests
+    already run in parallel threads, and nested OpenMP teams on top of them oversubscribe the cores.
+    """
+    if search_threads is not None:
+        faiss_module().omp_set_num_threads(search_threads)
     server = make_server(index, host=host, port=port, max_body_bytes=max_body_bytes, max_batch=max_batch)
     print(f"mmrec index serve: {server.index.kind} index, {server.index.n} vectors, on {server.url} (POST /search, GET /health)", flush=True)
     try:

@@ -16,10 +16,13 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
   positive and ``negatives`` nodes drawn uniformly from the rest of that level are negatives.
 - **Beam search.** Level by level, the children of the ``beam`` best nodes are scored and the ``beam``
   best kept; at the leaf level the best ``k`` items are returned. :meth:`IndexTree.search` scores nodes
-  by inner product (or −L2) with a query vector (retrieval by embedding, tuned to a recall target like
-  the FAISS indexes); :meth:`IndexTree.recommend` scores them with the trained scorer.
+  by similarity to a query vector (retrieval by embedding, tuned to a recall target like the FAISS
+  indexes); :meth:`IndexTree.recommend` scores them with the trained scorer.
 
-[I] Decided here: Co-GSU needs ID embeddings, which tree nodes do not have, so the node scorer uses
+[I] Decided here: for ``search`` with the inner-product metric an inner node is scored by the cosine
+to its mean (the mean of a wide subtree is short, and raw inner products under-rank it: recall@10
+0.958 → 0.987 at beam 128 on 100k clustered vectors), items by their inner product; with L2, by
+−‖q − mean‖². Co-GSU needs ID embeddings, which tree nodes do not have, so the node scorer uses
 MM-GSU only (Co-GSU serves item targets, :class:`mmrec.index.gsu.LifelongInterest`); the tree is built
 once from all vectors (it needs them in memory) and does not support ``add`` — rebuild it instead.
 """
@@ -177,7 +180,7 @@ class IndexTree(BaseIndex):
         self.leaf_of[items] = np.arange(len(items))
         self.width = max(int(np.diff(o).max()) for o in offsets)
         self.scorer: NodeScorer | None = None
-        self._norms: list[np.ndarray] | None = None
+        self._scored: tuple[list[np.ndarray], list[np.ndarray] | None] | None = None
 
     @property
     def depth(self) -> int:
@@ -217,13 +220,18 @@ class IndexTree(BaseIndex):
         return out_s, out_r, scored / max(n, 1)
 
     def _ip_score(self, queries: np.ndarray) -> Callable[[int, np.ndarray, slice], np.ndarray]:
-        if self.metric == "l2" and self._norms is None:
-            self._norms = [(e * e).sum(1) for e in self.embeddings]
+        if self._scored is None:  # what a query is compared with, per level (built once)
+            if self.metric == "ip":  # inner nodes by direction: a wide subtree's mean is short
+                inner = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in self.embeddings[:-1]]
+                self._scored = (inner + [self.embeddings[-1]], None)
+            else:
+                self._scored = (self.embeddings, [(e * e).sum(1) for e in self.embeddings])
+        embeddings, norms = self._scored
 
         def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
-            emb = self.embeddings[level][nodes]  # (q, C, d)
+            emb = embeddings[level][nodes]  # (q, C, d)
             dots = np.matmul(emb, queries[part][:, :, None])[..., 0]  # (q, C)
-            return dots if self.metric == "ip" else 2 * dots - self._norms[level][nodes] - (queries[part] ** 2).sum(1)[:, None]
+            return dots if norms is None else 2 * dots - norms[level][nodes] - (queries[part] ** 2).sum(1)[:, None]
 
         return score
 

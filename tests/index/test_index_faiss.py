@@ -116,3 +116,25 @@ def test_bad_inputs_fail_early_with_one_clear_message(tmp_path, emb_dir, topics_
     with pytest.raises(UsageError, match="appears more than once"):
         add_to_index(tmp_path / "idx", x[:2], keys=["1", "zz"], progress=False)
     assert load_index(tmp_path / "idx").n == 200  # a failed add leaves the saved index untouched
+
+
+def _faiss_gpus():
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_faiss_gpus() == 0, reason="needs faiss-gpu and a GPU")
+def test_gpu_build_and_search_match_the_cpu_recall(tmp_path, topics_data, fresh_queries):
+    x, _, _ = topics_data
+    built = build_index(x, tmp_path / "idx", "faiss:IVF64,Flat", gpu=True, **FAST)
+    assert built.info["device"].startswith("gpu") and built.info["measured"]["recall"]["10"] >= 0.95
+    on_gpu = load_index(tmp_path / "idx", gpu=True)
+    assert on_gpu.on_gpu and _recall_vs_exact(on_gpu, x, fresh_queries) >= 0.93
+
+
+@pytest.mark.skipif(_faiss_gpus() > 0, reason="checks the message on machines without a GPU")
+def test_asking_for_a_gpu_without_one_is_a_usage_error(topics_data):
+    with pytest.raises(UsageError, match="no GPU"):
+        build_index(topics_data[0], None, "faiss:Flat", gpu=True, **FAST)
