@@ -89,12 +89,25 @@ def balanced_assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     sizes[order[: n % k]] += 1
     labels = np.full(n, -1, dtype=np.int64)
     free = np.ones(n, dtype=bool)
+    by_centroid = np.ascontiguousarray(dists.T)  # (k, n): a centroid's distances lie contiguous
     for c in order:
         candidates = np.flatnonzero(free)
-        take = candidates[np.argsort(dists[candidates, c], kind="stable")[: sizes[c]]]
+        take = candidates[_smallest(by_centroid[c, candidates], int(sizes[c]))]
         labels[take] = c
         free[take] = False
     return labels
+
+
+def _smallest(values: np.ndarray, m: int) -> np.ndarray:
+    """Positions of the ``m`` smallest values, ties to the lower position: the set of
+    ``argsort(values, kind="stable")[:m]``, found in linear time."""
+    if m >= len(values):
+        return np.arange(len(values))
+    if m <= 0:
+        return np.zeros(0, dtype=np.int64)
+    threshold = np.partition(values, m - 1)[m - 1]
+    below = np.flatnonzero(values < threshold)
+    return np.concatenate([below, np.flatnonzero(values == threshold)[: m - len(below)]])
 
 
 def balanced_kmeans(x: np.ndarray, k: int, *, niter: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

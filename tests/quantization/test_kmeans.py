@@ -37,3 +37,30 @@ def test_bad_vectors_are_usage_errors():
         kmeans(x, 2)
     with pytest.raises(UsageError, match="cannot make 20 clusters from 10"):
         kmeans(np.ones((10, 4)), 20)
+
+
+def _reference_balanced_assign(x, centroids):
+    """The plain O(k n log n) formulation: each centroid takes its nearest free vectors by stable sort."""
+    from mmrec.quantization.kmeans import _sq_dists
+
+    n, k = len(x), len(centroids)
+    dists = _sq_dists(x, centroids)
+    sizes = np.full(k, n // k)
+    order = np.argsort(dists.min(axis=0), kind="stable")
+    sizes[order[: n % k]] += 1
+    labels, free = np.full(n, -1), np.ones(n, dtype=bool)
+    for c in order:
+        candidates = np.flatnonzero(free)
+        take = candidates[np.argsort(dists[candidates, c], kind="stable")[: sizes[c]]]
+        labels[take], free[take] = c, False
+    return labels
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_balanced_assign_matches_the_sorting_formulation(ties):
+    from mmrec.quantization.kmeans import balanced_assign
+
+    rng = np.random.default_rng(1)
+    x = (rng.integers(0, 3, size=(300, 2)) if ties else rng.normal(size=(300, 5))).astype(np.float32)
+    centroids = x[rng.choice(300, size=13, replace=False)] + (0 if ties else 0.01)
+    assert np.array_equal(balanced_assign(x, centroids), _reference_balanced_assign(x, centroids))
