@@ -24,7 +24,8 @@ compared per millisecond; 3e6 measured for FAISS flat search on this project's 2
 flat ``n·d``; HNSW ``2·M·ef·d`` with ``ef = 128``; IVF ``nlist·d + (n/FRACTION)·c`` where the scan
 visits ``1/FRACTION = 1/32`` of the lists and ``c`` is ``d`` per vector (Flat, SQ8) or ``m`` (PQ
 lookup-table adds). These are coarse estimates used only to rule families out; the built index is
-then tuned and its real latency measured and recorded. [I] IVF-SQ8 sits between IVF-Flat and
+then tuned and its real latency measured and recorded. When HNSW comes first and an IVF family also
+fits, the build decides between them by a trial on a sample (:mod:`mmrec.index.trial`). [I] IVF-SQ8 sits between IVF-Flat and
 OPQ-IVF-PQ: at a quarter of the memory it keeps nearly IVF-Flat's recall, which PQ codes do not.
 """
 
