@@ -1,0 +1,128 @@
+"""Cached embeddings from ``mmrec extract`` (or ``mmrec align``) output, memory-mapped.
+
+Parquet is encoded, so it cannot be memory-mapped as vectors. On first use,
+:class:`EmbeddingProvider` streams one fixed-size-list column of every ``emb-*.parquet`` file, row
+group by row group, into a float32 ``.npy`` cache file and then opens that with
+``np.load(mmap_mode="r")``: memory holds the key index and the rows a lookup touches, never the
+whole matrix. The cache (``<column>.npy``, ``<column>.keys.parquet``, ``<column>.json``) lives in
+``cache_dir`` (default ``<folder>/.mmrec-cache``) and is rebuilt when the source files change (names,
+sizes, modification times). Rows whose column is null (a sample without that modality) and keys
+missing from the folder get the zero vector, counted as misses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmrec.errors import InputError, UsageError
+from mmrec.features.base import ProviderStats
+from mmrec.io import atomic_path, write_json
+from mmrec.quantization.files import embedding_files
+
+
+def _column_dim(path: Path, column: str) -> int:
+    schema = pq.read_schema(path)
+    if "key" not in schema.names:
+        raise InputError(f"{path}: no 'key' column")
+    if column not in schema.names:
+        vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
+        raise UsageError(f"{path}: no column {column!r}; vector columns: {', '.join(vectors) or '(none)'}")
+    field = schema.field(column)
+    if not pa.types.is_fixed_size_list(field.type) or not pa.types.is_floating(field.type.value_type):
+        raise InputError(f"{path}: column {column!r} is {field.type}, expected a fixed-size float list")
+    return field.type.list_size
+
+
+def _fingerprint(files: list[Path], column: str) -> dict:
+    return {"column": column, "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+class EmbeddingProvider:
+    """Dense vectors of one column of an embeddings folder, by key (see the module docstring).
+
+    ``dim``: the width the caller expects; a folder with another width fails here with one line.
+    """
+
+    kind = "dense"
+
+    def __init__(self, folder: str | Path, *, column: str = "fused", name: str | None = None,
+                 dim: int | None = None, cache_dir: str | Path | None = None) -> None:
+        files = embedding_files(folder)
+        dims = {_column_dim(p, column) for p in files}
+        if len(dims) != 1:
+            raise InputError(f"{folder}: column {column!r} has different dims across files: {sorted(dims)}")
+        self.width = dims.pop()
+        self.name = name or column
+        if dim is not None and dim != self.width:
+            raise UsageError(f"feature {self.name!r}: column {column!r} in {folder} has dim {self.width}, expected {dim}")
+        self.column = column
+        self.stats = ProviderStats()
+        base = Path(folder) if Path(folder).is_dir() else Path(folder).parent
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else base / ".mmrec-cache"
+        self.vectors, keys, present = self._open_cache(files)
+        self.index = {k: i for i, (k, ok) in enumerate(zip(keys, present)) if ok}
+        if len(self.index) != int(np.count_nonzero(present)):
+            raise InputError(f"{folder}: duplicate keys in column {column!r}")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.index
+
+    def lookup(self, keys: Sequence[str]) -> np.ndarray:
+        rows = np.fromiter((self.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        found = rows >= 0
+        out = np.zeros((len(rows), self.width), np.float32)
+        if found.any():
+            take = rows[found]
+            order = np.argsort(take)  # sorted reads are sequential on the memory map
+            out[np.flatnonzero(found)[order]] = self.vectors[take[order]]
+        self.stats.requests += len(rows)
+        self.stats.misses += int((~found).sum())
+        return out
+
+    # ---- the cache ---------------------------------------------------------------------------
+    def _open_cache(self, files: list[Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        npy = self.cache_dir / f"{self.column}.npy"
+        keys_file = self.cache_dir / f"{self.column}.keys.parquet"
+        meta_file = self.cache_dir / f"{self.column}.json"
+        fingerprint = _fingerprint(files, self.column)
+        fresh = meta_file.is_file() and npy.is_file() and keys_file.is_file()
+        if not fresh or json.loads(meta_file.read_text()) != fingerprint:
+            self._build_cache(files, npy, keys_file)
+            write_json(meta_file, fingerprint)  # last: the cache counts only once this exists
+        table = pq.read_table(keys_file)
+        return (np.load(npy, mmap_mode="r"), table.column("key").to_pylist(),
+                table.column("present").to_numpy(zero_copy_only=False))
+
+    def _build_cache(self, files: list[Path], npy: Path, keys_file: Path) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        n = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+        keys: list[str] = []
+        present: list[np.ndarray] = []
+        with atomic_path(npy) as tmp:
+            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, self.width))
+            row = 0
+            for path in files:
+                for batch in pq.ParquetFile(path).iter_batches(columns=["key", self.column]):
+                    values = batch.column(self.column)
+                    valid = values.is_valid().to_numpy(zero_copy_only=False)
+                    chunk = np.zeros((len(valid), self.width), np.float32)
+                    # flatten() skips null lists, so its rows line up with the valid ones
+                    chunk[valid] = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.width)
+                    matrix[row:row + len(valid)] = chunk
+                    row += len(valid)
+                    keys += batch.column("key").to_pylist()
+                    present.append(valid)
+            matrix.flush()
+            del matrix
+        mask = np.concatenate(present) if present else np.zeros(0, bool)
+        with atomic_path(keys_file) as tmp:
+            pq.write_table(pa.table({"key": pa.array(keys, pa.string()), "present": pa.array(mask)}), tmp)

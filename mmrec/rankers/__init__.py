@@ -1,0 +1,36 @@
+"""Multi-task, multi-domain rankers and their trainer (PAPERS.md: PEPNet, HoME).
+
+- ``RANKERS``: ``pepnet`` (:class:`PEPNet`: :class:`GateNU`, :class:`EPNet`, :class:`PPNet`),
+  ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``shared_bottom`` (:class:`SharedBottom`);
+  every one takes an :class:`mmrec.features.InputSchema` and a config, embeds a
+  :class:`mmrec.features.RankBatch` (:class:`FeatureEmbedding`, DIN :class:`TargetAttention` over
+  the history) and returns ``(B, K)`` logits.
+- Training: :class:`RankConfig` / :func:`load_config` (the YAML of ``mmrec rank train``),
+  :func:`train`, :func:`predict`, :func:`masked_bce`, :func:`load_ranker`.
+- Metrics: :func:`auc`, :func:`uauc_gauc`, :func:`metrics_table`.
+- Data: :func:`simulate` writes a SYNTHETIC multi-task, multi-domain log with planted effects.
+"""
+
+from mmrec.rankers.attention import TargetAttention
+from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
+from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
+from mmrec.rankers.config import DataConfig, FeatureConfig, HistoryConfig, OptimConfig, RankConfig, load_config
+from mmrec.rankers.data import RankData, build_provider, prepare_data
+from mmrec.rankers.gates import GateNU
+from mmrec.rankers.home import HoME, HoMEConfig
+from mmrec.rankers.inputs import FeatureEmbedding
+from mmrec.rankers.losses import masked_bce
+from mmrec.rankers.metrics import auc, format_table, metrics_table, uauc_gauc
+from mmrec.rankers.mmoe import MMoE, MMoEConfig
+from mmrec.rankers.pepnet import EPNet, PEPNet, PEPNetConfig, PPNet
+from mmrec.rankers.shared_bottom import SharedBottom, SharedBottomConfig
+from mmrec.rankers.simulate import SimulationConfig, simulate
+from mmrec.rankers.trainer import predict, train
+
+__all__ = [
+    "RANKERS", "DataConfig", "EPNet", "FeatureConfig", "FeatureEmbedding", "GateNU", "HistoryConfig", "HoME",
+    "HoMEConfig", "MMoE", "MMoEConfig", "OptimConfig", "PEPNet", "PEPNetConfig", "PPNet", "RankConfig", "RankData",
+    "Ranker", "RankerConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
+    "build_provider", "format_table", "load_config", "load_ranker", "masked_bce", "metrics_table", "predict",
+    "prepare_data", "save_checkpoint", "simulate", "train", "uauc_gauc",
+]

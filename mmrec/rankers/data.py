@@ -1,0 +1,104 @@
+"""From a :class:`RankConfig` to tensors: providers, train/test samples, the item table and schema.
+
+:func:`build_provider` turns one ``features`` entry into a :class:`mmrec.features.FeatureProvider`
+(checking its width against the config); :func:`prepare_data` reads the log, splits it by time (the
+latest ``test_fraction`` of rows are the test set), fits id vocabularies on the training rows only
+(test ids never seen in training map to the out-of-vocabulary row, as for new items in serving),
+builds every row's history over the whole log, and resolves every item's features once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrec.errors import UsageError
+from mmrec.features import (
+    ChainProvider, CodeProvider, EmbeddingProvider, EncoderProvider, FeatureProvider, InputSchema, ItemTable,
+    RankSamples, Vocab, histories, parquet_source, read_log, time_split,
+)
+from mmrec.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
+from mmrec.rankers.config import DataConfig, FeatureConfig
+
+
+def build_provider(feature: FeatureConfig) -> FeatureProvider:
+    """The provider of one ``features`` entry; a width other than ``dim`` / ``levels`` fails here."""
+    if feature.kind == "codes":
+        return CodeProvider(feature.path, name=feature.name, levels=feature.levels)
+
+    def encoder() -> EncoderProvider:
+        return EncoderProvider(feature.spec, parquet_source(feature.source, feature.source_column), name=feature.name,
+                               cache_size=feature.cache_size, dim=feature.dim, weights=feature.weights)
+
+    if feature.kind == "encoder":
+        return encoder()
+    cached = EmbeddingProvider(feature.path, column=feature.column, name=feature.name, dim=feature.dim)
+    return ChainProvider([cached, encoder()], name=feature.name) if feature.spec else cached
+
+
+def item_keys(item_ids: np.ndarray, pattern: str) -> list[str]:
+    """Feature-file keys of log item ids through the ``item_key`` pattern."""
+    try:
+        return [pattern.format(i.item() if isinstance(i, np.generic) else i) for i in item_ids]
+    except (ValueError, IndexError, KeyError) as err:
+        raise UsageError(f"data.item_key {pattern!r} cannot format item id {item_ids[0]!r}: {err}") from None
+
+
+@dataclass
+class RankData:
+    """Everything a training run needs, on the CPU."""
+
+    schema: InputSchema
+    train: RankSamples
+    test: RankSamples
+    items: ItemTable
+    vocabs: dict[str, list] = field(default_factory=dict)  # sparse field -> raw ids of rows 1..n
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)  # per provider: kind, width, misses
+
+
+def prepare_data(data: DataConfig, features: list[FeatureConfig]) -> RankData:
+    """Read, split and resolve; see the module docstring."""
+    providers = [build_provider(f) for f in features]  # width errors before the (longer) log read
+    log = read_log(data.log, tasks=data.tasks, user=data.user, item=data.item, author=data.author,
+                   domain=data.domain, ts=data.ts, sparse=data.sparse)
+    if len(log) < 2:
+        raise UsageError(f"{data.log}: need at least 2 rows, got {len(log)}")
+    train_rows, test_rows = time_split(len(log), data.test_fraction)
+    item_ids, item_row = np.unique(log.item, return_inverse=True)
+    raw = {USER_ID: log.user, ITEM_ID: log.item, **({AUTHOR_ID: log.author} if log.author is not None else {}), **log.sparse}
+    vocabs = {name: Vocab(values[train_rows]) for name, values in raw.items()}
+    encoded = {name: vocabs[name].encode(values) for name, values in raw.items() if name != ITEM_ID}
+
+    items = ItemTable.from_providers(item_keys(item_ids, data.item_key), vocabs[ITEM_ID].encode(item_ids), providers)
+    positive = np.zeros(len(log), bool)
+    if data.history.length:
+        k = data.tasks.index(data.history.positive)
+        positive = (log.labels[:, k] > 0) & log.label_mask[:, k]
+    hist = histories(log.user, item_row, positive, data.history.length, pad=items.pad)
+    domains, domain_id = np.unique(log.domain.astype(str), return_inverse=True)
+    _, group = np.unique(log.user, return_inverse=True)
+
+    def samples(rows: np.ndarray) -> RankSamples:
+        return RankSamples(
+            sparse={name: torch.from_numpy(ids[rows]) for name, ids in encoded.items()},
+            item_row=torch.from_numpy(item_row[rows].astype(np.int64)),
+            history=torch.from_numpy(hist[rows]),
+            domain=torch.from_numpy(domain_id[rows].astype(np.int64)),
+            group=torch.from_numpy(group[rows].astype(np.int64)),
+            labels=torch.from_numpy(log.labels[rows]),
+            label_mask=torch.from_numpy(log.label_mask[rows]),
+        )
+
+    schema = InputSchema(
+        tasks=tuple(data.tasks), domains=tuple(str(d) for d in domains),
+        sparse={name: len(vocabs[name]) for name in data.sparse_fields()},
+        codes={p.name: tuple(p.codebook_sizes) for p in providers if p.kind == "codes"},
+        dense={p.name: p.width for p in providers if p.kind == "dense"},
+        history=data.history.length,
+    )
+    stats = {p.name: {"kind": p.kind, "width": p.width, "items": len(item_ids), **p.stats.as_dict()} for p in providers}
+    return RankData(schema=schema, train=samples(train_rows), test=samples(test_rows), items=items,
+                    vocabs={name: v.values.tolist() for name, v in vocabs.items()}, features=stats)

@@ -1,0 +1,99 @@
+"""Embedding a :class:`mmrec.features.RankBatch` into the vectors rankers work on.
+
+- every sparse field (``user_id``, ``item_id``, ``author_id``, further columns): a table of
+  ``embedding_dim`` rows, row 0 the out-of-vocabulary id;
+- every code feature: :class:`mmrec.quantization.CodeEmbedding` (one table per level, summed;
+  code ``-1`` embeds to zero), learned end to end as QARM does;
+- every dense feature (cached or encoded content vectors): a linear projection to ``embedding_dim``;
+- the domain: its own table (PEPNet feeds it to EPNet, the other rankers concatenate it).
+An item is ``[item_id, codes..., dense...]`` concatenated (``item_dim``); the candidate and every
+history item use the same item embedding, and the history is pooled against the candidate by
+:class:`TargetAttention` (or a masked mean). :meth:`FeatureEmbedding.general` concatenates the
+non-item sparse fields, the candidate item and the pooled history: PEPNet's ``E``.
+[I] Tables start at N(0, 0.05^2); PEPNet's prior (user, item, author) shares these tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mmrec.features.collate import ITEM_ID, InputSchema, RankBatch
+from mmrec.quantization.features import CodeEmbedding
+from mmrec.rankers.attention import TargetAttention
+from mmrec.rankers.base import RankerConfig
+
+INIT_STD = 0.05
+
+
+@dataclass
+class Embedded:
+    """One batch, embedded."""
+
+    fields: dict[str, torch.Tensor]  # sparse field -> (B, d)
+    item: torch.Tensor  # (B, item_dim) candidate item
+    history: torch.Tensor | None  # (B, item_dim) pooled history, None without history
+    domain: torch.Tensor  # (B, d)
+
+
+class FeatureEmbedding(nn.Module):
+    """``RankBatch -> Embedded``; see the module docstring."""
+
+    def __init__(self, schema: InputSchema, config: RankerConfig) -> None:
+        super().__init__()
+        d = config.embedding_dim
+        self.dim = d
+        self.sparse = nn.ModuleDict({name: nn.Embedding(size, d) for name, size in schema.sparse.items()})
+        self.codes = nn.ModuleDict({name: CodeEmbedding(list(sizes), d, mode="sum") for name, sizes in schema.codes.items()})
+        self.dense = nn.ModuleDict({name: nn.Linear(width, d) for name, width in schema.dense.items()})
+        self.domain = nn.Embedding(max(len(schema.domains), 1), d)
+        for table in [*self.sparse.values(), self.domain]:
+            nn.init.normal_(table.weight, std=INIT_STD)
+        for code in self.codes.values():
+            nn.init.normal_(code.table.weight, std=INIT_STD)
+            with torch.no_grad():
+                code.table.weight[code.padding_idx].zero_()
+        self.context_fields = [name for name in schema.sparse if name != ITEM_ID]
+        self.item_dim = d * (1 + len(self.codes) + len(self.dense))
+        self.pooling = config.history_attention if schema.history else "none"
+        if self.pooling in ("din", "dot"):
+            self.attention = TargetAttention(self.item_dim, scorer=self.pooling, hidden=config.attention_hidden,
+                                             softmax=config.attention_softmax)
+
+    def general_dim(self, *, with_domain: bool) -> int:
+        """Width of :meth:`general`."""
+        history = self.item_dim if self.pooling != "none" else 0
+        return self.dim * (len(self.context_fields) + with_domain) + self.item_dim + history
+
+    def embed_items(self, item_id: torch.Tensor, codes: dict[str, torch.Tensor], dense: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Item ids ``(...)``, codes ``(..., L)``, vectors ``(..., D)`` -> ``(..., item_dim)``."""
+        parts = [self.sparse[ITEM_ID](item_id)]
+        parts += [self.codes[name](codes[name]) for name in self.codes]
+        parts += [self.dense[name](dense[name]) for name in self.dense]
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, batch: RankBatch) -> Embedded:
+        fields = {name: self.sparse[name](batch.sparse[name]) for name in self.sparse}  # each (B, d)
+        item = torch.cat([fields[ITEM_ID], *(self.codes[n](batch.codes[n]) for n in self.codes),
+                          *(self.dense[n](batch.dense[n]) for n in self.dense)], dim=-1)  # (B, item_dim)
+        history = None
+        if self.pooling != "none":
+            hist = self.embed_items(batch.history[ITEM_ID], batch.history, batch.history)  # (B, T, item_dim)
+            mask = batch.history_mask
+            if self.pooling == "mean":
+                weights = mask.to(hist.dtype)[:, :, None]
+                history = (hist * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            else:
+                history = self.attention(item, hist, mask)  # (B, item_dim)
+        return Embedded(fields=fields, item=item, history=history, domain=self.domain(batch.domain))
+
+    def general(self, emb: Embedded, *, with_domain: bool) -> torch.Tensor:
+        """``[context fields, candidate item, pooled history(, domain)]`` -> ``(B, general_dim)``."""
+        parts = [emb.fields[name] for name in self.context_fields] + [emb.item]
+        if emb.history is not None:
+            parts.append(emb.history)
+        if with_domain:
+            parts.append(emb.domain)
+        return torch.cat(parts, dim=-1)
