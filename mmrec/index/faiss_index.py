@@ -4,9 +4,7 @@ Build (:meth:`FaissIndex.build`), in two passes over the input:
 
 1. a sampling pass draws the tuning queries and the training sample (disjoint, uniform; the
    queries are held out of training) and counts the rows; the factory string comes from
-   :func:`mmrec.index.select.choose_index` (``factory="auto"``) or is given; when the budgets allow
-   both HNSW and IVF, a trial on the sample picks the one faster at the recall target
-   (:mod:`mmrec.index.trial`);
+   :func:`mmrec.index.select.choose_index` (``factory="auto"``) or is given;
 2. the index is trained on the sample (IVF, PQ, SQ), then every batch is added as it is read while the
    same batch updates the exact top-k of the queries (:class:`mmrec.index.exact.ExactKnn`).
 
@@ -39,7 +37,6 @@ from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, ExactKnn, faiss_metric, faiss_module
 from mmrec.index.select import choose_index, family_of, parse_memory
 from mmrec.index.source import BATCH_ROWS, open_source, sample_rows
-from mmrec.index.trial import run_trial, trial_pair
 from mmrec.index.tune import measure, tune
 from mmrec.io import atomic_path
 from mmrec.quantization.kmeans import check_vectors
@@ -62,7 +59,6 @@ class FaissConfig:
     n_queries: int = 1000
     train_size: int | None = None  # default: 50 per inverted list, at least 10,000
     gpu: bool | None = None  # None: use GPUs when faiss has them
-    trial_rows: int = 50_000  # auto: HNSW vs IVF trial on this many rows (0: no trial); see mmrec.index.trial
     seed: int = 0
     batch_rows: int = BATCH_ROWS
 
@@ -72,8 +68,8 @@ class FaissConfig:
         parse_memory(self.max_memory)
         if not 0 < self.target_recall <= 1:
             raise UsageError(f"target_recall must be in (0, 1], got {self.target_recall}")
-        if self.k < 1 or self.n_queries < 1 or self.batch_rows < 1 or self.trial_rows < 0:
-            raise UsageError(f"k, n_queries, batch_rows must be >= 1 and trial_rows >= 0, got {self.k}, {self.n_queries}, {self.batch_rows}, {self.trial_rows}")
+        if self.k < 1 or self.n_queries < 1 or self.batch_rows < 1:
+            raise UsageError(f"k, n_queries and batch_rows must be >= 1, got {self.k}, {self.n_queries}, {self.batch_rows}")
         if self.max_query_ms is not None and self.max_query_ms <= 0:
             raise UsageError(f"max_query_ms must be > 0, got {self.max_query_ms}")
         if not self.factory.strip():
@@ -215,23 +211,15 @@ class FaissIndex(BaseIndex):
 
         planned = source.max_rows  # nulls included: an upper bound on n, to size the sample
         budgets = {"max_memory": config.max_memory, "max_query_ms": config.max_query_ms}
-        factory, pair = config.factory, None
+        factory = config.factory
         if factory == "auto":
             factory = choose_index(planned, source.dim, **budgets).factory
-            pair = trial_pair(planned, source.dim, **budgets) if config.trial_rows and planned > 2 * config.trial_rows else None
         n_queries = min(config.n_queries, max(1, planned // 5))
-        need = _train_size(config, factory, planned)
-        if pair:
-            need = max(need, config.trial_rows - n_queries, _train_size(config, pair[1].factory, planned))
-        rows, sample, n = sample_rows(source, min(n_queries + need, planned), seed=config.seed)
-        choice, trial = None, None
+        rows, sample, n = sample_rows(source, min(n_queries + _train_size(config, factory, planned), planned), seed=config.seed)
+        choice = None
         if config.factory == "auto":
             choice = choose_index(n, source.dim, **budgets)
             factory = choice.factory
-            pair = trial_pair(n, source.dim, **budgets) if pair else None
-            if pair:
-                trial = run_trial(pair, sample[: config.trial_rows], n_queries, n, metric=config.metric, target=config.target_recall, k=config.k)
-                factory = trial["chosen"]
         n_queries = min(n_queries, len(rows))
         query_rows, queries = rows[:n_queries], sample[:n_queries].copy()
         train = sample[n_queries:] if len(sample) - n_queries >= _train_size(config, factory, n) else sample
@@ -272,7 +260,7 @@ class FaissIndex(BaseIndex):
             "column": column,
             "source": source.describe(),
             "skipped_null_rows": source.skipped_null,
-            "selection": {**choice.to_dict(), "factory": factory, "trial": trial} if choice else {"factory": factory, "reason": "given"},
+            "selection": choice.to_dict() if choice else {"factory": factory, "reason": "given"},
             "config": {**asdict(config), "factory": config.factory},
             "device": device,
             "search_params": {},

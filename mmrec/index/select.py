@@ -1,7 +1,8 @@
 """Automatic FAISS index choice: a pure function of (n, dim, memory budget, latency budget).
 
-The families, in order of preference (the first that fits both budgets wins), with the memory each
-needs for ``n`` vectors of dimension ``d`` (bytes; ``ids`` are FAISS's int64 ids in inverted lists):
+The families, in order of preference (the first that fits both budgets wins; HNSW only up to
+``HNSW_MAX_N`` vectors), with the memory each needs for ``n`` vectors of dimension ``d`` (bytes;
+``ids`` are FAISS's int64 ids in inverted lists):
 
 ==============  =============================================  ============================================
 family          factory string                                 memory (bytes)
@@ -24,9 +25,17 @@ compared per millisecond; 3e6 measured for FAISS flat search on this project's 2
 flat ``n·d``; HNSW ``2·M·ef·d`` with ``ef = 128``; IVF ``nlist·d + (n/FRACTION)·c`` where the scan
 visits ``1/FRACTION = 1/32`` of the lists and ``c`` is ``d`` per vector (Flat, SQ8) or ``m`` (PQ
 lookup-table adds). These are coarse estimates used only to rule families out; the built index is
-then tuned and its real latency measured and recorded. When HNSW comes first and an IVF family also
-fits, the build decides between them by a trial on a sample (:mod:`mmrec.index.trial`). [I] IVF-SQ8 sits between IVF-Flat and
+then tuned and its real latency measured and recorded. [I] IVF-SQ8 sits between IVF-Flat and
 OPQ-IVF-PQ: at a quarter of the memory it keeps nearly IVF-Flat's recall, which PQ codes do not.
+
+[I] HNSW is not chosen above ``HNSW_MAX_N = 500_000`` vectors, where IVF-Flat takes its place when it
+fits. Measured on 1M x 128 clustered vectors (bench/index.py, 2 cores): HNSW32 (FAISS's default
+efConstruction 40) took 130-190 s to add and needed efSearch ~4000 to reach recall@10 0.97, at
+10-28 ms per query (machine under load), while IVF4096,Flat built in ~80 s and reached 0.97 at nprobe 4 and 1.0 at
+nprobe 8. HNSW's graph search degrades with the number of clusters it has to navigate, which neither
+a uniform sample nor a density-preserving slice of 50k vectors showed (HNSW reached 0.97 at
+efSearch 44 there), so the choice is made on size; IVF also builds faster, adds cheaply and
+memory-maps.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from mmrec.errors import UsageError
 
 SCAN_RATE = 3e6  # vector components compared per ms, one core
 HNSW_M = 32
+HNSW_MAX_N = 500_000
 HNSW_EF = 128
 IVF_FRACTION = 32
 PQ_M = (64, 48, 32, 24, 16, 8, 4)
@@ -80,6 +90,7 @@ class Candidate:
     est_query_ms: float
     fits_memory: bool = False
     fits_latency: bool = False
+    fits_size: bool = True  # HNSW: n <= HNSW_MAX_N
 
 
 @dataclass(frozen=True)
@@ -132,15 +143,17 @@ def candidates(n: int, dim: int, *, max_memory: str | int = "1G", max_query_ms: 
     out = []
     for c in rows:
         fits_latency = max_query_ms is None or c.est_query_ms <= max_query_ms
-        out.append(Candidate(c.family, c.factory, c.memory_bytes, round(c.est_query_ms, 4), c.memory_bytes <= budget, fits_latency))
+        fits_size = c.family != "hnsw" or n <= HNSW_MAX_N
+        out.append(Candidate(c.family, c.factory, c.memory_bytes, round(c.est_query_ms, 4), c.memory_bytes <= budget, fits_latency, fits_size))
     return out
 
 
 def choose_index(n: int, dim: int, *, max_memory: str | int = "1G", max_query_ms: float | None = 10.0) -> Choice:
-    """The first family (flat → HNSW → IVF-Flat → IVF-SQ8 → OPQ-IVF-PQ) within both budgets.
+    """The first family (flat → HNSW (n ≤ 500k) → IVF-Flat → IVF-SQ8 → OPQ-IVF-PQ) within both budgets.
 
-    When every family that fits the memory misses the latency estimate, the fastest of them is taken
-    and the reason says so. Raises :class:`UsageError` when not even the smallest PQ code fits.
+    Above 500k vectors HNSW comes last: taken only when it alone meets the latency estimate. When every
+    family that fits the memory misses the latency estimate, the fastest of them is taken and the
+    reason says so. Raises :class:`UsageError` when not even the smallest PQ code fits.
     """
     rows = candidates(n, dim, max_memory=max_memory, max_query_ms=max_query_ms)
     nlist = default_nlist(n)
@@ -152,10 +165,12 @@ def choose_index(n: int, dim: int, *, max_memory: str | int = "1G", max_query_ms
             f"no index of {n} vectors x {dim} fits max_memory={max_memory!r} ({budget} bytes); "
             f"the smallest, {smallest.factory}, needs about {smallest.memory_bytes} bytes"
         )
-    both = [c for c in fitting if c.fits_latency]
+    both = sorted((c for c in fitting if c.fits_latency), key=lambda c: not c.fits_size)  # stable: order kept
     if both:
         pick = both[0]
         reason = f"{pick.family}: first family within {budget} bytes and ~{max_query_ms} ms/query"
+        if not pick.fits_size:
+            reason += f" (HNSW above {HNSW_MAX_N} vectors: no other family meets the latency)"
     else:
         pick = min(fitting, key=lambda c: c.est_query_ms)
         reason = f"{pick.family}: fastest within {budget} bytes; no family is estimated under {max_query_ms} ms/query"

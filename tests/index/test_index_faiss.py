@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from index_data import planted, write_shard
+from index_data import write_shard
 
 from mmrec.errors import UsageError
 from mmrec.index import add_to_index, build_index, load_index, search_index
@@ -139,15 +139,3 @@ def test_asking_for_a_gpu_without_one_is_a_usage_error(topics_data):
     with pytest.raises(UsageError, match="no GPU"):
         build_index(topics_data[0], None, "faiss:Flat", gpu=True, **FAST)
 
-
-def test_auto_runs_an_hnsw_vs_ivf_trial_when_both_fit_and_builds_the_faster(tmp_path):
-    x, _ = planted(10_000, d=16)  # flat misses 0.05 ms/query (estimate), HNSW32 and IVF512 fit
-    budgets = {"max_memory": "1G", "max_query_ms": 0.05, "progress": False, "n_queries": 300}
-    index = build_index(x, None, "auto", trial_rows=3000, **budgets)
-    trial = index.info["selection"]["trial"]
-    assert [t["family"] for t in trial["tried"]] == ["hnsw", "ivf_flat"] and trial["rows"] == 3000
-    reaching = [t for t in trial["tried"] if t["target_reached"]]
-    assert trial["chosen"] == min(reaching, key=lambda t: t["scaled_ms_per_query"])["factory"] == index.info["factory"]
-    assert index.info["measured"]["recall"]["10"] >= 0.95
-    untried = build_index(x, None, "auto", trial_rows=0, **budgets)
-    assert untried.info["factory"] == "HNSW32" and untried.info["selection"]["trial"] is None

@@ -11,7 +11,8 @@ from mmrec.index.select import candidates, default_nlist, family_of
     "n,dim,memory,ms,family,factory",
     [
         (10_000, 128, "1G", 10, "flat", "Flat"),  # small: exact search is fast enough
-        (1_000_000, 128, "1G", 10, "hnsw", "HNSW32"),  # flat is ~43 ms/query; HNSW32 needs ~780 MB
+        (400_000, 128, "1G", 10, "hnsw", "HNSW32"),  # flat is ~17 ms/query; HNSW32 needs ~310 MB
+        (1_000_000, 128, "1G", 10, "ivf_flat", "IVF4096,Flat"),  # flat ~43 ms/query; HNSW only up to 500k
         (1_000_000, 128, "1G", None, "flat", "Flat"),  # no latency budget: flat fits in 512 MB
         (1_000_000, 128, "600M", 10, "ivf_flat", "IVF4096,Flat"),
         (1_000_000, 128, "200M", 10, "ivf_sq8", "IVF4096,SQ8"),
@@ -42,6 +43,8 @@ def test_memory_formulas_per_family():
 def test_latency_budget_rules_out_flat_and_falls_back_to_the_fastest():
     assert choose_index(200_000, 128, max_memory="1G", max_query_ms=100).family == "flat"
     assert choose_index(200_000, 128, max_memory="1G", max_query_ms=1).family == "hnsw"
+    big = choose_index(2_000_000, 128, max_memory="4G", max_query_ms=1)  # only HNSW is estimated under 1 ms
+    assert big.family == "hnsw" and "no other family" in big.reason
     choice = choose_index(200_000, 128, max_memory="50M", max_query_ms=0.001)  # nothing is that fast
     assert choice.family == "ivf_pq" and "no family" in choice.reason
 
