@@ -29,6 +29,14 @@ class ProviderStats:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def rows(self, index: dict[str, int], keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, found)`` of ``keys`` in ``index`` (row -1 where not found), counted here."""
+        rows = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        found = rows >= 0
+        self.requests += len(rows)
+        self.misses += int((~found).sum())
+        return rows, found
+
 
 @runtime_checkable
 class FeatureProvider(Protocol):

@@ -58,10 +58,7 @@ class CodeProvider:
         return key in self.index
 
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
-        rows = np.fromiter((self.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        found = rows >= 0
+        rows, found = self.stats.rows(self.index, keys)
         out = np.full((len(rows), self.width), -1, np.int64)
         out[found] = self.codes[rows[found]]
-        self.stats.requests += len(rows)
-        self.stats.misses += int((~found).sum())
         return out

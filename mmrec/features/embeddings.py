@@ -23,20 +23,7 @@ import pyarrow.parquet as pq
 from mmrec.errors import InputError, UsageError
 from mmrec.features.base import ProviderStats
 from mmrec.io import atomic_path, write_json
-from mmrec.quantization.files import embedding_files
-
-
-def _column_dim(path: Path, column: str) -> int:
-    schema = pq.read_schema(path)
-    if "key" not in schema.names:
-        raise InputError(f"{path}: no 'key' column")
-    if column not in schema.names:
-        vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
-        raise UsageError(f"{path}: no column {column!r}; vector columns: {', '.join(vectors) or '(none)'}")
-    field = schema.field(column)
-    if not pa.types.is_fixed_size_list(field.type) or not pa.types.is_floating(field.type.value_type):
-        raise InputError(f"{path}: column {column!r} is {field.type}, expected a fixed-size float list")
-    return field.type.list_size
+from mmrec.quantization.files import _vector_column, embedding_files
 
 
 def _fingerprint(files: list[Path], column: str) -> dict:
@@ -54,7 +41,7 @@ class EmbeddingProvider:
     def __init__(self, folder: str | Path, *, column: str = "fused", name: str | None = None,
                  dim: int | None = None, cache_dir: str | Path | None = None) -> None:
         files = embedding_files(folder)
-        dims = {_column_dim(p, column) for p in files}
+        dims = {_vector_column(p, column) for p in files}  # checks key and a float list column
         if len(dims) != 1:
             raise InputError(f"{folder}: column {column!r} has different dims across files: {sorted(dims)}")
         self.width = dims.pop()
@@ -77,15 +64,12 @@ class EmbeddingProvider:
         return key in self.index
 
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
-        rows = np.fromiter((self.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        found = rows >= 0
+        rows, found = self.stats.rows(self.index, keys)
         out = np.zeros((len(rows), self.width), np.float32)
         if found.any():
             take = rows[found]
             order = np.argsort(take)  # sorted reads are sequential on the memory map
             out[np.flatnonzero(found)[order]] = self.vectors[take[order]]
-        self.stats.requests += len(rows)
-        self.stats.misses += int((~found).sum())
         return out
 
     # ---- the cache ---------------------------------------------------------------------------

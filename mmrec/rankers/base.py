@@ -31,7 +31,8 @@ class RankerConfig:
     ``history_attention``: how the history is pooled against the candidate: ``din`` (MLP scorer),
     ``dot`` (scaled dot product), ``mean`` (no attention) or ``none`` (history unused).
     ``attention_softmax``: normalise the DIN scores over the history (False, DIN's choice, keeps
-    how *many* history items resemble the candidate).
+    how *many* history items resemble the candidate). ``code_mode``: code levels summed into one
+    ``embedding_dim`` vector (``sum``) or kept side by side (``concat``, QARM's one feature per level).
     """
 
     name: str = ""
@@ -40,12 +41,15 @@ class RankerConfig:
     attention_hidden: int = 32
     attention_softmax: bool = False
     dropout: float = 0.0
+    code_mode: str = "sum"
 
     def __post_init__(self) -> None:
         if self.embedding_dim < 1 or self.attention_hidden < 1:
             raise UsageError(f"embedding_dim and attention_hidden must be >= 1, got {self.embedding_dim}, {self.attention_hidden}")
         if self.history_attention not in HISTORY_POOLING:
             raise UsageError(f"history_attention must be one of {', '.join(HISTORY_POOLING)}, got {self.history_attention!r}")
+        if self.code_mode not in ("sum", "concat"):
+            raise UsageError(f"code_mode must be sum or concat, got {self.code_mode!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -2,8 +2,9 @@
 
 - every sparse field (``user_id``, ``item_id``, ``author_id``, further columns): a table of
   ``embedding_dim`` rows, row 0 the out-of-vocabulary id;
-- every code feature: :class:`mmrec.quantization.CodeEmbedding` (one table per level, summed;
-  code ``-1`` embeds to zero), learned end to end as QARM does;
+- every code feature: :class:`mmrec.quantization.CodeEmbedding` (one table per level, summed or,
+  with ``code_mode="concat"``, side by side; code ``-1`` embeds to zero), learned end to end as
+  QARM does;
 - every dense feature (cached or encoded content vectors): a linear projection to ``embedding_dim``;
 - the domain: its own table (PEPNet feeds it to EPNet, the other rankers concatenate it).
 An item is ``[item_id, codes..., dense...]`` concatenated (``item_dim``); the candidate and every
@@ -46,7 +47,7 @@ class FeatureEmbedding(nn.Module):
         d = config.embedding_dim
         self.dim = d
         self.sparse = nn.ModuleDict({name: nn.Embedding(size, d) for name, size in schema.sparse.items()})
-        self.codes = nn.ModuleDict({name: CodeEmbedding(list(sizes), d, mode="sum") for name, sizes in schema.codes.items()})
+        self.codes = nn.ModuleDict({name: CodeEmbedding(list(sizes), d, mode=config.code_mode) for name, sizes in schema.codes.items()})
         self.dense = nn.ModuleDict({name: nn.Linear(width, d) for name, width in schema.dense.items()})
         self.domain = nn.Embedding(max(len(schema.domains), 1), d)
         for table in [*self.sparse.values(), self.domain]:
@@ -56,7 +57,7 @@ class FeatureEmbedding(nn.Module):
             with torch.no_grad():
                 code.table.weight[code.padding_idx].zero_()
         self.context_fields = [name for name in schema.sparse if name != ITEM_ID]
-        self.item_dim = d * (1 + len(self.codes) + len(self.dense))
+        self.item_dim = d * (1 + len(self.dense)) + sum(code.out_dim for code in self.codes.values())
         self.pooling = config.history_attention if schema.history else "none"
         if self.pooling in ("din", "dot"):
             self.attention = TargetAttention(self.item_dim, scorer=self.pooling, hidden=config.attention_hidden,

@@ -1,6 +1,5 @@
 """Feature providers: cached embeddings (memory-mapped), codes, on-the-fly encoders with an LRU cache."""
 
-import json
 import os
 
 import numpy as np

@@ -2,7 +2,6 @@
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -85,6 +84,13 @@ def test_pepnet_uses_the_domain_only_through_epnet(tiny_schema, tiny_batch):
     assert model.inputs.general_dim(with_domain=False) == model.epnet.gate.fc2.out_features
     no_ep = PEPNet(tiny_schema, {"tower": [8], "epnet": False})
     assert no_ep.epnet is None and torch.allclose(no_ep(other), no_ep(tiny_batch))
+
+
+def test_code_levels_can_be_summed_or_kept_side_by_side(tiny_schema, tiny_batch):
+    summed = PEPNet(tiny_schema, {"embedding_dim": 4})
+    side_by_side = PEPNet(tiny_schema, {"embedding_dim": 4, "code_mode": "concat"})
+    assert summed.inputs.item_dim == 4 * 3 and side_by_side.inputs.item_dim == 4 * (1 + 2 + 1)
+    assert side_by_side(tiny_batch).shape == (64, 3)
 
 
 def test_mmoe_mixes_experts_with_per_task_softmax_gates(tiny_schema):
