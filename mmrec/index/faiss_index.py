@@ -261,7 +261,7 @@ class FaissIndex(BaseIndex):
             "source": source.describe(),
             "skipped_null_rows": source.skipped_null,
             "selection": choice.to_dict() if choice else {"factory": factory, "reason": "given"},
-            "config": {**asdict(config), "factory": config.factory},
+            "config": asdict(config),
             "device": device,
             "search_params": {},
             "mmrec_version": mmrec.__version__,
@@ -279,16 +279,6 @@ class FaissIndex(BaseIndex):
         if out is not None:
             built.save(out)
         return built
-
-    @classmethod
-    def from_array(cls, x: np.ndarray, factory: str, *, metric: str = "ip") -> "FaissIndex":
-        """An untuned index of ``factory`` trained on and holding the rows of ``x`` (keys "0", "1" …)."""
-        x = check_vectors(x)
-        index = _new_index(x.shape[1], factory, metric)
-        _train(index, x, factory)
-        index.add(x)
-        keys = pa.array([str(i) for i in range(len(x))], pa.string())
-        return cls(index, keys, {"kind": "faiss", "factory": factory, "family": family_of(factory), "metric": metric, "dim": x.shape[1], "search_params": {}})
 
     def add(self, data: Any, *, column: str | None = None, keys: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
         """Add new vectors (Parquet shards or an array) with the column and dim of the index."""
