@@ -5,7 +5,9 @@ every item key once (row ``i`` = item ``i``, plus a padding row at the end: item
 zero vectors), and :class:`RankSamples` holds per-row tensors that point into it (the candidate's
 item row and ``history`` item rows). :func:`collate` then builds a :class:`RankBatch` with index
 gathers only, so a batch costs a few tensor ops whatever the providers are; both tables can live on
-the GPU. :class:`InputSchema` tells a ranker what a batch holds.
+the GPU. A batch's histories hold each distinct item once (``history`` features, ``(U, ...)``) and
+``history_index`` ``(B, T)`` points into them, so a ranker embeds ``U`` items rather than ``B * T``
+positions. :class:`InputSchema` tells a ranker what a batch holds.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class RankBatch:
     sparse: dict[str, torch.Tensor]  # (B,) ids, item_id included
     codes: dict[str, torch.Tensor]  # (B, L)
     dense: dict[str, torch.Tensor]  # (B, D)
-    history: dict[str, torch.Tensor]  # item_id (B, T), codes (B, T, L), dense (B, T, D)
+    history: dict[str, torch.Tensor]  # the distinct history items: item_id (U,), codes (U, L), dense (U, D)
+    history_index: torch.Tensor  # (B, T) positions in ``history``
     history_mask: torch.Tensor  # (B, T) bool, True = a real item
     domain: torch.Tensor  # (B,)
     group: torch.Tensor  # (B,)
@@ -128,16 +131,18 @@ def collate(samples: RankSamples, items: ItemTable, rows: torch.Tensor) -> RankB
     """Gather the batch of sample ``rows`` (a 1-D index tensor on the samples' device)."""
     item = samples.item_row[rows]  # (B,)
     hist = samples.history[rows]  # (B, T)
+    distinct, index = torch.unique(hist, return_inverse=True)  # (U,), (B, T)
     sparse = {name: ids[rows] for name, ids in samples.sparse.items()}
     sparse[ITEM_ID] = items.item_id[item]
-    history = {ITEM_ID: items.item_id[hist]}
+    history = {ITEM_ID: items.item_id[distinct]}
     for name, table in (*items.codes.items(), *items.dense.items()):
-        history[name] = table[hist]  # (B, T, L) or (B, T, D)
+        history[name] = table[distinct]  # (U, L) or (U, D)
     return RankBatch(
         sparse=sparse,
         codes={name: table[item] for name, table in items.codes.items()},
         dense={name: table[item] for name, table in items.dense.items()},
         history=history,
+        history_index=index,
         history_mask=hist != items.pad,
         domain=samples.domain[rows],
         group=samples.group[rows],

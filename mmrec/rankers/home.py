@@ -156,7 +156,7 @@ class HoME(Ranker):
         self.register_buffer("expert_group", torch.tensor([task_group[k] for k in owner2], dtype=torch.long),
                              persistent=False)  # (n2,)
         self.self_gates = GroupedLinear(K, H, H) if cfg.self_gate else None
-        self.towers = TaskTowers(K, H, cfg.tower, dropout=cfg.dropout)
+        self.towers = TaskTowers(K, H, cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
         emb = self.inputs(batch)

@@ -81,7 +81,8 @@ class FeatureEmbedding(nn.Module):
                           *(self.dense[n](batch.dense[n]) for n in self.dense)], dim=-1)  # (B, item_dim)
         history = None
         if self.pooling != "none":
-            hist = self.embed_items(batch.history[ITEM_ID], batch.history, batch.history)  # (B, T, item_dim)
+            distinct = self.embed_items(batch.history[ITEM_ID], batch.history, batch.history)  # (U, item_dim)
+            hist = distinct[batch.history_index]  # (B, T, item_dim)
             mask = batch.history_mask
             if self.pooling == "mean":
                 weights = mask.to(hist.dtype)[:, :, None]

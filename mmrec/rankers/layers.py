@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 
-def mlp(in_dim: int, dims: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
-    """``Linear -> ReLU (-> Dropout)`` per entry of ``dims``; ``(B, in_dim) -> (B, dims[-1])``."""
+def mlp(in_dim: int, dims: Sequence[int], *, dropout: float = 0.0, batch_norm: bool = False) -> nn.Sequential:
+    """``Linear (-> BatchNorm) -> ReLU (-> Dropout)`` per entry of ``dims``; ``(B, in_dim) -> (B, dims[-1])``."""
     layers: list[nn.Module] = []
     for out in dims:
-        layers += [nn.Linear(in_dim, out), nn.ReLU()]
+        layers += [nn.Linear(in_dim, out), *([nn.BatchNorm1d(out)] if batch_norm else []), nn.ReLU()]
         if dropout:
             layers.append(nn.Dropout(dropout))
         in_dim = out
@@ -38,14 +38,25 @@ class GroupedLinear(nn.Module):
         return y.transpose(0, 1) + self.bias  # (B, G, out)
 
 
-class GroupedMLP(nn.Module):
-    """``G`` independent MLPs (``Linear -> ReLU`` per entry of ``dims``): ``(B, G, in) -> (B, G, dims[-1])``."""
+class GroupedBatchNorm(nn.Module):
+    """Batch norm of every unit of every group: ``(B, G, D) -> (B, G, D)``."""
 
-    def __init__(self, groups: int, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0) -> None:
+    def __init__(self, groups: int, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(groups * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.flatten(1)).view(x.shape)
+
+
+class GroupedMLP(nn.Module):
+    """``G`` independent MLPs (``Linear (-> BatchNorm) -> ReLU`` per entry of ``dims``): ``(B, G, in) -> (B, G, dims[-1])``."""
+
+    def __init__(self, groups: int, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0, batch_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for out in dims:
-            layers += [GroupedLinear(groups, in_dim, out), nn.ReLU()]
+            layers += [GroupedLinear(groups, in_dim, out), *([GroupedBatchNorm(groups, out)] if batch_norm else []), nn.ReLU()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             in_dim = out
@@ -59,10 +70,10 @@ class GroupedMLP(nn.Module):
 class TaskTowers(nn.Module):
     """One MLP tower and logit per task: ``(B, K, in)`` (or ``(B, in)``, shared) -> logits ``(B, K)``."""
 
-    def __init__(self, tasks: int, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0) -> None:
+    def __init__(self, tasks: int, in_dim: int, dims: Sequence[int], *, dropout: float = 0.0, batch_norm: bool = False) -> None:
         super().__init__()
         self.tasks = tasks
-        self.hidden = GroupedMLP(tasks, in_dim, dims, dropout=dropout)
+        self.hidden = GroupedMLP(tasks, in_dim, dims, dropout=dropout, batch_norm=batch_norm)
         self.head = GroupedLinear(tasks, self.hidden.out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

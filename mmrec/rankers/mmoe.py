@@ -45,9 +45,9 @@ class MMoE(Ranker):
         super().__init__(schema, config)
         cfg = self.config
         in_dim = self.inputs.general_dim(with_domain=True)
-        self.experts = GroupedMLP(cfg.experts, in_dim, cfg.expert, dropout=cfg.dropout)
+        self.experts = GroupedMLP(cfg.experts, in_dim, cfg.expert, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
         self.gates = GroupedLinear(self.num_tasks, in_dim, cfg.experts)
-        self.towers = TaskTowers(self.num_tasks, self.experts.out_dim, cfg.tower, dropout=cfg.dropout)
+        self.towers = TaskTowers(self.num_tasks, self.experts.out_dim, cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
 
     def mix(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(B, in)`` -> per-task mixtures ``(B, K, H)`` and gate weights ``(B, K, n)``."""

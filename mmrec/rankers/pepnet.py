@@ -8,7 +8,8 @@ With ``GateNU`` the gate of :mod:`mmrec.rankers.gates` (``delta = gamma * sigmoi
   for every layer ``l`` of the task towers, ``delta_l = GateNU_l([O_prior, stopgrad(O_ep)])`` has
   ``K * width_l`` outputs, split into one gate per task; task ``k``'s hidden state is gated,
   ``O_pp_kl = delta_kl * H_kl``, and feeds its next layer, ``H_k(l+1) = ReLU(O_pp_kl W_kl + b_kl)``;
-  the last gated state gives task ``k``'s logit.
+  the last gated state gives task ``k``'s logit. [I] With ``batch_norm`` (the default) each tower
+  layer is ``ReLU(BN(O_pp_kl W_kl + b_kl))``.
 The stop-gradients keep the gates from pulling the shared embeddings: ``E`` and ``O_ep`` get
 gradients only through the paths they gate.
 [I] Each task has its own tower (``tower`` widths); the layer inputs gated are ``O_ep`` and every
@@ -29,7 +30,7 @@ from mmrec.errors import UsageError
 from mmrec.features.collate import AUTHOR_ID, ITEM_ID, USER_ID, InputSchema, RankBatch
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
 from mmrec.rankers.gates import GateNU
-from mmrec.rankers.layers import GroupedLinear
+from mmrec.rankers.layers import GroupedBatchNorm, GroupedLinear
 
 
 class EPNet(nn.Module):
@@ -51,13 +52,14 @@ class PPNet(nn.Module):
     """
 
     def __init__(self, prior_dim: int, in_dim: int, tower: Sequence[int], tasks: int, *,
-                 hidden: int, gamma: float = 2.0, dropout: float = 0.0, gated: bool = True) -> None:
+                 hidden: int, gamma: float = 2.0, dropout: float = 0.0, gated: bool = True, batch_norm: bool = False) -> None:
         super().__init__()
         self.tasks = tasks
         widths = [in_dim, *tower]  # the input width of every gated layer
         gates = (GateNU(prior_dim + in_dim, hidden, tasks * w, gamma=gamma) for w in widths) if gated else ()
         self.gates = nn.ModuleList(gates)
         self.layers = nn.ModuleList(GroupedLinear(tasks, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(GroupedBatchNorm(tasks, b) if batch_norm else nn.Identity() for b in widths[1:])
         self.head = GroupedLinear(tasks, widths[-1], 1)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
@@ -68,7 +70,7 @@ class PPNet(nn.Module):
             if self.gates:
                 h = self.gates[l](gate_in).view(h.shape) * h  # (B, K, width_l): one gate per task
             if l < len(self.layers):
-                h = self.dropout(torch.relu(self.layers[l](h)))  # (B, K, width_l+1)
+                h = self.dropout(torch.relu(self.norms[l](self.layers[l](h))))  # (B, K, width_l+1)
         return self.head(h).squeeze(-1)  # (B, K)
 
 
@@ -115,7 +117,7 @@ class PEPNet(Ranker):
         general_dim = self.inputs.general_dim(with_domain=False)
         self.epnet = EPNet(d, general_dim, hidden=cfg.gate_hidden, gamma=cfg.gamma) if cfg.epnet else None
         self.ppnet = PPNet(d * len(self.prior), general_dim, cfg.tower, self.num_tasks, hidden=cfg.gate_hidden,
-                           gamma=cfg.gamma, dropout=cfg.dropout, gated=cfg.ppnet)
+                           gamma=cfg.gamma, dropout=cfg.dropout, gated=cfg.ppnet, batch_norm=cfg.batch_norm)
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
         emb = self.inputs(batch)

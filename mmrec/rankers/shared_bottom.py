@@ -38,8 +38,8 @@ class SharedBottom(Ranker):
     def __init__(self, schema: InputSchema, config: SharedBottomConfig | dict | None = None) -> None:
         super().__init__(schema, config)
         cfg = self.config
-        self.bottom = mlp(self.inputs.general_dim(with_domain=True), cfg.bottom, dropout=cfg.dropout)
-        self.towers = TaskTowers(self.num_tasks, cfg.bottom[-1], cfg.tower, dropout=cfg.dropout)
+        self.bottom = mlp(self.inputs.general_dim(with_domain=True), cfg.bottom, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+        self.towers = TaskTowers(self.num_tasks, cfg.bottom[-1], cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
         emb = self.inputs(batch)

@@ -56,12 +56,12 @@ _NOTE = "SYNTHETIC data from mmrec.rankers.simulate, not real behaviour; see its
 class SimulationConfig:
     """Sizes and effect strengths of the simulated log (SYNTHETIC)."""
 
-    users: int = 1000
-    items: int = 2000
-    authors: int = 200
+    users: int = 2000
+    items: int = 3000
+    authors: int = 300
     topics: int = 8
     content_dim: int = 32
-    impressions: int = 100  # mean per user (uniform in [impressions/2, 3*impressions/2])
+    impressions: int = 60  # mean per user (uniform in [impressions/2, 3*impressions/2])
     days: int = 30
     lifetime: float = 0.5  # share of the period an item stays showable
     like_strength: float = 2.5

@@ -92,10 +92,11 @@ def _amp(optim: OptimConfig, device: torch.device) -> tuple[torch.dtype | None, 
 
 def _optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel over all parameters instead of a dozen small ops per tensor (CPU and CUDA)
     if optim.optimizer == "adam":
-        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
     if optim.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
     if optim.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=optim.lr, weight_decay=optim.weight_decay)
     return torch.optim.SGD(params, lr=optim.lr, weight_decay=optim.weight_decay, momentum=0.9)

@@ -70,7 +70,9 @@ def test_collate_gathers_ids_codes_vectors_and_histories(tmp_path):
     assert batch.sparse["item_id"].tolist() == [2, 0] and batch.sparse["user_id"].tolist() == [1, 2]
     assert batch.codes["sid"].tolist() == [[3, 0], [-1, -1]]  # i2 has no codes
     assert batch.dense["content"].tolist() == [[1.0] * 3, [2.0] * 3]
-    assert batch.history["item_id"].tolist() == [[2, 1], [1, 0]]
-    assert batch.history["sid"].shape == (2, 2, 2) and batch.history["content"].shape == (2, 2, 3)
+    # histories [[i1, i0], [i0, pad]]: three distinct rows, each gathered once
+    assert batch.history["item_id"].shape == (3,) and batch.history_index.shape == (2, 2)
+    assert batch.history["item_id"][batch.history_index].tolist() == [[2, 1], [1, 0]]
+    assert batch.history["sid"].shape == (3, 2) and batch.history["content"].shape == (3, 3)
     assert batch.history_mask.tolist() == [[True, True], [True, False]]
-    assert batch.history["sid"][1, 1].tolist() == [-1, -1]
+    assert batch.history["sid"][batch.history_index][1, 1].tolist() == [-1, -1]

@@ -25,7 +25,7 @@ def tiny_schema():
 def make_batch(schema: InputSchema, n: int, seed: int = 0) -> RankBatch:
     """A random batch of ``n`` rows for ``schema``; ``follow`` is observed in domain 0 only."""
     g = torch.Generator().manual_seed(seed)
-    T = schema.history
+    T, U = schema.history, 12  # history length, distinct history items
 
     def ids(size, shape):
         return torch.randint(1, size, shape, generator=g)
@@ -38,10 +38,10 @@ def make_batch(schema: InputSchema, n: int, seed: int = 0) -> RankBatch:
         sparse={name: ids(size, (n,)) for name, size in schema.sparse.items()},
         codes={name: torch.randint(0, min(sizes), (n, len(sizes)), generator=g) for name, sizes in schema.codes.items()},
         dense={name: torch.randn(n, d, generator=g) for name, d in schema.dense.items()},
-        history={"item_id": ids(schema.sparse["item_id"], (n, T)),
-                 **{name: torch.randint(0, min(s), (n, T, len(s)), generator=g) for name, s in schema.codes.items()},
-                 **{name: torch.randn(n, T, d, generator=g) for name, d in schema.dense.items()}},
-        history_mask=history_mask, domain=domain, group=torch.randint(0, 8, (n,), generator=g),
+        history={"item_id": ids(schema.sparse["item_id"], (U,)),
+                 **{name: torch.randint(0, min(s), (U, len(s)), generator=g) for name, s in schema.codes.items()},
+                 **{name: torch.randn(U, d, generator=g) for name, d in schema.dense.items()}},
+        history_index=torch.randint(0, U, (n, T), generator=g), history_mask=history_mask, domain=domain, group=torch.randint(0, 8, (n,), generator=g),
         labels=torch.randint(0, 2, (n, len(schema.tasks)), generator=g).float(), label_mask=mask,
     )
 

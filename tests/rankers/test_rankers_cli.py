@@ -104,3 +104,23 @@ def test_python_api_takes_the_same_config_as_a_dict(sim):
     assert isinstance(cfg, RankConfig) and cfg.model.expert_dim == 8
     report = train(cfg, out=sim / "api-run", progress=False)
     assert report["model"] == "home" and np.isfinite(report["train"]["history"][0]["loss"])
+
+
+def test_encoder_feature_from_config_encodes_items_on_the_fly(sim, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmrec.rankers import prepare_data
+
+    titles = {f"item-{i:06d}": f"title number {i}" for i in range(0, 80, 2)}  # every other item has a title
+    pq.write_table(pa.table({"key": list(titles), "text": list(titles.values())}), tmp_path / "titles.parquet")
+    cfg = load_config({"data": {"log": str(sim / "behaviour.parquet"), "tasks": ["click"], "history": {"length": 0}},
+                       "features": [{"name": "title", "kind": "encoder", "spec": "hf-text:tiny",
+                                     "source": str(tmp_path / "titles.parquet")}],
+                       "model": {"name": "mmoe"}})
+    data = prepare_data(cfg.data, cfg.features)
+    have = np.array([k in titles for k in data.items.keys])
+    table = data.items.dense["title"][:-1].numpy()
+    assert data.schema.dense["title"] == table.shape[1]
+    assert data.features["title"]["misses"] == int((~have).sum())
+    assert np.abs(table[have]).sum(1).min() > 0 and not table[~have].any()
