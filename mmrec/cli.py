@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the planted probabilities, and a rank.yaml to train on it.",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--users", type=_positive_int, default=2000, help="users (default 2000)")
-    p.add_argument("--items", type=_positive_int, default=3000, help="items (default 3000)")
+    p.add_argument("--users", type=_positive_int, default=500, help="users (default 500)")
+    p.add_argument("--items", type=_positive_int, default=2000, help="items (default 2000)")
     p.add_argument("--impressions", type=_positive_int, default=60, help="mean impressions per user (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

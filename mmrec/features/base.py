@@ -54,6 +54,18 @@ class FeatureProvider(Protocol):
         ...
 
 
+class IndexedProvider:
+    """Shared part of providers that hold a ``key -> row`` dict, ``self.index``."""
+
+    index: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.index
+
+
 def fallback_rows(kind: str, n: int, width: int) -> np.ndarray:
     """``n`` fallback rows: zeros for dense vectors, ``-1`` (no code) for codes."""
     if kind == "dense":

@@ -14,11 +14,11 @@ from typing import Sequence
 import numpy as np
 
 from mmrec.errors import InputError, UsageError
-from mmrec.features.base import ProviderStats
+from mmrec.features.base import IndexedProvider, ProviderStats
 from mmrec.quantization.files import load_codes
 
 
-class CodeProvider:
+class CodeProvider(IndexedProvider):
     """Code tuples ``(n, L)`` int64 by key; ``path`` is ``codes.parquet`` or the quantize output folder.
 
     ``levels``: the level count the caller expects; a file with another count fails here.
@@ -50,12 +50,6 @@ class CodeProvider:
             raise InputError(f"{path}: duplicate keys")
         self.path = path
         self.stats = ProviderStats()
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.index
 
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
         rows, found = self.stats.rows(self.index, keys)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
-from mmrec.features.base import ProviderStats
+from mmrec.features.base import IndexedProvider, ProviderStats
 from mmrec.io import atomic_path, write_json
 from mmrec.quantization.files import _vector_column, embedding_files
 
@@ -30,7 +30,7 @@ def _fingerprint(files: list[Path], column: str) -> dict:
     return {"column": column, "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
 
 
-class EmbeddingProvider:
+class EmbeddingProvider(IndexedProvider):
     """Dense vectors of one column of an embeddings folder, by key (see the module docstring).
 
     ``dim``: the width the caller expects; a folder with another width fails here with one line.
@@ -56,12 +56,6 @@ class EmbeddingProvider:
         self.index = {k: i for i, (k, ok) in enumerate(zip(keys, present)) if ok}
         if len(self.index) != int(np.count_nonzero(present)):
             raise InputError(f"{folder}: duplicate keys in column {column!r}")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.index
 
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
         rows, found = self.stats.rows(self.index, keys)

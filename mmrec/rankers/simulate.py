@@ -56,9 +56,9 @@ _NOTE = "SYNTHETIC data from mmrec.rankers.simulate, not real behaviour; see its
 class SimulationConfig:
     """Sizes and effect strengths of the simulated log (SYNTHETIC)."""
 
-    users: int = 2000
-    items: int = 3000
-    authors: int = 300
+    users: int = 500
+    items: int = 2000
+    authors: int = 150
     topics: int = 8
     content_dim: int = 32
     impressions: int = 60  # mean per user (uniform in [impressions/2, 3*impressions/2])
