@@ -1,1 +1,36 @@
-"""mmrec.graphs — filled in by later issues (see ../shared/PAPERS.md)."""
+"""MMBee GIE: gifting graphs, Swing, metapath expansion and GraphCL node pre-training (PAPERS.md, MMBee).
+
+- Graphs: :func:`build_graphs` (U2A gifting/watching + A2A Swing ``HeteroData`` from a streamed log,
+  :class:`GraphConfig`), :func:`save_graph` / :func:`load_graph` (safetensors + JSON),
+  :func:`swing_scores` (the Swing core QARM's pairs share).
+- Expansion: :func:`expand_metapaths` (top-k per source by path-weight product, torch sparse),
+  :func:`write_expansions` / :func:`read_expansions` (the offline Parquet store).
+- Pre-training: :func:`train_graphcl` (GraphCL over a GraphSAGE-style heterogeneous encoder,
+  mini-batched by :class:`NeighborSampler`), :func:`export_embeddings` / :func:`read_embeddings`.
+
+The torch-geometric parts import on first use, so ``import mmrec.graphs`` stays light.
+"""
+
+from importlib import import_module
+
+_LAZY = {
+    "GraphConfig": "build", "build_graphs": "build",
+    "swing_scores": "swing",
+    "save_graph": "store", "load_graph": "store",
+    "DEFAULT_METAPATHS": "metapath", "expand_metapaths": "metapath", "read_expansions": "metapath",
+    "write_expansions": "metapath",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mmrec.graphs' has no attribute {name!r}")
+    value = getattr(import_module(f"mmrec.graphs.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

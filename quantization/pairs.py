@@ -5,7 +5,8 @@
   is the cosine of an existing embedding ([I] by default the content embeddings being aligned).
 - Item2Item by Swing (Yang et al. 2020, "Large Scale Product Graph Construction for Recommendation
   in E-commerce", eq. 1): ``s(i, j) = sum_{u<v in U_i ∩ U_j} w_u w_v / (alpha + |I_u ∩ I_v|)`` with
-  ``w_u = |I_u| ** -user_power`` ([I] 0.5); each item keeps its ``top_n`` partners.
+  ``w_u = |I_u| ** -user_power`` ([I] 0.5); each item keeps its ``top_n`` partners. The scoring is
+  :func:`mmrec.graphs.swing.swing_scores`, shared with MMBee's A2A graph.
 
 Both read the log (Parquet, DESIGN.md columns) in row batches (``batch_rows``) and never hold it
 whole. Memory is bounded by parameters, not by the log size: User2Item keeps at most ``max_users``
@@ -27,9 +28,9 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from mmrec.errors import InputError, UsageError
+from mmrec.graphs.swing import swing_scores
 from mmrec.io import atomic_path
 
 PAIR_SOURCES = ("user2item", "swing")
@@ -140,34 +141,12 @@ def swing_pairs(
             recent[item] = None
             if len(recent) > config.max_items_per_user:
                 del recent[next(iter(recent))]
-    user_list = list(user_items)
-    baskets = [np.fromiter(user_items[u], dtype=np.int64) for u in user_list]
+    baskets = [np.fromiter(recent, dtype=np.int64) for recent in user_items.values()]
     del user_items
-    weight = np.array([len(b) for b in baskets], dtype=np.float64) ** -config.user_power
-    item_users: list[list[int]] = [[] for _ in range(n_items)]
-    for u, basket in enumerate(baskets):
-        for item in basket.tolist():
-            item_users[item].append(u)
-    rng = np.random.default_rng(config.seed)
-    for i in tqdm(range(n_items), desc="swing", unit="item", disable=not progress):
-        users = np.asarray(item_users[i], dtype=np.int64)
-        if len(users) < 2:
-            continue
-        if len(users) > config.max_users_per_item:
-            users = np.sort(rng.choice(users, size=config.max_users_per_item, replace=False))
-        columns, inverse = np.unique(np.concatenate([baskets[u] for u in users]), return_inverse=True)
-        member = np.zeros((len(users), len(columns)))  # (m, c) user x candidate item
-        member[np.repeat(np.arange(len(users)), [len(baskets[u]) for u in users]), inverse] = 1.0
-        overlap = member @ member.T  # (m, m) |I_u ∩ I_v|
-        w = weight[users]
-        pair_weight = np.outer(w, w) / (config.alpha + overlap)
-        np.fill_diagonal(pair_weight, 0.0)
-        score = 0.5 * ((pair_weight @ member) * member).sum(axis=0)  # (c,) sum over u<v sharing j
-        score[columns == i] = 0.0
-        top = np.argsort(-score, kind="stable")[: config.top_n]
-        top = top[score[top] > 0]
-        if len(top):
-            yield np.full(len(top), i, dtype=np.int64), columns[top], score[top].astype(np.float32)
+    yield from swing_scores(
+        baskets, n_items, alpha=config.alpha, user_power=config.user_power, top_n=config.top_n,
+        max_users_per_item=config.max_users_per_item, seed=config.seed, progress=progress,
+    )
 
 
 _PAIR_SCHEMA = pa.schema([
