@@ -8,6 +8,8 @@ when fusion is off). Live-segment fusion with learnable queries (MMBee's MFQ) re
 - ``concat``: the normalised concatenation in sorted modality order, zeros for an absent modality;
   its cosine is the mean of the per-modality cosines, so each modality weighs the same.
 - ``none``: no fused column.
+- ``mfq``: MMBee's MFQ over the per-frame / per-comment / speech token sequences (``wants_tokens``);
+  needs trained weights (``--fusion-weights``), see :mod:`mmrec.encoders.mfq`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mmrec.errors import UsageError
 from mmrec.registry import Registry
 
 FUSERS = Registry("fusion")
+FUSERS.register("mfq", "mmrec.encoders.mfq:MFQFusion")  # token sequences in; see mmrec.encoders.mfq
 
 
 def _masked(vectors: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> list[torch.Tensor]:

@@ -12,6 +12,8 @@ rest. Scale-out: under ``torchrun`` each rank takes ``shards[rank::world_size]``
 ``--shard-id/--num-shards`` by hand); DataLoader workers decode whole shards in parallel. [I] A
 sample whose field fails to decode is dropped whole (its error is logged), so every written row has
 all the modalities its sample carries; a segment's frames and comments are mean-pooled per segment.
+A fuser with ``wants_tokens`` (``mfq``) gets the per-frame / per-comment / speech vectors before
+pooling instead, padded per row with masks; an item is then a length-1 sequence per modality.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ExtractConfig:
     audio: str | None = None
     weights: dict[str, str] = field(default_factory=dict)  # modality -> local checkpoint
     fuse: str = "concat"
+    fusion_weights: str | None = None  # trained fuser weights (fuse "mfq")
     batch_size: int = 64
     num_workers: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -57,7 +60,9 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if not any((self.image, self.text, self.audio)):
             raise UsageError("nothing to extract: give at least one of image, text, audio")
-        FUSERS.get(self.fuse)
+        fuser = FUSERS.get(self.fuse)
+        if self.fusion_weights and not getattr(fuser, "takes_weights", False):
+            raise UsageError(f"fusion {self.fuse!r} takes no weights; --fusion-weights is for 'mfq'")
         if self.batch_size < 1 or self.num_workers < 0:
             raise UsageError(f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size}, {self.num_workers}")
         unknown = set(self.weights) - set(MODALITIES)
@@ -93,6 +98,17 @@ def _pool(vectors: torch.Tensor, owners: torch.Tensor, rows: int) -> tuple[torch
     return F.normalize(sums, dim=-1), present
 
 
+def _pad(vectors: torch.Tensor, owners: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of each row as a padded sequence: ``(n, d)`` with row-sorted owners -> ``(rows, L, d)`` and a ``(rows, L)`` mask."""
+    counts = torch.bincount(owners, minlength=rows)
+    position = torch.arange(len(owners), device=owners.device) - (torch.cumsum(counts, 0) - counts)[owners]
+    padded = vectors.new_zeros(rows, max(int(counts.max()), 1), vectors.shape[1])
+    mask = torch.zeros(padded.shape[:2], dtype=torch.bool, device=vectors.device)
+    padded[owners, position] = vectors
+    mask[owners, position] = True
+    return padded, mask
+
+
 class _ShardBuffer:
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -116,7 +132,7 @@ class Extractor:
         self.encoders: dict[str, Encoder] = {
             m: load_encoder(spec, weights=config.weights.get(m), device=str(device)) for m, spec in specs.items() if spec
         }
-        self.fuser = FUSERS.build(config.fuse)
+        self.fuser = FUSERS.build(config.fuse, **({"weights": config.fusion_weights} if config.fusion_weights else {}))
         self.dims = {m: e.dim for m, e in self.encoders.items()}
         self.fused_dim = self.fuser.out_dim(self.dims)
 
@@ -126,6 +142,7 @@ class Extractor:
         return {
             "encoders": {m: e.describe() for m, e in self.encoders.items()},
             "fuse": self.config.fuse,
+            **({"fusion_weights": self.config.fusion_weights} if self.config.fusion_weights else {}),
             "fused_dim": self.fused_dim,
             "mmrec_version": mmrec.__version__,
             "torch_version": torch.__version__,
@@ -133,15 +150,20 @@ class Extractor:
 
     def encode_batch(self, batch: Batch, buffer: _ShardBuffer) -> None:
         rows = len(batch.keys)
-        vectors, present = {}, {}
+        vectors, present, tokens, token_masks = {}, {}, {}, {}
+        wants_tokens = getattr(self.fuser, "wants_tokens", False)
         for m, encoder in self.encoders.items():
             if m in batch.inputs:
                 flat = encoder.encode(batch.inputs[m])  # (n_inputs, d)
-                vectors[m], present[m] = _pool(flat, batch.owners[m].to(flat.device), rows)
+                owners = batch.owners[m].to(flat.device)
+                vectors[m], present[m] = _pool(flat, owners, rows)
+                if wants_tokens:
+                    tokens[m], token_masks[m] = _pad(flat, owners, rows)
             else:
                 vectors[m] = torch.zeros(rows, encoder.dim, device=self.device)
                 present[m] = torch.zeros(rows, dtype=torch.bool, device=self.device)
-        fused = self.fuser(vectors, present)
+                tokens[m], token_masks[m] = vectors[m][:, None, :], present[m][:, None]
+        fused = self.fuser(tokens, token_masks) if wants_tokens else self.fuser(vectors, present)
         if fused is not None:
             vectors["fused"], present["fused"] = fused, torch.stack(list(present.values())).any(0)
         buffer.keys += batch.keys
