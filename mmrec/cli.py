@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     for modality, default in (("image", "open_clip:ViT-B-32"), ("text", "hf-text:all-MiniLM-L6-v2"), ("audio", "none")):
         p.add_argument(f"--{modality}", default=default, metavar="SPEC", help=f"{modality} encoder spec, or none (default {default})")
         p.add_argument(f"--{modality}-weights", default=None, metavar="PATH", help=f"local checkpoint for the {modality} encoder")
-    p.add_argument("--fuse", default="concat", help="fusion of the modality vectors: concat, mean or none (default concat)")
+    p.add_argument("--fuse", default="concat", help="fusion of the modality vectors: concat, mean, mfq or none (default concat)")
+    p.add_argument("--fusion-weights", default=None, metavar="PATH", help="trained fuser weights (a safetensors file from MFQ training; --fuse mfq)")
     p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64)")
     p.add_argument("--num-workers", type=_positive_int, default=2, help="DataLoader workers decoding shards (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -268,6 +269,7 @@ def _extract(args: argparse.Namespace) -> int:
         **specs,
         weights=weights,
         fuse=args.fuse,
+        fusion_weights=args.fusion_weights,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,
