@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mmrec.encoders.base import Encoder, LoRALinear, TrainableConfig, add_lora
+from mmrec.encoders.base import PRECISIONS, Encoder, LoRALinear, TrainableConfig, add_lora
 from mmrec.errors import UsageError
 from mmrec.registry import Registry
 
@@ -53,4 +53,4 @@ def load_encoder(
     return encoder.to(device) if device else encoder
 
 
-__all__ = ["DEFAULT_TEXT", "ENCODERS", "Encoder", "LoRALinear", "TrainableConfig", "add_lora", "load_encoder"]
+__all__ = ["DEFAULT_TEXT", "ENCODERS", "PRECISIONS", "Encoder", "LoRALinear", "TrainableConfig", "add_lora", "load_encoder"]

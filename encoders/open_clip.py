@@ -161,7 +161,7 @@ def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _torch_load(path)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise UsageError(f"{name}: cannot read weights file {str(path)!r}: {str(err).splitlines()[0]}") from None
     if isinstance(state, dict) and "state_dict" in state:
@@ -169,6 +169,17 @@ def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise UsageError(f"{name}: {str(path)!r} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` memory-mapped, so the tensors of a full CLIP checkpoint that the vision tower
+    does not use (the text tower) are never read; files in the legacy format are read whole."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _to_rgb(raw: Any) -> Image.Image:

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64)")
     p.add_argument("--num-workers", type=_positive_int, default=2, help="DataLoader workers decoding shards (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto = autocast on CUDA, float32 on CPU; bf16 on CPU = bfloat16 weights (faster on "
+                   "CPUs with AVX512-BF16/AMX; vectors agree to cosine ~0.9999); fp16 = CUDA only (default auto)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoders: a one-off compile of tens of seconds, then faster batches (long jobs)")
     p.add_argument("--shard-id", type=int, default=None, help="this process's part, without a launcher")
     p.add_argument("--num-shards", type=int, default=None, help="number of parts, without a launcher")
     p.add_argument("--overwrite", action="store_true", help="redo shards whose output exists")
@@ -273,6 +278,8 @@ def _extract(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
         shard_id=args.shard_id,
         num_shards=args.num_shards,
         overwrite=args.overwrite,

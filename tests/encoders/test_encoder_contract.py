@@ -40,7 +40,9 @@ def test_frozen_encoder_contract(spec, config, modality, raw_samples):
     raws = raw_samples[modality]
     out = encoder.embed(raws)
     assert encoder.modality == modality
-    assert encoder.describe() == {"name": spec, "modality": modality, "dim": encoder.dim, "trainable": False}
+    assert encoder.describe() == {
+        "name": spec, "modality": modality, "dim": encoder.dim, "trainable": False, "precision": "auto", "compiled": False
+    }
     assert out.shape == (len(raws), encoder.dim) and out.dtype == torch.float32
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(len(raws)))
     assert torch.equal(out, encoder.embed(raws))

@@ -76,6 +76,19 @@ def test_live_segments_pool_frames_and_comments(sample_dir, tmp_path):
     assert table.column("text").null_count == 0 and table.column("audio").null_count == 0
 
 
+def test_bf16_and_compile_options_agree_with_the_default_and_are_recorded(sample_dir, tmp_path):
+    pattern = str(sample_dir / "items-000000.tar")
+    args = ["extract", "--input", pattern, "--image", "open_clip:tiny", "--text", "none", "--fuse", "none", "--num-workers", "0", "--json"]
+    assert main([*args, "--out", str(tmp_path / "fp32")]) == 0
+    assert main([*args, "--out", str(tmp_path / "fast"), "--precision", "bf16", "--compile", "--batch-size", "5"]) == 0
+    reference, fast = (pq.read_table(tmp_path / d / "emb-items-000000.parquet") for d in ("fp32", "fast"))
+    assert fast.column("key").to_pylist() == reference.column("key").to_pylist()
+    a, b = (np.asarray(t.column("image").to_pylist(), dtype=np.float32) for t in (reference, fast))
+    assert (a * b).sum(1).min() > 0.99 and not np.array_equal(a, b)
+    image = json.loads(fast.schema.metadata[b"mmrec"])["encoders"]["image"]
+    assert image["precision"] == "bf16" and image["compiled"]
+
+
 def test_rerun_skips_done_shards_and_kill9_resume_equals_clean_run(sample_dir, tmp_path):
     pattern = str(sample_dir / "items-{000000..000002}.tar")
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
