@@ -6,7 +6,9 @@
 - Expansion: :func:`expand_metapaths` (top-k per source by path-weight product, torch sparse),
   :func:`write_expansions` / :func:`read_expansions` (the offline Parquet store).
 - Pre-training: :func:`train_graphcl` (GraphCL over a GraphSAGE-style heterogeneous encoder,
-  mini-batched by :class:`NeighborSampler`), :func:`export_embeddings` / :func:`read_embeddings`.
+  mini-batched by :class:`NeighborSampler`, author attributes from :func:`read_author_features`),
+  :func:`train_run` / :func:`load_run` (the ``mmrec graph train`` folder), :func:`export_embeddings` /
+  :func:`read_node_embeddings`.
 
 The torch-geometric parts import on first use, so ``import mmrec.graphs`` stays light.
 """
@@ -19,6 +21,11 @@ _LAZY = {
     "save_graph": "store", "load_graph": "store",
     "DEFAULT_METAPATHS": "metapath", "expand_metapaths": "metapath", "read_expansions": "metapath",
     "write_expansions": "metapath",
+    "NeighborSampler": "sampler", "HeteroSAGE": "sage",
+    "GraphCL": "graphcl", "GraphCLConfig": "graphcl", "build_model": "graphcl", "embed_nodes": "graphcl",
+    "fit_graphcl": "graphcl", "nt_xent": "graphcl", "train_graphcl": "graphcl",
+    "export_embeddings": "export", "read_node_embeddings": "export", "read_author_features": "features",
+    "load_run": "run", "train_run": "run",
 }
 
 __all__ = sorted(_LAZY)

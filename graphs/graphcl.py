@@ -1,0 +1,248 @@
+"""GraphCL node pre-training for MMBee GIE (PAPERS.md, MMBee; You et al. 2020, GraphCL).
+
+GraphCL (You et al., NeurIPS 2020) contrasts two augmented views of the same graph with the NT-Xent
+loss (their eq. 3): ``l_n = -log( exp(s(z_n1, z_n2)/tau) / sum_{n' != n} exp(s(z_n1, z_n'2)/tau) )``,
+``s`` the cosine, ``z = g(f(view))`` with ``f`` the GNN encoder and ``g`` a 2-layer projection head.
+MMBee pre-trains its gifting-graph nodes this way. [I] Decided here, where the papers are silent:
+
+- nodes, not whole graphs, are the instances: for a mini-batch of seed nodes (one node type at a time,
+  types taken in turn), the sampled neighbourhood (:class:`NeighborSampler`) is augmented twice and the
+  seeds' two encodings are the positive pair; the other seeds of the batch are the negatives; the loss
+  is averaged over both directions (view 1 -> 2 and 2 -> 1);
+- augmentations, drawn independently per view: edge dropping (each sampled edge kept with
+  probability ``1 - edge_drop``) and attribute masking (each input dimension of each node zeroed with
+  probability ``feature_mask``); GraphCL's node dropping and subgraph views are not used;
+- the encoder is :class:`HeteroSAGE`; seeds are nodes with at least one edge; the exported
+  embeddings are the encoder's outputs (no head, no augmentation), computed batch by batch with the
+  same fanouts;
+- optimiser: Adam for dense weights, SparseAdam for the id embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mmrec.errors import InputError, UsageError
+from mmrec.graphs.sage import HeteroSAGE
+from mmrec.graphs.sampler import NeighborSampler
+
+if TYPE_CHECKING:
+    from torch_geometric.data import HeteroData
+
+
+@dataclass
+class GraphCLConfig:
+    """GraphCL training; ``fanouts`` gives the number of layers (one per hop)."""
+
+    dim: int = 64
+    fanouts: tuple[int, ...] = (10, 5)
+    batch_size: int = 512
+    epochs: int = 5
+    max_steps: int | None = None
+    lr: float = 0.01
+    temperature: float = 0.2
+    edge_drop: float = 0.2
+    feature_mask: float = 0.2
+    edge_types: tuple[tuple[str, str, str], ...] | None = None
+    seed_types: tuple[str, ...] | None = None
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.fanouts = tuple(int(f) for f in self.fanouts)
+        if self.edge_types is not None:
+            self.edge_types = tuple(tuple(e) for e in self.edge_types)
+        if self.seed_types is not None:
+            self.seed_types = (self.seed_types,) if isinstance(self.seed_types, str) else tuple(self.seed_types)
+        for name in ("dim", "batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if not self.fanouts or min(self.fanouts) < 1:
+            raise UsageError(f"fanouts must be ints >= 1, got {self.fanouts}")
+        for name in ("edge_drop", "feature_mask"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.temperature <= 0 or self.lr <= 0:
+            raise UsageError(f"temperature and lr must be > 0, got {self.temperature}, {self.lr}")
+
+    @classmethod
+    def build(cls, config: "GraphCLConfig | dict | None") -> "GraphCLConfig":
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, dict):
+            unknown = set(config) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise UsageError(f"unknown GraphCL config field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            return cls(**config)
+        raise UsageError(f"GraphCL config must be a GraphCLConfig or a dict, got {type(config).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["fanouts"] = list(self.fanouts)
+        out["edge_types"] = [list(e) for e in self.edge_types] if self.edge_types is not None else None
+        out["seed_types"] = list(self.seed_types) if self.seed_types is not None else None
+        return out
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """GraphCL's NT-Xent (eq. 3) over a batch of positive pairs ``(B, d)``, both directions averaged."""
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    sim = z1 @ z2.T / temperature  # (B, B)
+    positive = sim.diagonal()
+    eye = torch.eye(len(sim), dtype=torch.bool, device=sim.device)
+    negatives = sim.masked_fill(eye, -math.inf)  # the paper's denominator leaves the positive out
+    loss_12 = torch.logsumexp(negatives, 1) - positive
+    loss_21 = torch.logsumexp(negatives.T, 1) - positive
+    return 0.5 * (loss_12.mean() + loss_21.mean())
+
+
+class GraphCL(nn.Module):
+    """Encoder ``f`` (:class:`HeteroSAGE`) and projection head ``g`` (Linear-ReLU-Linear)."""
+
+    def __init__(self, encoder: HeteroSAGE, dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+
+
+def _check_features(graph: "HeteroData", features: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    features = dict(features or {})
+    for node_type, value in features.items():
+        if node_type not in graph.node_types:
+            raise UsageError(f"features for unknown node type {node_type!r}; the graph has {graph.node_types}")
+        if value.dim() != 2 or len(value) != graph[node_type].num_nodes:
+            raise InputError(f"features[{node_type!r}] must be ({graph[node_type].num_nodes}, d), got {tuple(value.shape)}",
+                             field=node_type)
+        if not torch.isfinite(value).all():
+            raise InputError(f"features[{node_type!r}] has non-finite values", field=node_type)
+        features[node_type] = value.float()
+    return features
+
+
+def _encode(model: GraphCL, batch: "HeteroData", features, config: GraphCLConfig, device, *, augment: bool):
+    node_ids = {t: batch[t].node_id.to(device) for t in batch.node_types}
+    x = model.encoder.embed_inputs(node_ids, features)
+    edges = {e: batch[e].edge_index.to(device) for e in batch.edge_types}
+    if augment:
+        if config.feature_mask > 0:
+            x = {t: v * (torch.rand_like(v) >= config.feature_mask) for t, v in x.items()}
+        if config.edge_drop > 0:
+            edges = {e: v[:, torch.rand(v.shape[1], device=device) >= config.edge_drop] for e, v in edges.items()}
+    return model.encoder(x, edges)
+
+
+def _batches(sampler: NeighborSampler, seed_types, batch_size: int, generator: torch.Generator):
+    """One epoch of ``(node_type, seeds)``: each type's connected nodes shuffled, types in turn."""
+    queues = []
+    for node_type in seed_types:
+        nodes = torch.nonzero(sampler.degree(node_type) > 0).flatten()
+        nodes = nodes[torch.randperm(len(nodes), generator=generator)]
+        queues.append([(node_type, nodes[i : i + batch_size]) for i in range(0, len(nodes), batch_size)])
+    longest = max((len(q) for q in queues), default=0)
+    for i in range(longest):
+        for queue in queues:
+            if i < len(queue) and len(queue[i][1]) >= 2:  # one seed has no negatives
+                yield queue[i]
+
+
+def build_model(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+                config: GraphCLConfig | dict | None = None) -> GraphCL:
+    """An untrained :class:`GraphCL` model shaped for ``graph`` (and its node ``features``)."""
+    config = GraphCLConfig.build(config)
+    features = _check_features(graph, features)
+    encoder = HeteroSAGE({t: graph[t].num_nodes for t in graph.node_types}, list(config.edge_types or graph.edge_types),
+                         dim=config.dim, layers=len(config.fanouts), feature_dims={t: v.shape[1] for t, v in features.items()})
+    return GraphCL(encoder, config.dim)
+
+
+def fit_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+                config: GraphCLConfig | dict | None = None) -> tuple[GraphCL, dict[str, Any]]:
+    """Pre-train a :class:`GraphCL` model on ``graph``; returns it and a report (loss per epoch, steps, time)."""
+    config = GraphCLConfig.build(config)
+    features = _check_features(graph, features)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if config.device == "auto" else config.device)
+    torch.manual_seed(config.seed)
+    edge_types = list(config.edge_types or graph.edge_types)
+    sampler = NeighborSampler(graph, config.fanouts, edge_types=edge_types, seed=config.seed)
+    seed_types = config.seed_types or tuple(graph.node_types)
+    model = build_model(graph, features=features, config=config).to(device)
+    encoder = model.encoder
+    features = {t: v.to(device) for t, v in features.items()}
+    sparse = [p for m in encoder.inputs.values() if isinstance(m, nn.Embedding) for p in m.parameters()]
+    dense = [p for p in model.parameters() if all(p is not s for s in sparse)]
+    optimizers = [torch.optim.Adam(dense, lr=config.lr)] + ([torch.optim.SparseAdam(sparse, lr=config.lr)] if sparse else [])
+    generator = torch.Generator().manual_seed(config.seed)
+    report: dict[str, Any] = {"epoch_loss": [], "steps": 0, "seconds": 0.0, "seed_nodes": 0}
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(config.epochs):
+        total, n = 0.0, 0
+        bar = tqdm(_batches(sampler, seed_types, config.batch_size, generator), desc=f"graphcl epoch {epoch + 1}",
+                   unit="batch", disable=not config.progress)
+        for step, (node_type, seeds) in enumerate(bar):
+            if config.max_steps is not None and step >= config.max_steps:
+                break
+            batch = sampler.sample(node_type, seeds)
+            size = len(seeds)
+            z1 = model.head(_encode(model, batch, features, config, device, augment=True)[node_type][:size])
+            z2 = model.head(_encode(model, batch, features, config, device, augment=True)[node_type][:size])
+            loss = nt_xent(z1, z2, config.temperature)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+            total += loss.item() * size
+            n += size
+            report["steps"] += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if n == 0:
+            raise InputError("no node with an edge to train on (is the graph empty?)")
+        report["epoch_loss"].append(total / n)
+        report["seed_nodes"] = n
+    report["seconds"] = time.perf_counter() - start
+    return model, report
+
+
+@torch.no_grad()
+def embed_nodes(model: GraphCL, graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+                config: GraphCLConfig | dict | None = None) -> dict[str, torch.Tensor]:
+    """Encoder outputs for every node, ``{node_type: (num_nodes, dim)}`` float32 on CPU, row ``i`` = node ``i``."""
+    config = GraphCLConfig.build(config)
+    features = _check_features(graph, features)
+    device = next(model.parameters()).device
+    features = {t: v.to(device) for t, v in features.items()}
+    sampler = NeighborSampler(graph, config.fanouts, edge_types=list(config.edge_types or graph.edge_types), seed=config.seed)
+    model.eval()
+    out = {}
+    for node_type in graph.node_types:
+        n = graph[node_type].num_nodes
+        out[node_type] = torch.zeros(n, config.dim)
+        for start in tqdm(range(0, n, config.batch_size), desc=f"embed {node_type}", unit="batch", disable=not config.progress):
+            seeds = torch.arange(start, min(start + config.batch_size, n))
+            batch = sampler.sample(node_type, seeds)
+            out[node_type][seeds] = _encode(model, batch, features, config, device, augment=False)[node_type][: len(seeds)].float().cpu()
+    model.train()
+    return out
+
+
+def train_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+                  config: GraphCLConfig | dict | None = None) -> dict[str, torch.Tensor]:
+    """Pre-train with GraphCL and return node embeddings ``{node_type: (num_nodes, dim)}``, row ``i`` = node_id ``i``."""
+    config = GraphCLConfig.build(config)
+    model, _ = fit_graphcl(graph, features=features, config=config)
+    return embed_nodes(model, graph, features=features, config=config)
