@@ -7,7 +7,8 @@
   :func:`write_expansions` / :func:`read_expansions` (the offline Parquet store).
 - Pre-training: :func:`train_graphcl` (GraphCL over a GraphSAGE-style heterogeneous encoder,
   mini-batched by :class:`NeighborSampler`, author attributes from :func:`read_author_features`),
-  :func:`train_run` / :func:`load_run` (the ``mmrec graph train`` folder), :func:`export_embeddings` /
+  :func:`graph_build` / :func:`graph_expand` / :func:`graph_train` /
+  :func:`graph_export` (the ``mmrec graph`` jobs), :func:`load_run`, :func:`export_embeddings` /
   :func:`read_node_embeddings`.
 
 The torch-geometric parts import on first use, so ``import mmrec.graphs`` stays light.
@@ -25,7 +26,8 @@ _LAZY = {
     "GraphCL": "graphcl", "GraphCLConfig": "graphcl", "build_model": "graphcl", "embed_nodes": "graphcl",
     "fit_graphcl": "graphcl", "nt_xent": "graphcl", "train_graphcl": "graphcl",
     "export_embeddings": "export", "read_node_embeddings": "export", "read_author_features": "features",
-    "load_run": "run", "train_run": "run",
+    "graph_build": "jobs", "graph_expand": "jobs", "graph_train": "jobs", "graph_export": "jobs",
+    "load_run": "jobs",
 }
 
 __all__ = sorted(_LAZY)

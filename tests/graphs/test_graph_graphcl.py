@@ -11,7 +11,7 @@ from graph_data import community_log
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs import (
     build_graphs, build_model, embed_nodes, export_embeddings, fit_graphcl, load_run, nt_xent, read_author_features,
-    read_node_embeddings, save_graph, train_graphcl, train_run,
+    read_node_embeddings, save_graph, train_graphcl, graph_train,
 )
 
 CONFIG = {"dim": 32, "epochs": 6, "batch_size": 64, "fanouts": (8, 4)}
@@ -92,11 +92,11 @@ def test_author_features_from_author_or_segment_keyed_parquet(tmp_path):
         read_author_features(folder, 6)
 
 
-def test_train_run_and_export_round_trip(tmp_path):
+def test_graph_train_and_export_round_trip(tmp_path):
     table, _, _ = community_log(n_users=40, n_authors=9, seed=1)
     graph = build_graphs(table)
     save_graph(graph, tmp_path / "graph")
-    summary = train_run(tmp_path / "graph", tmp_path / "run", config={**CONFIG, "epochs": 1})
+    summary = graph_train(tmp_path / "graph", tmp_path / "run", config={**CONFIG, "epochs": 1})
     embeddings, saved = load_run(tmp_path / "run")
     assert saved == summary and embeddings["user"].shape == (40, 32)
     export_embeddings(embeddings, graph, tmp_path / "emb.parquet")
