@@ -9,7 +9,10 @@ wall clock (process start to exit, interpreter start and model load included) an
 (user + sys of the whole process tree, which a busy shared host moves far less than wall time), plus
 the ratios mmrec / clip-retrieval, in a table and in ``WORK/extract-bench.json``. With ``--repeats R``
 the tools alternate which goes first, the rows are medians and each ratio is the median of the
-ratios of back-to-back pairs, so a drift in machine speed hits both tools alike.
+ratios of back-to-back pairs, so a drift in machine speed hits both tools alike. ``--variants`` runs
+several mmrec settings against the same peer runs: ``default`` (float32 eager, what clip-retrieval
+does on CPU), ``bf16`` (``--precision bf16``: bfloat16 weights), ``compile`` (``--compile``) and
+``compile-bf16``; each gets its own ratios and its own embedding cross-check.
 
 How: clip-retrieval and its dependencies never enter mmrec's environment. They live in their own
 venv (``--peer-venv``), made here when missing as described in /work/shared/BENCH-PEERS.md:
@@ -52,6 +55,13 @@ PEER_PACKAGES = ["torch==2.14.1", "torchvision==0.29.1", "clip-retrieval", "setu
 PEER_VERSIONS = ["clip-retrieval", "torch", "torchvision", "open_clip_torch", "webdataset", "numpy"]
 WEIGHTS_SEED = 0
 NUM_WORKERS = 2
+# mmrec extract settings the bench can run (--variants): the default and the opt-in speed options.
+VARIANTS = {
+    "default": [],
+    "bf16": ["--precision", "bf16"],
+    "compile": ["--compile"],
+    "compile-bf16": ["--compile", "--precision", "bf16"],
+}
 
 
 def _log(message: str) -> None:
@@ -232,7 +242,8 @@ def run_clip_retrieval(peer: Path, pattern: str, weights: Path, out: Path, args:
     return result
 
 
-def run_mmrec(pattern: str, weights: Path, out: Path, args: argparse.Namespace, device: str, cuda: bool) -> dict[str, Any]:
+def run_mmrec(pattern: str, weights: Path, out: Path, args: argparse.Namespace, device: str, cuda: bool,
+              options: list[str]) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [
         sys.executable, "-m", "mmrec", "extract",
@@ -246,9 +257,10 @@ def run_mmrec(pattern: str, weights: Path, out: Path, args: argparse.Namespace, 
         "--batch-size", str(args.batch_size),
         "--num-workers", str(NUM_WORKERS),
         "--device", device,
+        *options,
         "--json",
     ]
-    result = _run_timed(cmd, out.parent / "mmrec", args.timeout, cuda)
+    result = _run_timed(cmd, out.parent / out.name.removesuffix("-out"), args.timeout, cuda)
     manifest = json.loads(result["stdout"])
     run = manifest["runs"][0]
     result.update(samples=run["samples"], own_elapsed_s=run["elapsed_s"], own_samples_per_s=run["samples_per_s"])
@@ -319,14 +331,15 @@ def compare_embeddings(mmrec_out: Path, peer_out: Path) -> dict[str, Any]:
 
 
 def _table(rows: list[tuple[str, dict[str, Any]]], ratios: dict[str, float]) -> str:
-    head = (f"{'tool':<16}{'samples':>8}{'wall s':>9}{'own samples/s':>15}{'e2e samples/s':>15}"
+    head = (f"{'tool':<34}{'samples':>8}{'wall s':>9}{'own samples/s':>15}{'e2e samples/s':>15}"
             f"{'CPU s':>8}{'samples/CPU-s':>15}{'peak RSS MB':>13}")
     lines = [head, "-" * len(head)]
     for name, r in rows:
-        lines.append(f"{name:<16}{r['samples']:>8}{r['wall_s']:>9.1f}{r['own_samples_per_s']:>15.2f}"
+        lines.append(f"{name:<34}{r['samples']:>8}{r['wall_s']:>9.1f}{r['own_samples_per_s']:>15.2f}"
                      f"{r['e2e_samples_per_s']:>15.2f}{r['cpu_s']:>8.1f}{r['samples_per_cpu_s']:>15.2f}{r['peak_rss_mb']:>13}")
-    lines.append(f"{'mmrec / peer *':<16}{'':>8}{'':>9}{ratios['own_samples_per_s']:>14.2f}x"
-                 f"{ratios['e2e_samples_per_s']:>14.2f}x{'':>8}{ratios['samples_per_cpu_s']:>14.2f}x")
+    for name, r in ratios.items():
+        lines.append(f"{name + ' / peer *':<34}{'':>8}{'':>9}{r['own_samples_per_s']:>14.2f}x"
+                     f"{r['e2e_samples_per_s']:>14.2f}x{'':>8}{r['samples_per_cpu_s']:>14.2f}x")
     return "\n".join(lines)
 
 
@@ -342,7 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each tool, alternating; the table shows medians (default 1)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed to each tool's run (default 1800)")
+    parser.add_argument("--variants", default="default",
+                        help="comma-separated mmrec extract settings to run, each measured against the same peer runs: "
+                        f"{', '.join(VARIANTS)} (default: default)")
     args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or not variants:
+        parser.error(f"--variants: unknown {unknown or variants}; choose among {', '.join(VARIANTS)}")
     if min(args.samples, args.shard_size, args.batch_size, args.repeats) < 1:
         parser.error("--samples, --shard-size, --batch-size and --repeats must be positive")
     if -(-args.samples // args.shard_size) < NUM_WORKERS:
@@ -361,11 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     pattern = make_shards(work, args.samples, args.shard_size)
     weights = make_weights(work)
 
-    runs: dict[str, list[dict[str, Any]]] = {"clip-retrieval": [], "mmrec": []}
     tools = {
         "clip-retrieval": lambda: run_clip_retrieval(args.peer_venv.resolve(), pattern, weights, work / "clip-retrieval-out", args, cuda),
-        "mmrec": lambda: run_mmrec(pattern, weights, work / "mmrec-out", args, device, cuda),
     }
+    names = {v: "mmrec" if v == "default" else f"mmrec {' '.join(VARIANTS[v])}" for v in variants}
+    for v in variants:
+        tools[names[v]] = lambda v=v: run_mmrec(pattern, weights, work / f"mmrec-{v}-out", args, device, cuda, VARIANTS[v])
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in tools}
     for i in range(args.repeats):
         # Alternate the order (peer first, then mmrec first, ...) so a drift in machine speed hits both.
         order = list(tools) if i % 2 == 0 else list(tools)[::-1]
@@ -377,10 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     # Ratios within each pair of back-to-back runs, then the median: robust to a shared machine
     # whose speed drifts from one minute to the next.
     ratios = {
-        k: round(float(np.median([m[k] / p[k] for m, p in zip(runs["mmrec"], runs["clip-retrieval"])])), 3)
-        for k in ("own_samples_per_s", "e2e_samples_per_s", "samples_per_cpu_s")
+        names[v]: {
+            k: round(float(np.median([m[k] / p[k] for m, p in zip(runs[names[v]], runs["clip-retrieval"])])), 3)
+            for k in ("own_samples_per_s", "e2e_samples_per_s", "samples_per_cpu_s")
+        }
+        for v in variants
     }
-    agreement = compare_embeddings(work / "mmrec-out", work / "clip-retrieval-out")
+    agreement = {names[v]: compare_embeddings(work / f"mmrec-{v}-out", work / "clip-retrieval-out") for v in variants}
 
     import mmrec
 
@@ -389,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "device": torch.cuda.get_device_name() if cuda else "cpu",
                     "torch_threads_mmrec": torch.get_num_threads()},
         "config": {"samples": args.samples, "shard_size": args.shard_size, "batch_size": args.batch_size,
+                   "variants": {names[v]: VARIANTS[v] for v in variants},
                    "num_workers": NUM_WORKERS, "repeats": args.repeats, "shards": pattern, "weights": str(weights), "weights_seed": WEIGHTS_SEED},
         "versions": {"mmrec": mmrec.__version__, "torch": torch.__version__, "peer": peer["versions"]},
         "peer_setup": {k: v for k, v in peer.items() if k != "versions"},
@@ -415,15 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         for name, r in results.items():
             print(f"{name}: GPU utilisation mean {r['gpu_util_mean_pct']}% (median over runs)")
-    a = agreement
-    print(f"embeddings: {a['keys_common']} common keys; cosine mean {a['cosine_mean']:.5f} min {a['cosine_min']:.5f}; "
-          f"centred mean {a['centred_cosine_mean']:.5f} min {a['centred_cosine_min']:.5f} "
-          f"(mismatched-pair baseline: raw {a['baseline_mismatched_cosine_mean']:.3f}, "
-          f"centred {a['baseline_mismatched_centred_cosine_mean']:.3f}) -> {'AGREE' if a['agree'] else 'DISAGREE'}")
+    for name, a in agreement.items():
+        print(f"{name} vs clip-retrieval embeddings: {a['keys_common']} common keys; cosine mean {a['cosine_mean']:.5f} "
+              f"min {a['cosine_min']:.5f}; centred mean {a['centred_cosine_mean']:.5f} min {a['centred_cosine_min']:.5f} "
+              f"(mismatched-pair baseline: raw {a['baseline_mismatched_cosine_mean']:.3f}, "
+              f"centred {a['baseline_mismatched_centred_cosine_mean']:.3f}) -> {'AGREE' if a['agree'] else 'DISAGREE'}")
     if peer["install_s"] is not None:
         print(f"peer venv installed in {peer['install_s']:.0f} s")
     print(f"report: {work / 'extract-bench.json'}")
-    return 0 if agreement["agree"] else 1
+    return 0 if all(a["agree"] for a in agreement.values()) else 1
 
 
 if __name__ == "__main__":
