@@ -136,12 +136,18 @@ def _encode(model: GraphCL, batch: "HeteroData", features, config: GraphCLConfig
     node_ids = {t: batch[t].node_id.to(device) for t in batch.node_types}
     x = model.encoder.embed_inputs(node_ids, features)
     edges = {e: batch[e].edge_index.to(device) for e in batch.edge_types}
+    per_hop = {e: list(batch[e].num_sampled_edges) for e in batch.edge_types}
     if augment:
         if config.feature_mask > 0:
             x = {t: v * (torch.rand_like(v) >= config.feature_mask) for t, v in x.items()}
         if config.edge_drop > 0:
-            edges = {e: v[:, torch.rand(v.shape[1], device=device) >= config.edge_drop] for e, v in edges.items()}
-    return model.encoder(x, edges)
+            for e, v in edges.items():
+                kept = torch.rand(v.shape[1], device=device) >= config.edge_drop
+                hop = torch.repeat_interleave(torch.arange(len(per_hop[e]), device=device),
+                                              torch.tensor(per_hop[e], device=device), output_size=v.shape[1])
+                per_hop[e] = torch.bincount(hop[kept], minlength=len(per_hop[e])).tolist()  # edges stay in hop order
+                edges[e] = v[:, kept]
+    return model.encoder(x, edges, {t: list(batch[t].num_sampled_nodes) for t in batch.node_types}, per_hop)
 
 
 def _batches(sampler: NeighborSampler, seed_types, batch_size: int, generator: torch.Generator):

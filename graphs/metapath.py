@@ -19,7 +19,8 @@ first hop reaches — the nodes the first hop reaches directly (for user>author>
 user already gifted), so the store holds *new* neighbours only. Sources with no candidate get no row.
 
 The products run in torch sparse CSR, ``chunk_rows`` source rows at a time, and the per-row top-k is
-taken on the sparse result (a sort by row then score), so memory is bounded by the chunk's product.
+taken on the sparse result (a sort by row then float32 score, ties to the lower id), so memory is
+bounded by the chunk's product.
 """
 
 from __future__ import annotations
@@ -82,12 +83,14 @@ def transition_matrix(graph: "HeteroData", edge_type: tuple[str, str, str], *, n
     if (weight < 0).any() or not torch.isfinite(weight).all():
         raise InputError(f"edge type {edge_type}: edge weights must be finite and >= 0")
     shape = (graph[src_type].num_nodes, graph[dst_type].num_nodes)
-    matrix = torch.sparse_coo_tensor(index, weight, shape).coalesce()
+    matrix = torch.sparse_coo_tensor(index, weight, shape).coalesce()  # sums repeated edges
+    (rows, cols), values = matrix.indices(), matrix.values()
     if normalize:
-        rows, values = matrix.indices()[0], matrix.values()
         total = torch.zeros(shape[0], dtype=torch.float64).index_add_(0, rows, values)
-        matrix = torch.sparse_coo_tensor(matrix.indices(), values / total[rows].clamp_min(1e-300), shape).coalesce()
-    return matrix.to_sparse_csr()
+        values = values / total[rows].clamp_min(1e-300)
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int64)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
+    return torch.sparse_csr_tensor(crow, cols, values, shape)
 
 
 def _row_slice(matrix: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -98,14 +101,16 @@ def _row_slice(matrix: torch.Tensor, start: int, stop: int) -> torch.Tensor:
 
 
 def topk_rows(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n_rows: int, k: int):
-    """Per row, the ``k`` largest entries of a sparse matrix given as COO triplets (ties: lower col first).
+    """Per row, the ``k`` largest positive entries of a sparse matrix given as COO triplets.
 
-    Returns ``(counts (n_rows,), cols, values)``: row ``r``'s picks are the ``counts[r]`` consecutive
-    entries after those of rows ``< r``, best first.
+    Entries are ranked by their float32 value, ties (equal float32 values) by lower column first;
+    ``rows < 2**31``, ``cols < 2**32``, ``values > 0``. Returns ``(counts (n_rows,), cols, values)``:
+    row ``r``'s picks are the ``counts[r]`` consecutive entries after those of rows ``< r``, best first.
     """
-    order = torch.argsort(cols, stable=True)
-    order = order[torch.argsort(-values[order], stable=True)]
-    order = order[torch.argsort(rows[order], stable=True)]  # by row, then value desc, then col
+    order = torch.argsort(rows * 2**32 + cols)  # (row, col) order; keys are distinct
+    rows, cols, values = rows[order], cols[order], values[order].float()
+    bits = values.view(torch.int32).long()  # the bits of a positive float32 increase with its value
+    order = torch.sort(rows * 2**31 + (2**31 - 1 - bits), stable=True).indices  # by row, then value desc
     rows, cols, values = rows[order], cols[order], values[order]
     counts = torch.bincount(rows, minlength=n_rows)
     starts = torch.cumsum(counts, 0) - counts
@@ -132,9 +137,8 @@ def _expand_one(graph, metapath: str, k: int, chunk_rows: int, normalize: bool, 
         product = _row_slice(matrices[0], start, stop)
         for matrix in matrices[1:]:
             product = torch.sparse.mm(product, matrix)  # (chunk, n_next) CSR
-        product = product.to_sparse_coo().coalesce()
-        rows, cols = product.indices()
-        values = product.values()
+        rows = torch.repeat_interleave(torch.arange(stop - start), torch.diff(product.crow_indices()))
+        cols, values = product.col_indices().long(), product.values()
         drop = values <= 0
         if src_type == dst_type:
             drop |= cols == rows + start

@@ -14,7 +14,10 @@ and pointer arithmetic, all nodes of a hop at once:
 - otherwise ``fanout`` picks are drawn with replacement and duplicates dropped ([I] GraphSAGE samples
   a fixed-size set with replacement; dropping repeats keeps each edge once, so a node may get fewer);
 - every node is expanded once, at the first hop that reaches it; nodes are relabelled per type in
-  order of discovery, so the seeds are the first ``batch_size`` nodes of their type.
+  order of discovery, so the seeds are the first ``batch_size`` nodes of their type, then the nodes
+  first reached at hop 1, and so on; edges are stored hop by hop too. ``num_sampled_nodes[t][h]`` and
+  ``num_sampled_edges[e][h]`` give the counts per hop (as in torch-geometric's loaders), so a layer
+  can skip the outer hops it does not need (:class:`HeteroSAGE`).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class NeighborSampler:
 
     ``fanouts[h]``: the most in-neighbours per node and edge type at hop ``h``. ``edge_types``
     defaults to all of the graph's. :meth:`sample` returns a ``HeteroData`` subgraph with ``node_id``
-    (the graph's row of each local node), ``edge_index`` (local ids) per edge type, and
-    ``batch_size`` on the seed type.
+    (the graph's row of each local node) and ``num_sampled_nodes`` per node type, ``edge_index``
+    (local ids) and ``num_sampled_edges`` per edge type, and ``batch_size`` on the seed type.
     """
 
     def __init__(self, graph: "HeteroData", fanouts: Sequence[int], *,
@@ -96,9 +99,13 @@ class NeighborSampler:
         self._local[seed_type][seeds] = torch.arange(len(seeds))
         count[seed_type] = len(seeds)
         frontier = {seed_type: seeds}
+        per_hop_nodes = {t: [len(seeds) if t == seed_type else 0] for t in self.num_nodes}
+        per_hop_edges: dict[tuple[str, str, str], list[int]] = {e: [] for e in self.edge_types}
         try:
             for fanout in self.fanouts:
                 found: dict[str, list[torch.Tensor]] = {}
+                for edge_type in self.edge_types:
+                    per_hop_edges[edge_type].append(0)
                 for edge_type in self.edge_types:
                     src_type, _, dst_type = edge_type
                     if dst_type not in frontier or not len(frontier[dst_type]):
@@ -112,13 +119,18 @@ class NeighborSampler:
                     nodes[src_type].append(new)
                     found.setdefault(src_type, []).append(new)
                     edges[edge_type].append(torch.stack([local[src], self._local[dst_type][dst[owner]]]))
+                    per_hop_edges[edge_type][-1] = len(src)
                 frontier = {t: torch.cat(v) for t, v in found.items()}
+                for node_type in self.num_nodes:
+                    per_hop_nodes[node_type].append(len(frontier.get(node_type, ())))
             data = HeteroData()
             for node_type, parts in nodes.items():
                 data[node_type].node_id = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
                 data[node_type].num_nodes = count[node_type]
+                data[node_type].num_sampled_nodes = per_hop_nodes[node_type]
             for edge_type, parts in edges.items():
                 data[edge_type].edge_index = torch.cat(parts, 1) if parts else torch.zeros((2, 0), dtype=torch.int64)
+                data[edge_type].num_sampled_edges = per_hop_edges[edge_type]
             data[seed_type].batch_size = len(seeds)
             return data
         finally:
