@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pyarrow as pa
 import torch
+from tqdm.auto import tqdm
 
 from mmrec.errors import InputError, UsageError
-from mmrec.graphs.schema import iter_log, read_id_table
+from mmrec.graphs.schema import count_rows, iter_log, read_id_table
 from mmrec.graphs.swing import swing_scores
 
 if TYPE_CHECKING:
@@ -150,10 +151,12 @@ def _aggregate(logs, config: GraphConfig) -> dict[str, Any]:
     columns = ["user_id", "author_id", "watch", "gift", "gift_value"] + (["domain"] if config.domains else [])
     gifts, watches = _EdgeSums(2, config.merge_rows), _EdgeSums(1, config.merge_rows)
     rows = max_user = max_author = 0
+    bar = tqdm(total=count_rows(logs), desc="graph build", unit="row", unit_scale=True, disable=not config.progress)
     for batch in iter_log(logs, columns, batch_rows=config.batch_rows, n_users=n_users or _MAX_ID,
                           n_authors=n_authors or _MAX_ID, known_authors=known_authors):
         users, authors = batch["user_id"], batch["author_id"]
         rows += len(users)
+        bar.update(len(users))
         if len(users):
             max_user, max_author = max(max_user, int(users.max()) + 1), max(max_author, int(authors.max()) + 1)
         keep = np.isin(batch["domain"], config.domains) if config.domains else np.ones(len(users), bool)
@@ -162,6 +165,7 @@ def _aggregate(logs, config: GraphConfig) -> dict[str, Any]:
         gifts.add(keys[gift], np.stack([np.ones(int(gift.sum())), batch["gift_value"][gift].astype(np.float64)], 1))
         watch = keep & (batch["watch"] > 0)
         watches.add(keys[watch], np.ones((int(watch.sum()), 1)))
+    bar.close()
     if rows == 0:
         raise InputError("the behaviour log has no rows")
     return {"rows": rows, "n_users": n_users or max_user, "n_authors": n_authors or max_author,

@@ -66,6 +66,11 @@ def log_sources(logs: str | Path | Sequence[str | Path] | pa.Table) -> list[tupl
     return sources
 
 
+def count_rows(logs: str | Path | Sequence[str | Path] | pa.Table) -> int:
+    """Rows of the log(s), from the Parquet footers (no data is read)."""
+    return sum(len(source) if isinstance(source, pa.Table) else source.metadata.num_rows for _, source in log_sources(logs))
+
+
 def check_schema(name: str, schema: pa.Schema, columns: Sequence[str]) -> None:
     """Raise :class:`InputError` naming ``name`` when a needed column is missing or mistyped."""
     missing = [c for c in columns if c not in schema.names]

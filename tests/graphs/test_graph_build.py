@@ -74,11 +74,15 @@ def test_build_is_the_same_streamed_in_small_batches_and_from_several_inputs(tmp
             assert torch.allclose(whole[edge_type].edge_weight, other[edge_type].edge_weight), edge_type
 
 
-def test_domains_filter_and_explicit_node_counts():
+def test_domains_filter_and_explicit_node_counts(tmp_path):
     graph = build_graphs(log_table(ROWS), config={"domains": ["video"], "n_users": 10, "n_authors": 5})
     assert graph["user"].num_nodes == 10 and graph["author"].num_nodes == 5
     assert _edges(graph, ("user", "watches", "author")) == {}
     assert graph[("user", "gifts", "author")].edge_index.shape == (2, 0)
+    pq.write_table(pa.table({"user_id": pa.array(range(7), pa.int64())}), tmp_path / "users.parquet")
+    graph = build_graphs(log_table(ROWS), config={"users": str(tmp_path / "users.parquet"), "domains": "live"})
+    assert graph["user"].num_nodes == 7 and graph["author"].num_nodes == 4
+    assert (3, 3) in _edges(graph, ("user", "watches", "author"))
 
 
 def test_graph_round_trips_through_safetensors(tmp_path):
