@@ -20,7 +20,8 @@ known and written next to it, so that models and tests can check what they recov
   - ``watch``   ~ Bernoulli(sigmoid(-0.3 + 3 (K m - 1) / K)),
   - ``like``    | watch ~ Bernoulli(0.04 + 0.2 m), ``comment`` | watch ~ Bernoulli(0.02 + 0.1 m),
   - ``gift``    | watch ~ Bernoulli(sigmoid(b0 + log propensity_u + ``gift_match`` * K * m +
-    ``gift_community`` * [community_u == community_a])), ``b0`` solved (bisection) so gifts are
+    ``gift_community`` * [community_u == community_a] + charisma_a)), ``charisma_a`` ~
+    N(0, ``author_charisma``^2) per author, ``b0`` solved (bisection) so gifts are
     ``gift_rate`` (default 1 %) of watches; ``gift_value`` ~ lognormal(1, 1) coins, 0 without a gift.
 
   So gifting depends on the segment's current topic (what MFQ's segment vectors can see and author
@@ -38,7 +39,7 @@ Outputs in ``out`` (same arguments, same bytes):
 ``live-behaviour.parquet`` (``user_id, item_id, author_id, domain, ts, watch, like, comment, gift,
 gift_value``; rows in time order, row groups of ``row_group_size``), ``users.parquet``
 (``user_id, community, gift_activity, propensity`` + the interest vector), ``authors.parquet``
-(``author_id, community, category``), ``segments.parquet`` (``item_id, stream_id, author_id, start,
+(``author_id, community, category, charisma``), ``segments.parquet`` (``item_id, stream_id, author_id, start,
 end, topic``), ``segment-tokens.safetensors`` (``image (N, Lf, d)``, ``audio (N, Ls, d)``,
 ``text (N, Lc, d)``, ``text_mask (N, Lc)``, rows in ``segments.parquet`` order), ``live.json``
 (the parameters and counts; ``"synthetic": true``) and, with ``shard_segments > 0``, webdataset
@@ -95,6 +96,7 @@ class LiveSimConfig:
     gift_match: float = 0.6  # logit per unit of K * interest in the current topic
     gift_community: float = 1.5  # logit bonus for an author of the user's community
     propensity_sigma: float = 1.2
+    author_charisma: float = 0.7  # std of a per-author gift logit (some streamers draw more gifts)
     token_dim: int = 32
     frame_tokens: int = 4
     speech_tokens: int = 2
@@ -213,6 +215,7 @@ def simulate_live(out: str | Path, config: LiveSimConfig | dict[str, Any] | None
     category = rng.permutation(np.arange(cfg.authors) % K)
     author_community = rng.integers(0, cfg.communities, size=cfg.authors)
     popularity = rng.lognormal(0.0, 0.5, size=cfg.authors)
+    charisma = rng.normal(0.0, cfg.author_charisma, size=cfg.authors)
     secondary = (category[:, None] + rng.integers(1, K, size=(cfg.authors, 2))) % K
     topic_mix = np.zeros((cfg.authors, K))
     topic_mix[np.arange(cfg.authors), category] += 0.5
@@ -249,7 +252,7 @@ def simulate_live(out: str | Path, config: LiveSimConfig | dict[str, Any] | None
     like = watch & (rng.random(len(m)) < 0.04 + 0.2 * m)
     comment = watch & (rng.random(len(m)) < 0.02 + 0.1 * m)
     gift_logit = (np.log(propensity[live_user]) + cfg.gift_match * K * m
-                  + cfg.gift_community * same[live_user, live_author])
+                  + cfg.gift_community * same[live_user, live_author] + charisma[live_author])
     b0 = _solve_bias(gift_logit[watch], cfg.gift_rate)
     gift = watch & (rng.random(len(m)) < _sigmoid(b0 + gift_logit))
     gift_value = np.where(gift, np.round(rng.lognormal(1.0, 1.0, size=len(m)), 1) + 0.1, 0.0).astype(np.float32)
@@ -297,7 +300,8 @@ def simulate_live(out: str | Path, config: LiveSimConfig | dict[str, Any] | None
     _write(out / USERS_FILE, pa.table(users), note)
     _write(out / AUTHORS_FILE, pa.table({"author_id": np.arange(cfg.authors, dtype=np.int64),
                                          "community": author_community.astype(np.int64),
-                                         "category": category.astype(np.int64)}), note)
+                                         "category": category.astype(np.int64),
+                                         "charisma": charisma.astype(np.float32)}), note)
     _write(out / SEGMENTS_FILE, pa.table({
         "item_id": pa.array(seg_keys, pa.string()), "stream_id": seg["stream"], "author_id": seg["author"],
         "start": seg["start"], "end": seg["end"], "topic": seg["topic"], "position": seg["position"]}), note)

@@ -1,0 +1,167 @@
+"""Training and evaluating :class:`mmrec.rankers.gtr.GTR` on :class:`mmrec.rankers.gtr_data.GTRData`.
+
+Built from the pieces of :mod:`mmrec.rankers.trainer`: its epoch permutation (:func:`epoch_rows`),
+device choice, :func:`masked_bce` and the AUC / UAUC / GAUC of :mod:`mmrec.rankers.metrics`. [I]
+Not its ``train()``: that one reads a :class:`RankConfig` log into ``RankSamples`` + ``ItemTable``
+(item features and one history per row), with no slot for the target segment's token sequences,
+the searched sub-sequences or the per-user expansion lists GTR needs; a 40-line loop here is
+simpler than widening that data path for one model.
+
+:func:`train_gtr` returns a report with the test metrics overall and per user group (e.g. the
+simulator's ``gift_activity``), and with ``out`` writes ``gtr.safetensors`` (weights, config in the
+metadata) and, when MFQ is on, ``mfq.safetensors`` (:func:`mmrec.encoders.mfq.save_mfq`, what
+``mmrec extract --fuse mfq --fusion-weights`` reads).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrec.errors import UsageError
+from mmrec.io import atomic_path, write_json
+from mmrec.rankers.gtr import GTR, GTRConfig
+from mmrec.rankers.gtr_data import GTRData
+from mmrec.rankers.losses import masked_bce
+from mmrec.rankers.metrics import auc, uauc_gauc
+from mmrec.rankers.trainer import epoch_rows
+
+
+def build_gtr(data: GTRData, *, mfq: dict[str, Any] | None = None, author_graph: torch.Tensor | None = None,
+              **options: Any) -> GTR:
+    """A :class:`GTR` sized for ``data``: MFQ when ``mfq`` is a config dict (its input dims from the
+    token tensors), GIE expansions when ``data`` has them, GraphCL features when ``author_graph`` is given."""
+    if mfq is not None:
+        if not data.tokens:
+            raise UsageError("MFQ needs segment tokens: prepare_gtr_data(..., tokens=True)")
+        mfq = {**mfq, "dims": {m: int(t.shape[-1]) for m, t in data.tokens.items()}}
+    config = GTRConfig(num_users=data.num_users, num_authors=data.num_authors, tasks=data.tasks,
+                       num_categories=int(data.author_category.max()) + 1, mfq=mfq,
+                       expansion_paths=data.expansion_paths,
+                       graph_dim=0 if author_graph is None else int(author_graph.shape[1]), **options)
+    return GTR(config, author_category=torch.from_numpy(data.author_category), author_graph=author_graph)
+
+
+@torch.no_grad()
+def predict_gtr(model: GTR, data: GTRData, rows: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+    """Probabilities ``(len(rows), K)`` for sample ``rows``."""
+    was = model.training
+    model.eval()
+    out = [torch.sigmoid(model(data.batch(part))) for part in np.array_split(rows, max(1, -(-len(rows) // batch_size)))]
+    model.train(was)
+    return torch.cat(out).numpy() if out else np.zeros((0, len(data.tasks)), np.float32)
+
+
+def gtr_metrics(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> dict[str, Any]:
+    """AUC, UAUC, GAUC (users with both classes), rows, positives."""
+    uauc, gauc, n_users = uauc_gauc(labels, scores, users)
+    return {"auc": auc(labels, scores), "uauc": uauc, "gauc": gauc, "users": n_users, "n": int(len(labels)),
+            "positives": int(labels.sum())}
+
+
+def train_gtr(model: GTR, data: GTRData, *, epochs: int = 2, batch_size: int = 512, lr: float = 2e-3,
+              weight_decay: float = 0.0, seed: int = 0, user_groups: np.ndarray | None = None,
+              group_names: tuple[str, ...] = (), out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train ``model`` on ``data.train`` (masked BCE over its tasks), evaluate gifts on the watched
+    ``data.test`` rows; see the module docstring.
+
+    ``user_groups``: ``(num_users,)`` group index per user, reported as ``by_group[group_names[i]]``.
+    """
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise UsageError(f"epochs and batch_size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    labels, masks = torch.from_numpy(data.label), torch.from_numpy(data.label_mask)
+    with torch.no_grad():  # [I] start at the base rates: with 1 % gifts the first epoch is otherwise spent getting there
+        for k in range(len(data.tasks)):
+            rate = float(data.label[data.train, k][data.label_mask[data.train, k]].mean())
+            if 0.0 < rate < 1.0:
+                model.tower[-1].bias[k] = float(np.log(rate / (1 - rate)))
+    history = []
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        total, steps = 0.0, 0
+        for rows in epoch_rows(len(data.train), batch_size, seed=seed, epoch=epoch):
+            if len(rows) < 2:  # batch norm needs two rows
+                continue
+            rows = data.train[rows.numpy()]
+            loss, _ = masked_bce(model(data.batch(rows)), labels[rows], masks[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            steps += 1
+        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1)})
+        if progress:
+            print(f"epoch {epoch + 1}/{epochs}: loss {total / max(steps, 1):.5f}", flush=True)
+    train_s = time.perf_counter() - start
+    gift = data.tasks.index("gift")
+    test = data.test[data.label_mask[data.test, gift]]  # gift metrics over watched rows
+    probs = predict_gtr(model, data, data.test)
+    scores = probs[data.label_mask[data.test, gift], gift]
+    y, users = data.label[test, gift], data.user[test]
+    report: dict[str, Any] = {"test": gtr_metrics(y, scores, users), "train_rows": int(len(data.train)),
+                              "test_rows": int(len(data.test)), "train_s": round(train_s, 2), "history": history,
+                              "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(model.config)}
+    if "watch" in data.tasks:
+        w = data.tasks.index("watch")
+        report["test_watch"] = gtr_metrics(data.label[data.test, w], probs[:, w], data.user[data.test])
+    if user_groups is not None:
+        group = user_groups[users]
+        report["by_group"] = {name: gtr_metrics(y[group == i], scores[group == i], users[group == i])
+                              for i, name in enumerate(group_names) if (group == i).any()}
+    if out is not None:
+        out = Path(out)
+        save_gtr(model, out / "gtr.safetensors")
+        if model.mfq is not None:
+            from mmrec.encoders.mfq import save_mfq
+
+            save_mfq(model.mfq, out / "mfq.safetensors", info={"trained_with": "GTR gift head"})
+        write_json(out / "metrics.json", _finite(report))
+    return report
+
+
+def save_gtr(model: GTR, path: str | Path) -> Path:
+    """Weights (buffers included: author categories, GraphCL features) + config, one safetensors file; atomic."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={"mmrec": json.dumps({"kind": "gtr", "config": asdict(model.config)})})
+    return path
+
+
+def load_gtr(path: str | Path) -> GTR:
+    """Rebuild a GTR written by :func:`save_gtr`, in eval mode."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"GTR checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("mmrec", "null"))
+    if not isinstance(meta, dict) or meta.get("kind") != "gtr":
+        raise UsageError(f"{path}: not a GTR checkpoint")
+    state = load_file(str(path))
+    model = GTR(meta["config"], author_category=state["author_category"], author_graph=state.get("author_graph"))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
