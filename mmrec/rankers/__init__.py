@@ -9,6 +9,9 @@
   :func:`train`, :func:`predict`, :func:`masked_bce`, :func:`load_ranker`.
 - Metrics: :func:`auc`, :func:`uauc_gauc`, :func:`metrics_table`.
 - Data: :func:`simulate` writes a SYNTHETIC multi-task, multi-domain log with planted effects.
+- Live gifting (MMBee): :class:`GTR` / :class:`GTRConfig` (SIM search + DIN, MFQ segment vectors, GIE
+  expansions), :func:`prepare_gtr_data` (:class:`GTRData` from a :mod:`mmrec.live_sim` folder),
+  :func:`build_gtr`, :func:`train_gtr`, :func:`predict_gtr`, :func:`save_gtr`, :func:`load_gtr`.
 """
 
 from mmrec.rankers.attention import TargetAttention
@@ -17,6 +20,9 @@ from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
 from mmrec.rankers.config import DataConfig, FeatureConfig, HistoryConfig, OptimConfig, RankConfig, load_config
 from mmrec.rankers.data import RankData, build_provider, prepare_data
 from mmrec.rankers.gates import GateNU
+from mmrec.rankers.gtr import GTR, GTRConfig
+from mmrec.rankers.gtr_data import GTRData, prepare_gtr_data
+from mmrec.rankers.gtr_train import build_gtr, load_gtr, predict_gtr, save_gtr, train_gtr
 from mmrec.rankers.home import HoME, HoMEConfig
 from mmrec.rankers.inputs import FeatureEmbedding
 from mmrec.rankers.losses import masked_bce
@@ -28,6 +34,7 @@ from mmrec.rankers.simulate import SimulationConfig, simulate
 from mmrec.rankers.trainer import predict, train
 
 __all__ = [
+    "GTR", "GTRConfig", "GTRData", "build_gtr", "load_gtr", "predict_gtr", "prepare_gtr_data", "save_gtr", "train_gtr",
     "RANKERS", "DataConfig", "EPNet", "FeatureConfig", "FeatureEmbedding", "GateNU", "HistoryConfig", "HoME",
     "HoMEConfig", "MMoE", "MMoEConfig", "OptimConfig", "PEPNet", "PEPNetConfig", "PPNet", "RankConfig", "RankData",
     "Ranker", "RankerConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
