@@ -49,11 +49,11 @@ def graph_build(logs: Any, out: str | Path, *, config: GraphConfig | dict | None
 
 
 def graph_expand(graph: str | Path, out: str | Path, *, metapaths: Sequence[str] = DEFAULT_METAPATHS, k: int = 20,
-                 chunk_rows: int = 4096, normalize: bool = True, progress: bool = False) -> dict[str, Any]:
+                 chunk_nnz: int = 1 << 23, normalize: bool = True, progress: bool = False) -> dict[str, Any]:
     """Expand the graph folder ``graph`` along ``metapaths`` into the Parquet store ``out``; returns counts."""
     data = load_graph(graph)
     start = time.perf_counter()
-    table = expand_metapaths(data, metapaths, k, chunk_rows=chunk_rows, normalize=normalize, progress=progress)
+    table = expand_metapaths(data, metapaths, k, chunk_nnz=chunk_nnz, normalize=normalize, progress=progress)
     seconds = time.perf_counter() - start
     write_expansions(table, out)
     per_path = {}

@@ -18,9 +18,11 @@ Excluded from a source's top-k ([I]): the source itself, and — when the path e
 first hop reaches — the nodes the first hop reaches directly (for user>author>author: the authors the
 user already gifted), so the store holds *new* neighbours only. Sources with no candidate get no row.
 
-The products run in torch sparse CSR, ``chunk_rows`` source rows at a time, and the per-row top-k is
-taken on the sparse result (a sort by row then float32 score, ties to the lower id), so memory is
-bounded by the chunk's product.
+The products run in torch sparse CSR over chunks of source rows, and the per-row top-k is taken on
+the sparse result (a sort by row then float32 score, ties to the lower id). A chunk is the longest
+run of rows whose product has at most ``chunk_nnz`` entries by an upper bound computed first (the
+path's row-count product ``|A_1| |A_2| ... nnz(A_h rows)``, capped at the number of destinations;
+a row over the bound gets a chunk of its own), so memory is bounded by ``chunk_nnz``, not by the graph.
 """
 
 from __future__ import annotations
@@ -124,16 +126,33 @@ def _known_keys(first: torch.Tensor, start: int, stop: int, n_dst: int) -> torch
     return rows * n_dst + part.col_indices()
 
 
-def _expand_one(graph, metapath: str, k: int, chunk_rows: int, normalize: bool, progress: bool) -> pa.Table:
+def _chunks(matrices: list[torch.Tensor], chunk_nnz: int) -> list[tuple[int, int]]:
+    """Row ranges whose product has at most ``chunk_nnz`` entries (bound), one row at least."""
+    n_dst = matrices[-1].shape[1]
+    bound = torch.diff(matrices[-1].crow_indices()).double()
+    for matrix in reversed(matrices[:-1]):
+        ones = torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(),
+                                       torch.ones(matrix.col_indices().shape[0], dtype=torch.float64), matrix.shape)
+        bound = torch.sparse.mm(ones, bound.clamp(max=n_dst)[:, None]).flatten()
+    total = torch.cumsum(bound.clamp(max=n_dst), 0).numpy()
+    ranges, start, n = [], 0, len(total)
+    while start < n:
+        before = total[start - 1] if start else 0.0
+        stop = max(int(np.searchsorted(total, before + chunk_nnz, side="right")), start + 1)
+        ranges.append((start, min(stop, n)))
+        start = stop
+    return ranges
+
+
+def _expand_one(graph, metapath: str, k: int, chunk_nnz: int, normalize: bool, progress: bool) -> pa.Table:
     hops = parse_metapath(metapath, graph.edge_types)
     matrices = [transition_matrix(graph, hop, normalize=normalize) for hop in hops]
     src_type, dst_type = hops[0][0], hops[-1][2]
     exclude_first = len(hops) > 1 and hops[0][2] == dst_type
-    n_src, n_dst = matrices[0].shape[0], matrices[-1].shape[1]
+    n_dst = matrices[-1].shape[1]
     src_ids, offsets, dst_ids, scores = [], [np.zeros(1, np.int64)], [], []
     total = 0
-    for start in tqdm(range(0, n_src, chunk_rows), desc=f"expand {metapath}", unit="chunk", disable=not progress):
-        stop = min(start + chunk_rows, n_src)
+    for start, stop in tqdm(_chunks(matrices, chunk_nnz), desc=f"expand {metapath}", unit="chunk", disable=not progress):
         product = _row_slice(matrices[0], start, stop)
         for matrix in matrices[1:]:
             product = torch.sparse.mm(product, matrix)  # (chunk, n_next) CSR
@@ -169,7 +188,7 @@ def expand_metapaths(
     metapaths: str | Sequence[str] = DEFAULT_METAPATHS,
     k: int = 20,
     *,
-    chunk_rows: int = 4096,
+    chunk_nnz: int = 1 << 23,
     normalize: bool = True,
     progress: bool = False,
 ) -> pa.Table:
@@ -182,11 +201,11 @@ def expand_metapaths(
         metapaths = (metapaths,)
     if not metapaths:
         raise UsageError("no metapath given")
-    if k < 1 or chunk_rows < 1:
-        raise UsageError(f"k and chunk_rows must be >= 1, got k={k}, chunk_rows={chunk_rows}")
+    if k < 1 or chunk_nnz < 1:
+        raise UsageError(f"k and chunk_nnz must be >= 1, got k={k}, chunk_nnz={chunk_nnz}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse (CSR tensor support is in beta|invariant checks)")
-        return pa.concat_tables([_expand_one(graph, m, k, chunk_rows, normalize, progress) for m in metapaths])
+        return pa.concat_tables([_expand_one(graph, m, k, chunk_nnz, normalize, progress) for m in metapaths])
 
 
 def write_expansions(table: pa.Table, path: str | Path) -> Path:

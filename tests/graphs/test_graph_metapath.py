@@ -54,11 +54,11 @@ def _as_dict(table, metapath):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("chunk_rows", [2, 4096])
-def test_expansion_equals_the_dense_product_top_k(seed, chunk_rows):
+@pytest.mark.parametrize("chunk_nnz", [1, 5, 1 << 23])
+def test_expansion_equals_the_dense_product_top_k(seed, chunk_nnz):
     graph, w = _toy_graph(seed)
     k = 3
-    table = expand_metapaths(graph, ("user>author>author", "author>user>author", "user-watches>author>author"), k=k, chunk_rows=chunk_rows)
+    table = expand_metapaths(graph, ("user>author>author", "author>user>author", "user-watches>author>author"), k=k, chunk_nnz=chunk_nnz)
     uaa = _norm(w["gifts"]) @ _norm(w["swing"])
     expected = _dense_topk(uaa, k, exclude=w["gifts"] > 0)  # the authors each user already gifted
     got = _as_dict(table, "user>author>author")
@@ -94,8 +94,22 @@ def test_expansion_store_round_trip_and_errors(tmp_path):
         expand_metapaths(graph, "user>user")
     with pytest.raises(UsageError, match="joined by"):
         expand_metapaths(graph, "user")
-    with pytest.raises(UsageError, match="k and chunk_rows"):
+    with pytest.raises(UsageError, match="k and chunk_nnz"):
         expand_metapaths(graph, k=0)
     pq.write_table(table.drop(["scores"]), tmp_path / "bad.parquet")
     with pytest.raises(InputError, match="missing column"):
         read_expansions(tmp_path / "bad.parquet")
+
+
+def test_chunks_keep_each_product_under_the_entry_budget():
+    from mmrec.graphs.metapath import _chunks, parse_metapath, transition_matrix
+
+    graph, _ = _toy_graph(3, n_users=40, n_authors=15)
+    hops = parse_metapath("user>author>author", graph.edge_types)
+    matrices = [transition_matrix(graph, hop) for hop in hops]
+    ranges = _chunks(matrices, 20)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 40 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert 2 < len(ranges) < 40
+    for start, stop in ranges:
+        rows = matrices[0].to_dense()[start:stop] @ matrices[1].to_dense()
+        assert stop - start == 1 or int((rows != 0).sum()) <= 20
