@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from graph_data import community_log
 
@@ -29,6 +31,12 @@ def test_graph_build_expand_train_export(tmp_path, capsys):
     assert main(["graph", "export", "--run", str(run_dir), "--out", str(tmp_path / "emb.parquet")]) == 0
     embeddings = read_node_embeddings(tmp_path / "emb.parquet")
     assert embeddings["user"][1].shape == (50, 16) and embeddings["author"][0].tolist() == list(range(9))
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.random.default_rng(0).normal(size=9 * 5).astype(np.float32)), 5)
+    pq.write_table(pa.table({"author_id": pa.array(range(9), pa.int64()), "fused": vectors}), tmp_path / "authors-emb.parquet")
+    assert main(["graph", "train", "--graph", str(graph_dir), "--out", str(tmp_path / "run2"), "--author-emb",
+                 str(tmp_path / "authors-emb.parquet"), "--dim", "8", "--epochs", "1", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["features"] == {"authors_with_vector": 9, "authors": 9, "rows_skipped": 0}
 
 
 def test_graph_cli_errors(tmp_path, capsys):
