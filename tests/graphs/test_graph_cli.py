@@ -29,6 +29,7 @@ def test_graph_build_expand_train_export(tmp_path, capsys):
     trained = json.loads(capsys.readouterr().out)
     assert len(trained["report"]["epoch_loss"]) == 2
     assert main(["graph", "export", "--run", str(run_dir), "--out", str(tmp_path / "emb.parquet")]) == 0
+    assert "exported 9 author, 50 user embeddings (16-d)" in capsys.readouterr().out
     embeddings = read_node_embeddings(tmp_path / "emb.parquet")
     assert embeddings["user"][1].shape == (50, 16) and embeddings["author"][0].tolist() == list(range(9))
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.random.default_rng(0).normal(size=9 * 5).astype(np.float32)), 5)
