@@ -10,9 +10,10 @@ from graph_data import community_log
 
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs import (
-    build_graphs, build_model, embed_nodes, export_embeddings, fit_graphcl, load_run, nt_xent, read_author_features,
-    read_node_embeddings, save_graph, train_graphcl, graph_train,
+    build_graphs, build_model, embed_nodes, export_embeddings, fit_graphcl, graph_train, load_run, nt_xent,
+    read_author_features, read_node_embeddings, save_graph, train_graphcl,
 )
+from mmrec.testing import with_cuda
 
 CONFIG = {"dim": 32, "epochs": 6, "batch_size": 64, "fanouts": (8, 4)}
 
@@ -107,3 +108,14 @@ def test_graph_train_and_export_round_trip(tmp_path):
         export_embeddings({"user": embeddings["user"][:3]}, graph, tmp_path / "bad.parquet")
     with pytest.raises(UsageError, match="not a graph training run"):
         load_run(tmp_path)
+
+
+@with_cuda
+def test_graphcl_on_cuda_recovers_communities_too():
+    table, _, author_c = community_log(n_users=150, n_authors=24, n_communities=3, seed=0, noise=0.1)
+    graph = build_graphs(table)
+    model, report = fit_graphcl(graph, config={**CONFIG, "device": "cuda"})
+    assert next(model.parameters()).device.type == "cuda"
+    embeddings = embed_nodes(model, graph, config=CONFIG)
+    assert embeddings["author"].device.type == "cpu" and report["epoch_loss"][-1] < report["epoch_loss"][0]
+    assert _gap(embeddings["author"], author_c) > 0.15
