@@ -1,7 +1,6 @@
 """The graphs on the SYNTHETIC live simulator's output (the issue-8 contract between the two)."""
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
