@@ -73,7 +73,9 @@ class GTRData:
     author_category: np.ndarray  # (A,)
     num_users: int
     num_authors: int
-    graph_end_ts: int  # GIE graphs may use rows with ts < this
+    graph_end_ts: int  # GIE graphs may use rows with ts < this (absolute)
+    ts_origin: int = 0  # the log's first ts; ``ts`` above is relative to it
+    cuts: tuple[int, int] = (0, 0)  # (train start, test start), relative: the sequences' cut times with "split"
     tokens: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (S, L, d)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (S, L) bool
     expansion: tuple[np.ndarray, np.ndarray] | None = None  # (U, E) authors (-1 pad), kinds
@@ -204,7 +206,7 @@ def prepare_gtr_data(folder: str | Path, *, train_start: float = 0.5, train_end:
         tasks=tasks, label=np.stack([cols[t][sample] for t in tasks], axis=1).astype(np.float32),
         label_mask=np.stack([np.ones(len(sample), bool) if t == "watch" else watched[sample] for t in tasks], axis=1), ts=s_ts, train=np.flatnonzero(s_ts < t_end),
         test=np.flatnonzero(s_ts >= t_end), sequences=sequences, author_category=category,
-        num_users=n_users, num_authors=n_authors, graph_end_ts=ts0 + t_start,
+        num_users=n_users, num_authors=n_authors, graph_end_ts=ts0 + t_start, ts_origin=ts0, cuts=(t_start, t_end),
     )
     if tokens:
         keys, data.tokens, data.masks = read_segment_tokens(folder)
