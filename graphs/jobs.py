@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -56,10 +58,12 @@ def graph_expand(graph: str | Path, out: str | Path, *, metapaths: Sequence[str]
     table = expand_metapaths(data, metapaths, k, chunk_nnz=chunk_nnz, normalize=normalize, progress=progress)
     seconds = time.perf_counter() - start
     write_expansions(table, out)
+    lengths = pc.list_value_length(table.column("dst_ids")).to_numpy(zero_copy_only=False)
+    names = np.asarray(table.column("metapath").to_numpy(zero_copy_only=False))
     per_path = {}
-    for metapath in metapaths:
-        lengths = [len(x) for x, m in zip(table.column("dst_ids").to_pylist(), table.column("metapath").to_pylist()) if m == metapath]
-        per_path[metapath] = {"sources": len(lengths), "mean_neighbours": round(sum(lengths) / max(len(lengths), 1), 2)}
+    for metapath in ([metapaths] if isinstance(metapaths, str) else metapaths):
+        mine = lengths[names == metapath]
+        per_path[metapath] = {"sources": len(mine), "mean_neighbours": round(float(mine.mean()) if len(mine) else 0.0, 2)}
     return {"graph": str(graph), "out": str(out), "k": k, "rows": table.num_rows, "metapaths": per_path,
             "seconds": round(seconds, 3)}
 
