@@ -1,0 +1,95 @@
+"""The cross-domain grid: 4 models x 2 Amazon pairs (both directions) x 3 seeds, one process, CPU.
+
+Each run is ``mmrec.crossdomain.train_cdr`` (the same function as ``mmrec cdr train``) with the model's
+settings (``MODEL_DEFAULTS``, chosen on valid.txt), trained on both domains of the pair and evaluated
+on both ``valid.txt`` files (the only held-out data in the folder). Finished runs are appended to
+``OUT/results.jsonl`` and skipped when the script is started again, so a killed grid resumes. The
+markdown table (mean ± std over seeds of NDCG@10, HR@10 and MRR per model x target domain, and
+seconds per run) is printed at the end and written to ``OUT/table.md``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/cdr_table.py --data /work/shared/data/amazon-cdr --out bench-out/cdr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = ("single-domain", "unicdr", "unicdr+", "farm")
+PAIRS = ("sport_cloth", "game_video")
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table from result rows (one per model x pair x seed)."""
+    out = ["| target (source → target) | model | NDCG@10 | HR@10 | MRR | seeds | s / run |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    targets = []
+    for r in rows:
+        for t in r["metrics"]:
+            if (r["pair"], t) not in targets:
+                targets.append((r["pair"], t))
+    for pair, target in targets:
+        names = pair.split("_")
+        source = names[1] if target == names[0] else names[0]
+        for model in MODELS:
+            runs = [r for r in rows if r["pair"] == pair and r["model"] == model and target in r["metrics"]]
+            if not runs:
+                continue
+            cells = []
+            for metric in ("NDCG@10", "HR@10", "MRR"):
+                v = np.array([r["metrics"][target][metric] for r in runs])
+                cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}")
+            seconds = np.mean([r["seconds"] for r in runs])
+            out.append(f"| {target} ({source} → {target}) | {model} | " + " | ".join(cells)
+                       + f" | {len(runs)} | {seconds:.0f} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the amazon-cdr folder")
+    parser.add_argument("--out", default="bench-out/cdr")
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
+    parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
+    args = parser.parse_args(argv)
+
+    from mmrec.crossdomain import config_from_args, train_cdr
+    from mmrec.io import atomic_open
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    if not args.table_only:
+        for seed in args.seeds:
+            for pair in args.pairs:
+                for model in args.models:
+                    if any(r["pair"] == pair and r["model"] == model and r["seed"] == seed for r in rows):
+                        continue
+                    t0 = time.perf_counter()
+                    config = config_from_args(model, seed=seed)
+                    run_dir = out / "runs" / f"{pair}-{model}-{seed}" if args.save_runs else None
+                    report = train_cdr(args.data, pair, out=run_dir, config=config)
+                    row = {k: report[k] for k in ("model", "pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics")}
+                    row["config"] = report["config"]
+                    rows.append(row)
+                    with open(results, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(f"{pair} {model} seed {seed}: " + ", ".join(
+                        f"{t} NDCG@10 {m['NDCG@10']:.4f}" for t, m in report["metrics"].items())
+                        + f" ({time.perf_counter() - t0:.0f} s, best epoch {report['best_epoch']})", flush=True)
+    text = table(rows)
+    with atomic_open(out / "table.md") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""What every cross-domain model offers the trainer and the evaluator.
+
+A model holds two domains (index 0 and 1) sharing users. ``item_tables()`` returns each domain's item
+vectors (after any item encoder or GNN, computed once per step); ``user_vectors`` builds the target
+domain's user vector from the own-domain history (empty for a cold-start user) and the other domain's
+history; ``score`` compares user vectors with candidate items (``(B, C)``); ``loss`` is the training
+objective of one :class:`~mmrec.crossdomain.data.Batch`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmrec.crossdomain.data import Batch
+
+
+def gather(table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` for ids with ``-1`` padding (padding rows are zero): ``(..., D)``."""
+    out = table[items.clamp(min=0)]
+    return out * (items >= 0).unsqueeze(-1).to(out.dtype)
+
+
+class CDRModel(nn.Module):
+    """Base class: dot-product scores; the loss over 1 positive and K sampled negatives is the BCE
+    (``objective = "bce"``, UniCDR's) or the sampled softmax cross-entropy (``"softmax"``)."""
+
+    objective = "bce"
+
+    def item_tables(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def user_vectors(self, domain: int, users: torch.Tensor, own: torch.Tensor, other: torch.Tensor,
+                     cold: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, domain: int, user: torch.Tensor, items: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+        """``user`` ``(B, D)``, ``items`` ``(B, C)`` -> scores ``(B, C)``."""
+        return (user[:, None, :] * tables[domain][items]).sum(-1)
+
+    def bce(self, batch: Batch, user: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+        items = torch.cat([batch.pos[:, None], batch.neg], 1)  # (B, 1 + K)
+        logits = self.score(batch.domain, user, items, tables)
+        if self.objective == "softmax":
+            return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+        target = torch.zeros_like(logits)
+        target[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        tables = self.item_tables()
+        user = self.user_vectors(batch.domain, batch.users, batch.own, batch.other, batch.cold, tables)
+        loss = self.bce(batch, user, tables)
+        return loss, {"bce": loss.item()}
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, *, temperature: float, soft: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric in-batch InfoNCE between rows of ``a`` and ``b`` ``(N, D)`` (row i of each is a pair).
+
+    ``soft`` ``(N, N)``: target distributions replacing the one-hot diagonal (soft contrast).
+    """
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.T / temperature  # (N, N)
+    if soft is None:
+        target = torch.arange(len(a), device=a.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    return 0.5 * (-(soft * F.log_softmax(logits, 1)).sum(1).mean() - (soft.T * F.log_softmax(logits.T, 1)).sum(1).mean())
