@@ -31,7 +31,7 @@ denser, teaches the MFQ segment vector what content a user stays for):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch

@@ -28,7 +28,6 @@ authors' categories and, for MFQ, the segment token tensors, and returns :class:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -217,8 +216,3 @@ def prepare_gtr_data(folder: str | Path, *, train_start: float = 0.5, train_end:
         raise InputError(f"{folder}: the time split leaves {len(data.train)} training and {len(data.test)} test rows")
     return data
 
-
-def log_note(folder: str | Path) -> dict[str, Any]:
-    """The ``live.json`` summary of a simulator folder (``{}`` when absent)."""
-    path = Path(folder) / "live.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
