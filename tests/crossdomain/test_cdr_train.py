@@ -8,13 +8,13 @@ from mmrec.cli import main
 from mmrec.crossdomain import CDRConfig, config_from_args, evaluate_run, export_user_features, load_run, train_cdr
 from mmrec.errors import UsageError
 
-FAST = dict(dim=16, maxlen=6, batch_size=256, epochs=4, patience=4, lr=0.01, gnn_topk=5)
+FAST = dict(dim=16, maxlen=6, batch_size=64, epochs=4, patience=4, lr=0.01, gnn_topk=5)
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("cdr_synth")
-    planted = write_pair(root, users=500, items=(1200, 1300), groups=6, per_user=16, cold=50)
+    planted = write_pair(root, users=500, items=(1200, 1300), groups=20, per_user=16, cold=50)
     return root, planted
 
 
@@ -23,17 +23,17 @@ def synth(tmp_path_factory):
 def test_cross_domain_models_recover_the_planted_taste_for_cold_users(synth, model):
     root, _ = synth
     report = train_cdr(root, "aa_bb", config=CDRConfig(model=model, **FAST))
-    # SYNTHETIC: a cold user's held-out items are 1 of 6 item groups; chance HR@10 is 0.01, and knowing
-    # the group (1/6 of the candidates) from the other domain alone gives about 10 / 167 = 0.06
+    # SYNTHETIC: a cold user's held-out items are in 1 of 20 item groups; chance HR@10 is 0.01, and
+    # knowing the group (1/20 of the candidates) from the other domain alone gives about 10 / 50 = 0.2
     for target in ("aa", "bb"):
-        assert report["metrics"][target]["HR@10"] > 0.04, report["metrics"]
+        assert report["metrics"][target]["HR@10"] > 0.08, report["metrics"]
 
 
 def test_single_domain_has_nothing_for_cold_users(synth):
     root, _ = synth
     report = train_cdr(root, "aa_bb", config=CDRConfig(model="single-domain", **{**FAST, "epochs": 2}))
     for target in ("aa", "bb"):  # every held-out item is equally popular here: chance level
-        assert report["metrics"][target]["HR@10"] < 0.04, report["metrics"]
+        assert report["metrics"][target]["HR@10"] < 0.05, report["metrics"]
 
 
 def test_run_folder_evaluates_again_and_exports_user_features(synth, tmp_path):
@@ -55,9 +55,8 @@ def test_run_folder_evaluates_again_and_exports_user_features(synth, tmp_path):
     table = pq.read_table(out)
     assert table.column("key").to_pylist()[:2] == ["user-0", "user-1"]
     assert np.asarray(table.column("vector").to_pylist()).shape == (10, 16)
-    with pytest.raises(UsageError, match="--target"):
-        evaluate_run(run, root / "aa_bb" / "train.txt".replace("aa_bb/", "")) if False else \
-            evaluate_run(run, _copy(root / "aa_bb" / "valid.txt", tmp_path / "valid.txt"))
+    with pytest.raises(UsageError, match="--target"):  # a file outside the pair's folders names no domain
+        evaluate_run(run, _copy(root / "aa_bb" / "valid.txt", tmp_path / "valid.txt"))
 
 
 def _copy(src, dst):
