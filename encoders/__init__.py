@@ -3,7 +3,8 @@
 Specs are ``"<family>:<model>"``: ``"open_clip:ViT-B-32"``, ``"hf-text:all-MiniLM-L6-v2"`` (or a local
 checkpoint folder), ``"speech:wav2vec2"``. Each family also knows ``"<family>:tiny"``, a random-weight
 architecture small enough for tests. Nothing is downloaded: weights come from a local path or from a
-package that ships them.
+package that ships them. :class:`MFQ` (MMBee's live-segment fusion with learnable queries) fuses a
+segment's frame, speech and comment token sequences; :func:`save_mfq` / :func:`load_mfq` store it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from mmrec.encoders.base import PRECISIONS, Encoder, LoRALinear, TrainableConfig, add_lora
+from mmrec.encoders.mfq import MFQ, MFQConfig, load_mfq, save_mfq
 from mmrec.errors import UsageError
 from mmrec.registry import Registry
 
@@ -53,4 +55,5 @@ def load_encoder(
     return encoder.to(device) if device else encoder
 
 
-__all__ = ["DEFAULT_TEXT", "ENCODERS", "PRECISIONS", "Encoder", "LoRALinear", "TrainableConfig", "add_lora", "load_encoder"]
+__all__ = ["DEFAULT_TEXT", "ENCODERS", "MFQ", "PRECISIONS", "Encoder", "LoRALinear", "MFQConfig", "TrainableConfig",
+           "add_lora", "load_encoder", "load_mfq", "save_mfq"]
