@@ -26,7 +26,7 @@ simulator's own gift probabilities, the ceiling) overall and split by
 the users' planted gift activity (``low`` = propensity below the 60th percentile, ``mid`` up to the
 90th, ``high`` above), on stdout and in ``--out/live-table.md``, all runs in ``live-table.json``.
 
-    .venv/bin/python bench/live_table.py                       # the README table (about 20 min here)
+    .venv/bin/python bench/live_table.py                       # the README table (about 15 min here)
     .venv/bin/python bench/live_table.py --users 1500 --seeds 0 --epochs 1   # a smoke run
 """
 
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench-out/live", help="working and output folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--users", type=int, default=6000)
+    parser.add_argument("--users", type=int, default=8000)
     parser.add_argument("--authors", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1024)
