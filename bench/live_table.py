@@ -19,7 +19,8 @@ Per seed (``--seeds``, default 0 1 2), in one process, one torch thread:
    (the SYNTHETIC stand-in for ``mmrec extract`` author embeddings);
 4. four GTR variants, same data, same seed: ``base`` (SIM search + DIN over ids and categories),
    ``+MFQ`` (MFQ over the target segment's frame / speech / comment tokens, trained end to end),
-   ``+GIE`` (expanded-author sequences + GraphCL author embeddings), ``both``.
+   ``+GIE`` (expanded-author sequences + GraphCL author embeddings), ``both``; ``--variants`` also
+   offers ``"+MFQ no-orth"``, MFQ without its orthogonal projection (an ablation).
 
 Output: a Markdown table (mean +- std over seeds of AUC, UAUC, GAUC of gifts; row ``planted``: the
 simulator's own gift probabilities, the ceiling) overall and split by
@@ -28,6 +29,7 @@ the users' planted gift activity (``low`` = propensity below the 60th percentile
 
     .venv/bin/python bench/live_table.py                       # the README table (about 15 min here)
     .venv/bin/python bench/live_table.py --users 1500 --seeds 0 --epochs 1   # a smoke run
+    .venv/bin/python bench/live_table.py --variants base +MFQ "+MFQ no-orth" --out bench-out/live-ablation
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-VARIANTS = ("base", "+MFQ", "+GIE", "both")
-ROWS = (*VARIANTS, "planted")
+MFQ = {"width": 32, "heads": 2, "queries": 2, "out_dim": 32}
+VARIANTS = {  # name -> (MFQ config or None, GIE on)
+    "base": (None, False), "+MFQ": (MFQ, False), "+GIE": (None, True), "both": (MFQ, True),
+    "+MFQ no-orth": ({**MFQ, "orthogonal": False}, False),  # ablation: MFQ without the orthogonal projection
+}
+DEFAULT_VARIANTS = ("base", "+MFQ", "+GIE", "both")
 GROUPS = ("low", "mid", "high")
 METRICS = ("auc", "uauc", "gauc")
 METAPATHS = ("user>author>author", "user-watches>author>author")
@@ -81,6 +87,7 @@ def planted_scores(folder: Path, data, sim: dict) -> np.ndarray:
 
 
 def run_seed(seed: int, args, out: Path) -> list[dict]:
+    variants = args.variants
     from mmrec.graphs import build_graphs, expand_metapaths, train_graphcl
     from mmrec.live_sim import LOG_FILE, USERS_FILE, read_live_log, simulate_live
     from mmrec.rankers.gtr_data import prepare_gtr_data
@@ -106,7 +113,6 @@ def run_seed(seed: int, args, out: Path) -> list[dict]:
 
     activity = np.array(pq.read_table(folder / USERS_FILE, columns=["gift_activity"]).column(0).to_pylist())
     groups = np.array([GROUPS.index(a) for a in activity])
-    mfq = {"width": 32, "heads": 2, "queries": 2, "out_dim": 32}
     from mmrec.rankers.gtr_train import gtr_metrics
 
     gift = data.tasks.index("gift")
@@ -116,13 +122,13 @@ def run_seed(seed: int, args, out: Path) -> list[dict]:
     runs = [{"seed": seed, "variant": "planted", "seconds": 0.0, "test": gtr_metrics(y, truth, users),
              "by_group": {g: gtr_metrics(y[groups[users] == i], truth[groups[users] == i], users[groups[users] == i])
                           for i, g in enumerate(GROUPS)}}]
-    for variant in VARIANTS:
-        use_mfq, use_gie = variant in ("+MFQ", "both"), variant in ("+GIE", "both")
+    for variant in variants:
+        mfq, use_gie = VARIANTS[variant]
         data.expansion, data.expansion_paths = None, 0
         if use_gie:
             data.set_expansions(expansions, METAPATHS, args.expansion_k)
         torch.manual_seed(seed)
-        model = build_gtr(data, mfq=mfq if use_mfq else None, author_graph=author_graph if use_gie else None)
+        model = build_gtr(data, mfq=mfq, author_graph=author_graph if use_gie else None)
         t0 = time.perf_counter()
         report = train_gtr(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
                            user_groups=groups, group_names=GROUPS)
@@ -146,29 +152,30 @@ def _cell(values: list[float]) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}" if len(v) else "n/a"
 
 
-def table(runs: list[dict]) -> str:
+def table(runs: list[dict], variants: tuple[str, ...]) -> str:
+    rows = (*variants, "planted")
     lines = ["| variant | AUC | UAUC | GAUC |", "|---|---|---|---|"]
-    for variant in ROWS:
+    for variant in rows:
         mine = [r for r in runs if r["variant"] == variant]
         lines.append(f"| {variant} | " + " | ".join(_cell([r["test"][m] for r in mine]) for m in METRICS) + " |")
     lines += ["", "By user gifting activity (planted propensity: low < p60 <= mid < p90 <= high); "
               "test gifts per group and seed: " + ", ".join(
-                  f"{g} {np.mean([r['by_group'][g]['positives'] for r in runs if r['variant'] == 'base']):.0f}" for g in GROUPS), "",
+                  f"{g} {np.mean([r['by_group'][g]['positives'] for r in runs if r['variant'] == 'planted']):.0f}" for g in GROUPS), "",
               "| variant | group | AUC | UAUC | GAUC |", "|---|---|---|---|---|"]
     for group in GROUPS:
-        for variant in ROWS:
+        for variant in rows:
             mine = [r for r in runs if r["variant"] == variant]
             lines.append(f"| {variant} | {group} | " + " | ".join(_cell([r["by_group"][group][m] for r in mine]) for m in METRICS) + " |")
-    lines += ["", "Gain over base, mean ± std over seeds of the per-seed difference (AUC):", "",
+    lines += ["", f"Gain over {variants[0]}, mean ± std over seeds of the per-seed difference (AUC):", "",
               "| variant | all | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]
-    for variant in VARIANTS[1:]:
+    for variant in variants[1:]:
         cells = []
         for group in (None, *GROUPS):
             diffs = []
             for seed in sorted({r["seed"] for r in runs}):
                 by = {r["variant"]: r for r in runs if r["seed"] == seed}
                 pick = (lambda r: r["test"]["auc"]) if group is None else (lambda r, g=group: r["by_group"][g]["auc"])
-                diffs.append(pick(by[variant]) - pick(by["base"]))
+                diffs.append(pick(by[variant]) - pick(by[variants[0]]))
             cells.append(f"{np.mean(diffs):+.4f} ± {np.std(diffs, ddof=1) if len(diffs) > 1 else 0.0:.4f}")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -187,6 +194,8 @@ def main(argv=None) -> int:
     parser.add_argument("--graph-dim", type=int, default=16)
     parser.add_argument("--graphcl-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS),
+                        help="GTR variants, the first one the baseline of the gains (default: base +MFQ +GIE both)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -197,7 +206,7 @@ def main(argv=None) -> int:
         runs += run_seed(seed, args, out)
     text = ("SYNTHETIC data (mmrec.live_sim), not real gifting logs. "
             f"{args.users} users, {args.authors} authors, seeds {args.seeds}, {args.epochs} epochs, "
-            f"{args.threads} thread(s); wall time {time.perf_counter() - start:.0f} s.\n\n" + table(runs))
+            f"{args.threads} thread(s); wall time {time.perf_counter() - start:.0f} s.\n\n" + table(runs, tuple(args.variants)))
     print(text)
     (out / "live-table.md").write_text(text + "\n")
     (out / "live-table.json").write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2, default=float) + "\n")
