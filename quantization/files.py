@@ -38,7 +38,8 @@ def embedding_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def _vector_column(path: Path, column: str) -> int:
+def check_vector_column(path: Path, column: str) -> int:
+    """Width of the fixed-size float list ``column`` of an embedding file; errors name the file and column."""
     schema = pq.read_schema(path)
     if column not in schema.names:
         vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
@@ -60,7 +61,7 @@ def read_embeddings(folder: str | Path, column: str = "fused") -> tuple[list[str
     chunks: list[np.ndarray] = []
     dim = None
     for path in embedding_files(folder):
-        d = _vector_column(path, column)
+        d = check_vector_column(path, column)
         if dim is not None and d != dim:
             raise InputError(f"{path}: column {column!r} has dim {d}, other files have {dim}")
         dim = d

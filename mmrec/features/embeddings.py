@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from mmrec.errors import InputError, UsageError
 from mmrec.features.base import IndexedProvider, ProviderStats
 from mmrec.io import atomic_path, write_json
-from mmrec.quantization.files import _vector_column, embedding_files
+from mmrec.quantization.files import check_vector_column, embedding_files
 
 
 def _fingerprint(files: list[Path], column: str) -> dict:
@@ -41,7 +41,7 @@ class EmbeddingProvider(IndexedProvider):
     def __init__(self, folder: str | Path, *, column: str = "fused", name: str | None = None,
                  dim: int | None = None, cache_dir: str | Path | None = None) -> None:
         files = embedding_files(folder)
-        dims = {_vector_column(p, column) for p in files}  # checks key and a float list column
+        dims = {check_vector_column(p, column) for p in files}  # checks key and a float list column
         if len(dims) != 1:
             raise InputError(f"{folder}: column {column!r} has different dims across files: {sorted(dims)}")
         self.width = dims.pop()
