@@ -45,7 +45,8 @@ def ease_weights(pairs: np.ndarray, n_items: int, *, lam: float = 50.0, max_item
     keep = b.abs() > 1e-4
     i, j = keep.nonzero(as_tuple=True)
     top_t = torch.as_tensor(top)
-    return torch.sparse_coo_tensor(torch.stack([top_t[i], top_t[j]]), b[keep], (n_items, n_items)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([top_t[i], top_t[j]]), b[keep], (n_items, n_items),
+                                   check_invariants=True).coalesce()
 
 
 class Aggregator(nn.Module):

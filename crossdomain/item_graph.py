@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,9 @@ def normalized_adjacency(edge_index: torch.Tensor, n: int) -> torch.Tensor:
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
     index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
-    return torch.sparse_coo_tensor(index, weight, (n, n)).coalesce().to_sparse_csr()
+    with warnings.catch_warnings():  # "CSR support is in beta": products with dense matrices are what we use
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_coo_tensor(index, weight, (n, n), check_invariants=True).coalesce().to_sparse_csr()
 
 
 class SymmetricLGConv(MessagePassing):

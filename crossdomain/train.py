@@ -149,6 +149,9 @@ class _Evaluator:
         self.data, self.hist, self.sets = data, hist, {}
         for d, heldout in targets.items():
             dom = data.domains[d]
+            if dom.n_items < 1000 + 100:
+                raise UsageError(f"domain {dom.name} has {dom.n_items} items; the protocol samples 999 negatives "
+                                 "per held-out item and needs at least 1,100")
             seen = np.concatenate([dom.train, heldout])
             self.sets[d] = (heldout, sample_candidates(heldout, seen, dom.n_items, seed=seed))
 
@@ -233,8 +236,8 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
                 opt.step()
             for k, v in parts.items():
                 losses[k] = losses.get(k, 0.0) + v / len(order)
-        metrics = evaluator(model)
-        score = _mean_ndcg(metrics)
+        metrics = evaluator(model) if evaluator.sets else {}
+        score = _mean_ndcg(metrics) if metrics else float(epoch)  # nothing held out: keep the last epoch
         history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2), "loss": losses,
                         "valid_ndcg10": {k: round(v["NDCG@10"], 4) for k, v in metrics.items()}})
         if progress:
@@ -320,7 +323,7 @@ def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None
                              f"{' or '.join(d.name for d in data.domains)}")
         target = folders[test.parent.name]
     d = data.domain_index(target)
-    heldout = read_pairs(test)
+    heldout = _read_heldout(test, data, d)
     bad = (heldout[:, 0] >= data.n_users) | (heldout[:, 1] >= data.domains[d].n_items)
     if bad.any():
         raise UsageError(f"{test}: {int(bad.sum())} pair(s) with ids outside the run's vocabulary "
@@ -329,6 +332,25 @@ def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None
     evaluator = _Evaluator(data, hist, {d: heldout}, config.eval_seed if seed is None else seed)
     metrics = evaluator(model)
     return {"run": str(run), "test": str(test), "model": config.model, "target": target, "metrics": metrics[target]}
+
+
+def _read_heldout(test: Path, data: CDRData, d: int) -> np.ndarray:
+    """A ``user<TAB>item`` file as indices: integers as they are, or raw ids through a Parquet run's vocabularies."""
+    if data.user_vocab is None:
+        return read_pairs(test)
+    users = {u: i for i, u in enumerate(data.user_vocab)}
+    items = {v: i for i, v in enumerate(data.domains[d].item_vocab)}
+    rows = []
+    for number, line in enumerate(test.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[0] not in users or parts[1] not in items:
+            raise UsageError(f"{test}:{number}: expected 'user<TAB>item' with ids known to the run, got {line!r}")
+        rows.append((users[parts[0]], items[parts[1]]))
+    if not rows:
+        raise UsageError(f"{test}: no pairs")
+    return np.asarray(rows, dtype=np.int64)
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:

@@ -85,3 +85,34 @@ def test_config_from_args_parses_overrides():
         config_from_args("unicdr", overrides=["nope=1"])
     with pytest.raises(UsageError, match="model must be"):
         CDRConfig(model="bert4rec")
+
+
+def test_parquet_log_trains_the_mmoe_head_on_every_label_and_evaluates_raw_ids(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(300):
+        for domain in ("video", "live"):
+            if (domain == "video" and u < 10):  # users 0-9 are cold in video
+                continue
+            for item in rng.choice(1500, 12, replace=False):
+                rows.append((f"u{u}", f"{domain[0]}{item}", domain, 1, int(rng.random() < 0.3)))
+    users, items, domains, click, like = zip(*rows)
+    log = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"user_id": users, "item_id": items, "domain": domains, "click": click, "like": like}), log)
+    run = tmp_path / "run"
+    report = train_cdr(log, "video_live", out=run, config=CDRConfig(model="unicdr+", tasks=("click", "like"),
+                                                                     **{**FAST, "epochs": 1}))
+    assert report["metrics"] == {} and report["epochs_run"] == 1
+    model, config, data = load_run(run)
+    assert model.head.tasks == 2 and data.tasks == ("click", "like")
+    video_items = sorted({i for i, d in zip(items, domains) if d == "video"})
+    test = tmp_path / "test.txt"
+    test.write_text("".join(f"u{u}\t{video_items[u]}\n" for u in range(10)))
+    result = evaluate_run(run, test, target="video")
+    assert result["metrics"]["n"] == 10 and 0.0 <= result["metrics"]["MRR"] <= 1.0
+    test.write_text("nobody\tv1\n")
+    with pytest.raises(UsageError, match="known to the run"):
+        evaluate_run(run, test, target="video")
