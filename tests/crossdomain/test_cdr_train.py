@@ -8,7 +8,7 @@ from mmrec.cli import main
 from mmrec.crossdomain import CDRConfig, config_from_args, evaluate_run, export_user_features, load_run, train_cdr
 from mmrec.errors import UsageError
 
-FAST = dict(dim=16, maxlen=6, batch_size=64, epochs=4, patience=4, lr=0.01, gnn_topk=5)
+FAST = dict(dim=16, maxlen=6, batch_size=128, epochs=3, patience=3, lr=0.02, gnn_topk=5)
 
 
 @pytest.fixture(scope="module")
