@@ -386,10 +386,11 @@ def config_from_args(model: str, *, seed: int = 0, epochs: int | None = None, th
 
 def export_user_features(run: str | Path, out: str | Path, *, target: str, users: np.ndarray | None = None,
                          batch: int = 4096) -> Path:
-    """Write target-domain user vectors of a run as Parquet (``key`` = ``"user-<id>"``, ``vector``).
+    """Write target-domain user vectors of a run as Parquet (``key`` = ``"user-<id>"``, ``fused``).
 
-    The file has the layout of ``mmrec extract`` outputs, so ``mmrec.features`` can serve it to the
-    rankers as a user embedding feature (FARM as a plug-in; works for every model of this module).
+    The file has the layout of ``mmrec extract`` outputs (name it ``emb-000000.parquet``), so
+    ``mmrec.features.EmbeddingProvider`` serves it to the rankers as a user embedding feature (FARM as a
+    plug-in; it works for every model of this module). Cold-start users get their cross-domain vector.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -408,7 +409,7 @@ def export_user_features(run: str | Path, out: str | Path, *, target: str, users
     vectors = np.concatenate(vectors).astype(np.float32)
     names = data.user_vocab
     keys = [f"user-{names[u] if names else u}" for u in users]
-    table = pa.table({"key": keys, "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])})
+    table = pa.table({"key": keys, "fused": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])})
     table = table.replace_schema_metadata({"model": f"mmrec.crossdomain.{config.model}", "dim": str(vectors.shape[1])})
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)

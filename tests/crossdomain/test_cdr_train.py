@@ -51,10 +51,15 @@ def test_run_folder_evaluates_again_and_exports_user_features(synth, tmp_path):
     assert again["metrics"] == pytest.approx(report["metrics"]["aa"])
     model, config, data = load_run(run)
     assert config.model == "farm" and data.n_users == 500
-    out = export_user_features(run, tmp_path / "users.parquet", target="aa", users=np.arange(10))
+    out = export_user_features(run, tmp_path / "users" / "emb-000000.parquet", target="aa", users=np.arange(10))
     table = pq.read_table(out)
     assert table.column("key").to_pylist()[:2] == ["user-0", "user-1"]
-    assert np.asarray(table.column("vector").to_pylist()).shape == (10, 16)
+    vectors = np.asarray(table.column("fused").to_pylist())
+    assert vectors.shape == (10, 16) and np.abs(vectors).sum(1).min() > 0  # cold users 0-9 get vectors too
+    from mmrec.features import EmbeddingProvider
+
+    provider = EmbeddingProvider(tmp_path / "users", column="fused", dim=16)
+    assert np.allclose(provider.lookup(["user-3"])[0], vectors[3], atol=1e-6)
     with pytest.raises(UsageError, match="--target"):  # a file outside the pair's folders names no domain
         evaluate_run(run, _copy(root / "aa_bb" / "valid.txt", tmp_path / "valid.txt"))
 
