@@ -1,6 +1,6 @@
 """Train and evaluate cross-domain models on a pair; save and reload runs.
 
-``train_cdr(data, pair, model=..., out=RUN)`` trains on both domains' ``train.txt`` (batches of one
+``train_cdr(data, pair, config=CDRConfig(model=...), out=RUN)`` trains on both domains' ``train.txt`` (batches of one
 domain at a time, the two domains interleaved at random), evaluates every epoch on the held-out
 files (``valid.txt``) of the target domains, stops after ``patience`` epochs without a better mean
 NDCG@10 and keeps the best epoch's weights ([I] model selection on valid, as the issue allows; no
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
