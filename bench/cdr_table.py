@@ -5,7 +5,8 @@ settings (``MODEL_DEFAULTS``, chosen on valid.txt), trained on both domains of t
 on both ``valid.txt`` files (the only held-out data in the folder). Finished runs are appended to
 ``OUT/results.jsonl`` and skipped when the script is started again, so a killed grid resumes. The
 markdown table (mean ± std over seeds of NDCG@10, HR@10 and MRR per model x target domain, and
-seconds per run) is printed at the end and written to ``OUT/table.md``.
+seconds per run) is printed at the end and written to ``OUT/table.md``, with a non-learned reference row
+per direction: the cross-domain co-occurrence count of :func:`cooccurrence_reference`.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/cdr_table.py --data /work/shared/data/amazon-cdr --out bench-out/cdr
 """
@@ -23,8 +24,30 @@ MODELS = ("single-domain", "unicdr", "unicdr+", "farm")
 PAIRS = ("sport_cloth", "game_video")
 
 
-def table(rows: list[dict]) -> str:
-    """Markdown table from result rows (one per model x pair x seed)."""
+def cooccurrence_reference(data_dir: str, pair: str) -> dict[str, dict[str, float]]:
+    """Metrics of a non-learned score: for a cold user, the number of training users who interacted
+    with both one of the user's other-domain items and the candidate (a cross-domain item-CF count),
+    ties broken by target-domain popularity; same candidates as the models (evaluator seed 0)."""
+    import scipy.sparse as sp
+
+    from mmrec.crossdomain import load_pair, metrics_from_ranks, ranks, sample_candidates
+
+    data = load_pair(data_dir, pair)
+    x = [sp.csr_matrix((np.ones(len(d.train), np.float32), (d.train[:, 0], d.train[:, 1])),
+                       shape=(data.n_users, d.n_items)).minimum(1) for d in data.domains]
+    out = {}
+    for t, dom in enumerate(data.domains):
+        other = x[1 - t]
+        scores = (other @ (other.T @ x[t])).tocsr()  # (users, target items) co-occurrence counts
+        pop = np.asarray(x[t].sum(0)).ravel()
+        cand = sample_candidates(dom.valid, np.concatenate([dom.train, dom.valid]), dom.n_items, seed=0)
+        s = np.take_along_axis(np.asarray(scores[dom.valid[:, 0]].todense()), cand, 1) + 1e-6 * pop[cand]
+        out[dom.name] = metrics_from_ranks(ranks(s))
+    return out
+
+
+def table(rows: list[dict], reference: dict | None = None) -> str:
+    """Markdown table from result rows (one per model x pair x seed) and reference metrics by (pair, target)."""
     out = ["| target (source → target) | model | NDCG@10 | HR@10 | MRR | seeds | s / run |",
            "|---|---|---:|---:|---:|---:|---:|"]
     targets = []
@@ -46,6 +69,10 @@ def table(rows: list[dict]) -> str:
             seconds = np.mean([r["seconds"] for r in runs])
             out.append(f"| {target} ({source} → {target}) | {model} | " + " | ".join(cells)
                        + f" | {len(runs)} | {seconds:.0f} |")
+        if reference and (pair, target) in reference:
+            m = reference[(pair, target)]
+            out.append(f"| {target} ({source} → {target}) | *co-occurrence count (not learned)* | {m['NDCG@10']:.4f} | "
+                       f"{m['HR@10']:.4f} | {m['MRR']:.4f} | – | – |")
     return "\n".join(out)
 
 
@@ -58,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
     parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="leave out the non-learned co-occurrence rows")
     args = parser.parse_args(argv)
 
     from mmrec.crossdomain import config_from_args, train_cdr
@@ -85,7 +114,11 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{pair} {model} seed {seed}: " + ", ".join(
                         f"{t} NDCG@10 {m['NDCG@10']:.4f}" for t, m in report["metrics"].items())
                         + f" ({time.perf_counter() - t0:.0f} s, best epoch {report['best_epoch']})", flush=True)
-    text = table(rows)
+    reference = {}
+    if args.reference:
+        for pair in args.pairs:
+            reference.update({(pair, t): m for t, m in cooccurrence_reference(args.data, pair).items()})
+    text = table(rows, reference)
     with atomic_open(out / "table.md") as f:
         f.write(text + "\n")
     print(text)
