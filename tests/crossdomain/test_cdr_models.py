@@ -146,3 +146,27 @@ def test_item_embeddings_feed_the_item_encoder(tiny, tmp_path):
     assert not torch.allclose(net.item_tables()[0], base)
     with pytest.raises(InputError, match="missing column"):
         read_item_embeddings(path, ("aa", "bb"), (10, 10), column="image")
+
+
+@pytest.mark.parametrize("model", ["single-domain", "unicdr", "unicdr+", "farm"])
+def test_the_target_item_never_reaches_the_user_vector(tiny, model):
+    """Train-time leakage check: moving the target items' embeddings leaves the user vectors as they were."""
+    torch.manual_seed(0)
+    net = build_model(CDRConfig(model=model, gnn_layers=0, **{k: v for k, v in TINY.items() if k != "gnn_topk"}), tiny)
+    net.eval()
+    batch, _ = _batch(tiny)
+    # users whose full history holds their target: without masking, the target would be pooled
+    assert (batch.own >= 0).any() and not (batch.own == batch.pos[:, None]).any()
+    tables = [t.detach().clone() for t in net.item_tables()]
+    before = net.user_vectors(0, batch.users, batch.own, batch.other, batch.cold, tables)
+    for row in range(0, 32, 4):  # each row's own target, moved far away, must not change that row's vector
+        moved = [t.clone() for t in tables]
+        moved[0][batch.pos[row]] += 5.0
+        after = net.user_vectors(0, batch.users, batch.own, batch.other, batch.cold, moved)
+        assert torch.allclose(before[row], after[row], atol=1e-6)
+    # and the check can fail: a history item moved does change the vector
+    warm = int(torch.nonzero((batch.own >= 0).any(1) & ~batch.cold)[0])
+    moved = [t.clone() for t in tables]
+    moved[0][batch.own[warm][batch.own[warm] >= 0][0]] += 5.0
+    after = net.user_vectors(0, batch.users, batch.own, batch.other, batch.cold, moved)
+    assert not torch.allclose(before[warm], after[warm], atol=1e-6)
