@@ -58,7 +58,9 @@ def table(rows: list[dict], reference: dict | None = None) -> str:
     for pair, target in targets:
         names = pair.split("_")
         source = names[1] if target == names[0] else names[0]
-        for model in MODELS:
+        labels = [m for m in MODELS if any(r["model"] == m for r in rows)]
+        labels += [r["model"] for r in rows if r["model"] not in labels and r["model"] not in MODELS]
+        for model in dict.fromkeys(labels):
             runs = [r for r in rows if r["pair"] == pair and r["model"] == model and target in r["metrics"]]
             if not runs:
                 continue
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="CDRConfig override for every run (an ablation); rows are labelled model[KEY=VALUE,...]")
     parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
     parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
@@ -100,18 +104,20 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             for pair in args.pairs:
                 for model in args.models:
-                    if any(r["pair"] == pair and r["model"] == model and r["seed"] == seed for r in rows):
+                    label = f"{model}[{','.join(args.set)}]" if args.set else model
+                    if any(r["pair"] == pair and r["model"] == label and r["seed"] == seed for r in rows):
                         continue
                     t0 = time.perf_counter()
-                    config = config_from_args(model, seed=seed)
+                    config = config_from_args(model, seed=seed, overrides=args.set)
                     run_dir = out / "runs" / f"{pair}-{model}-{seed}" if args.save_runs else None
                     report = train_cdr(args.data, pair, out=run_dir, config=config)
-                    row = {k: report[k] for k in ("model", "pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics")}
+                    row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics")}
+                    row["model"] = label
                     row["config"] = report["config"]
                     rows.append(row)
                     with open(results, "a", encoding="utf-8") as f:
                         f.write(json.dumps(row) + "\n")
-                    print(f"{pair} {model} seed {seed}: " + ", ".join(
+                    print(f"{pair} {label} seed {seed}: " + ", ".join(
                         f"{t} NDCG@10 {m['NDCG@10']:.4f}" for t, m in report["metrics"].items())
                         + f" ({time.perf_counter() - t0:.0f} s, best epoch {report['best_epoch']})", flush=True)
     reference = {}
