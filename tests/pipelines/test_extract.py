@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import torch
 import webdataset as wds
 from PIL import Image
 
@@ -95,7 +96,9 @@ def test_rerun_skips_done_shards_and_kill9_resume_equals_clean_run(sample_dir, t
     extract(pattern, clean, **TINY_KW, batch_size=4, num_workers=0, progress=False)
 
     cmd = [sys.executable, "-m", "mmrec", "extract", "--input", pattern, "--out", str(resumed), *TINY, "--batch-size", "4", "--num-workers", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # same thread count as this process: float sums in another order would differ in the last bit
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     while not list(resumed.glob("emb-*.parquet")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
