@@ -11,6 +11,8 @@ with a validity mask ``(B, L)`` to ``out = λ·e_u + (1 − λ)·W·pool(h)`` (�
   ``max_items`` most frequent items only (others get weight 0 similarity, i.e. the mean).
 - ``position_attention`` (UniCDR+ "sequential" aggregator, [I]): user attention whose keys add a
   learned embedding of the position from the newest item, so recency counts; O(L·D) like the others.
+  The recency of position j is ``(kept items − 1 − j)`` clamped at 0: exact for an unmasked history
+  (evaluation), approximate in training where interaction masking leaves holes (known, kept as run).
 
 An empty history (all masked) pools to zeros, so ``out = λ·e_u``; callers that want nothing from a
 cold user zero ``e_u`` themselves. [I] ``W`` has no bias and starts as the identity.

@@ -14,7 +14,8 @@
 5. Multi-behaviour head: MMoE (Ma et al. 2018) over ``u ⊙ i``; task t's logit is
    ``⟨u, i⟩ + tower_t(Σ_e g_t,e · expert_e(u ⊙ i))``. The Amazon pairs have one behaviour, so the head
    runs with one task there; a Parquet log with several label columns trains one task per column
-   (negatives are 0 for every task) and ranking uses task 0.
+   (BCE: negatives are 0 for every task; softmax: one softmax per task over the candidates, counted
+   where the positive has that label) and ranking uses task 0.
 
 Everything else (specific/shared users, domain masking, critic, 0.4/0.6 weights) is UniCDR's.
 """
