@@ -195,7 +195,16 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
     Returns the report (also written to ``out/metrics.json`` when ``out`` is given).
     """
     config = config if isinstance(config, CDRConfig) else CDRConfig(**(config or {}))
+    previous = torch.get_num_threads()  # the process's thread count is the caller's: restored after
     torch.set_num_threads(config.threads)
+    try:
+        return _train_cdr(data, pair, out, config, targets, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_cdr(data: str | Path | CDRData, pair: str, out: str | Path | None, config: CDRConfig,
+               targets: tuple[str, ...], progress: bool) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     data = data if isinstance(data, CDRData) else _load_data(data, pair, config.tasks)
     target_ids = [data.domain_index(t) for t in targets] if targets else \
@@ -302,7 +311,6 @@ def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
                               item_vocab=dom["item_vocab"]))
     data = CDRData(domains=(domains[0], domains[1]), n_users=info["n_users"], tasks=tuple(info["tasks"]),
                    user_vocab=info["user_vocab"])
-    torch.set_num_threads(config.threads)
     extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     model = build_model(config, data, state=extra)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
