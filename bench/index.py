@@ -386,7 +386,7 @@ def format_report(report: dict[str, Any]) -> str:
 
     for p in t["tree"]:
         lines.append(f"| {p['beam']} | {p['candidates']} | {p['recall@10']:.3f} | {cell(p['ivf_recall@10_at_same_candidates'])} | {p['recall@100']:.3f} | {cell(p['ivf_recall@100_at_same_candidates'])} | {p['qps']:.0f} |")
-    lines.append(f"IVF points: " + ", ".join(f"nprobe {q['nprobe']}: {q['candidates']} cand., r@10 {q['recall@10']:.3f}, r@100 {q['recall@100']:.3f}" for q in t["ivf"]))
+    lines.append("IVF points: " + ", ".join(f"nprobe {q['nprobe']}: {q['candidates']} cand., r@10 {q['recall@10']:.3f}, r@100 {q['recall@100']:.3f}" for q in t["ivf"]))
     s = report["server"]
     lines += ["", f"## mmrec index serve on {s['host']}, {s['clients']} client threads, {s['seconds_each']} s each", "| batch | requests/s | vectors/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
     for b in (1, 32):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mmrec.errors import InputError, UsageError
+from mmrec.io import open_parquet
 
 PAIRS = {"sport_cloth": ("sport", "cloth"), "game_video": ("game", "video")}
 
@@ -120,15 +121,8 @@ def load_log_pair(log: str | Path, domains: tuple[str, str], *, tasks: tuple[str
     shared by the two domains, items per domain). With no ``tasks`` every row is one positive
     interaction; with tasks a row is kept when any label is > 0 and the labels feed the MMoE head.
     """
-    import pyarrow.parquet as pq
-
     path = Path(log)
-    if not path.is_file():
-        raise UsageError(f"behaviour log not found: {path}")
-    try:
-        table = pq.read_table(path)
-    except Exception as err:
-        raise InputError(f"{path}: not a Parquet file ({err})") from None
+    table = open_parquet(path, "behaviour log").read()
     missing = [c for c in ("user_id", "item_id", "domain", *tasks) if c not in table.column_names]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; have {table.column_names}", field=missing[0])

@@ -1,7 +1,8 @@
-"""Atomic file writes: a temp file beside the target, fsync, then rename.
+"""Atomic file writes: a temp file beside the target, fsync, then rename; checked Parquet opening.
 
 A killed job leaves either the old file or the new one, never half of one; temp names start with
-``.tmp-`` so resumable jobs can ignore them.
+``.tmp-`` so resumable jobs can ignore them. :func:`open_parquet` opens an input Parquet file with one
+clear error for a missing path or a file that is not Parquet.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -47,3 +51,18 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
     with atomic_open(target, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def open_parquet(path: str | os.PathLike, what: str = "Parquet file") -> "pq.ParquetFile":
+    """Open ``path`` for reading; UsageError naming ``what`` if it is missing, InputError if not Parquet."""
+    import pyarrow.parquet as pq
+
+    from mmrec.errors import InputError, UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        return pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: not a Parquet file ({err})") from None

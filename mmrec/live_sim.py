@@ -61,7 +61,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, write_json
+from mmrec.io import atomic_path, open_parquet, write_json
 
 LOG_FILE = "live-behaviour.parquet"
 USERS_FILE = "users.parquet"
@@ -361,12 +361,7 @@ def read_live_log(path: str | Path, *, users: int | None = None, authors: int | 
     Raises :class:`InputError` naming the file and the column at fault.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"live log not found: {path}")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as err:
-        raise InputError(f"{path}: not a Parquet file ({err})") from None
+    schema = open_parquet(path, "live log").schema_arrow
     wanted = columns or LOG_SCHEMA.names
     for name in wanted:
         if name not in schema.names:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.swing import swing_scores
-from mmrec.io import atomic_path
+from mmrec.io import atomic_path, open_parquet
 
 PAIR_SOURCES = ("user2item", "swing")
 
@@ -67,12 +67,7 @@ class PairConfig:
 
 def _open_log(log: str | Path, config: PairConfig) -> pq.ParquetFile:
     path = Path(log)
-    if not path.is_file():
-        raise UsageError(f"behaviour log not found: {path}")
-    try:
-        file = pq.ParquetFile(path)
-    except Exception as err:
-        raise InputError(f"{path}: not a Parquet file ({err})") from None
+    file = open_parquet(path, "behaviour log")
     missing = [c for c in ("user_id", "item_id", *config.positive) if c not in file.schema_arrow.names]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; have {file.schema_arrow.names}")
