@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrec.errors import InputError, UsageError
+from mmrec.io import atomic_path, read_safetensors
 
 _EPS = 1e-6
 
@@ -213,8 +214,6 @@ def save_mfq(model: MFQ, path: str | Path, *, info: dict[str, Any] | None = None
     """Write ``model``'s weights to a safetensors file, its config (and ``info``) in the metadata; atomic."""
     from safetensors.torch import save_file
 
-    from mmrec.io import atomic_path
-
     meta = {"kind": "mfq", "config": asdict(model.config), **(info or {})}
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -225,18 +224,7 @@ def save_mfq(model: MFQ, path: str | Path, *, info: dict[str, Any] | None = None
 
 def load_mfq(path: str | Path, *, device: str | torch.device = "cpu") -> MFQ:
     """Rebuild the MFQ saved by :func:`save_mfq`, in eval mode."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"fusion weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("mmrec", "null"))
-        state = load_file(str(path))
-    except Exception as err:
-        raise InputError(f"{path}: not a readable safetensors file ({err})") from None
+    state, meta = read_safetensors(path, "fusion weights")
     if not isinstance(meta, dict) or meta.get("kind") != "mfq":
         raise InputError(f"{path}: no MFQ metadata; not written by mmrec.encoders.save_mfq")
     model = MFQ(meta["config"])

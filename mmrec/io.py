@@ -2,7 +2,8 @@
 
 A killed job leaves either the old file or the new one, never half of one; temp names start with
 ``.tmp-`` so resumable jobs can ignore them. :func:`open_parquet` opens an input Parquet file with one
-clear error for a missing path or a file that is not Parquet.
+clear error for a missing path or a file that is not Parquet; :func:`read_safetensors` does the same
+for safetensors files and returns the JSON that mmrec writes under the metadata key ``mmrec``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
+    import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -66,3 +68,22 @@ def open_parquet(path: str | os.PathLike, what: str = "Parquet file") -> "pq.Par
         return pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: not a Parquet file ({err})") from None
+
+
+def read_safetensors(path: str | os.PathLike, what: str = "safetensors file") -> "tuple[dict[str, torch.Tensor], Any]":
+    """``(tensors, meta)`` of a safetensors file: ``meta`` is the JSON under the metadata key ``mmrec``
+    (None when absent). UsageError naming ``what`` if the file is missing, InputError if unreadable."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from mmrec.errors import InputError, UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("mmrec", "null"))
+        return load_file(str(path)), meta
+    except Exception as err:  # safetensors and json raise several types for a damaged file
+        raise InputError(f"{path}: not a readable safetensors file ({err})") from None

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from mmrec.errors import InputError, UsageError
+from mmrec.errors import InputError
 from mmrec.features.collate import InputSchema
-from mmrec.io import atomic_path
+from mmrec.io import atomic_path, read_safetensors
 from mmrec.rankers.base import RANKERS, Ranker
 
 
@@ -34,20 +34,10 @@ def save_checkpoint(path: str | Path, model: Ranker, *, info: dict[str, Any] | N
 
 def load_ranker(path: str | Path, *, device: str | torch.device = "cpu") -> Ranker:
     """Rebuild the ranker saved at ``path`` (a file, or a run folder holding ``model.safetensors``), in eval mode."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
-    if not path.is_file():
-        raise UsageError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("mmrec", "null"))
-        state = load_file(str(path))
-    except Exception as err:
-        raise InputError(f"{path}: not a readable safetensors file ({err})") from None
+    state, meta = read_safetensors(path, "checkpoint")
     if not isinstance(meta, dict) or "model" not in meta or "schema" not in meta:
         raise InputError(f"{path}: no mmrec ranker metadata; not written by mmrec rank train")
     builder = RANKERS.get(meta["model"]["name"])

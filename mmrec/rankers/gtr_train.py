@@ -25,13 +25,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from mmrec.errors import UsageError
-from mmrec.io import atomic_path, write_json
+from mmrec.errors import InputError, UsageError
+from mmrec.io import atomic_path, read_safetensors, write_json
 from mmrec.rankers.gtr import GTR, GTRConfig
 from mmrec.rankers.gtr_data import GTRData
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, uauc_gauc
-from mmrec.rankers.trainer import epoch_rows
+from mmrec.rankers.trainer import _finite, epoch_rows
 
 
 def build_gtr(data: GTRData, *, mfq: dict[str, Any] | None = None, author_graph: torch.Tensor | None = None,
@@ -142,30 +142,12 @@ def save_gtr(model: GTR, path: str | Path) -> Path:
 
 def load_gtr(path: str | Path) -> GTR:
     """Rebuild a GTR written by :func:`save_gtr`, in eval mode."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"GTR checkpoint not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("mmrec", "null"))
+    state, meta = read_safetensors(path, "GTR checkpoint")
     if not isinstance(meta, dict) or meta.get("kind") != "gtr":
-        raise UsageError(f"{path}: not a GTR checkpoint")
-    state = load_file(str(path))
+        raise InputError(f"{path}: not a GTR checkpoint")
     model = GTR(meta["config"], author_category=state["author_category"], author_graph=state.get("author_graph"))
     model.load_state_dict(state)
     return model.eval()
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj
 
 
 GIE_METAPATHS = ("user>author>author", "user-watches>author>author")
