@@ -90,10 +90,7 @@ class FARM(CDRModel):
         self.align_weight, self.temperature = align_weight, temperature
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        if self.encoder.content is None:
-            return {}
-        c = torch.split(self.encoder.content_table, list(self.encoder.n_items))
-        return {"content.0": c[0], "content.1": c[1]}
+        return self.encoder.extra_tensors()
 
     def item_tables(self) -> list[torch.Tensor]:
         return self.encoder()

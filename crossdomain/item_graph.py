@@ -172,6 +172,13 @@ class ItemEncoder(nn.Module):
             x = torch.stack(out).mean(0)
         return list(torch.split(x, list(self.n_items)))
 
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """The fixed content tables per domain (buffers, not parameters), saved with a run."""
+        if self.content is None:
+            return {}
+        c = torch.split(self.content_table, list(self.n_items))
+        return {"content.0": c[0], "content.1": c[1]}
+
 
 def item_encoder_inputs(config, data, state: dict[str, torch.Tensor] | None = None) -> dict:
     """Degrees, graph and content tables for :class:`ItemEncoder` from training data (and a saved run)."""
