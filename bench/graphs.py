@@ -25,7 +25,7 @@ Peak memory: the process's resident set, sampled every 20 ms by a thread (psutil
 and peak minus the RSS at the stage's start). torch runs with ``--threads`` threads (default 1; scipy's
 sparse product is single-threaded). Results go to stdout (a markdown table) and ``--json-out``.
 
-    .venv/bin/python bench/graphs.py                                 # the full run (~7 minutes here)
+    .venv/bin/python bench/graphs.py                                 # the full run (~3.5 minutes here)
     .venv/bin/python bench/graphs.py --rows 200000 --users 20000 --authors 2000 --max-steps 20  # smoke run
 """
 
