@@ -32,6 +32,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
+from mmrec.config import build_config
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.schema import count_rows, iter_log, read_id_table
 from mmrec.graphs.swing import swing_scores
@@ -82,16 +83,7 @@ class GraphConfig:
 
     @classmethod
     def build(cls, config: "GraphConfig | dict | None") -> "GraphConfig":
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        if isinstance(config, dict):
-            unknown = set(config) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise UsageError(f"unknown graph config field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-            return cls(**config)
-        raise UsageError(f"graph config must be a GraphConfig or a dict, got {type(config).__name__}")
+        return build_config(cls, config, "graph config")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

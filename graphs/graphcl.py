@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mmrec.config import build_config
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.sage import HeteroSAGE
 from mmrec.graphs.sampler import NeighborSampler
@@ -78,16 +79,7 @@ class GraphCLConfig:
 
     @classmethod
     def build(cls, config: "GraphCLConfig | dict | None") -> "GraphCLConfig":
-        if config is None:
-            return cls()
-        if isinstance(config, cls):
-            return config
-        if isinstance(config, dict):
-            unknown = set(config) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise UsageError(f"unknown GraphCL config field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-            return cls(**config)
-        raise UsageError(f"GraphCL config must be a GraphCLConfig or a dict, got {type(config).__name__}")
+        return build_config(cls, config, "GraphCL config")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
