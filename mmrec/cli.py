@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from mmrec.errors import MMRecError
@@ -694,6 +695,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mmrec`` command; returns the exit code."""
+    # torch-geometric scripts a helper with torch.jit.script when imported, and torch 2.14 warns about
+    # that on every `cdr` / `graph` / `live` run; nothing a user of the command can act on.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
