@@ -27,8 +27,11 @@ batch size and a short final batch never triggers a recompile.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -217,6 +220,9 @@ class Encoder(nn.Module):
         self.precision = precision
         self._input_dtype = None
         if precision == "bf16" and self.device.type != "cuda":
+            if cpu_has_native_bf16() is False:
+                warnings.warn("this CPU has no AVX512-BF16 or AMX: bfloat16 matmuls are emulated and likely "
+                              "slower than float32; use precision 'auto'", stacklevel=2)
             self.backbone.to(torch.bfloat16)
             self._input_dtype = torch.bfloat16
         self._compiled = torch.compile(self._forward_backbone) if compile else None
@@ -268,6 +274,16 @@ class Encoder(nn.Module):
             "name": self.name, "modality": self.modality, "dim": self.dim, "trainable": self.trainable,
             "precision": self.precision, "compiled": self._compiled is not None,
         }
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool | None:
+    """Whether the CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX flags); None if unknown (not Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return None
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _to_device(batch: Any, device: torch.device, float_dtype: torch.dtype | None = None) -> Any:

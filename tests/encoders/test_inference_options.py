@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,3 +63,15 @@ def test_bad_inference_options_fail_early(options, trainable, match):
     encoder = load_encoder("open_clip:tiny", trainable=trainable)
     with pytest.raises(UsageError, match=match):
         encoder.for_inference(**options)
+
+
+def test_bf16_warns_on_a_cpu_without_native_bfloat16(monkeypatch):
+    import mmrec.encoders.base as base
+
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        load_encoder("open_clip:tiny").for_inference(precision="bf16")
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_encoder("open_clip:tiny").for_inference(precision="bf16")
