@@ -132,7 +132,7 @@ def make_data(work: Path, n: int, dim: int, clusters: int, n_queries: int, seed:
 def exact_truth(work: Path, emb: Path, queries: np.ndarray) -> np.ndarray:
     """Exact top-100 rows of every query (inner product), by one streaming pass; cached."""
     from mmrec.index.exact import ExactKnn
-    from mmrec.index.source import open_source
+    from mmrec.store import open_source
 
     path = work / "data" / "truth.npy"
     if path.is_file():

@@ -53,16 +53,3 @@ class CDRModel(nn.Module):
         user = self.user_vectors(batch.domain, batch.users, batch.own, batch.other, batch.cold, tables)
         loss = self.bce(batch, user, tables)
         return loss, {"bce": loss.item()}
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, *, temperature: float, soft: torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric in-batch InfoNCE between rows of ``a`` and ``b`` ``(N, D)`` (row i of each is a pair).
-
-    ``soft`` ``(N, N)``: target distributions replacing the one-hot diagonal (soft contrast).
-    """
-    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    logits = a @ b.T / temperature  # (N, N)
-    if soft is None:
-        target = torch.arange(len(a), device=a.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    return 0.5 * (-(soft * F.log_softmax(logits, 1)).sum(1).mean() - (soft.T * F.log_softmax(logits.T, 1)).sum(1).mean())

@@ -26,7 +26,8 @@ import math
 import torch
 from torch import nn
 
-from mmrec.crossdomain.base import CDRModel, gather, info_nce
+from mmrec.crossdomain.base import CDRModel, gather
+from mmrec.losses import info_nce
 from mmrec.crossdomain.data import Batch
 from mmrec.crossdomain.item_graph import ItemEncoder
 
@@ -137,5 +138,5 @@ class FARM(CDRModel):
         user = self.dropout(self.fuse(batch.domain, batch.users, v_own, v_other, has_own, has_other))
         bce = self.bce(batch, user, tables)
         both = has_own & has_other
-        align = info_nce(v_own[both], v_other[both], temperature=self.temperature) if both.sum() > 1 else bce * 0.0
+        align = info_nce(v_own[both], v_other[both], self.temperature) if both.sum() > 1 else bce * 0.0
         return bce + self.align_weight * align, {"bce": bce.item(), "align": align.item()}

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmrec.crossdomain.base import gather, info_nce
+from mmrec.crossdomain.base import gather
+from mmrec.losses import info_nce
 from mmrec.crossdomain.data import Batch
 from mmrec.crossdomain.item_graph import ItemEncoder, item_encoder_inputs
 from mmrec.crossdomain.unicdr import UniCDR
@@ -95,11 +96,11 @@ class UniCDRPlus(UniCDR):
         shared = self.user_shared(users)
         z_own = self.agg_shared[d].pool(shared, gather(tables[d], batch.own[both]), batch.own[both])
         z_other = self.agg_shared[1 - d].pool(shared, gather(tables[1 - d], batch.other[both]), batch.other[both])
-        hard = info_nce(z_other, z_own, temperature=self.temperature)
+        hard = info_nce(z_other, z_own, self.temperature)
         with torch.no_grad():
             own = F.normalize(z_own, dim=-1)
             soft_target = torch.softmax(own @ own.T / self.temperature, 1)
-        soft = info_nce(z_other, z_own, temperature=self.temperature, soft=soft_target)
+        soft = info_nce(z_other, z_own, self.temperature, soft=soft_target)
         return (1 - self.soft_weight) * hard + self.soft_weight * soft
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from mmrec.config import build_config
 from mmrec.errors import InputError, UsageError
-from mmrec.graphs.schema import count_rows, iter_log, read_id_table
+from mmrec.logs import count_rows, iter_log, read_id_table
 from mmrec.graphs.swing import swing_scores
 
 if TYPE_CHECKING:
@@ -144,7 +144,8 @@ def _aggregate(logs, config: GraphConfig) -> dict[str, Any]:
     gifts, watches = _EdgeSums(2, config.merge_rows), _EdgeSums(1, config.merge_rows)
     rows = max_user = max_author = 0
     bar = tqdm(total=count_rows(logs), desc="graph build", unit="row", unit_scale=True, disable=not config.progress)
-    for batch in iter_log(logs, columns, batch_rows=config.batch_rows, n_users=n_users or _MAX_ID,
+    for batch in iter_log(logs, columns, batch_rows=config.batch_rows, kinds={"user_id": "integer", "author_id": "integer"},
+                          n_users=n_users or _MAX_ID,
                           n_authors=n_authors or _MAX_ID, known_authors=known_authors):
         users, authors = batch["user_id"], batch["author_id"]
         rows += len(users)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mmrec.errors import InputError, UsageError
-from mmrec.graphs.schema import iter_log
+from mmrec.logs import iter_log
 
 
 def _files(path: Path) -> list[Path]:
@@ -62,7 +62,7 @@ def read_author_features(
                 raise UsageError(f"{file} is keyed by segment 'key'; pass the live log to map segments to authors")
             if key_author is None:
                 key_author = {}
-                for batch in iter_log(logs, ["item_id", "author_id"]):
+                for batch in iter_log(logs, ["item_id", "author_id"], kinds={"item_id": "string", "author_id": "integer"}):
                     key_author.update(zip(batch["item_id"].tolist(), batch["author_id"].tolist()))
             table = pq.read_table(file, columns=["key", name])
             authors = np.array([key_author.get(k, -1) for k in table.column("key").to_pylist()], np.int64)

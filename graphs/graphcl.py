@@ -20,17 +20,16 @@ MMBee pre-trains its gifting-graph nodes this way. [I] Decided here, where the p
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from mmrec.config import build_config
+from mmrec.losses import info_nce
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.sage import HeteroSAGE
 from mmrec.graphs.sampler import NeighborSampler
@@ -90,15 +89,9 @@ class GraphCLConfig:
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """GraphCL's NT-Xent (eq. 3) over a batch of positive pairs ``(B, d)``, both directions averaged."""
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    sim = z1 @ z2.T / temperature  # (B, B)
-    positive = sim.diagonal()
-    eye = torch.eye(len(sim), dtype=torch.bool, device=sim.device)
-    negatives = sim.masked_fill(eye, -math.inf)  # the paper's denominator leaves the positive out
-    loss_12 = torch.logsumexp(negatives, 1) - positive
-    loss_21 = torch.logsumexp(negatives.T, 1) - positive
-    return 0.5 * (loss_12.mean() + loss_21.mean())
+    """GraphCL's NT-Xent (eq. 3) over a batch of positive pairs ``(B, d)``, both directions averaged:
+    :func:`mmrec.losses.info_nce` with the positive left out of the denominator, as the paper has it."""
+    return info_nce(z1, z2, temperature, exclude_positive=True)
 
 
 class GraphCL(nn.Module):

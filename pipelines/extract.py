@@ -30,12 +30,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-
 from mmrec.encoders import DEFAULT_TEXT, PRECISIONS, Encoder, load_encoder
 from mmrec.encoders.fusion import FUSERS
+from mmrec.pipelines.shards import (
+    Batch,
+    ShardBatches,
+    ShardEnd,
+    expand_shards,
+    shard_name,
+)
+
+from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
-from mmrec.pipelines.shards import Batch, ShardBatches, ShardEnd, expand_shards, shard_name
 
 MODALITIES = ("image", "text", "audio")
 
@@ -82,16 +89,6 @@ def _rank_and_world(config: ExtractConfig) -> tuple[int, int]:
     if config.num_shards is not None:
         return config.shard_id, config.num_shards
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _resolve_device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} asked, but CUDA is not available here")
-    return torch.device(name)
 
 
 def _pool(vectors: torch.Tensor, owners: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,7 +256,7 @@ def extract(input: str | list[str], out: str | Path, config: ExtractConfig | Non
         stale.unlink(missing_ok=True)  # left by a killed run
 
     launched = config.num_shards is None and world > 1 and not dist.is_initialized()
-    device = _resolve_device(config.device, rank)
+    device = resolve_device(config.device, what="--device")
     if launched:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     extractor = Extractor(config, device)

@@ -8,12 +8,14 @@
   :func:`target_attention`.
 """
 
-from mmrec.quantization.align import AlignConfig, align, align_vectors, info_nce, pair_metrics
+from mmrec.losses import info_nce
+from mmrec.quantization.align import AlignConfig, align, align_vectors, pair_metrics
 from mmrec.quantization.align_encoders import align_encoders
 from mmrec.quantization.base import QUANTIZERS, CodeQuantizer, load_quantizer
 from mmrec.quantization.collisions import add_suffix, collision_groups
 from mmrec.quantization.features import CodeCrossFeatures, CodeEmbedding, prefix_match, target_attention
-from mmrec.quantization.files import load_codes, read_embeddings, save_codes
+from mmrec.quantization.files import load_codes, save_codes
+from mmrec.store import read_embeddings
 from mmrec.quantization.kmeans import assign, balanced_kmeans, kmeans
 from mmrec.quantization.pairs import PairConfig, mine_pairs
 from mmrec.quantization.quantize import quantize

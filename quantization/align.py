@@ -32,15 +32,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmrec.quantization.files import save_tensors
+from mmrec.quantization.kmeans import check_vectors
+from mmrec.quantization.pairs import PairConfig, mine_pairs, read_pairs
 from torch import nn
 from tqdm.auto import tqdm
 
 from mmrec.errors import InputError, UsageError
 from mmrec.io import write_json
-from mmrec.quantization.files import embedding_shards, read_embeddings, save_tensors, write_embeddings
-from mmrec.quantization.kmeans import check_vectors
-from mmrec.quantization.pairs import PairConfig, mine_pairs, read_pairs
+from mmrec.losses import info_nce
 from mmrec.registry import Registry
+from mmrec.store import embedding_shards, read_embeddings, write_embeddings
 
 HEADS = Registry("alignment head")
 
@@ -95,23 +97,6 @@ class Temperature(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.log_tau.exp().clamp(min=0.01)
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, tau: torch.Tensor | float, *,
-             left: torch.Tensor | None = None, right: torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric in-batch InfoNCE of normalised ``a, b`` ``(B, d)``; row i's positive is column i.
-
-    ``left``/``right`` ``(B,)`` item ids mask in-batch duplicates of the positive item.
-    """
-    logits = a @ b.T / tau  # (B, B)
-    target = torch.arange(len(a), device=a.device)
-    eye = torch.eye(len(a), dtype=torch.bool, device=a.device)
-    a_to_b, b_to_a = logits, logits.T
-    if right is not None:
-        a_to_b = a_to_b.masked_fill((right[None, :] == right[:, None]) & ~eye, float("-inf"))
-    if left is not None:
-        b_to_a = b_to_a.masked_fill((left[None, :] == left[:, None]) & ~eye, float("-inf"))
-    return (F.cross_entropy(a_to_b, target) + F.cross_entropy(b_to_a, target)) / 2
 
 
 @HEADS.register("linear")
@@ -215,7 +200,7 @@ def train_tower(tower: nn.Module, pairs: np.ndarray, config: AlignConfig, *, pro
         for s in range(steps):
             chunk = all_pairs[order[s * batch : (s + 1) * batch]].to(device)  # (B, 2)
             a, b = tower(chunk[:, 0]), tower(chunk[:, 1])  # (B, d) each
-            loss = info_nce(a, b, temperature(), left=chunk[:, 0], right=chunk[:, 1])
+            loss = info_nce(a, b, temperature(), normalize=False, left=chunk[:, 0], right=chunk[:, 1])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -29,7 +29,8 @@ from mmrec.encoders.fusion import FUSERS
 from mmrec.errors import InputError, UsageError
 from mmrec.io import write_json
 from mmrec.quantization.align import AlignConfig, _device, encode_rows, pair_metrics, split_pairs, train_tower
-from mmrec.quantization.files import save_tensors, write_embeddings
+from mmrec.quantization.files import save_tensors
+from mmrec.store import write_embeddings
 from mmrec.quantization.pairs import PairConfig, mine_pairs, read_pairs
 
 

@@ -1,9 +1,6 @@
 """The files quantization reads and writes (DESIGN.md, "Data contracts").
 
-- Embeddings: a folder of ``emb-*.parquet`` files as ``mmrec extract`` writes them (``key`` and one
-  fixed-size float32 list column per modality plus ``fused``). :func:`read_embeddings` loads one
-  column of all of them; :func:`write_embeddings` writes vectors back in the same layout, one output
-  file per shard, plus ``manifest.json``.
+- Embeddings: read and written by the one embedding store, :mod:`mmrec.store`.
 - Codes: ``codes.parquet`` with ``key`` and ``c1..cL`` (int32), the quantizer and level sizes in the
   file metadata (:func:`save_codes`, :func:`load_codes`).
 - Codebooks: ``codebook.safetensors``, tensors plus a JSON description under the metadata key
@@ -22,99 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, write_json
-
-
-def embedding_files(folder: str | Path) -> list[Path]:
-    """The ``emb-*.parquet`` files of an extract output folder (or one such file), sorted."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise UsageError(f"embeddings folder not found: {folder}")
-    files = sorted(folder.glob("emb-*.parquet"))
-    if not files:
-        raise UsageError(f"no emb-*.parquet files in {folder}; run `mmrec extract` first")
-    return files
-
-
-def check_vector_column(path: Path, column: str) -> int:
-    """Width of the fixed-size float list ``column`` of an embedding file; errors name the file and column."""
-    schema = pq.read_schema(path)
-    if column not in schema.names:
-        vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
-        raise UsageError(f"{path}: no column {column!r}; vector columns: {', '.join(vectors) or '(none)'}")
-    field = schema.field(column)
-    if not pa.types.is_fixed_size_list(field.type) or not pa.types.is_floating(field.type.value_type):
-        raise InputError(f"{path}: column {column!r} is {field.type}, expected a fixed-size float list")
-    if "key" not in schema.names:
-        raise InputError(f"{path}: no 'key' column")
-    return field.type.list_size
-
-
-def read_embeddings(folder: str | Path, column: str = "fused") -> tuple[list[str], np.ndarray]:
-    """``(keys, vectors (n, d) float32)`` of ``column`` over every embedding file of ``folder``.
-
-    Rows where the column is null (a sample without that modality) are left out. Keys must be unique.
-    """
-    keys: list[str] = []
-    chunks: list[np.ndarray] = []
-    dim = None
-    for path in embedding_files(folder):
-        d = check_vector_column(path, column)
-        if dim is not None and d != dim:
-            raise InputError(f"{path}: column {column!r} has dim {d}, other files have {dim}")
-        dim = d
-        table = pq.read_table(path, columns=["key", column])
-        values = table.column(column).combine_chunks()
-        present = values.is_valid().to_numpy(zero_copy_only=False)
-        flat = values.flatten().to_numpy(zero_copy_only=False) if len(values) else np.zeros(0, np.float32)
-        # flatten() skips null lists, so its rows line up with the present ones
-        chunks.append(flat.reshape(-1, d).astype(np.float32, copy=False))
-        keys += [k for k, ok in zip(table.column("key").to_pylist(), present) if ok]
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim or 0), np.float32)
-    if len(set(keys)) != len(keys):
-        raise InputError(f"{folder}: duplicate keys in column {column!r}")
-    return keys, vectors
-
-
-def embedding_shards(folder: str | Path) -> dict[str, list[str]]:
-    """``{shard: keys in file order}`` of an extract output folder (``emb-X.parquet`` -> ``X``)."""
-    return {
-        path.stem.removeprefix("emb-"): pq.read_table(path, columns=["key"]).column("key").to_pylist()
-        for path in embedding_files(folder)
-    }
-
-
-def write_embeddings(
-    out: str | Path, shards: dict[str, list[str]], vectors: dict[str, np.ndarray], column: str, *, info: dict[str, Any]
-) -> dict[str, Any]:
-    """Write ``vectors`` (key -> (d,) float32) as ``column`` in extract's layout: ``out/emb-X.parquet``.
-
-    ``shards`` maps each shard name ``X`` to its keys in order; keys without a vector are left out.
-    ``info`` goes into each file's metadata under ``mmrec`` and into ``out/manifest.json``. Returns
-    the manifest.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    dim = len(next(iter(vectors.values())))
-    done, total = [], 0
-    for shard, shard_keys in shards.items():
-        keys = [k for k in shard_keys if k in vectors]
-        matrix = np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
-        meta = {**info, "shard": shard, "rows": len(keys), "errors": 0, "rank": 0}
-        schema = pa.schema(
-            [pa.field("key", pa.string(), nullable=False), pa.field(column, pa.list_(pa.float32(), dim))],
-            metadata={"mmrec": json.dumps(meta), "model": json.dumps(info), "dim": json.dumps({column: dim})},
-        )
-        column_array = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim)
-        with atomic_path(out / f"emb-{shard}.parquet") as tmp:
-            pq.write_table(pa.Table.from_arrays([pa.array(keys, pa.string()), column_array], schema=schema), tmp)
-        done.append({"shard": shard, "rows": len(keys), "errors": 0, "rank": 0})
-        total += len(keys)
-    manifest = {"input_shards": len(done), "done": done, "pending": [], "samples": total, "errors": 0, **info}
-    write_json(out / "manifest.json", manifest)
-    return manifest
+from mmrec.io import atomic_path
 
 
 def save_codes(path: str | Path, keys: list[str], codes: np.ndarray, *, info: dict[str, Any]) -> None:

@@ -21,7 +21,8 @@ from mmrec.errors import UsageError
 from mmrec.io import write_json
 from mmrec.quantization.base import QUANTIZERS
 from mmrec.quantization.collisions import DEDUP_METHODS, add_suffix
-from mmrec.quantization.files import read_embeddings, save_codes
+from mmrec.quantization.files import save_codes
+from mmrec.store import read_embeddings
 from mmrec.quantization.kmeans import check_vectors
 from mmrec.quantization.report import code_report, plot_usage
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from mmrec.errors import InputError, UsageError
 from mmrec.features.base import IndexedProvider, ProviderStats
 from mmrec.io import atomic_path, write_json
-from mmrec.quantization.files import check_vector_column, embedding_files
+from mmrec.store import column_dim as check_vector_column, embedding_files
 
 
 def _fingerprint(files: list[Path], column: str) -> dict:

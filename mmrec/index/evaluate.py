@@ -19,7 +19,7 @@ from mmrec.errors import UsageError
 from mmrec.index.api import load_index
 from mmrec.index.base import BaseIndex
 from mmrec.index.exact import ExactKnn
-from mmrec.index.source import EmbeddingSource, open_source, sample_rows
+from mmrec.store import EmbeddingSource, open_source, sample_rows
 from mmrec.index.tune import measure, sweep
 from mmrec.io import atomic_path, write_json
 from mmrec.quantization.kmeans import check_vectors

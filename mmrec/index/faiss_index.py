@@ -36,7 +36,7 @@ from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, ExactKnn, faiss_metric, faiss_module
 from mmrec.index.select import choose_index, family_of, parse_memory
-from mmrec.index.source import BATCH_ROWS, open_source, sample_rows
+from mmrec.store import BATCH_ROWS, open_source, sample_rows
 from mmrec.index.tune import measure, tune
 from mmrec.io import atomic_path
 from mmrec.quantization.kmeans import check_vectors

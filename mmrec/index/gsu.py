@@ -4,7 +4,7 @@ MISS (arXiv 2508.14515) scores a target (an item, or a node of the index tree) a
 lifelong behaviour sequence in two stages. The General Search Unit keeps the top-k behaviours most
 similar to the target: Co-GSU by collaborative (ID) embeddings, MM-GSU by multimodal embeddings —
 the same inner-product top-k, :func:`gsu_topk`, over different embedding tables. The Exact Search Unit
-is DIN's target attention (Zhou et al., KDD'18), :class:`TargetAttention`: an MLP over
+is DIN's target attention (Zhou et al., KDD'18), mmrec's one :class:`mmrec.rankers.attention.TargetAttention`: an MLP over
 ``[target, behaviour, target − behaviour, target ⊙ behaviour]`` gives each kept behaviour an
 unnormalised weight (DIN keeps no softmax) and the weighted sum is the user's interest in the target.
 :class:`LifelongInterest` runs both GSUs and an ESU on each and concatenates the two interests.
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from mmrec.rankers.attention import TargetAttention
 
 
 def gsu_topk(target: torch.Tensor, history: torch.Tensor, k: int, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,28 +45,14 @@ def gather_behaviours(history: torch.Tensor, index: torch.Tensor) -> torch.Tenso
     return history[b, index]
 
 
-class TargetAttention(nn.Module):
-    """DIN attention: pooled behaviours ``(..., d)`` for a target ``(..., d)`` and behaviours ``(..., k, d)``."""
-
-    def __init__(self, dim: int, hidden: int = 64) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(4 * dim, hidden), nn.PReLU(), nn.Linear(hidden, 1))
-
-    def forward(self, target: torch.Tensor, behaviours: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        t = target.unsqueeze(-2).expand_as(behaviours)  # (..., k, d)
-        weights = self.mlp(torch.cat([t, behaviours, t - behaviours, t * behaviours], dim=-1)).squeeze(-1)  # (..., k)
-        weights = weights * valid.to(weights.dtype)
-        return (weights.unsqueeze(-1) * behaviours).sum(-2)  # (..., d)
-
-
 class LifelongInterest(nn.Module):
     """Co-GSU + MM-GSU, each followed by target attention; returns ``(B, id_dim + mm_dim)``."""
 
     def __init__(self, id_dim: int, mm_dim: int, *, k: int = 50, hidden: int = 64) -> None:
         super().__init__()
         self.k = k
-        self.co_esu = TargetAttention(id_dim, hidden)
-        self.mm_esu = TargetAttention(mm_dim, hidden)
+        self.co_esu = TargetAttention(id_dim, hidden=hidden, activation="prelu")
+        self.mm_esu = TargetAttention(mm_dim, hidden=hidden, activation="prelu")
 
     def forward(
         self,

@@ -46,8 +46,9 @@ import mmrec
 from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, exact_knn, faiss_module
-from mmrec.index.gsu import TargetAttention, gather_behaviours, gsu_topk
-from mmrec.index.source import open_source
+from mmrec.index.gsu import gather_behaviours, gsu_topk
+from mmrec.rankers.attention import TargetAttention
+from mmrec.store import open_source
 from mmrec.index.tune import measure, tune
 from mmrec.io import atomic_path
 from mmrec.quantization.kmeans import balanced_kmeans, check_vectors
@@ -141,7 +142,7 @@ class NodeScorer(nn.Module):
         self.user = nn.Linear(user_dim, hidden)
         self.node = nn.Linear(node_dim, hidden)
         self.level = nn.Embedding(levels, hidden)
-        self.esu = TargetAttention(node_dim, hidden) if history_k else None
+        self.esu = TargetAttention(node_dim, hidden=hidden, activation="prelu") if history_k else None
         self.interest = nn.Linear(node_dim, hidden) if history_k else None
         self.mlp = nn.Sequential(nn.Linear((5 if history_k else 3) * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 

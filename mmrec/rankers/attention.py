@@ -6,7 +6,9 @@ MLP on ``[q, k_t, q - k_t, q * k_t]`` and pools ``sum_t a_t k_t`` over the real 
 :func:`mmrec.quantization.target_attention` (the same attention QARM's code cross features use).
 DIN leaves the MLP scores unnormalised (``softmax=False``, the default), so the pooled vector keeps
 how many history items resemble the candidate; [I] ``softmax=True`` normalises them over the
-history instead. A user with no history gets the zero vector either way.
+history instead. A user with no history gets the zero vector either way. This is the one target
+attention of mmrec: the rankers, GTR and the MISS tree's exact search unit (:mod:`mmrec.index.gsu`,
+``activation="prelu"`` as DIN has it) all use it, over any leading dimensions.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from mmrec.quantization.features import target_attention
 
 
 class TargetAttention(nn.Module):
-    """candidate ``(B, D)``, history ``(B, T, D)``, mask ``(B, T)`` -> pooled history ``(B, D)``."""
+    """candidate ``(..., D)``, history ``(..., T, D)``, mask ``(..., T)`` -> pooled history ``(..., D)``."""
 
-    def __init__(self, dim: int, *, scorer: str = "din", hidden: int = 32, softmax: bool = False) -> None:
+    def __init__(self, dim: int, *, scorer: str = "din", hidden: int = 32, softmax: bool = False,
+                 activation: str = "relu") -> None:
         super().__init__()
         if scorer not in ("din", "dot"):
             raise UsageError(f"attention scorer must be 'din' or 'dot', got {scorer!r}")
+        if activation not in ("relu", "prelu"):
+            raise UsageError(f"attention activation must be 'relu' or 'prelu', got {activation!r}")
         self.scorer = scorer
         self.softmax = softmax
         if scorer == "din":
-            self.mlp = nn.Sequential(nn.Linear(4 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+            act = nn.ReLU() if activation == "relu" else nn.PReLU()
+            self.mlp = nn.Sequential(nn.Linear(4 * dim, hidden), act, nn.Linear(hidden, 1))
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.scorer == "dot":
@@ -36,11 +42,11 @@ class TargetAttention(nn.Module):
         # DIN's first layer on [q, k, q - k, q * k], split by input block so the query part is
         # computed once per row, not once per history item: the same function, half the work.
         w_q, w_k, w_d, w_p = self.mlp[0].weight.split(query.shape[-1], dim=1)  # each (H, D)
-        hidden = (query @ (w_q + w_d).T + self.mlp[0].bias)[:, None, :]  # (B, 1, H)
-        hidden = hidden + keys @ (w_k - w_d).T + (query[:, None, :] * keys) @ w_p.T  # (B, T, H)
-        scores = self.mlp[2](torch.relu(hidden)).squeeze(-1)  # (B, T)
+        hidden = (query @ (w_q + w_d).T + self.mlp[0].bias).unsqueeze(-2)  # (..., 1, H)
+        hidden = hidden + keys @ (w_k - w_d).T + (query.unsqueeze(-2) * keys) @ w_p.T  # (..., T, H)
+        scores = self.mlp[2](self.mlp[1](hidden)).squeeze(-1)  # (..., T)
         if self.softmax:
             weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
         else:
             weights = scores * mask
-        return (weights[:, :, None] * keys).sum(dim=1)  # (B, D)
+        return (weights.unsqueeze(-1) * keys).sum(dim=-2)  # (..., D)

@@ -16,7 +16,7 @@ from torch import nn
 
 from mmrec.errors import UsageError
 from mmrec.features.collate import InputSchema, RankBatch
-from mmrec.rankers.dataclass_dict import from_dict
+from mmrec.config import from_dict
 from mmrec.registry import Registry
 
 RANKERS = Registry("ranker")

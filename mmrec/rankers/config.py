@@ -26,7 +26,7 @@ from typing import Any
 from mmrec.errors import UsageError
 from mmrec.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
 from mmrec.rankers.base import RANKERS, RankerConfig
-from mmrec.rankers.dataclass_dict import from_dict
+from mmrec.config import from_dict
 
 FEATURE_KINDS = ("embeddings", "codes", "encoder")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")

@@ -144,7 +144,7 @@ def test_bad_arguments_are_usage_errors(tmp_path):
         build_graphs(tmp_path / "nope.parquet")
     with pytest.raises(UsageError, match="gift_weight"):
         build_graphs(log_table(ROWS), config={"gift_weight": "log"})
-    with pytest.raises(UsageError, match="unknown graph config"):
+    with pytest.raises(UsageError, match="graph config: unknown field"):
         build_graphs(log_table(ROWS), config={"topn": 3})
     with pytest.raises(InputError, match="no rows"):
         build_graphs(log_table(ROWS).slice(0, 0))

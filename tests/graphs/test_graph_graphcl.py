@@ -65,7 +65,7 @@ def test_graphcl_with_author_attributes_and_capped_steps(tmp_path):
     assert set(embeddings) == {"user", "author"} and torch.isfinite(embeddings["author"]).all()
     with pytest.raises(InputError, match=r"features\['author'\] must be \(12, d\)"):
         train_graphcl(graph, features={"author": features[:5]})
-    with pytest.raises(UsageError, match="unknown GraphCL config"):
+    with pytest.raises(UsageError, match="GraphCL config: unknown field"):
         train_graphcl(graph, config={"epoch": 1})
 
 

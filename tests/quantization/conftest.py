@@ -11,7 +11,7 @@ def sample_items(tmp_path_factory):
     Returns a dict: data folder, emb folder, keys, topics and hidden styles (index-aligned with keys).
     """
     from mmrec.pipelines.extract import extract
-    from mmrec.quantization.files import read_embeddings
+    from mmrec.store import read_embeddings
     from mmrec.sample_data import write_sample_data
 
     root = tmp_path_factory.mktemp("qsample")

@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from mmrec.errors import UsageError
-from mmrec.quantization.align import AlignConfig, align, align_vectors, info_nce, pair_metrics, split_pairs
-from mmrec.quantization.files import read_embeddings
+from mmrec.losses import info_nce
+from mmrec.quantization.align import AlignConfig, align, align_vectors, pair_metrics, split_pairs
+from mmrec.store import read_embeddings
 
 
 def test_info_nce_is_symmetric_cross_entropy_and_masks_duplicates():

@@ -3,7 +3,8 @@ import pytest
 
 from mmrec.errors import UsageError
 from mmrec.quantization.align_encoders import align_encoders
-from mmrec.quantization.files import load_tensors, read_embeddings
+from mmrec.quantization.files import load_tensors
+from mmrec.store import read_embeddings
 from mmrec.sample_data import write_sample_data
 
 

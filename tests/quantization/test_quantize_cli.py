@@ -7,7 +7,7 @@ from quant_data import blobs, write_emb
 
 from mmrec.cli import main
 from mmrec.quantization import load_codes, load_quantizer
-from mmrec.quantization.files import read_embeddings
+from mmrec.store import read_embeddings
 
 
 @pytest.mark.parametrize("command", ["align", "quantize"])
@@ -63,7 +63,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     x[3, 1] = np.nan
     write_emb(tmp_path / "nan", x)
     assert main(["quantize", "--emb", str(tmp_path / "nan"), "--out", str(tmp_path / "o"), "--codebook-size", "4"]) == 2
-    assert "row 3 has NaN or inf" in _one_error_line(capsys)
+    assert "of key 'item-000003' has NaN or inf" in _one_error_line(capsys)
     write_emb(tmp_path / "few", blobs(n_per=10, k=2, d=4)[0])
     assert main(["quantize", "--emb", str(tmp_path / "few"), "--out", str(tmp_path / "o")]) == 2
     assert "20 items are fewer than the codebook needs (256)" in _one_error_line(capsys)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from quant_data import blobs
 
-from mmrec.quantization.files import read_embeddings
+from mmrec.store import read_embeddings
 from mmrec.quantization.rq_kmeans import BalancedRQKMeans, RQKMeans
 
 

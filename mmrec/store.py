@@ -1,4 +1,5 @@
-"""Vectors to index, read in batches: the Parquet files of ``mmrec extract`` or an in-memory array.
+"""The one embedding store: vectors read in batches from the Parquet files of ``mmrec extract`` /
+``mmrec align`` (or an in-memory array); every stage that reads ``emb-*.parquet`` reads it here.
 
 A Parquet source is a folder (its ``emb-*.parquet``), one file, a glob or a list of files, each with a
 string ``key`` column and a fixed-size-list float column (``fused``, ``image``, ``text``, ``audio`` or
@@ -11,17 +12,18 @@ non-null rows, in file order.
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmrec.errors import UsageError
-from mmrec.quantization.kmeans import check_vectors
+from mmrec.errors import InputError, UsageError
+from mmrec.io import atomic_path, write_json
 
 BATCH_ROWS = 65536
 
@@ -34,7 +36,8 @@ class Batch:
     vectors: np.ndarray
 
 
-def _parquet_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+def embedding_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The Parquet files of ``spec``: a folder (its ``emb-*.parquet``), a file, a glob or a list of them."""
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     files: list[Path] = []
     for s in map(str, specs):
@@ -48,19 +51,20 @@ def _parquet_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         elif os.path.isfile(s):
             files.append(Path(s))
         else:
-            raise UsageError(f"embeddings not found: {s}")
+            raise UsageError(f"embeddings {'file' if s.endswith('.parquet') else 'folder'} not found: {s}")
     if not files:
         raise UsageError(f"no Parquet files match {spec!r}")
     return list(dict.fromkeys(files))
 
 
-def _column_dim(path: Path, column: str) -> int:
+def column_dim(path: Path, column: str) -> int:
+    """Width of the fixed-size float list ``column`` of an embedding file; errors name the file and column."""
     schema = pq.read_schema(path)
     if "key" not in schema.names:
         raise UsageError(f"{path}: no 'key' column (columns: {', '.join(schema.names)})")
     if column not in schema.names:
         vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
-        raise UsageError(f"{path}: no column {column!r}; vector columns here: {', '.join(vectors) or '(none)'}")
+        raise UsageError(f"{path}: no column {column!r}; vector columns: {', '.join(vectors) or '(none)'}")
     kind = schema.field(column).type
     if not (pa.types.is_fixed_size_list(kind) and pa.types.is_floating(kind.value_type)):
         raise UsageError(f"{path}: column {column!r} is {kind}, expected a fixed-size list of floats")
@@ -130,17 +134,21 @@ def open_source(
     if isinstance(data, (str, os.PathLike)) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike))):
         if keys is not None:
             raise UsageError("keys= is for array input; Parquet input carries its own 'key' column")
-        files = _parquet_files(data)
-        dims = {f: _column_dim(f, column) for f in files}
-        if len(set(dims.values())) > 1:
-            raise UsageError(f"column {column!r} has different dims across files: {sorted(set(dims.values()))}")
-        found = next(iter(dims.values()))
+        files = embedding_files(data)
+        found = None
+        for f in files:
+            d = column_dim(f, column)
+            if found is not None and d != found:
+                raise InputError(f"{f}: column {column!r} has dim {d}, other files have {found}")
+            found = d
         if dim is not None and found != dim:
             raise UsageError(f"column {column!r} has dim {found}, the index has dim {dim}")
         source = EmbeddingSource(dim=found, column=column, files=files)
         if source.max_rows == 0:
             raise UsageError(f"no rows in {len(files)} Parquet file(s) of {data!r}")
         return source
+    from mmrec.quantization.kmeans import check_vectors  # mmrec.quantization imports this module
+
     array = check_vectors(data, dim=dim)
     if keys is None:
         key_array = pa.array([str(key_offset + i) for i in range(len(array))], pa.string())
@@ -177,3 +185,56 @@ def sample_rows(source: EmbeddingSource, size: int, *, seed: int = 0) -> tuple[n
         raise UsageError(f"no non-null vectors in column {source.column!r} ({source.skipped_null} null rows)")
     order = np.argsort(keep_u, kind="stable")
     return keep_rows[order], np.ascontiguousarray(keep_vec[order]), n
+
+
+def read_embeddings(data: str | os.PathLike | Sequence[str | os.PathLike], column: str = "fused") -> tuple[list[str], np.ndarray]:
+    """``(keys, vectors (n, d) float32)`` of every non-null row of ``column``, in file order; keys must be unique."""
+    source = open_source(data, column=column)
+    keys: list[str] = []
+    chunks = []
+    for batch in source.batches():
+        keys += batch.keys.to_pylist()
+        chunks.append(batch.vectors)
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, source.dim), np.float32)
+    if len(set(keys)) != len(keys):
+        raise InputError(f"{data}: duplicate keys in column {column!r}")
+    return keys, vectors
+
+
+def embedding_shards(folder: str | Path) -> dict[str, list[str]]:
+    """``{shard: keys in file order}`` of an extract output folder (``emb-X.parquet`` -> ``X``)."""
+    return {
+        path.stem.removeprefix("emb-"): pq.read_table(path, columns=["key"]).column("key").to_pylist()
+        for path in embedding_files(folder)
+    }
+
+
+def write_embeddings(
+    out: str | Path, shards: dict[str, list[str]], vectors: dict[str, np.ndarray], column: str, *, info: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``vectors`` (key -> (d,) float32) as ``column`` in extract's layout: ``out/emb-X.parquet``.
+
+    ``shards`` maps each shard name ``X`` to its keys in order; keys without a vector are left out.
+    ``info`` goes into each file's metadata under ``mmrec`` and into ``out/manifest.json``. Returns
+    the manifest.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dim = len(next(iter(vectors.values())))
+    done, total = [], 0
+    for shard, shard_keys in shards.items():
+        keys = [k for k in shard_keys if k in vectors]
+        matrix = np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
+        meta = {**info, "shard": shard, "rows": len(keys), "errors": 0, "rank": 0}
+        schema = pa.schema(
+            [pa.field("key", pa.string(), nullable=False), pa.field(column, pa.list_(pa.float32(), dim))],
+            metadata={"mmrec": json.dumps(meta), "model": json.dumps(info), "dim": json.dumps({column: dim})},
+        )
+        column_array = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim)
+        with atomic_path(out / f"emb-{shard}.parquet") as tmp:
+            pq.write_table(pa.Table.from_arrays([pa.array(keys, pa.string()), column_array], schema=schema), tmp)
+        done.append({"shard": shard, "rows": len(keys), "errors": 0, "rank": 0})
+        total += len(keys)
+    manifest = {"input_shards": len(done), "done": done, "pending": [], "samples": total, "errors": 0, **info}
+    write_json(out / "manifest.json", manifest)
+    return manifest

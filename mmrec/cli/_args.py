@@ -1,0 +1,105 @@
+"""Command-line options generated from config dataclasses, so a default lives in one place.
+
+:func:`add_config_arguments` adds one ``--flag`` per field of a config dataclass: the type from the
+annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...]`` comma-separated,
+``X | None``), ``help`` and ``choices`` from the field's ``metadata``, and the default from the field
+itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
+(through :func:`mmrec.config.build_config`, so ``__post_init__`` checks them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, Iterable, TypeVar
+
+from mmrec.config import build_config
+
+T = TypeVar("T")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _base(hint: Any) -> tuple[Any, bool]:
+    """``(type without None, optional)``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return hint, False
+
+
+def _sequence(item: type):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(item(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item.__name__} values, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {item.__name__}"
+    return parse
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
+                         exclude: Iterable[str] = (), required: Iterable[str] = (), prefix: str = "",
+                         dest_prefix: str = "") -> None:
+    """One option per init field of dataclass ``cls`` (``--batch-size`` for ``batch_size``); fields
+    in ``exclude`` are left to the caller; ``required`` have no default on the command line."""
+    exclude, required = set(exclude), set(required)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in exclude:
+            continue
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
+        dest = f"{dest_prefix}{f.name}"
+        hint, optional = _base(hints[f.name])
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        text = meta.get("help", f.name.replace("_", " "))
+        kwargs: dict[str, Any] = {"dest": dest}
+        if f.name in required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+            text += f" (default {_show(default)})" if hint is not bool else ""
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text + f" (default {'on' if default else 'off'})", **kwargs)
+            continue
+        origin = typing.get_origin(hint)
+        if origin in (tuple, list):
+            item = (typing.get_args(hint) or (str,))[0]
+            kwargs["type"] = _sequence(item if item in (int, float, str) else str)
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+        parser.add_argument(flag, help=text.replace("%", "%%"), **kwargs)
+
+
+def config_values(args: argparse.Namespace, cls: type, *, exclude: Iterable[str] = (), dest_prefix: str = "") -> dict[str, Any]:
+    """The values of ``cls``'s fields that :func:`add_config_arguments` put on ``args``."""
+    exclude = set(exclude)
+    return {f.name: getattr(args, f"{dest_prefix}{f.name}") for f in dataclasses.fields(cls)
+            if f.init and f.name not in exclude and hasattr(args, f"{dest_prefix}{f.name}")}
+
+
+def config_from_args(args: argparse.Namespace, cls: type[T], *, exclude: Iterable[str] = (), dest_prefix: str = "",
+                     what: str = "", **extra: Any) -> T:
+    """``cls`` built from the options on ``args`` (plus ``extra`` fields), checked like any config."""
+    return build_config(cls, {**config_values(args, cls, exclude=exclude, dest_prefix=dest_prefix), **extra}, what)

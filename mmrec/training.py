@@ -1,0 +1,350 @@
+"""The one training loop: every model in mmrec trains through :func:`fit`.
+
+A model plugs in three things: the batches of an epoch, a ``step`` that turns a batch into a loss,
+and (optionally) an ``evaluate`` that scores the model on held-out data (higher is better). The loop
+owns the rest:
+
+- epochs, with an optional cap on steps per epoch and on wall-clock minutes;
+- early stopping: after ``patience`` evaluations without a gain of more than ``min_delta`` it stops,
+  and with ``restore_best`` the best evaluated weights are put back at the end;
+- a NaN guard: a non-finite loss skips that update; more than ``max_bad_steps`` in a row stops the run
+  with one :class:`TrainingError` line naming the epoch and step (the weights are never updated from
+  a non-finite loss);
+- device (:func:`mmrec.device.resolve_device`), AMP on CUDA (bfloat16 where supported, else float16
+  with a gradient scaler), DDP under ``torchrun`` (``WORLD_SIZE`` > 1: the model is wrapped in
+  ``DistributedDataParallel``; the caller's batches decide what each rank sees);
+- an optional checkpoint file (model, optimizers, epoch, best score and history) written atomically
+  after every epoch; with ``resume`` a rerun continues after the last completed epoch;
+- a progress bar, per-epoch mean of every logged value, seconds and samples/s.
+
+``step(model, batch)`` returns the loss, or ``(loss, logs)`` with a dict of floats to average per
+epoch; ``model`` is the DDP-wrapped module under torchrun. ``after_step(step_index, batch)`` runs after
+each update (RQ-VAE's dead-code restarts use it). A model whose update is not a gradient step (k-means)
+does not come here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from mmrec.config import build_config
+from mmrec.device import resolve_device
+from mmrec.errors import MMRecError, UsageError
+
+
+class TrainingError(MMRecError):
+    """A run that cannot go on (the loss stayed non-finite): exit code 1."""
+
+
+@dataclass
+class LoopConfig:
+    """How :func:`fit` runs; every field has a default that suits a small CPU run."""
+
+    epochs: int = field(default=10, metadata={"help": "passes over the training data"})
+    max_steps: int | None = field(default=None, metadata={"help": "most updates per epoch (default: all batches)"})
+    max_minutes: float | None = field(default=None, metadata={"help": "stop after this many minutes of training"})
+    patience: int | None = field(default=None, metadata={"help": "evaluations without improvement before stopping (default: never stop early)"})
+    min_delta: float = field(default=0.0, metadata={"help": "smallest gain of the validation metric that counts as improvement"})
+    restore_best: bool = field(default=True, metadata={"help": "end with the weights of the best evaluation"})
+    grad_clip: float | None = field(default=None, metadata={"help": "clip the gradient norm to this value"})
+    max_bad_steps: int = field(default=3, metadata={"help": "non-finite losses in a row before the run stops"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    amp: str = field(default="auto", metadata={"help": "mixed precision: auto (on CUDA only), on or off", "choices": ("auto", "on", "off")})
+    checkpoint: str | None = field(default=None, metadata={"help": "file written after every epoch (model, optimizers, epoch)"})
+    resume: bool = field(default=False, metadata={"help": "continue from --checkpoint when it exists"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    desc: str = field(default="train", metadata={"help": "progress-bar label"})
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"epochs must be >= 1, got {self.epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise UsageError(f"patience must be >= 1, got {self.patience}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.max_bad_steps < 1:
+            raise UsageError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
+        if self.amp not in ("auto", "on", "off"):
+            raise UsageError(f"amp must be auto, on or off, got {self.amp!r}")
+        if self.resume and not self.checkpoint:
+            raise UsageError("resume needs a checkpoint path")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did: one entry per epoch in ``history`` (``epoch``, ``loss``, logged means,
+    ``seconds``, ``samples_per_s``, ``metric`` when evaluated)."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_metric: float | None
+    best_metrics: Any
+    steps: int
+    seconds: float
+    samples: int
+    stopped: str
+    skipped_steps: int
+    amp: str | None
+    device: str
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.samples / self.seconds if self.seconds > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "samples_per_s": self.samples_per_s}
+
+
+def amp_dtype(mode: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, use a gradient scaler)`` for ``mode`` on ``device``."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None, False
+    if device.type != "cuda":
+        raise UsageError("amp on needs CUDA; use auto or off on CPU")
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype``, a no-op context for None."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process under torchrun, ``(0, 1)`` otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+@contextlib.contextmanager
+def distributed(device: torch.device):
+    """Start the torchrun process group (NCCL on CUDA, gloo on CPU) for the block when ``WORLD_SIZE`` > 1
+    and none is running; yields ``(rank, world size)``."""
+    import torch.distributed as dist
+
+    rank, size = world()
+    started = False
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        started = True
+    try:
+        yield (dist.get_rank() if size > 1 else 0), size
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _split(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    if isinstance(out, tuple):
+        loss, logs = out
+        return loss, dict(logs or {})
+    return out, {}
+
+
+def _score(value: Any, monitor: str | None) -> float:
+    if isinstance(value, dict):
+        if monitor is None or monitor not in value:
+            raise UsageError(f"evaluate returned {sorted(value)}; name the metric to monitor (known: {sorted(value)})")
+        value = value[monitor]
+    return float(value)
+
+
+def _save(path: Path, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], state: dict[str, Any]) -> None:
+    from mmrec.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers], **state}, tmp)
+
+
+def fit(
+    model: nn.Module,
+    optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+    batches: Callable[[int], Iterable[Any]],
+    step: Callable[[nn.Module, Any], Any],
+    *,
+    config: LoopConfig | dict | None = None,
+    evaluate: Callable[[nn.Module], Any] | None = None,
+    monitor: str | None = None,
+    size: Callable[[Any], int] | None = None,
+    after_step: Callable[[int, Any], None] | None = None,
+    extra_state: Callable[[], dict[str, Any]] | None = None,
+) -> FitResult:
+    """Train ``model`` (already on its device) for ``config.epochs`` epochs; see the module docstring.
+
+    ``batches(epoch)`` yields the epoch's batches (``epoch`` from 0); ``evaluate(model)`` returns a
+    number or a dict (then ``monitor`` names the key), higher is better, called after every epoch;
+    ``size(batch)`` counts samples for samples/s (default ``len(batch)``, else 1).
+    """
+    config = build_config(LoopConfig, config, "loop")
+    optimizers = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
+    if not optimizers:
+        raise UsageError("fit needs at least one optimizer")
+    device = next(model.parameters()).device
+    dtype, use_scaler = amp_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    net = _wrap(model, device)
+    rank, _ = world()
+    params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
+
+    history: list[dict[str, Any]] = []
+    best, best_epoch, best_metrics, best_state = -math.inf, None, None, None
+    steps = samples = skipped = stale = 0
+    seconds = 0.0
+    start_epoch = 0
+    checkpoint = Path(config.checkpoint) if config.checkpoint else None
+    if checkpoint is not None and config.resume and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        for opt, s in zip(optimizers, saved["optimizers"]):
+            opt.load_state_dict(s)
+        history, start_epoch = list(saved["history"]), int(saved["epoch"])
+        best = float(saved["best"]) if saved["best"] is not None else -math.inf
+        best_epoch, stale, steps = saved["best_epoch"], int(saved["stale"]), int(saved["steps"])
+        best_state = saved.get("best_state")
+    stopped = "epochs"
+    deadline = None if config.max_minutes is None else time.perf_counter() + 60 * config.max_minutes
+    bar = None
+    if config.progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=config.desc, unit="step", leave=False)
+    for epoch in range(start_epoch, config.epochs):
+        net.train()
+        sums: dict[str, float] = {}
+        n_steps = n_samples = bad = 0
+        _sync(device)
+        t0 = time.perf_counter()
+        for batch in batches(epoch):
+            if config.max_steps is not None and n_steps >= config.max_steps:
+                break
+            with autocast(device, dtype):
+                loss, logs = _split(step(net, batch))
+            loss = loss.float()
+            if not torch.isfinite(loss.detach()):
+                bad += 1
+                skipped += 1
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                if bad >= config.max_bad_steps:
+                    raise TrainingError(f"loss was non-finite for {bad} steps in a row (epoch {epoch + 1}, step "
+                                        f"{n_steps + bad}); lower the learning rate or check the inputs for NaN/inf")
+                continue
+            bad = 0
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                for opt in optimizers:
+                    scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            for opt in optimizers:
+                scaler.step(opt)
+            scaler.update()
+            n_steps += 1
+            steps += 1
+            n = size(batch) if size is not None else (len(batch) if hasattr(batch, "__len__") else 1)
+            n_samples += n
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if after_step is not None:
+                after_step(steps, batch)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{float(loss.detach()):.4f}")
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        _sync(device)
+        elapsed = time.perf_counter() - t0
+        if n_steps == 0:
+            raise TrainingError(f"epoch {epoch + 1} made no update: no batch (is the training data empty?)")
+        seconds += elapsed
+        samples += n_samples
+        entry: dict[str, Any] = {"epoch": epoch + 1, **{k: v / n_steps for k, v in sums.items()},
+                                 "steps": n_steps, "seconds": round(elapsed, 3),
+                                 "samples_per_s": n_samples / elapsed if elapsed > 0 else None}
+        if evaluate is not None:
+            net.eval()
+            with torch.no_grad():
+                metrics = evaluate(model)
+            net.train()
+            score = _score(metrics, monitor)
+            entry["metric"] = score
+            if score > best + config.min_delta or best_epoch is None:
+                best, best_epoch, best_metrics, stale = score, epoch + 1, metrics, 0
+                if config.restore_best:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        history.append(entry)
+        if checkpoint is not None and rank == 0:
+            _save(checkpoint, model, optimizers, {"epoch": epoch + 1, "history": history, "stale": stale,
+                                                  "best": None if best_epoch is None else best,
+                                                  "best_epoch": best_epoch, "steps": steps, "best_state": best_state,
+                                                  **(extra_state() if extra_state else {})})
+        if config.patience is not None and stale >= config.patience:
+            stopped = "early_stop"
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            stopped = "time"
+            break
+    if bar is not None:
+        bar.close()
+    if config.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(history=history, best_epoch=best_epoch, best_metric=None if best_epoch is None else best,
+                     best_metrics=best_metrics, steps=steps, seconds=round(seconds, 3), samples=samples, stopped=stopped,
+                     skipped_steps=skipped, amp=None if dtype is None else str(dtype).replace("torch.", ""),
+                     device=str(device))
+
+
+def shuffled_batches(n: int, batch_size: int, *, seed: int, drop_last: bool = False,
+                     device: torch.device | str = "cpu") -> Callable[[int], Iterable[torch.Tensor]]:
+    """``batches(epoch)`` for :func:`fit`: a fresh permutation of ``range(n)`` per epoch (seeded by
+    ``seed`` and the epoch, so a resumed run sees the same order), this rank's share under torchrun
+    (every rank the same number of rows), cut into index batches."""
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+
+    def batches(epoch: int) -> Iterable[torch.Tensor]:
+        rank, size = world()
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        mine = perm[rank::size][: n // size].to(device)
+        for part in mine.split(batch_size):
+            if drop_last and len(part) < batch_size:
+                break
+            yield part
+
+    return batches
+
+
+__all__ = ["FitResult", "LoopConfig", "TrainingError", "amp_dtype", "autocast", "distributed", "fit",
+           "resolve_device", "shuffled_batches", "world"]
