@@ -6,10 +6,11 @@
 - Expansion: :func:`expand_metapaths` (top-k per source by path-weight product, torch sparse),
   :func:`write_expansions` / :func:`read_expansions` (the offline Parquet store).
 - Pre-training: :func:`train_graphcl` (GraphCL over a GraphSAGE-style heterogeneous encoder,
-  mini-batched by :class:`NeighborSampler`, author attributes from :func:`read_author_features`),
-  :func:`graph_build` / :func:`graph_expand` / :func:`graph_train` /
-  :func:`graph_export` (the ``mmrec graph`` jobs), :func:`load_run`, :func:`export_embeddings` /
-  :func:`read_node_embeddings`.
+  trained through :func:`mmrec.training.fit`, mini-batched by :class:`NeighborSampler`, author
+  attributes from :func:`read_author_features`), :func:`export_embeddings` / :func:`read_node_embeddings`.
+
+The file-in / file-out ``mmrec graph`` jobs (build, expand, train, export, run folders) live in
+:mod:`mmrec.pipelines.graph`.
 
 The torch-geometric parts import on first use, so ``import mmrec.graphs`` stays light.
 """
@@ -26,8 +27,6 @@ _LAZY = {
     "GraphCL": "graphcl", "GraphCLConfig": "graphcl", "build_model": "graphcl", "embed_nodes": "graphcl",
     "fit_graphcl": "graphcl", "nt_xent": "graphcl", "train_graphcl": "graphcl",
     "export_embeddings": "export", "read_node_embeddings": "export", "read_author_features": "features",
-    "graph_build": "jobs", "graph_expand": "jobs", "graph_train": "jobs", "graph_export": "jobs",
-    "load_run": "jobs",
 }
 
 __all__ = sorted(_LAZY)

@@ -23,7 +23,7 @@ not with the log. Swing baskets are each user's ``swing_max_items_per_user`` mos
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -48,21 +48,21 @@ _MAX_ID = 2**31
 class GraphConfig:
     """How the graphs are built from the log; ``batch_rows`` and ``merge_rows`` bound the memory."""
 
-    gift_weight: str = "count"
-    domains: tuple[str, ...] | None = None
-    n_users: int | None = None
-    n_authors: int | None = None
-    users: str | None = None
-    authors: str | None = None
-    batch_rows: int = 1 << 20
-    merge_rows: int = 1 << 24
-    swing_top_n: int = 50
-    swing_alpha: float = 1.0
-    swing_user_power: float = 0.5
-    swing_max_users_per_item: int = 200
-    swing_max_items_per_user: int = 100
-    seed: int = 0
-    progress: bool = False
+    gift_weight: str = field(default="count", metadata={"help": "U2A gift edge weight: gift count or summed gift value", "choices": GIFT_WEIGHTS})
+    domains: tuple[str, ...] | None = field(default=None, metadata={"help": "count only these domains, comma-separated (none: all)"})
+    n_users: int | None = field(default=None, metadata={"help": "number of user nodes (none: from users or the largest id + 1)"})
+    n_authors: int | None = field(default=None, metadata={"help": "number of author nodes (none: from authors or the largest id + 1)"})
+    users: str | None = field(default=None, metadata={"help": "users.parquet: user ids outside it are errors", "metavar": "PATH"})
+    authors: str | None = field(default=None, metadata={"help": "authors.parquet: author ids absent from it are errors", "metavar": "PATH"})
+    batch_rows: int = field(default=1 << 20, metadata={"help": "log rows read at a time"})
+    merge_rows: int = field(default=1 << 24, metadata={"help": "pending edge keys before partial sums are merged (memory knob)"})
+    swing_top_n: int = field(default=50, metadata={"help": "Swing partners kept per author"})
+    swing_alpha: float = field(default=1.0, metadata={"help": "Swing smoothing alpha"})
+    swing_user_power: float = field(default=0.5, metadata={"help": "Swing user-weight exponent"})
+    swing_max_users_per_item: int = field(default=200, metadata={"help": "co-gifting users sampled per author for Swing"})
+    swing_max_items_per_user: int = field(default=100, metadata={"help": "most gifted authors per user in a Swing basket"})
+    seed: int = field(default=0, metadata={"help": "random seed (Swing user sampling)"})
+    progress: bool = field(default=False, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
         if self.gift_weight not in GIFT_WEIGHTS:

@@ -15,13 +15,16 @@ MMBee pre-trains its gifting-graph nodes this way. [I] Decided here, where the p
 - the encoder is :class:`HeteroSAGE`; seeds are nodes with at least one edge; the exported
   embeddings are the encoder's outputs (no head, no augmentation), computed batch by batch with the
   same fanouts;
-- optimiser: Adam for dense weights, SparseAdam for the id embeddings.
+- optimiser: Adam for dense weights, SparseAdam for the id embeddings, both stepped by the shared loop
+  (:func:`mmrec.training.fit`: NaN guard, progress, AMP when ``amp`` asks for it); each epoch's batch
+  order is seeded by ``seed`` and the epoch; ``epoch_loss`` is the mean over the epoch's batches;
+- ``amp`` is off by default: the encoder is small and bound by sparse gathers and scatters, where
+  half precision buys little, and the contrastive logits are computed in float32 either way.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,10 +32,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mmrec.config import build_config
+from mmrec.device import resolve_device
 from mmrec.losses import info_nce
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.sage import HeteroSAGE
 from mmrec.graphs.sampler import NeighborSampler
+from mmrec.training import LoopConfig, fit
 
 if TYPE_CHECKING:
     from torch_geometric.data import HeteroData
@@ -42,20 +47,21 @@ if TYPE_CHECKING:
 class GraphCLConfig:
     """GraphCL training; ``fanouts`` gives the number of layers (one per hop)."""
 
-    dim: int = 64
-    fanouts: tuple[int, ...] = (10, 5)
-    batch_size: int = 512
-    epochs: int = 5
-    max_steps: int | None = None
-    lr: float = 0.01
-    temperature: float = 0.2
-    edge_drop: float = 0.2
-    feature_mask: float = 0.2
-    edge_types: tuple[tuple[str, str, str], ...] | None = None
-    seed_types: tuple[str, ...] | None = None
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = False
+    dim: int = field(default=64, metadata={"help": "embedding width"})
+    fanouts: tuple[int, ...] = field(default=(10, 5), metadata={"help": "neighbours sampled per hop, comma-separated (one layer per hop)"})
+    batch_size: int = field(default=512, metadata={"help": "seed nodes per batch"})
+    epochs: int = field(default=5, metadata={"help": "passes over the seed nodes"})
+    max_steps: int | None = field(default=None, metadata={"help": "cap on batches per epoch (none: all)"})
+    lr: float = field(default=0.01, metadata={"help": "learning rate (Adam for dense weights, SparseAdam for id embeddings)"})
+    temperature: float = field(default=0.2, metadata={"help": "NT-Xent temperature"})
+    edge_drop: float = field(default=0.2, metadata={"help": "augmentation: probability of dropping a sampled edge"})
+    feature_mask: float = field(default=0.2, metadata={"help": "augmentation: probability of zeroing an input dimension"})
+    edge_types: tuple[tuple[str, str, str], ...] | None = field(default=None, metadata={"help": "edge types to pass messages over (none: all)"})
+    seed_types: tuple[str, ...] | None = field(default=None, metadata={"help": "node types used as seeds, comma-separated (none: all)"})
+    seed: int = field(default=0, metadata={"help": "random seed (sampling, augmentation, batch order)"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    amp: str = field(default="off", metadata={"help": "mixed precision on CUDA: auto, on or off", "choices": ("auto", "on", "off")})
+    progress: bool = field(default=False, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
         self.fanouts = tuple(int(f) for f in self.fanouts)
@@ -73,6 +79,8 @@ class GraphCLConfig:
         for name in ("edge_drop", "feature_mask"):
             if not 0 <= getattr(self, name) < 1:
                 raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.amp not in ("auto", "on", "off"):
+            raise UsageError(f"amp must be auto, on or off, got {self.amp!r}")
         if self.temperature <= 0 or self.lr <= 0:
             raise UsageError(f"temperature and lr must be > 0, got {self.temperature}, {self.lr}")
 
@@ -102,6 +110,34 @@ class GraphCL(nn.Module):
         self.encoder = encoder
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
 
+    def encode(self, batch: "HeteroData", features: dict[str, torch.Tensor], *, edge_drop: float = 0.0,
+               feature_mask: float = 0.0) -> dict[str, torch.Tensor]:
+        """Encoder outputs of a sampled ``batch`` (seeds first per type, ``(n_t, dim)``), one augmented
+        view when ``edge_drop`` / ``feature_mask`` > 0."""
+        device = next(self.parameters()).device
+        node_ids = {t: batch[t].node_id.to(device) for t in batch.node_types}
+        x = self.encoder.embed_inputs(node_ids, features)
+        edges = {e: batch[e].edge_index.to(device) for e in batch.edge_types}
+        per_hop = {e: list(batch[e].num_sampled_edges) for e in batch.edge_types}
+        if feature_mask > 0:
+            x = {t: v * (torch.rand_like(v) >= feature_mask) for t, v in x.items()}
+        if edge_drop > 0:
+            for e, v in edges.items():
+                kept = torch.rand(v.shape[1], device=device) >= edge_drop
+                hop = torch.repeat_interleave(torch.arange(len(per_hop[e]), device=device),
+                                              torch.tensor(per_hop[e], device=device), output_size=v.shape[1])
+                per_hop[e] = torch.bincount(hop[kept], minlength=len(per_hop[e])).tolist()  # edges stay in hop order
+                edges[e] = v[:, kept]
+        return self.encoder(x, edges, {t: list(batch[t].num_sampled_nodes) for t in batch.node_types}, per_hop)
+
+    def forward(self, batch: "HeteroData", node_type: str, size: int, features: dict[str, torch.Tensor], *,
+                edge_drop: float, feature_mask: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projections ``z = g(f(view))`` of the ``size`` seeds of ``node_type`` under two independently
+        augmented views of ``batch``: ``(size, dim)`` each."""
+        views = [self.encode(batch, features, edge_drop=edge_drop, feature_mask=feature_mask)[node_type][:size]
+                 for _ in range(2)]
+        return self.head(views[0]), self.head(views[1])
+
 
 def _check_features(graph: "HeteroData", features: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     features = dict(features or {})
@@ -117,29 +153,15 @@ def _check_features(graph: "HeteroData", features: dict[str, torch.Tensor] | Non
     return features
 
 
-def _encode(model: GraphCL, batch: "HeteroData", features, config: GraphCLConfig, device, *, augment: bool):
-    node_ids = {t: batch[t].node_id.to(device) for t in batch.node_types}
-    x = model.encoder.embed_inputs(node_ids, features)
-    edges = {e: batch[e].edge_index.to(device) for e in batch.edge_types}
-    per_hop = {e: list(batch[e].num_sampled_edges) for e in batch.edge_types}
-    if augment:
-        if config.feature_mask > 0:
-            x = {t: v * (torch.rand_like(v) >= config.feature_mask) for t, v in x.items()}
-        if config.edge_drop > 0:
-            for e, v in edges.items():
-                kept = torch.rand(v.shape[1], device=device) >= config.edge_drop
-                hop = torch.repeat_interleave(torch.arange(len(per_hop[e]), device=device),
-                                              torch.tensor(per_hop[e], device=device), output_size=v.shape[1])
-                per_hop[e] = torch.bincount(hop[kept], minlength=len(per_hop[e])).tolist()  # edges stay in hop order
-                edges[e] = v[:, kept]
-    return model.encoder(x, edges, {t: list(batch[t].num_sampled_nodes) for t in batch.node_types}, per_hop)
+def _seed_nodes(sampler: NeighborSampler, seed_types) -> dict[str, torch.Tensor]:
+    """The nodes with at least one edge, per seed type."""
+    return {t: torch.nonzero(sampler.degree(t) > 0).flatten() for t in seed_types}
 
 
-def _batches(sampler: NeighborSampler, seed_types, batch_size: int, generator: torch.Generator):
+def _batches(seeds: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator):
     """One epoch of ``(node_type, seeds)``: each type's connected nodes shuffled, types in turn."""
     queues = []
-    for node_type in seed_types:
-        nodes = torch.nonzero(sampler.degree(node_type) > 0).flatten()
+    for node_type, nodes in seeds.items():
         nodes = nodes[torch.randperm(len(nodes), generator=generator)]
         queues.append([(node_type, nodes[i : i + batch_size]) for i in range(0, len(nodes), batch_size)])
     longest = max((len(q) for q in queues), default=0)
@@ -161,51 +183,41 @@ def build_model(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None
 
 def fit_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> tuple[GraphCL, dict[str, Any]]:
-    """Pre-train a :class:`GraphCL` model on ``graph``; returns it and a report (loss per epoch, steps, time)."""
+    """Pre-train a :class:`GraphCL` model on ``graph`` through :func:`mmrec.training.fit`; returns it and
+    a report: ``epoch_loss`` (mean NT-Xent of the epoch's batches), ``steps``, ``seconds``,
+    ``seed_nodes`` (seeds of the last epoch), ``samples_per_s``, ``device``, ``amp``, ``stopped``."""
     config = GraphCLConfig.build(config)
     features = _check_features(graph, features)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device, what="GraphCL device")
     torch.manual_seed(config.seed)
-    edge_types = list(config.edge_types or graph.edge_types)
-    sampler = NeighborSampler(graph, config.fanouts, edge_types=edge_types, seed=config.seed)
-    seed_types = config.seed_types or tuple(graph.node_types)
+    sampler = NeighborSampler(graph, config.fanouts, edge_types=list(config.edge_types or graph.edge_types), seed=config.seed)
+    seeds = _seed_nodes(sampler, config.seed_types or tuple(graph.node_types))
+    if config.batch_size < 2 or all(len(nodes) < 2 for nodes in seeds.values()):
+        raise InputError("no two nodes with an edge to contrast (is the graph empty, or batch_size 1?)")
     model = build_model(graph, features=features, config=config).to(device)
-    encoder = model.encoder
     features = {t: v.to(device) for t, v in features.items()}
-    sparse = [p for m in encoder.inputs.values() if isinstance(m, nn.Embedding) for p in m.parameters()]
+    sparse = [p for m in model.encoder.inputs.values() if isinstance(m, nn.Embedding) for p in m.parameters()]
     dense = [p for p in model.parameters() if all(p is not s for s in sparse)]
     optimizers = [torch.optim.Adam(dense, lr=config.lr)] + ([torch.optim.SparseAdam(sparse, lr=config.lr)] if sparse else [])
-    generator = torch.Generator().manual_seed(config.seed)
-    report: dict[str, Any] = {"epoch_loss": [], "steps": 0, "seconds": 0.0, "seed_nodes": 0}
-    start = time.perf_counter()
+
+    def batches(epoch: int):
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        for node_type, nodes in _batches(seeds, config.batch_size, generator):
+            yield node_type, nodes, sampler.sample(node_type, nodes)
+
+    def step(net: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        node_type, nodes, sub = batch
+        z1, z2 = net(sub, node_type, len(nodes), features, edge_drop=config.edge_drop, feature_mask=config.feature_mask)
+        return nt_xent(z1.float(), z2.float(), config.temperature), {"seeds": len(nodes)}
+
+    loop = LoopConfig(epochs=config.epochs, max_steps=config.max_steps, device=str(device), amp=config.amp,
+                      progress=config.progress, desc="graphcl")
+    result = fit(model, optimizers, batches, step, config=loop, size=lambda batch: len(batch[1]))
     model.train()
-    for epoch in range(config.epochs):
-        total, n = 0.0, 0
-        bar = tqdm(_batches(sampler, seed_types, config.batch_size, generator), desc=f"graphcl epoch {epoch + 1}",
-                   unit="batch", disable=not config.progress)
-        for step, (node_type, seeds) in enumerate(bar):
-            if config.max_steps is not None and step >= config.max_steps:
-                break
-            batch = sampler.sample(node_type, seeds)
-            size = len(seeds)
-            z1 = model.head(_encode(model, batch, features, config, device, augment=True)[node_type][:size])
-            z2 = model.head(_encode(model, batch, features, config, device, augment=True)[node_type][:size])
-            loss = nt_xent(z1, z2, config.temperature)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for opt in optimizers:
-                opt.step()
-            total += loss.item() * size
-            n += size
-            report["steps"] += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if n == 0:
-            raise InputError("no node with an edge to train on (is the graph empty?)")
-        report["epoch_loss"].append(total / n)
-        report["seed_nodes"] = n
-    report["seconds"] = time.perf_counter() - start
+    last = result.history[-1]
+    report = {"epoch_loss": [h["loss"] for h in result.history], "steps": result.steps, "seconds": result.seconds,
+              "seed_nodes": round(last["seeds"] * last["steps"]), "samples_per_s": result.samples_per_s,
+              "device": result.device, "amp": result.amp, "stopped": result.stopped}
     return model, report
 
 
@@ -226,7 +238,7 @@ def embed_nodes(model: GraphCL, graph: "HeteroData", *, features: dict[str, torc
         for start in tqdm(range(0, n, config.batch_size), desc=f"embed {node_type}", unit="batch", disable=not config.progress):
             seeds = torch.arange(start, min(start + config.batch_size, n))
             batch = sampler.sample(node_type, seeds)
-            out[node_type][seeds] = _encode(model, batch, features, config, device, augment=False)[node_type][: len(seeds)].float().cpu()
+            out[node_type][seeds] = model.encode(batch, features)[node_type][: len(seeds)].float().cpu()
     model.train()
     return out
 

@@ -1,12 +1,30 @@
-"""`mmrec graph build|expand|train|export`: MMBee GIE graphs."""
+"""`mmrec graph build|expand|train|export`: MMBee GIE graphs (jobs in :mod:`mmrec.pipelines.graph`).
+
+Options come from the job configs (``GraphConfig``, ``GraphExpandConfig``, ``GraphCLConfig``), so
+their defaults and help live in the dataclass fields only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+
+from mmrec.cli._args import add_config_arguments, config_from_args
+
+
+def _metapath_default() -> str:
+    from mmrec.pipelines.graph import GraphExpandConfig
+
+    (f,) = [f for f in dataclasses.fields(GraphExpandConfig) if f.name == "metapaths"]
+    return " and ".join(f.default)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mmrec.graphs.build import GraphConfig
+    from mmrec.graphs.graphcl import GraphCLConfig
+    from mmrec.pipelines.graph import GraphExpandConfig
+
     graph = sub.add_parser(
         "graph",
         help="MMBee GIE: gifting graphs, metapath expansion, GraphCL node embeddings",
@@ -20,79 +38,90 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the U2A gifts / watches graphs and the A2A Swing graph; writes graph.safetensors and graph.json.")
     p.add_argument("--logs", required=True, nargs="+", help="Parquet log file(s), or a folder with live-behaviour.parquet")
     p.add_argument("--out", required=True, help="output graph folder")
-    p.add_argument("--users", default=None, help="users.parquet: ids outside it are errors")
-    p.add_argument("--authors", default=None, help="authors.parquet: author ids absent from it are errors")
-    p.add_argument("--gift-weight", default="count", choices=("count", "value"), help="U2A edge weight (default count)")
-    p.add_argument("--domains", nargs="+", default=None, help="count only these domains (default all)")
-    p.add_argument("--swing-top-n", type=int, default=50, help="Swing partners kept per author (default 50)")
-    p.add_argument("--batch-rows", type=int, default=1 << 20, help="log rows read at a time (default 1048576)")
+    add_config_arguments(p, GraphConfig, exclude=("progress",))
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(_run=_build)
+
     p = gsub.add_parser("expand", help="top-k metapath neighbours of every user / author into Parquet",
                         description="Expand every source node along metapaths (e.g. user>author>author, "
                         "author>user>author, user-watches>author>author) and keep the top-k by path-weight product.")
     p.add_argument("--graph", required=True, help="graph folder from mmrec graph build")
-    p.add_argument("--metapath", action="append", default=None, help="metapath, repeatable (default user>author>author and author>user>author)")
-    p.add_argument("--k", type=int, default=20, help="neighbours kept per source (default 20)")
     p.add_argument("--out", required=True, help="output Parquet (src_type, src_id, metapath, dst_ids, scores)")
-    p.add_argument("--chunk-nnz", type=int, default=1 << 23, help="bound on the entries of one chunk's product: the memory knob (default 8388608)")
-    p.add_argument("--raw", action="store_true", help="multiply raw edge weights instead of row-normalised ones")
+    p.add_argument("--metapath", dest="metapaths", action="append", default=None,
+                   help=f"metapath, repeatable (default {_metapath_default()})")
+    add_config_arguments(p, GraphExpandConfig, exclude=("metapaths", "progress"))
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(_run=_expand)
+
     p = gsub.add_parser("train", help="GraphCL pre-training of node embeddings on a graph folder",
                         description="Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, "
                         "NT-Xent) on mini-batches of sampled neighbourhoods; writes model.safetensors, "
                         "embeddings.safetensors and train.json.")
     p.add_argument("--graph", required=True, help="graph folder from mmrec graph build")
     p.add_argument("--out", required=True, help="output run folder")
-    p.add_argument("--author-emb", default=None, help="author attributes: Parquet keyed by author_id, or mmrec extract output (needs --logs)")
+    p.add_argument("--author-emb", default=None, nargs="+", metavar="PATH",
+                   help="author attributes: Parquet keyed by author_id, or mmrec extract output (a folder of "
+                   "emb-*.parquet, files or a glob; segment-keyed, needs --logs)")
     p.add_argument("--emb-column", default=None, help="vector column of --author-emb (default fused, or the only one)")
-    p.add_argument("--logs", nargs="+", default=None, help="live log mapping segment keys to authors, for segment-keyed --author-emb")
-    p.add_argument("--dim", type=int, default=64, help="embedding width (default 64)")
-    p.add_argument("--fanouts", default="10,5", help="neighbours sampled per hop, comma-separated (default 10,5)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on batches per epoch")
-    p.add_argument("--batch-size", type=int, default=512, help="seed nodes per batch (default 512)")
-    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--logs", nargs="+", default=None, metavar="PATH",
+                   help="maps segment keys to authors for segment-keyed --author-emb: the live log (or its folder) "
+                   "or segments.parquet")
+    add_config_arguments(p, GraphCLConfig, exclude=("edge_types", "progress"))
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(_run=_train)
+
     p = gsub.add_parser("export", help="a training run's node embeddings as Parquet",
                         description="Write node_type, node_id, vector rows for every node of a mmrec graph train run.")
     p.add_argument("--run", required=True, help="run folder from mmrec graph train")
     p.add_argument("--out", required=True, help="output Parquet")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(_run=_export)
 
-    graph.set_defaults(_run=_graph)
 
-
-def _graph(args: argparse.Namespace) -> int:
-    from mmrec.errors import UsageError
-    from mmrec.graphs import graph_build, graph_expand, graph_export, graph_train
-
-    if args.graph_command == "build":
-        config = {"gift_weight": args.gift_weight, "domains": args.domains, "users": args.users, "authors": args.authors,
-                  "swing_top_n": args.swing_top_n, "batch_rows": args.batch_rows, "progress": not args.json}
-        summary = graph_build(args.logs, args.out, config=config)
-        text = (f"graph of {summary['nodes']['user']} users and {summary['nodes']['author']} authors from "
-                f"{summary['log_rows']} log rows in {summary['seconds']:.1f} s -> {args.out}; edges: "
-                + ", ".join(f"{k.replace('__', ' ')} {v}" for k, v in summary["edges"].items()))
-    elif args.graph_command == "expand":
-        summary = graph_expand(args.graph, args.out, metapaths=args.metapath or ("user>author>author", "author>user>author"),
-                               k=args.k, chunk_nnz=args.chunk_nnz, normalize=not args.raw, progress=not args.json)
-        text = (f"expanded in {summary['seconds']:.1f} s -> {args.out}: "
-                + "; ".join(f"{m}: {v['sources']} sources, {v['mean_neighbours']} neighbours each" for m, v in summary["metapaths"].items()))
-    elif args.graph_command == "train":
-        try:
-            fanouts = tuple(int(f) for f in args.fanouts.split(","))
-        except ValueError:
-            raise UsageError(f"--fanouts must be comma-separated integers, got {args.fanouts!r}") from None
-        config = {"dim": args.dim, "fanouts": fanouts, "epochs": args.epochs, "max_steps": args.max_steps,
-                  "batch_size": args.batch_size, "lr": args.lr, "device": args.device, "seed": args.seed, "progress": not args.json}
-        summary = graph_train(args.graph, args.out, author_emb=args.author_emb, emb_column=args.emb_column, logs=args.logs, config=config)
-        report = summary["report"]
-        text = (f"GraphCL: {report['steps']} steps in {report['seconds']:.1f} s, loss per epoch "
-                + " ".join(f"{x:.3f}" for x in report["epoch_loss"]) + f"; embeddings ({summary['dim']}-d) -> {args.out}")
-    else:
-        summary = graph_export(args.run, args.out)
-        text = f"exported {', '.join(f'{n} {t}' for t, n in summary['nodes'].items())} embeddings ({summary['dim']}-d) -> {args.out}"
+def _print(args: argparse.Namespace, summary: dict, text: str) -> int:
     print(json.dumps(summary, indent=2) if args.json else text)
     return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from mmrec.graphs.build import GraphConfig
+    from mmrec.pipelines.graph import graph_build
+
+    config = config_from_args(args, GraphConfig, exclude=("progress",), what="graph config", progress=not args.json)
+    summary = graph_build(args.logs, args.out, config=config)
+    return _print(args, summary, f"graph of {summary['nodes']['user']} users and {summary['nodes']['author']} authors from "
+                  f"{summary['log_rows']} log rows in {summary['seconds']:.1f} s -> {args.out}; edges: "
+                  + ", ".join(f"{k.replace('__', ' ')} {v}" for k, v in summary["edges"].items()))
+
+
+def _expand(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.graph import GraphExpandConfig, graph_expand
+
+    extra = {"metapaths": tuple(args.metapaths)} if args.metapaths else {}
+    config = config_from_args(args, GraphExpandConfig, exclude=("metapaths", "progress"), what="graph expand config",
+                              progress=not args.json, **extra)
+    summary = graph_expand(args.graph, args.out, config=config)
+    return _print(args, summary, f"expanded in {summary['seconds']:.1f} s -> {args.out}: " + "; ".join(
+        f"{m}: {v['sources']} sources, {v['mean_neighbours']} neighbours each" for m, v in summary["metapaths"].items()))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mmrec.graphs.graphcl import GraphCLConfig
+    from mmrec.pipelines.graph import graph_train
+
+    config = config_from_args(args, GraphCLConfig, exclude=("edge_types", "progress"), what="GraphCL config",
+                              progress=not args.json)
+    author_emb = args.author_emb[0] if args.author_emb and len(args.author_emb) == 1 else args.author_emb
+    summary = graph_train(args.graph, args.out, author_emb=author_emb, emb_column=args.emb_column, logs=args.logs,
+                          config=config)
+    report = summary["report"]
+    return _print(args, summary, f"GraphCL: {report['steps']} steps in {report['seconds']:.1f} s, loss per epoch "
+                  + " ".join(f"{x:.3f}" for x in report["epoch_loss"]) + f"; embeddings ({summary['dim']}-d) -> {args.out}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.graph import graph_export
+
+    summary = graph_export(args.run, args.out)
+    return _print(args, summary, f"exported {', '.join(f'{n} {t}' for t, n in summary['nodes'].items())} embeddings "
+                  f"({summary['dim']}-d) -> {args.out}")

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from graph_data import community_log
 
 from mmrec.cli import main
@@ -49,5 +50,7 @@ def test_graph_cli_errors(tmp_path, capsys):
     assert "not a graph folder" in capsys.readouterr().err
     pq.write_table(table, tmp_path / "log.parquet")
     assert main(["graph", "build", "--logs", str(tmp_path / "log.parquet"), "--out", str(tmp_path / "g")]) == 0
-    assert main(["graph", "train", "--graph", str(tmp_path / "g"), "--out", str(tmp_path / "r"), "--fanouts", "a,b"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse rejects the value before any work
+        main(["graph", "train", "--graph", str(tmp_path / "g"), "--out", str(tmp_path / "r"), "--fanouts", "a,b"])
+    assert exit_.value.code == 2 and "--fanouts" in capsys.readouterr().err
     assert main(["graph", "expand", "--graph", str(tmp_path / "g"), "--metapath", "user>user", "--out", str(tmp_path / "e.parquet")]) == 2

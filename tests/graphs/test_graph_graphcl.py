@@ -10,9 +10,10 @@ from graph_data import community_log
 
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs import (
-    build_graphs, build_model, embed_nodes, export_embeddings, fit_graphcl, graph_train, load_run, nt_xent,
-    read_author_features, read_node_embeddings, save_graph, train_graphcl,
+    build_graphs, build_model, embed_nodes, export_embeddings, fit_graphcl, nt_xent, read_author_features,
+    read_node_embeddings, save_graph, train_graphcl,
 )
+from mmrec.pipelines.graph import graph_train, load_run
 from mmrec.testing import with_cuda
 
 CONFIG = {"dim": 32, "epochs": 6, "batch_size": 64, "fanouts": (8, 4)}

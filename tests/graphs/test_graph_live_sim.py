@@ -3,6 +3,7 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from mmrec.graphs import build_graphs, expand_metapaths
 from mmrec.live_sim import simulate_live
@@ -25,3 +26,39 @@ def test_swing_and_expansion_recover_the_planted_co_gifting_communities(tmp_path
     rows = table.to_pylist()
     same = np.mean([np.mean(community[r["dst_ids"]] == community[r["src_id"]]) for r in rows])
     assert len(rows) > 30 and same > 1.5 * chance
+
+
+def test_graph_train_finds_author_vectors_of_extracted_live_segments(tmp_path, capsys):
+    """README chain: `mmrec live simulate --shards` -> `mmrec extract` (segment-keyed emb-*.parquet) ->
+    `mmrec graph train --author-emb emb/ --logs ...`: segment keys reach their authors through the log."""
+    import json
+
+    from mmrec.cli import main
+    from mmrec.graphs import read_author_features
+    from mmrec.store import write_embeddings
+
+    live = tmp_path / "live"
+    simulate_live(live, users=150, authors=12, communities=3, days=2, video_ratio=1.0, seed=0)  # SYNTHETIC
+    segments = pq.read_table(live / "segments.parquet", columns=["item_id", "author_id"])
+    keys = segments.column("item_id").to_pylist()
+    owner = dict(zip(keys, segments.column("author_id").to_pylist()))
+    rng = np.random.default_rng(0)
+    vectors = {k: (np.eye(12)[owner[k]] + 0.1 * rng.normal(size=12)).astype(np.float32) for k in keys}
+    half = len(keys) // 2  # two shards, as extract writes one file per input shard
+    write_embeddings(tmp_path / "emb", {"segments-000000": keys[:half], "segments-000001": keys[half:]}, vectors,
+                     "fused", info={"encoders": "test"})
+    watched = set(pq.read_table(live / "live-behaviour.parquet", columns=["item_id"]).column(0).to_pylist())
+    for logs, seen in ((live / "live-behaviour.parquet", [k for k in keys if k in watched]), (live / "segments.parquet", keys)):
+        features, report = read_author_features(tmp_path / "emb", 12, logs=logs)
+        authors = sorted({owner[k] for k in seen})
+        assert report == {"authors_with_vector": len(authors), "authors": 12, "rows_skipped": len(keys) - len(seen)}
+        for a in authors:
+            np.testing.assert_allclose(features[a].numpy(), np.mean([vectors[k] for k in seen if owner[k] == a], 0), rtol=1e-5)
+        assert int(features.argmax(1)[authors].eq(torch.tensor(authors)).sum()) == len(authors)
+    assert main(["graph", "build", "--logs", str(live), "--authors", str(live / "authors.parquet"), "--out", str(tmp_path / "g"),
+                 "--json"]) == 0
+    capsys.readouterr()
+    assert main(["graph", "train", "--graph", str(tmp_path / "g"), "--author-emb", str(tmp_path / "emb"), "--logs", str(live),
+                 "--out", str(tmp_path / "gcl"), "--dim", "8", "--epochs", "1", "--fanouts", "4,2", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["features"]["authors_with_vector"] == len({owner[k] for k in keys if k in watched}) > 6
