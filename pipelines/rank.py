@@ -84,7 +84,7 @@ def _mean_auc(model: nn.Module, samples, items, opt: OptimConfig, dtype) -> floa
     scores = predict(model, samples, items, batch_size=opt.eval_batch_size, amp_dtype=dtype)
     labels, mask = samples.labels.cpu().numpy(), samples.label_mask.cpu().numpy()
     values = [auc(labels[mask[:, k], k], scores[mask[:, k], k]) for k in range(labels.shape[1])]
-    values = [v for v in values if v == v]
+    values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else 0.5
 
 
