@@ -105,7 +105,7 @@ print("RESULT " + json.dumps({"epoch_seconds": seconds, "rows": int(len(y["train
 
 MMREC_CHILD = r"""
 import json, sys
-from mmrec.rankers import train
+from mmrec.pipelines.rank import train
 config = json.loads(sys.argv[1])
 report = train(config, progress=False)
 report.pop("table")

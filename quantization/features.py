@@ -8,7 +8,9 @@ candidate, then target attention over them.
 - :class:`CodeEmbedding`: ``(..., L)`` codes -> summed ``(..., dim)`` or concatenated
   ``(..., L * dim)`` per-level embeddings; code ``-1`` is padding and embeds to zero.
 - :func:`prefix_match`: for each history item, how many leading levels it shares with the candidate.
-- :func:`target_attention`: masked scaled dot-product attention of one query over a sequence.
+- :func:`target_attention`: masked scaled dot-product attention of one query over a sequence, over
+  any leading dims; it is the ``scorer="dot"`` path of :class:`mmrec.rankers.TargetAttention`, the
+  one target attention of mmrec (no second copy).
 - :class:`CodeCrossFeatures`: candidate embedding, mean-pooled history embedding, per-depth counts of
   prefix-sharing history items (``log1p``) and target attention over the history items sharing at
   least ``min_prefix`` levels, concatenated into one ``(B, out_dim)`` vector for a ranker.
@@ -55,20 +57,20 @@ class CodeEmbedding(nn.Module):
 
 
 def prefix_match(candidate: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """Shared leading levels: candidate ``(B, L)``, history ``(B, T, L)`` -> ``(B, T)`` in ``0..L``."""
-    equal = history == candidate[:, None, :]  # (B, T, L)
+    """Shared leading levels: candidate ``(..., L)``, history ``(..., T, L)`` -> ``(..., T)`` in ``0..L``."""
+    equal = history == candidate.unsqueeze(-2)  # (..., T, L)
     return equal.long().cumprod(dim=-1).sum(dim=-1)
 
 
 def target_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d))`` over the ``mask``-ed positions: ``(B, D), (B, T, D), (B, T, D') -> (B, D')``.
+    """``softmax(q k^T / sqrt(d))`` over the ``mask``-ed positions: ``(..., D), (..., T, D), (..., T, D') -> (..., D')``.
 
     A row with no unmasked position gives zeros.
     """
-    scores = (keys @ query[:, :, None]).squeeze(-1) / keys.shape[-1] ** 0.5  # (B, T)
+    scores = (keys @ query.unsqueeze(-1)).squeeze(-1) / keys.shape[-1] ** 0.5  # (..., T)
     scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # all-masked rows -> 0
-    return (weights[:, :, None] * values).sum(dim=1)  # (B, D')
+    return (weights.unsqueeze(-1) * values).sum(dim=-2)  # (..., D')
 
 
 class CodeCrossFeatures(nn.Module):
@@ -96,6 +98,6 @@ class CodeCrossFeatures(nn.Module):
         pooled = (hist * valid).sum(1) / valid.sum(1).clamp(min=1.0)  # (B, D)
         shared = prefix_match(candidate, history).masked_fill(~mask, 0)  # (B, T)
         depths = torch.arange(1, self.levels + 1, device=shared.device)
-        counts = (shared[:, :, None] >= depths).sum(dim=1).to(hist.dtype)  # (B, L)
+        counts = (shared.unsqueeze(-1) >= depths).sum(dim=-2).to(hist.dtype)  # (B, L)
         attended = target_attention(cand, hist, hist, mask & (shared >= self.min_prefix))  # (B, D)
         return torch.cat([cand, pooled, attended, torch.log1p(counts)], dim=-1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from mmrec.cli._args import positive_int as _positive_int
+from mmrec.cli._args import add_config_arguments, config_from_args
+from mmrec.rankers.simulate import SimulationConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the planted probabilities, and a rank.yaml to train on it.",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--users", type=_positive_int, default=500, help="users (default 500)")
-    p.add_argument("--items", type=_positive_int, default=2000, help="items (default 2000)")
-    p.add_argument("--impressions", type=_positive_int, default=60, help="mean impressions per user (default 60)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p, SimulationConfig)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     rank.set_defaults(_run=_rank)
@@ -47,7 +45,7 @@ def _rank(args: argparse.Namespace) -> int:
     if args.rank_command == "simulate":
         from mmrec.rankers import simulate
 
-        summary = simulate(args.out, users=args.users, items=args.items, impressions=args.impressions, seed=args.seed)
+        summary = simulate(args.out, config=config_from_args(args, SimulationConfig, what="simulation"))
         if args.json:
             print(json.dumps(summary, indent=2))
         else:
@@ -56,7 +54,7 @@ def _rank(args: argparse.Namespace) -> int:
                   f"mmrec quantize --emb {args.out}/emb --out {args.out}/codes --levels 3 --codebook-size 16, then "
                   f"mmrec rank train --config {args.out}/rank.yaml")
         return 0
-    from mmrec.rankers import train
+    from mmrec.pipelines.rank import train
 
     report = train(args.config, out=args.out, progress=not args.json)
     if not report:  # a DDP rank other than 0

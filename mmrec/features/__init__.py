@@ -3,7 +3,8 @@
 - Providers (:class:`FeatureProvider`): :class:`EmbeddingProvider` (cached ``mmrec extract``
   embeddings, memory-mapped), :class:`CodeProvider` (``mmrec quantize`` codes),
   :class:`EncoderProvider` (an encoder for new items, behind an LRU cache), :class:`ChainProvider`
-  (first provider that has the key). Unknown keys get a zero vector / code ``-1``, counted.
+  (first provider that has the key), :class:`UserVectorProvider` (user vectors by raw user id, from
+  ``mmrec cdr export`` / ``mmrec graph export``). Unknown keys get a zero vector / code ``-1``, counted.
 - Samples: :func:`read_log`, :class:`Vocab`, :func:`time_split`, :func:`histories`.
 - Batches: :class:`ItemTable`, :class:`RankSamples`, :func:`collate` / :class:`Collator` ->
   :class:`RankBatch`; :class:`InputSchema` describes a batch to a ranker.
@@ -15,9 +16,10 @@ from mmrec.features.collate import Collator, InputSchema, ItemTable, RankBatch, 
 from mmrec.features.embeddings import EmbeddingProvider
 from mmrec.features.encoder import EncoderProvider, parquet_source
 from mmrec.features.log import BehaviourLog, Vocab, histories, read_log, time_split
+from mmrec.features.users import UserVectorProvider
 
 __all__ = [
     "BehaviourLog", "ChainProvider", "CodeProvider", "Collator", "EmbeddingProvider", "EncoderProvider",
-    "FeatureProvider", "InputSchema", "ItemTable", "ProviderStats", "RankBatch", "RankSamples", "Vocab",
+    "FeatureProvider", "InputSchema", "ItemTable", "ProviderStats", "RankBatch", "RankSamples", "UserVectorProvider", "Vocab",
     "collate", "histories", "parquet_source", "read_log", "time_split",
 ]

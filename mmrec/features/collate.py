@@ -7,7 +7,9 @@ item row and ``history`` item rows). :func:`collate` then builds a :class:`RankB
 gathers only, so a batch costs a few tensor ops whatever the providers are; both tables can live on
 the GPU. A batch's histories hold each distinct item once (``history`` features, ``(U, ...)``) and
 ``history_index`` ``(B, T)`` points into them, so a ranker embeds ``U`` items rather than ``B * T``
-positions. :class:`InputSchema` tells a ranker what a batch holds.
+positions. User-side vectors live in per-user tables that :class:`RankSamples` rows point into
+through ``group`` (the row's user); a batch gathers ``(B, D)`` from them. :class:`InputSchema`
+tells a ranker what a batch holds.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class InputSchema:
     ``item_id``, ``author_id`` when the log has authors, then further categorical columns.
     ``codes``: feature -> codebook sizes per level. ``dense``: feature -> dim. ``history``: the
     length of the history sequences (0 = none). ``domains``: domain names, index = domain id.
+    ``cross``: code features (codebook sizes) used as QARM cross features of the candidate against
+    the history rather than as item embeddings. ``user_dense``: user-side vectors, feature -> dim.
     """
 
     tasks: tuple[str, ...]
@@ -41,6 +45,8 @@ class InputSchema:
     codes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     dense: dict[str, int] = field(default_factory=dict)
     history: int = 0
+    cross: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    user_dense: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +55,8 @@ class InputSchema:
     def from_dict(cls, data: Mapping[str, Any]) -> "InputSchema":
         return cls(tasks=tuple(data["tasks"]), domains=tuple(data["domains"]), sparse=dict(data["sparse"]),
                    codes={k: tuple(v) for k, v in data.get("codes", {}).items()}, dense=dict(data.get("dense", {})),
-                   history=int(data.get("history", 0)))
+                   history=int(data.get("history", 0)), cross={k: tuple(v) for k, v in data.get("cross", {}).items()},
+                   user_dense=dict(data.get("user_dense", {})))
 
 
 @dataclass
@@ -91,9 +98,10 @@ class RankSamples:
     item_row: torch.Tensor  # (N,) candidate item rows
     history: torch.Tensor  # (N, T) item rows of earlier positives, ItemTable.pad = none
     domain: torch.Tensor  # (N,) domain ids
-    group: torch.Tensor  # (N,) user groups for UAUC / GAUC
+    group: torch.Tensor  # (N,) the row's user (0..users of the log): UAUC / GAUC groups, user_dense rows
     labels: torch.Tensor  # (N, K) float32
     label_mask: torch.Tensor  # (N, K) bool
+    user_dense: dict[str, torch.Tensor] = field(default_factory=dict)  # (users, D) per feature, by group
 
     def __len__(self) -> int:
         return len(self.item_row)
@@ -117,6 +125,7 @@ class RankBatch:
     group: torch.Tensor  # (B,)
     labels: torch.Tensor  # (B, K)
     label_mask: torch.Tensor  # (B, K)
+    user_dense: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, D) per user feature
 
     def __len__(self) -> int:
         return len(self.domain)
@@ -134,6 +143,7 @@ def collate(samples: RankSamples, items: ItemTable, rows: torch.Tensor) -> RankB
     distinct, index = torch.unique(hist, return_inverse=True)  # (U,), (B, T)
     sparse = {name: ids[rows] for name, ids in samples.sparse.items()}
     sparse[ITEM_ID] = items.item_id[item]
+    group = samples.group[rows]
     history = {ITEM_ID: items.item_id[distinct]}
     for name, table in (*items.codes.items(), *items.dense.items()):
         history[name] = table[distinct]  # (U, L) or (U, D)
@@ -145,9 +155,10 @@ def collate(samples: RankSamples, items: ItemTable, rows: torch.Tensor) -> RankB
         history_index=index,
         history_mask=hist != items.pad,
         domain=samples.domain[rows],
-        group=samples.group[rows],
+        group=group,
         labels=samples.labels[rows],
         label_mask=samples.label_mask[rows],
+        user_dense={name: table[group] for name, table in samples.user_dense.items()},
     )
 
 

@@ -1,8 +1,8 @@
 """Behaviour logs as ranking samples: the columns, id vocabularies, time split and histories.
 
 A log is Parquet with ``user_id, item_id, author_id, domain, ts`` and one 0/1 column per task
-(DESIGN.md, "Data contracts"). :func:`read_log` checks the columns (an error names the file and the
-column), puts the rows in time order and turns task labels into ``labels`` plus ``label_mask``: a
+(DESIGN.md, "Data contracts"). :func:`read_log` reads it through the one log reader,
+:mod:`mmrec.logs` (an error names the file and the column), puts the rows in time order and turns task labels into ``labels`` plus ``label_mask``: a
 null label (the task is not observed there, e.g. ``follow`` outside live streams) is masked out of
 the loss and the metrics. :class:`Vocab` maps raw ids to ``1..n`` with ``0`` for ids it was not fit
 on. :func:`histories` gives each row the items of the same user's latest earlier positive rows.
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from mmrec.errors import InputError, UsageError
+from mmrec.errors import UsageError
+from mmrec.logs import read_log_columns
 
 
 @dataclass
@@ -54,35 +53,30 @@ class BehaviourLog:
 def read_log(path: str | Path, *, tasks: Sequence[str], user: str = "user_id", item: str = "item_id",
              author: str | None = "author_id", domain: str = "domain", ts: str = "ts",
              sparse: Sequence[str] = ()) -> BehaviourLog:
-    """Read the log at ``path`` (one Parquet file) into a :class:`BehaviourLog` in time order."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"behaviour log not found: {path}")
+    """Read the log at ``path`` (one Parquet file) into a :class:`BehaviourLog` in time order.
+
+    Read through :func:`mmrec.logs.read_log_columns`, so the schema and every value are checked
+    there (one line naming the file, the column and a row): ids (user, item, author, ``sparse``)
+    integer or string, ``domain`` integer or string, ``ts`` numeric, task labels 0/1 or null.
+    """
     if not tasks:
         raise UsageError("give at least one task (a label column of the log)")
-    names = pq.read_schema(path).names
-    wanted = [user, item, domain, ts, *tasks, *([author] if author else []), *sparse]
-    for column in wanted:
-        if column not in names:
-            raise InputError(f"{path}: no column {column!r}; columns: {', '.join(names)}")
-    table = pq.read_table(path, columns=list(dict.fromkeys(wanted)))
-    order = np.argsort(table.column(ts).to_numpy(), kind="stable")
+    kinds = {user: "id", item: "id", domain: "id", ts: "time", **({author: "id"} if author else {}),
+             **{name: "id" for name in sparse}, **{task: "label" for task in tasks}}
+    wanted = list(dict.fromkeys([user, item, domain, ts, *tasks, *([author] if author else []), *sparse]))
+    columns = read_log_columns(path, wanted, kinds=kinds, nullable=tasks)
+    order = np.argsort(columns[ts], kind="stable")
 
     def col(name: str) -> np.ndarray:
-        return table.column(name).to_numpy(zero_copy_only=False)[order]
+        return columns[name][order]
 
-    labels = np.zeros((table.num_rows, len(tasks)), np.float32)
-    mask = np.zeros((table.num_rows, len(tasks)), bool)
-    for k, task in enumerate(tasks):
-        column = table.column(task)
-        mask[:, k] = column.is_valid().to_numpy(zero_copy_only=False)[order]
-        values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.float64)[order]
-        if not np.isin(values, (0, 1)).all():
-            raise InputError(f"{path}: column {task!r} must hold 0/1 labels (or nulls), found {np.unique(values)[:5]}")
-        labels[:, k] = values
+    raw = np.stack([columns[task].astype(np.float32) for task in tasks], axis=1)[order] if len(order) else \
+        np.zeros((0, len(tasks)), np.float32)
+    mask = ~np.isnan(raw)
     return BehaviourLog(
-        user=col(user), item=col(item), domain=col(domain), ts=col(ts), labels=labels, label_mask=mask,
-        tasks=tuple(tasks), author=col(author) if author else None, sparse={name: col(name) for name in sparse},
+        user=col(user), item=col(item), domain=col(domain), ts=col(ts), labels=np.where(mask, raw, 0).astype(np.float32),
+        label_mask=mask, tasks=tuple(tasks), author=col(author) if author else None,
+        sparse={name: col(name) for name in sparse},
     )
 
 

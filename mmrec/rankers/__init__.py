@@ -5,8 +5,9 @@
   every one takes an :class:`mmrec.features.InputSchema` and a config, embeds a
   :class:`mmrec.features.RankBatch` (:class:`FeatureEmbedding`, DIN :class:`TargetAttention` over
   the history) and returns ``(B, K)`` logits.
-- Training: :class:`RankConfig` / :func:`load_config` (the YAML of ``mmrec rank train``),
-  :func:`train`, :func:`predict`, :func:`masked_bce`, :func:`load_ranker`.
+- Training: :class:`RankConfig` / :func:`load_config` (the YAML of ``mmrec rank train``; the job
+  itself is :func:`mmrec.pipelines.rank.train`, also importable here as ``train``),
+  :func:`predict`, :func:`masked_bce`, :func:`load_ranker` / :func:`save_checkpoint`.
 - Metrics: :func:`auc`, :func:`uauc_gauc`, :func:`metrics_table`.
 - Data: :func:`simulate` writes a SYNTHETIC multi-task, multi-domain log with planted effects.
 - Live gifting (MMBee): :class:`GTR` / :class:`GTRConfig` (SIM search + DIN, MFQ segment vectors, GIE
@@ -31,7 +32,7 @@ from mmrec.rankers.mmoe import MMoE, MMoEConfig
 from mmrec.rankers.pepnet import EPNet, PEPNet, PEPNetConfig, PPNet
 from mmrec.rankers.shared_bottom import SharedBottom, SharedBottomConfig
 from mmrec.rankers.simulate import SimulationConfig, simulate
-from mmrec.rankers.trainer import predict, train
+from mmrec.rankers.predict import predict
 
 __all__ = [
     "GTR", "GTRConfig", "GTRData", "build_gtr", "load_gtr", "predict_gtr", "prepare_gtr_data", "save_gtr", "train_gtr",
@@ -41,3 +42,12 @@ __all__ = [
     "build_provider", "format_table", "load_config", "load_ranker", "masked_bce", "metrics_table", "predict",
     "prepare_data", "save_checkpoint", "simulate", "train", "uauc_gauc",
 ]
+
+
+def __getattr__(name: str):
+    # the job lives in mmrec.pipelines.rank, which imports this package: resolved on first use
+    if name == "train":
+        from mmrec.pipelines.rank import train
+
+        return train
+    raise AttributeError(f"module 'mmrec.rankers' has no attribute {name!r}")

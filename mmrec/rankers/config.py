@@ -4,9 +4,11 @@
       log: behaviour.parquet
       tasks: [click, like, follow]
       history: {length: 20, positive: click}
-    features:                   # item-side content: cached embeddings, codes, encoders
+    features:                   # item content, QARM code cross features, user vectors
       - {name: content, kind: embeddings, path: emb, column: fused, dim: 32}
       - {name: sid, kind: codes, path: codes/codes.parquet, levels: 3}
+      - {name: sid_x, kind: code_cross, path: codes/codes.parquet, levels: 3}
+      - {name: cdr, kind: user_dense, path: cdr-users.parquet, key_format: "user-{}"}
     model: {name: pepnet, embedding_dim: 16, tower: [64, 32]}   # any field of the ranker's config
     optim: {lr: 0.001, batch_size: 512, epochs: 3}
     out: runs/pepnet
@@ -15,6 +17,16 @@ Every section is checked when the config is built (unknown fields, types, ranges
 duplicate feature names) and fails with one line that names the field. Relative paths in a YAML
 file are taken relative to that file's folder. A feature of kind ``embeddings`` with ``spec`` and
 ``source`` also encodes items missing from the cache on the fly (an encoder behind an LRU cache).
+
+Feature kinds: ``embeddings`` / ``encoder`` (item vectors), ``codes`` (item codes of ``mmrec
+quantize``, embedded per level into the item), ``code_cross`` (the same codes file, turned into
+QARM's cross features of the candidate against the row's history:
+:class:`mmrec.quantization.CodeCrossFeatures`; needs a history) and ``user_dense`` (one vector per
+user, keyed by raw user id through ``key_format``: the ``key, fused`` file ``mmrec cdr export`` writes
+with ``key_format: "user-{}"``, or ``mmrec graph export``'s file with ``key_column: node_id``,
+``column: vector``, ``node_type: user``; users missing from it get zeros, counted as misses).
+``data.validation_fraction`` holds out the latest training rows; with ``optim.patience`` the run
+stops early on their mean AUC over the tasks and keeps the best epoch's weights.
 """
 
 from __future__ import annotations
@@ -26,9 +38,9 @@ from typing import Any
 from mmrec.errors import UsageError
 from mmrec.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
 from mmrec.rankers.base import RANKERS, RankerConfig
-from mmrec.config import from_dict
+from mmrec.config import from_dict, read_yaml
 
-FEATURE_KINDS = ("embeddings", "codes", "encoder")
+FEATURE_KINDS = ("embeddings", "codes", "encoder", "code_cross", "user_dense")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 
 
@@ -64,6 +76,7 @@ class DataConfig:
     sparse: list[str] = field(default_factory=list)
     item_key: str = "item-{:06d}"
     test_fraction: float = 0.2
+    validation_fraction: float = 0.0
     history: HistoryConfig = field(default_factory=HistoryConfig)
 
     def __post_init__(self) -> None:
@@ -73,6 +86,8 @@ class DataConfig:
             raise UsageError(f"tasks must be a non-empty list of distinct label columns, got {self.tasks}")
         if not 0.0 < self.test_fraction < 1.0:
             raise UsageError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.validation_fraction < 1.0 - self.test_fraction:
+            raise UsageError(f"validation_fraction must be in [0, 1 - test_fraction), got {self.validation_fraction}")
         if self.history.length and self.history.positive not in self.tasks:
             raise UsageError(f"history.positive {self.history.positive!r} must be one of the tasks {self.tasks}")
         reserved = {USER_ID, ITEM_ID, AUTHOR_ID}
@@ -87,7 +102,11 @@ class DataConfig:
 
 @dataclass
 class FeatureConfig:
-    """One item-side feature (see the module docstring); ``dim`` / ``levels`` are checked at load."""
+    """One feature (see the module docstring); ``dim`` / ``levels`` are checked at load.
+
+    ``key_column`` / ``key_format`` / ``node_type``: for ``user_dense`` only, the key column of the
+    file, the ``str.format`` pattern from a raw user id to that key, and the ``node_type`` rows to
+    keep (graph exports hold users and authors in one file)."""
 
     name: str
     kind: str
@@ -100,13 +119,16 @@ class FeatureConfig:
     source: str | None = None
     source_column: str = "text"
     cache_size: int = 4096
+    key_column: str = "key"
+    key_format: str = "{}"
+    node_type: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise UsageError("a feature needs a name")
         if self.kind not in FEATURE_KINDS:
             raise UsageError(f"kind must be one of {', '.join(FEATURE_KINDS)}, got {self.kind!r}")
-        if self.kind in ("embeddings", "codes") and not self.path:
+        if self.kind in ("embeddings", "codes", "code_cross", "user_dense") and not self.path:
             raise UsageError(f"a feature of kind {self.kind!r} needs path")
         if self.kind == "encoder" and not (self.spec and self.source):
             raise UsageError("a feature of kind 'encoder' needs spec and source")
@@ -121,7 +143,8 @@ class OptimConfig:
     """Optimiser and loop: ``device`` auto|cpu|cuda|cuda:N; ``amp`` auto (on with CUDA) | on | off.
 
     ``threads``: torch CPU threads during the run (None = torch's default); 1 is fastest for
-    these small models on a CPU other jobs also use.
+    these small models on a CPU other jobs also use. ``patience`` / ``min_delta``: early stopping on
+    the validation rows (``data.validation_fraction``), as :class:`mmrec.training.LoopConfig` has them.
     """
 
     optimizer: str = "adam"
@@ -135,8 +158,12 @@ class OptimConfig:
     amp: str = "auto"
     task_weights: dict[str, float] | None = None
     threads: int | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.patience is not None and self.patience < 1:
+            raise UsageError(f"patience must be >= 1, got {self.patience}")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"threads must be >= 1, got {self.threads}")
         if self.optimizer not in OPTIMIZERS:
@@ -175,6 +202,10 @@ class RankConfig:
         for name in names:
             if names.count(name) > 1 or name in self.data.sparse_fields():
                 raise UsageError(f"features: name {name!r} is used twice (features and sparse fields need distinct names)")
+        if self.optim.patience is not None and not self.data.validation_fraction:
+            raise UsageError("optim.patience needs validation rows: set data.validation_fraction > 0")
+        if not self.data.history.length and any(f.kind == "code_cross" for f in self.features):
+            raise UsageError("a code_cross feature compares the candidate with the history: set data.history.length > 0")
         unknown = set(self.optim.task_weights or {}) - set(self.data.tasks)
         if unknown:
             raise UsageError(f"optim.task_weights: {sorted(unknown)[0]!r} is not a task; tasks: {', '.join(self.data.tasks)}")
@@ -196,17 +227,8 @@ def load_config(source: "RankConfig | dict[str, Any] | str | Path") -> RankConfi
     if isinstance(source, RankConfig):
         return source
     if isinstance(source, (str, Path)):
-        import yaml
-
         path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise UsageError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: expected a mapping with data, features, model, optim")
+        data = read_yaml(path)
         base = path.resolve().parent
         if isinstance(data.get("data"), dict) and "log" in data["data"]:
             data["data"]["log"] = _resolve(data["data"]["log"], base)

@@ -2,9 +2,10 @@
 
 :func:`build_provider` turns one ``features`` entry into a :class:`mmrec.features.FeatureProvider`
 (checking its width against the config); :func:`prepare_data` reads the log, splits it by time (the
-latest ``test_fraction`` of rows are the test set), fits id vocabularies on the training rows only
-(test ids never seen in training map to the out-of-vocabulary row, as for new items in serving),
-builds every row's history over the whole log, and resolves every item's features once.
+latest ``test_fraction`` of rows are the test set, the ``validation_fraction`` before them the
+validation set), fits id vocabularies on the training rows only (ids never seen in training map to
+the out-of-vocabulary row, as for new items in serving), builds every row's history over the whole
+log, resolves every item's features once and every user's ``user_dense`` vectors once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from mmrec.errors import UsageError
 from mmrec.features import (
     ChainProvider, CodeProvider, EmbeddingProvider, EncoderProvider, FeatureProvider, InputSchema, ItemTable,
-    RankSamples, Vocab, histories, parquet_source, read_log, time_split,
+    RankSamples, UserVectorProvider, Vocab, histories, parquet_source, read_log, time_split,
 )
 from mmrec.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
 from mmrec.rankers.config import DataConfig, FeatureConfig
@@ -26,8 +27,12 @@ from mmrec.rankers.config import DataConfig, FeatureConfig
 
 def build_provider(feature: FeatureConfig) -> FeatureProvider:
     """The provider of one ``features`` entry; a width other than ``dim`` / ``levels`` fails here."""
-    if feature.kind == "codes":
+    if feature.kind in ("codes", "code_cross"):
         return CodeProvider(feature.path, name=feature.name, levels=feature.levels)
+    if feature.kind == "user_dense":
+        return UserVectorProvider(feature.path, column=feature.column, key_column=feature.key_column,
+                                  key_format=feature.key_format, node_type=feature.node_type, name=feature.name,
+                                  dim=feature.dim)
 
     def encoder() -> EncoderProvider:
         return EncoderProvider(feature.spec, parquet_source(feature.source, feature.source_column), name=feature.name,
@@ -55,18 +60,27 @@ class RankData:
     train: RankSamples
     test: RankSamples
     items: ItemTable
+    valid: RankSamples | None = None  # the validation rows, with data.validation_fraction
     vocabs: dict[str, list] = field(default_factory=dict)  # sparse field -> raw ids of rows 1..n
     features: dict[str, dict[str, Any]] = field(default_factory=dict)  # per provider: kind, width, misses
 
 
 def prepare_data(data: DataConfig, features: list[FeatureConfig]) -> RankData:
     """Read, split and resolve; see the module docstring."""
-    providers = [build_provider(f) for f in features]  # width errors before the (longer) log read
+    built = [(f, build_provider(f)) for f in features]  # width errors before the (longer) log read
+    providers = [p for f, p in built if f.kind != "user_dense"]
+    user_providers = [p for f, p in built if f.kind == "user_dense"]
+    cross = {f.name for f in features if f.kind == "code_cross"}
     log = read_log(data.log, tasks=data.tasks, user=data.user, item=data.item, author=data.author,
                    domain=data.domain, ts=data.ts, sparse=data.sparse)
     if len(log) < 2:
         raise UsageError(f"{data.log}: need at least 2 rows, got {len(log)}")
     train_rows, test_rows = time_split(len(log), data.test_fraction)
+    valid_rows = train_rows[len(train_rows) - int(round(len(log) * data.validation_fraction)):] if data.validation_fraction \
+        else train_rows[:0]
+    train_rows = train_rows[: len(train_rows) - len(valid_rows)]
+    if not len(train_rows):
+        raise UsageError(f"{data.log}: no training rows left after the test and validation splits")
     item_ids, item_row = np.unique(log.item, return_inverse=True)
     raw = {USER_ID: log.user, ITEM_ID: log.item, **({AUTHOR_ID: log.author} if log.author is not None else {}), **log.sparse}
     vocabs = {name: Vocab(values[train_rows]) for name, values in raw.items()}
@@ -79,7 +93,8 @@ def prepare_data(data: DataConfig, features: list[FeatureConfig]) -> RankData:
         positive = (log.labels[:, k] > 0) & log.label_mask[:, k]
     hist = histories(log.user, item_row, positive, data.history.length, pad=items.pad)
     domains, domain_id = np.unique(log.domain.astype(str), return_inverse=True)
-    _, group = np.unique(log.user, return_inverse=True)
+    users, group = np.unique(log.user, return_inverse=True)
+    user_tables = {p.name: torch.from_numpy(p.lookup(p.keys_of(users))) for p in user_providers}  # (users, D)
 
     def samples(rows: np.ndarray) -> RankSamples:
         return RankSamples(
@@ -90,15 +105,22 @@ def prepare_data(data: DataConfig, features: list[FeatureConfig]) -> RankData:
             group=torch.from_numpy(group[rows].astype(np.int64)),
             labels=torch.from_numpy(log.labels[rows]),
             label_mask=torch.from_numpy(log.label_mask[rows]),
+            user_dense=user_tables,
         )
 
     schema = InputSchema(
         tasks=tuple(data.tasks), domains=tuple(str(d) for d in domains),
         sparse={name: len(vocabs[name]) for name in data.sparse_fields()},
-        codes={p.name: tuple(p.codebook_sizes) for p in providers if p.kind == "codes"},
+        codes={p.name: tuple(p.codebook_sizes) for p in providers if p.kind == "codes" and p.name not in cross},
         dense={p.name: p.width for p in providers if p.kind == "dense"},
         history=data.history.length,
+        cross={p.name: tuple(p.codebook_sizes) for p in providers if p.name in cross},
+        user_dense={p.name: p.width for p in user_providers},
     )
-    stats = {p.name: {"kind": p.kind, "width": p.width, "items": len(item_ids), **p.stats.as_dict()} for p in providers}
+    stats = {p.name: {"kind": "code_cross" if p.name in cross else p.kind, "width": p.width, "items": len(item_ids),
+                      **p.stats.as_dict()} for p in providers}
+    stats.update({p.name: {"kind": "user_dense", "width": p.width, "users": len(users), **p.stats.as_dict()}
+                  for p in user_providers})
     return RankData(schema=schema, train=samples(train_rows), test=samples(test_rows), items=items,
+                    valid=samples(valid_rows) if len(valid_rows) else None,
                     vocabs={name: v.values.tolist() for name, v in vocabs.items()}, features=stats)

@@ -35,7 +35,7 @@ p_like, p_follow`` of every log row: the best any model could score), ``emb/emb-
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
 
@@ -56,20 +57,22 @@ _NOTE = "SYNTHETIC data from mmrec.rankers.simulate, not real behaviour; see its
 class SimulationConfig:
     """Sizes and effect strengths of the simulated log (SYNTHETIC)."""
 
-    users: int = 500
-    items: int = 2000
-    authors: int = 150
-    topics: int = 8
-    content_dim: int = 32
-    impressions: int = 60  # mean per user (uniform in [impressions/2, 3*impressions/2])
-    days: int = 30
-    lifetime: float = 0.5  # share of the period an item stays showable
-    like_strength: float = 2.5
-    like_affinity: tuple[float, float, float] = (1.0, 0.0, 0.5)  # per domain: weight of a in like
-    like_taste: tuple[float, float, float] = (0.0, 1.0, 0.5)  # per domain: weight of s_u * q in like
-    taste_flip: float = 0.5  # share of users with s_u = -1
-    content_noise: float = 0.3
-    seed: int = 0
+    users: int = field(default=500, metadata={"help": "users"})
+    items: int = field(default=2000, metadata={"help": "items"})
+    authors: int = field(default=150, metadata={"help": "authors (each mostly posts one topic)"})
+    topics: int = field(default=8, metadata={"help": "item topics"})
+    content_dim: int = field(default=32, metadata={"help": "width of the item content vectors"})
+    impressions: int = field(default=60, metadata={"help": "mean impressions per user (uniform in [n/2, 3n/2])"})
+    days: int = field(default=30, metadata={"help": "days the log spans"})
+    lifetime: float = field(default=0.5, metadata={"help": "share of the period an item stays showable"})
+    like_strength: float = field(default=2.5, metadata={"help": "scale S of the like logit's planted effects"})
+    like_affinity: tuple[float, float, float] = field(default=(1.0, 0.0, 0.5), metadata={
+        "help": "per domain (video, live, mall): weight of the topic affinity in like"})
+    like_taste: tuple[float, float, float] = field(default=(0.0, 1.0, 0.5), metadata={
+        "help": "per domain (video, live, mall): weight of the user's quality taste in like"})
+    taste_flip: float = field(default=0.5, metadata={"help": "share of users whose quality taste is reversed"})
+    content_noise: float = field(default=0.3, metadata={"help": "noise norm of the content vectors"})
+    seed: int = field(default=0, metadata={"help": "random seed (same arguments, same bytes)"})
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "authors", "topics", "content_dim", "impressions", "days"):
@@ -88,9 +91,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def simulate(out: str | Path, **options: Any) -> dict[str, Any]:
     """Write a SYNTHETIC log, content vectors, ``simulation.json`` and ``rank.yaml`` into ``out``.
 
-    ``options`` are :class:`SimulationConfig` fields. Returns the summary (also in ``simulation.json``).
+    ``options`` are :class:`SimulationConfig` fields (or ``config=`` one). Returns the summary (also
+    in ``simulation.json``).
     """
-    cfg = SimulationConfig(**options)
+    config = options.pop("config", None)
+    cfg = replace_config(build_config(SimulationConfig, config, "simulation"), "simulation", **options)
     rng = np.random.default_rng(cfg.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

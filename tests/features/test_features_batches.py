@@ -31,7 +31,7 @@ def test_read_log_orders_by_time_and_masks_null_labels(tmp_path):
     np.testing.assert_array_equal(log.labels, [[0, 0], [1, 0], [1, 1]])
     np.testing.assert_array_equal(log.label_mask, [[True, False], [True, True], [True, True]])
     assert len(log.take(np.array([2]))) == 1
-    with pytest.raises(InputError, match=r"log.parquet: no column 'like'"):
+    with pytest.raises(InputError, match=r"log.parquet: missing column\(s\) \['like'\]"):
         read_log(path, tasks=["like"])
     with pytest.raises(InputError, match="must hold 0/1 labels"):
         read_log(path, tasks=["user_id"])

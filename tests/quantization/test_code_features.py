@@ -76,3 +76,15 @@ def test_bad_feature_configs():
         CodeEmbedding([4], 2, mode="max")
     with pytest.raises(UsageError, match="min_prefix must be in"):
         CodeCrossFeatures([4, 4], 2, min_prefix=3)
+
+
+def test_target_attention_takes_any_leading_dims_and_is_the_rankers_dot_scorer():
+    from mmrec.rankers import TargetAttention
+
+    torch.manual_seed(0)
+    q, keys = torch.randn(2, 3, 4), torch.randn(2, 3, 5, 4)
+    mask = torch.rand(2, 3, 5) > 0.3
+    out = target_attention(q, keys, keys, mask)  # (2, 3, 4)
+    flat = target_attention(q.reshape(6, 4), keys.reshape(6, 5, 4), keys.reshape(6, 5, 4), mask.reshape(6, 5))
+    assert out.shape == (2, 3, 4) and torch.allclose(out.reshape(6, 4), flat)
+    assert torch.allclose(TargetAttention(4, scorer="dot")(q, keys, mask), out)

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from mmrec.cli import main
-from mmrec.rankers import RankConfig, load_config, simulate, train
+from mmrec.pipelines.rank import train
+from mmrec.rankers import RankConfig, load_config, simulate
 
 TINY = {"users": 40, "items": 80, "authors": 10, "impressions": 20, "seed": 1}
 
@@ -69,7 +70,7 @@ def test_simulate_cli_is_labelled_synthetic(tmp_path, capsys):
     ({"data.tasks": ["click", "click"]}, "data: tasks must be a non-empty list of distinct"),
     ({"data.history": {"length": 5, "positive": "buy"}}, "history.positive 'buy' must be one of the tasks"),
     ({"data.log": "nowhere.parquet"}, "behaviour log not found"),
-    ({"data.tasks": ["click", "gift"]}, "no column 'gift'"),
+    ({"data.tasks": ["click", "gift"]}, "missing column(s) ['gift']"),
     ({"features": [{"name": "content", "kind": "embeddings", "path": "emb", "dim": 64}]}, "has dim 32, expected 64"),
     ({"features": [{"name": "content", "kind": "embeddings", "path": "emb", "column": "image"}]}, "no column 'image'"),
     ({"features": [{"name": "content", "kind": "vectors", "path": "emb"}]}, "features[0]: kind must be one of"),
@@ -80,7 +81,7 @@ def test_bad_configs_fail_at_load_with_one_clear_line(sim, tmp_path, capsys, ove
     config = write_config(sim / f"bad-{abs(hash(message))}.yaml", sim, **overrides)
     code = main(["rank", "train", "--config", str(config)])
     err = capsys.readouterr().err
-    assert code == (1 if "no column 'gift'" in message else 2)  # a log without the column is bad data
+    assert code == (1 if "['gift']" in message else 2)  # a log without the column is bad data
     assert err.count("\n") == 1 and err.startswith("mmrec: error: ") and message in err, err
 
 

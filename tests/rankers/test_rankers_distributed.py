@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mmrec.rankers import simulate, train
+from mmrec.pipelines.rank import train
+from mmrec.rankers import simulate
 from mmrec.testing import with_cuda
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mmrec.quantization import quantize
-from mmrec.rankers import auc, load_config, load_ranker, predict, prepare_data, simulate, train
+from mmrec.pipelines.rank import train
+from mmrec.rankers import auc, load_config, load_ranker, predict, prepare_data, simulate
 
 # Over simulation + training seeds 0..6 this setting gave PEPNet a like-GAUC lead of 0.035 to 0.128
 # over the shared bottom (0.038 with seed 0) and codes a click-AUC lead of 0.067 to 0.079 over no content.

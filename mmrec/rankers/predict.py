@@ -1,0 +1,41 @@
+"""Scoring with a trained ranker: :func:`predict` gives per-task probabilities for sample rows.
+
+:func:`finite` makes a report equal to its JSON file (NaN -> None, tuples -> lists).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmrec.features.collate import ItemTable, RankSamples, collate
+from mmrec.training import autocast
+
+
+@torch.no_grad()
+def predict(model: nn.Module, samples: RankSamples, items: ItemTable, *, batch_size: int = 8192,
+            amp_dtype: torch.dtype | None = None) -> np.ndarray:
+    """Probabilities ``(N, K)`` for every row of ``samples`` (on the model's device)."""
+    was_training = model.training
+    model.eval()
+    device = samples.item_row.device
+    out = []
+    with autocast(device, amp_dtype):
+        for rows in torch.arange(len(samples), device=device).split(batch_size):
+            out.append(torch.sigmoid(model(collate(samples, items, rows)).float()).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def finite(obj: Any) -> Any:
+    """NaN -> None and tuples -> lists: the report equals its JSON file."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj

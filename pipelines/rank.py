@@ -1,0 +1,153 @@
+"""``mmrec rank train``: train a ranker from a :class:`RankConfig`, evaluate it, save it.
+
+:func:`train` is the whole job (the CLI calls it with the YAML path): read and split the log
+(:func:`mmrec.rankers.prepare_data`), resolve every item's and user's features once, build the
+ranker from ``RANKERS``, train it with masked multi-task BCE through the one loop,
+:func:`mmrec.training.fit`, then score the test rows and report AUC / UAUC / GAUC per task x domain.
+
+- Devices: :func:`mmrec.device.resolve_device` (``optim.device`` auto = CUDA when present). The
+  samples and the item table move to the device once; a batch is then a few index gathers there.
+- AMP (CUDA only, ``optim.amp``) and DDP under ``torchrun`` come from :func:`mmrec.training.fit`;
+  :func:`mmrec.training.distributed` holds the process group, :func:`mmrec.training.shuffled_batches`
+  gives every rank its equal share of one shared per-epoch permutation, so ranks step in lockstep.
+  Rank 0 tests, writes and reports. [I] No SyncBatchNorm: HoME's batch norms see each rank's batch.
+- Early stopping: with ``data.validation_fraction`` the latest training rows are held out and scored
+  after every epoch (mean AUC over the tasks, every rank, so all stop together); ``optim.patience``
+  stops the run and the best epoch's weights are kept.
+- Output (``out``): ``model.safetensors`` (:mod:`mmrec.rankers.checkpoint`), ``metrics.json`` (the
+  report), ``vocab.json`` (the raw ids behind each sparse field's rows).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmrec.device import resolve_device
+from mmrec.errors import UsageError
+from mmrec.features.collate import collate
+from mmrec.io import write_json
+from mmrec.rankers.base import RANKERS, Ranker
+from mmrec.rankers.checkpoint import save_checkpoint
+from mmrec.rankers.config import OptimConfig, RankConfig, load_config
+from mmrec.rankers.data import prepare_data
+from mmrec.rankers.losses import masked_bce
+from mmrec.rankers.metrics import auc, format_table, metrics_table
+from mmrec.rankers.predict import finite, predict
+from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
+
+__all__ = ["RankConfig", "load_config", "train"]
+
+
+def _optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel over all parameters instead of a dozen small ops per tensor (CPU and CUDA)
+    if optim.optimizer == "adam":
+        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
+    if optim.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
+    if optim.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    return torch.optim.SGD(params, lr=optim.lr, weight_decay=optim.weight_decay, momentum=0.9)
+
+
+def train(config: RankConfig | dict[str, Any] | str | Path, *, out: str | Path | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate and save the ranker ``config`` describes.
+
+    Returns the report (also written as ``metrics.json``; NaN metrics as null) plus ``table``, the
+    metrics as text; under DDP, ranks other than 0 return ``{}``.
+    """
+    cfg = load_config(config)
+    out = Path(out or cfg.out or "rank-out")
+    device = resolve_device(cfg.optim.device, what="optim.device")
+    threads = torch.get_num_threads()
+    if cfg.optim.threads:
+        torch.set_num_threads(cfg.optim.threads)
+    try:
+        with distributed(device) as (rank, world):
+            report = _train(cfg, out, device, rank, world, progress=progress and rank == 0)
+            if world > 1:
+                torch.distributed.barrier()
+            return report
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _mean_auc(model: nn.Module, samples, items, opt: OptimConfig, dtype) -> float:
+    """Mean over the tasks of the AUC on ``samples`` (tasks without both classes left out)."""
+    scores = predict(model, samples, items, batch_size=opt.eval_batch_size, amp_dtype=dtype)
+    labels, mask = samples.labels.cpu().numpy(), samples.label_mask.cpu().numpy()
+    values = [auc(labels[mask[:, k], k], scores[mask[:, k], k]) for k in range(labels.shape[1])]
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else 0.5
+
+
+def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool) -> dict[str, Any]:
+    opt = cfg.optim
+    start = time.perf_counter()
+    data = prepare_data(cfg.data, cfg.features)
+    prepare_s = time.perf_counter() - start
+    torch.manual_seed(opt.seed)
+    model: Ranker = RANKERS.get(cfg.model.name)(data.schema, cfg.model).to(device)
+    weights = [(opt.task_weights or {}).get(t, 1.0) for t in data.schema.tasks]
+    tasks = data.schema.tasks
+    train_set, test_set, items = data.train.to(device), data.test.to(device), data.items.to(device)
+    valid_set = data.valid.to(device) if data.valid is not None else None
+    if len(train_set) < world:
+        raise UsageError(f"{len(train_set)} training rows cannot be split over {world} processes")
+    dtype, _ = amp_dtype(opt.amp, device)
+
+    def step(net: nn.Module, rows: torch.Tensor):
+        batch = collate(train_set, items, rows)
+        loss, per_task = masked_bce(net(batch).float(), batch.labels, batch.label_mask, weights)
+        return loss, dict(zip((f"task_loss/{t}" for t in tasks), per_task.detach().tolist()))
+
+    evaluate = None if valid_set is None else (lambda m: _mean_auc(m, valid_set, items, opt, dtype))
+    loop = LoopConfig(epochs=opt.epochs, patience=opt.patience, min_delta=opt.min_delta, device=str(device), amp=opt.amp,
+                      progress=progress, desc=f"rank {cfg.model.name}", restore_best=valid_set is not None)
+    result = fit(model, _optimizer(model, opt), shuffled_batches(len(train_set), opt.batch_size, seed=opt.seed, device=device),
+                 step, config=loop, evaluate=evaluate, size=len)
+    history = []
+    for entry in result.history:
+        entry = dict(entry)
+        entry["task_loss"] = {t: entry.pop(f"task_loss/{t}") for t in tasks}
+        if "metric" in entry:
+            entry["valid_auc"] = entry.pop("metric")
+        history.append(entry)
+
+    report: dict[str, Any] = {}
+    if rank == 0:
+        scores = predict(model, test_set, items, batch_size=opt.eval_batch_size, amp_dtype=dtype)
+        table = metrics_table(data.test.labels.numpy(), data.test.label_mask.numpy(), scores, data.test.domain.numpy(),
+                              data.test.group.numpy(), data.schema.tasks, data.schema.domains)
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint = save_checkpoint(out / "model.safetensors", model)
+        write_json(out / "vocab.json", data.vocabs)
+        report = {
+            "model": cfg.model.name,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "device": str(device), "amp": result.amp,
+            "world_size": world,
+            "train": {"rows": len(data.train), "epochs": len(result.history), "batch_size": opt.batch_size,
+                      "seconds": result.seconds,
+                      "samples_per_s": result.samples * world / result.seconds if result.seconds else None,
+                      "prepare_s": round(prepare_s, 3), "stopped": result.stopped, "best_epoch": result.best_epoch,
+                      "skipped_steps": result.skipped_steps, "history": history},
+            "validation": {"rows": len(data.valid) if data.valid is not None else 0, "best_auc": result.best_metric},
+            "test": {"rows": len(data.test)},
+            "schema": data.schema.as_dict(),
+            "features": data.features,
+            "metrics": table,
+            "checkpoint": str(checkpoint),
+            "config": cfg.as_dict(),
+        }
+        report = finite(report)
+        write_json(out / "metrics.json", report)
+        report["table"] = format_table(table)
+    return report
