@@ -16,7 +16,7 @@
   [I] The paper's PLE multi-task head is not used: the Amazon pairs have one behaviour.
 A cold-start user has no own-domain token, so its vector comes from ``U[u]`` (trained in the other
 domain) and the aligned ``v_other``. ``user_features`` exposes the fused vectors as features for
-``mmrec.rankers`` (see ``export_user_features``).
+``mmrec.rankers`` (see ``mmrec.pipelines.cdr.export_user_features``, keyed by raw user id).
 """
 
 from __future__ import annotations

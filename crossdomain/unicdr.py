@@ -10,7 +10,7 @@ user embedding ``U_s``. For a sample of user u in domain d:
 
 Interaction masking drops 10 % of each history and the target item (data.make_batch). Loss
 ``0.4·L_rec + 0.6·critic`` with ``L_rec`` UniCDR's BCE over the positive and the sampled negatives, or
-([I], ``objective="softmax"``, the default of :class:`~mmrec.crossdomain.train.CDRConfig`, chosen on valid)
+([I], ``objective="softmax"``, the default of :class:`~mmrec.crossdomain.config.CDRConfig`, chosen on valid)
 the sampled softmax over the same candidates; the critic is a per-domain bilinear discriminator ``σ(specᵀ M_d shared)``
 (DGI / JSD mutual-information estimate) scoring (specific_u, shared_u) of the same user against
 shared vectors of other users of the batch.

@@ -31,10 +31,21 @@ def test_cross_domain_models_recover_the_planted_taste_for_cold_users(synth, mod
 
 
 def test_single_domain_has_nothing_for_cold_users(synth):
+    import torch
+
     root, _ = synth
-    report = train_cdr(root, "aa_bb", config=CDRConfig(model="single-domain", **{**FAST, "epochs": 2}))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        report = train_cdr(root, "aa_bb", config=CDRConfig(model="single-domain", threads=1, **{**FAST, "epochs": 2}))
+        assert torch.get_num_threads() == 2  # the caller's thread count is restored
+    finally:
+        torch.set_num_threads(previous)
     for target in ("aa", "bb"):  # every held-out item is equally popular here: chance level
         assert report["metrics"][target]["HR@10"] < 0.05, report["metrics"]
+    assert report["epochs_run"] == 2 and [h["epoch"] for h in report["history"]] == [1, 2]
+    assert set(report["history"][0]["valid_ndcg10"]) == {"aa", "bb"} and "bce" in report["history"][0]["loss"]
+    assert report["best_epoch"] in (1, 2) and report["stopped"] in ("epochs", "early_stop")
 
 
 def test_run_folder_evaluates_again_and_exports_user_features(synth, tmp_path):
