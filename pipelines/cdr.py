@@ -43,7 +43,7 @@ class CDRTrainJob:
     pair: str = field(metadata={"help": "sport_cloth, game_video, or any a_b with folders a_b/ and b_a/ (a log: its two domains)"})
     out: str | None = field(default=None, metadata={"help": "run folder to write"})
     target: tuple[str, ...] = field(default=(), metadata={
-        "help": "domain name(s) to evaluate and select on, comma-separated (default: every domain with a valid.txt)"})
+        "help": "domain name(s) to evaluate and select on, comma-separated; none = every domain with a valid.txt"})
 
 
 @dataclass
@@ -52,8 +52,8 @@ class CDREvaluateJob:
 
     run: str = field(metadata={"help": "run folder written by mmrec cdr train"})
     test: str = field(metadata={"help": "user<TAB>item file (the run's id spaces, or raw ids of a Parquet log)"})
-    target: str | None = field(default=None, metadata={"help": "domain of the file (default: from its folder name)"})
-    seed: int | None = field(default=None, metadata={"help": "seed of the 999 negatives (default: the run's eval_seed)"})
+    target: str | None = field(default=None, metadata={"help": "domain of the file; none = the domain whose folder holds it"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the 999 negatives; none = the run's eval_seed"})
 
 
 @dataclass
