@@ -26,7 +26,7 @@ class CDRConfig:
     dropout: float = field(default=0.3, metadata={"help": "dropout on the user vector"})
     lam: float = field(default=0.5, metadata={"help": "aggregator mix: λ·user + (1 − λ)·pooled history"})
     aggregator: str = field(default="", metadata={
-        "help": "history aggregator: mean, user_attention, item_similarity, position_attention "
+        "help": "history aggregator: mean, user_attention, item_similarity, position_attention"
                 "; empty = the model's default"})
     interaction_mask: float = field(default=0.1, metadata={"help": "share of history items dropped per sample"})
     domain_mask: float = field(default=0.5, metadata={"help": "share of samples trained as cold start"})
