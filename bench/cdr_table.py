@@ -1,7 +1,7 @@
 """The cross-domain grid: 4 models x 2 Amazon pairs (both directions) x 3 seeds, one process, CPU.
 
-Each run is ``mmrec.crossdomain.train_cdr`` (the same function as ``mmrec cdr train``) with the model's
-settings (``MODEL_DEFAULTS``, chosen on valid.txt), trained on both domains of the pair and evaluated
+Each run is ``mmrec.pipelines.cdr.train_cdr`` (the same function as ``mmrec cdr train``) with the
+``CDRConfig`` defaults (chosen on valid.txt), trained on both domains of the pair and evaluated
 on both ``valid.txt`` files (the only held-out data in the folder). Finished runs are appended to
 ``OUT/results.jsonl`` and skipped when the script is started again, so a killed grid resumes. The
 markdown table (mean ± std over seeds of NDCG@10, HR@10 and MRR per model x target domain, and
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = ("single-domain", "unicdr", "unicdr+", "farm")
+MODELS = ("single-domain", "unicdr", "unicdr+", "farm")  # table row order (baseline first); CDR_MODELS checks the names
 PAIRS = ("sport_cloth", "game_video")
 
 
@@ -30,7 +30,8 @@ def cooccurrence_reference(data_dir: str, pair: str) -> dict[str, dict[str, floa
     ties broken by target-domain popularity; same candidates as the models (evaluator seed 0)."""
     import scipy.sparse as sp
 
-    from mmrec.crossdomain import load_pair, metrics_from_ranks, ranks, sample_candidates
+    from mmrec.crossdomain import metrics_from_ranks, ranks, sample_candidates
+    from mmrec.pipelines.cdr_data import load_pair
 
     data = load_pair(data_dir, pair)
     x = [sp.csr_matrix((np.ones(len(d.train), np.float32), (d.train[:, 0], d.train[:, 1])),
@@ -93,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="leave out the non-learned co-occurrence rows")
     args = parser.parse_args(argv)
 
-    from mmrec.crossdomain import config_from_args, train_cdr
     from mmrec.io import atomic_open
+    from mmrec.pipelines.cdr import apply_overrides, train_cdr
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                     if any(r["pair"] == pair and r["model"] == label and r["seed"] == seed for r in rows):
                         continue
                     t0 = time.perf_counter()
-                    config = config_from_args(model, seed=seed, overrides=args.set)
+                    config = apply_overrides({"model": model, "seed": seed}, args.set)
                     run_dir = out / "runs" / f"{pair}-{model}-{seed}" if args.save_runs else None
                     report = train_cdr(args.data, pair, out=run_dir, config=config)
                     row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics")}

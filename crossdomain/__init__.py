@@ -1,31 +1,44 @@
 """mmrec.crossdomain — cold-start cross-domain user modelling: UniCDR, UniCDR+, FARM and a single-domain
-baseline on ``user<TAB>item`` pair data or Parquet behaviour logs, with the 1-vs-999 ranking protocol."""
+baseline over two domains sharing users, with the 1-vs-999 ranking protocol.
 
-from mmrec.crossdomain.aggregators import AGGREGATORS, Aggregator, ease_weights
-from mmrec.crossdomain.data import Batch, CDRData, Domain, histories, load_log_pair, load_pair, make_batch, read_pairs
-from mmrec.crossdomain.evaluate import evaluate_scores, metrics_from_ranks, ranks, sample_candidates
-from mmrec.crossdomain.farm import FARM, FrequencyFilter
-from mmrec.crossdomain.item_graph import ItemEncoder, co_interaction_graph, read_item_embeddings
-from mmrec.crossdomain.single_domain import SingleDomain
-from mmrec.crossdomain.train import (
-    MODELS,
-    CDRConfig,
-    build_model,
-    config_from_args,
-    evaluate_run,
-    export_user_features,
-    format_table,
-    load_run,
-    save_run,
-    train_cdr,
-)
-from mmrec.crossdomain.unicdr import UniCDR
-from mmrec.crossdomain.unicdr_plus import MMoEHead, UniCDRPlus
+Models and algorithms over arrays only; reading pair folders / behaviour logs and writing run folders is
+:mod:`mmrec.pipelines.cdr`. Names are imported on first use (transformers' lazy module), so the CLI can
+read :data:`CDR_MODELS` and :class:`CDRConfig` without importing torch-geometric.
+"""
 
-__all__ = [
-    "AGGREGATORS", "Aggregator", "Batch", "CDRConfig", "CDRData", "Domain", "FARM", "FrequencyFilter",
-    "ItemEncoder", "MMoEHead", "MODELS", "SingleDomain", "UniCDR", "UniCDRPlus", "build_model",
-    "co_interaction_graph", "config_from_args", "ease_weights", "evaluate_run", "evaluate_scores",
-    "export_user_features", "format_table", "histories", "load_log_pair", "load_pair", "load_run", "make_batch",
-    "metrics_from_ranks", "ranks", "read_item_embeddings", "read_pairs", "sample_candidates", "save_run", "train_cdr",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AGGREGATORS": "registry", "CDR_MODELS": "registry",
+    "CDRConfig": "config",
+    "Aggregator": "aggregators", "ItemSimilarity": "aggregators", "MeanPool": "aggregators",
+    "PositionAttention": "aggregators", "UserAttention": "aggregators", "ease_weights": "aggregators",
+    "CDRModel": "base",
+    "Batch": "data", "CDRData": "data", "Domain": "data", "domain_histories": "data", "histories": "data",
+    "log_pair": "data", "make_batch": "data",
+    "HeldoutEvaluator": "evaluate", "evaluate_scores": "evaluate", "metrics_from_ranks": "evaluate",
+    "ranks": "evaluate", "sample_candidates": "evaluate",
+    "FARM": "farm", "FrequencyFilter": "farm",
+    "ItemEncoder": "item_graph", "co_interaction_graph": "item_graph",
+    "SingleDomain": "single_domain",
+    "build_model": "train", "make_optimizers": "train", "train_model": "train",
+    "UniCDR": "unicdr",
+    "MMoEHead": "unicdr_plus", "UniCDRPlus": "unicdr_plus",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mmrec.crossdomain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mmrec.crossdomain.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -3,13 +3,15 @@
 Every aggregator maps a user embedding ``e_u`` ``(B, D)`` and history item embeddings ``h`` ``(B, L, D)``
 with a validity mask ``(B, L)`` to ``out = λ·e_u + (1 − λ)·W·pool(h)`` (λ = 0.5 in UniCDR's code):
 
-- ``mean``: masked mean of the history.
-- ``user_attention``: weights ``softmax_j(tanh(W_a h_j) · e_u)``.
-- ``item_similarity``: weights from EASE item-item weights B (Steck 2019, λ_EASE = 50):
+One class per kind, registered by name in :data:`~mmrec.crossdomain.registry.AGGREGATORS`:
+
+- ``mean`` (:class:`MeanPool`): masked mean of the history.
+- ``user_attention`` (:class:`UserAttention`): weights ``softmax_j(tanh(W_a h_j) · e_u)``.
+- ``item_similarity`` (:class:`ItemSimilarity`): weights from EASE item-item weights B (Steck 2019, λ_EASE = 50):
   ``a_j = softmax_j(Σ_{k≠j} B[i_j, i_k])`` — items coherent with the rest of the history count more.
   [I] The closed form ``P = (XᵀX + λI)⁻¹`` costs O(n³); :func:`ease_weights` solves it on the
   ``max_items`` most frequent items only (others get weight 0 similarity, i.e. the mean).
-- ``position_attention`` (UniCDR+ "sequential" aggregator, [I]): user attention whose keys add a
+- ``position_attention`` (:class:`PositionAttention`, UniCDR+ "sequential" aggregator, [I]): user attention whose keys add a
   learned embedding of the position from the newest item, so recency counts; O(L·D) like the others.
   The recency of position j is ``(kept items − 1 − j)`` clamped at 0: exact for an unmasked history
   (evaluation), approximate in training where interaction masking leaves holes (known, kept as run).
@@ -25,8 +27,6 @@ import torch
 from torch import nn
 
 from mmrec.errors import UsageError
-
-AGGREGATORS = ("mean", "user_attention", "item_similarity", "position_attention")
 
 
 def ease_weights(pairs: np.ndarray, n_items: int, *, lam: float = 50.0, max_items: int = 4000) -> torch.Tensor:
@@ -52,44 +52,24 @@ def ease_weights(pairs: np.ndarray, n_items: int, *, lam: float = 50.0, max_item
 
 
 class Aggregator(nn.Module):
-    """``λ·e_u + (1 − λ)·W·pool(h)``; ``kind`` one of :data:`AGGREGATORS`."""
+    """``λ·e_u + (1 − λ)·W·pool(h)``; subclasses (one per entry of
+    :data:`~mmrec.crossdomain.registry.AGGREGATORS`) define the pooling ``logits``."""
 
-    def __init__(self, kind: str, dim: int, *, lam: float = 0.5, maxlen: int = 10,
-                 similarity: torch.Tensor | None = None) -> None:
+    needs_similarity = False  # True: the model passes EASE weights (ease_weights) as ``similarity``
+
+    def __init__(self, dim: int, *, lam: float = 0.5, maxlen: int = 10, similarity: torch.Tensor | None = None) -> None:
         super().__init__()
-        if kind not in AGGREGATORS:
-            raise UsageError(f"aggregator must be one of {AGGREGATORS}, got {kind!r}")
-        if kind == "item_similarity" and similarity is None:
-            raise UsageError("the item_similarity aggregator needs EASE weights (ease_weights)")
-        self.kind, self.lam = kind, lam
+        self.lam = lam
         self.proj = nn.Linear(dim, dim, bias=False)
         nn.init.eye_(self.proj.weight)  # [I] start as the plain pool, so item spaces line up from step 1
-        if kind in ("user_attention", "position_attention"):
-            self.key = nn.Linear(dim, dim)
-        if kind == "position_attention":
-            self.position = nn.Embedding(maxlen, dim)
-        self.similarity = similarity  # sparse, not a parameter
+
+    def logits(self, user: torch.Tensor, hist: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Unnormalised pooling scores ``(B, L)``; padding is masked afterwards."""
+        raise NotImplementedError
 
     def weights(self, user: torch.Tensor, hist: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Pooling weights ``(B, L)`` summing to 1 over valid positions (0 everywhere for an empty row)."""
-        if self.kind == "mean":
-            logits = torch.zeros(mask.shape, device=hist.device)
-        elif self.kind == "item_similarity":
-            safe = items.clamp(min=0)
-            b, length = safe.shape
-            rows = safe[:, :, None].expand(b, length, length).reshape(-1)
-            cols = safe[:, None, :].expand(b, length, length).reshape(-1)
-            sim = _sparse_lookup(self.similarity, rows, cols).view(b, length, length)
-            sim = sim * mask[:, None, :] * mask[:, :, None]
-            logits = sim.sum(2) * 10.0  # EASE weights are small; [I] temperature 0.1
-        else:
-            keys = hist
-            if self.kind == "position_attention":
-                length = mask.sum(1, keepdim=True)  # (B, 1)
-                recency = (length - 1 - torch.arange(mask.shape[1], device=mask.device)).clamp(min=0)  # (B, L)
-                keys = hist + self.position(recency)
-            logits = (torch.tanh(self.key(keys)) * user[:, None, :]).sum(-1)  # (B, L)
-        logits = logits.masked_fill(~mask, float("-inf"))
+        logits = self.logits(user, hist, items, mask).masked_fill(~mask, float("-inf"))
         w = torch.softmax(logits, dim=1)
         return torch.nan_to_num(w, nan=0.0)
 
@@ -101,6 +81,61 @@ class Aggregator(nn.Module):
 
     def forward(self, user: torch.Tensor, hist: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.lam * user + (1 - self.lam) * self.pool(user, hist, items)
+
+
+class MeanPool(Aggregator):
+    """``mean``: the masked mean of the history."""
+
+    def logits(self, user, hist, items, mask):
+        return torch.zeros(mask.shape, device=hist.device)
+
+
+class UserAttention(Aggregator):
+    """``user_attention``: ``softmax_j(tanh(W_a h_j) · e_u)``."""
+
+    def __init__(self, dim: int, **kwargs) -> None:
+        super().__init__(dim, **kwargs)
+        self.key = nn.Linear(dim, dim)
+
+    def keys(self, hist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hist
+
+    def logits(self, user, hist, items, mask):
+        return (torch.tanh(self.key(self.keys(hist, mask))) * user[:, None, :]).sum(-1)  # (B, L)
+
+
+class PositionAttention(UserAttention):
+    """``position_attention``: user attention whose keys add an embedding of the recency."""
+
+    def __init__(self, dim: int, *, maxlen: int = 10, **kwargs) -> None:
+        super().__init__(dim, maxlen=maxlen, **kwargs)
+        self.position = nn.Embedding(maxlen, dim)
+
+    def keys(self, hist, mask):
+        length = mask.sum(1, keepdim=True)  # (B, 1)
+        recency = (length - 1 - torch.arange(mask.shape[1], device=mask.device)).clamp(min=0)  # (B, L)
+        return hist + self.position(recency)
+
+
+class ItemSimilarity(Aggregator):
+    """``item_similarity``: ``softmax_j(Σ_{k≠j} B[i_j, i_k])`` over EASE weights ``similarity``."""
+
+    needs_similarity = True
+
+    def __init__(self, dim: int, *, similarity: torch.Tensor | None = None, **kwargs) -> None:
+        super().__init__(dim, **kwargs)
+        if similarity is None:
+            raise UsageError("the item_similarity aggregator needs EASE weights (ease_weights)")
+        self.similarity = similarity  # sparse, not a parameter
+
+    def logits(self, user, hist, items, mask):
+        safe = items.clamp(min=0)
+        b, length = safe.shape
+        rows = safe[:, :, None].expand(b, length, length).reshape(-1)
+        cols = safe[:, None, :].expand(b, length, length).reshape(-1)
+        sim = _sparse_lookup(self.similarity, rows, cols).view(b, length, length)
+        sim = sim * mask[:, None, :] * mask[:, :, None]
+        return sim.sum(2) * 10.0  # EASE weights are small; [I] temperature 0.1
 
 
 def _sparse_lookup(matrix: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

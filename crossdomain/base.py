@@ -4,7 +4,9 @@ A model holds two domains (index 0 and 1) sharing users. ``item_tables()`` retur
 vectors (after any item encoder or GNN, computed once per step); ``user_vectors`` builds the target
 domain's user vector from the own-domain history (empty for a cold-start user) and the other domain's
 history; ``score`` compares user vectors with candidate items (``(B, C)``); ``loss`` is the training
-objective of one :class:`~mmrec.crossdomain.data.Batch`.
+objective of one :class:`~mmrec.crossdomain.data.Batch`. Each model is registered by name in
+:data:`~mmrec.crossdomain.registry.CDR_MODELS` and builds itself from a
+:class:`~mmrec.crossdomain.config.CDRConfig` and the data with ``from_config``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ class CDRModel(nn.Module):
     (``objective = "bce"``, UniCDR's) or the sampled softmax cross-entropy (``"softmax"``)."""
 
     objective = "bce"
+    default_aggregator = "mean"  # CDRConfig.aggregator when none is given
+
+    @classmethod
+    def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> "CDRModel":
+        """The model for ``config`` (a CDRConfig) and ``data`` (a CDRData); ``state``: tensors of a saved run."""
+        raise NotImplementedError
 
     def item_tables(self) -> list[torch.Tensor]:
         raise NotImplementedError

@@ -1,15 +1,10 @@
-"""Cross-domain interaction data: the ``user<TAB>item`` pair format, Parquet behaviour logs, histories,
-training batches.
+"""Cross-domain interaction data built from arrays: two domains sharing users, histories, training batches.
 
-The pair format (the public Amazon CDR data of CDRIB / UniCDR): one folder per domain side,
-``<a>_<b>/`` for domain ``a`` of the pair and ``<b>_<a>/`` for domain ``b``, each with ``train.txt`` and
-``valid.txt``; one ``user<TAB>item`` per line, integer ids from 0 per domain, user ids shared by the two
-domains. Users of a ``valid.txt`` are cold-start there: they have training interactions only in the
-other domain.
-
-The Parquet behaviour log (DESIGN.md): columns ``user_id, item_id, domain`` plus optional task label
-columns; :func:`load_log_pair` keeps the rows of the two named domains and maps raw ids to contiguous
-indices (the vocabularies are kept with the data and saved with a run).
+A :class:`CDRData` holds two :class:`Domain` s whose ``(user, item)`` index pairs are in interaction
+order, with one user index space. Files are read by :mod:`mmrec.pipelines.cdr_data` (the
+``user<TAB>item`` pair folders of the public Amazon CDR data, Parquet behaviour logs through
+:mod:`mmrec.logs`); :func:`log_pair` turns the columns of a log into a pair, mapping raw ids to
+contiguous indices (the vocabularies are kept with the data and saved with a run).
 
 Decisions ([I]): the txt files have no timestamps, so a user's sequence is the *file order* of that
 user's lines (FARM's Fourier transform needs an order); a history is the last ``maxlen`` items of that
@@ -19,16 +14,13 @@ of the target is masked (:func:`make_batch`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from mmrec.errors import InputError, UsageError
-from mmrec.io import open_parquet
-
-PAIRS = {"sport_cloth": ("sport", "cloth"), "game_video": ("game", "video")}
 
 
 @dataclass
@@ -51,8 +43,8 @@ class CDRData:
     domains: tuple[Domain, Domain]
     n_users: int
     tasks: tuple[str, ...] = ("interaction",)
-    user_vocab: list[str] | None = None
-    extra: dict = field(default_factory=dict)
+    user_vocab: list[str] | None = None  # raw user ids of a Parquet log, index -> raw id
+    item_content: tuple[np.ndarray, np.ndarray] | None = None  # per-domain (n_items, E) multimodal item vectors
 
     def domain_index(self, name: str) -> int:
         names = [d.name for d in self.domains]
@@ -60,94 +52,44 @@ class CDRData:
             raise UsageError(f"unknown domain {name!r}; this pair has {names}")
         return names.index(name)
 
-
-def read_pairs(path: str | Path) -> np.ndarray:
-    """Read a ``user<TAB>item`` file into an ``(n, 2)`` int64 array; an error names the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"pair file not found: {path}")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2:
-                raise InputError(f"{path}:{number}: expected 'user<TAB>item', got {line.strip()!r}", field="line")
-            try:
-                user, item = int(parts[0]), int(parts[1])
-            except ValueError:
-                raise InputError(f"{path}:{number}: ids must be integers, got {line.strip()!r}", field="id") from None
-            if user < 0 or item < 0:
-                raise InputError(f"{path}:{number}: ids must be >= 0, got {line.strip()!r}", field="id")
-            rows.append((user, item))
-    if not rows:
-        raise InputError(f"{path}: no interactions", field="line")
-    return np.asarray(rows, dtype=np.int64)
+    def raw_user_ids(self, users: np.ndarray) -> list[str]:
+        """The raw ids of user indices ``users``: the log's ids, or the integer ids of the pair files."""
+        return [self.user_vocab[u] for u in users] if self.user_vocab is not None else [str(u) for u in users]
 
 
-def _pair_folders(data: Path, pair: str) -> tuple[tuple[str, str], tuple[Path, Path]]:
-    names = PAIRS.get(pair)
-    parts = pair.split("_")
-    if names is None:
-        if len(parts) != 2 or not all(parts):
-            raise UsageError(f"pair must look like 'a_b' (e.g. {', '.join(PAIRS)}), got {pair!r}")
-        names = (parts[0], parts[1])
-    first, second = pair, "_".join(reversed(pair.split("_")))
-    folders = (data / first, data / second)
-    for folder in folders:
-        if not (folder / "train.txt").is_file():
-            raise UsageError(f"{folder}/train.txt not found (--data must hold the folders {first}/ and {second}/)")
-    return names, folders
+def _first_seen_vocab(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(vocabulary in first-seen order, index of each value)``."""
+    vocab, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return vocab[order], rank[inverse.reshape(-1)]
 
 
-def load_pair(data: str | Path, pair: str) -> CDRData:
-    """Load both domains of ``pair`` (``sport_cloth``: folders ``sport_cloth/`` and ``cloth_sport/``)."""
-    names, folders = _pair_folders(Path(data), pair)
-    domains = []
-    for name, folder in zip(names, folders):
-        train = read_pairs(folder / "train.txt")
-        valid = read_pairs(folder / "valid.txt") if (folder / "valid.txt").is_file() else None
-        n_items = int(max(train[:, 1].max(), -1 if valid is None else valid[:, 1].max())) + 1
-        domains.append(Domain(name=name, folder=folder.name, n_items=n_items, train=train, valid=valid))
-    n_users = int(max(max(d.train[:, 0].max(), -1 if d.valid is None else d.valid[:, 0].max()) for d in domains)) + 1
-    return CDRData(domains=(domains[0], domains[1]), n_users=n_users)
-
-
-def load_log_pair(log: str | Path, domains: tuple[str, str], *, tasks: tuple[str, ...] = ()) -> CDRData:
-    """Read a Parquet behaviour log (``user_id, item_id, domain`` + ``tasks`` label columns) as a pair.
+def log_pair(user_id: np.ndarray, item_id: np.ndarray, domain: np.ndarray, domains: tuple[str, str], *,
+             labels: np.ndarray | None = None, tasks: Sequence[str] = (), source: str = "log") -> CDRData:
+    """The pair of ``domains`` from behaviour-log columns (``(N,)`` raw ids and domain names, ``labels``
+    ``(N, T)`` for the ``tasks`` or None).
 
     Rows of other domains are dropped; raw ids become contiguous indices in first-seen order (users
     shared by the two domains, items per domain). With no ``tasks`` every row is one positive
     interaction; with tasks a row is kept when any label is > 0 and the labels feed the MMoE head.
+    ``source`` names the input in errors.
     """
-    path = Path(log)
-    table = open_parquet(path, "behaviour log").read()
-    missing = [c for c in ("user_id", "item_id", "domain", *tasks) if c not in table.column_names]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; have {table.column_names}", field=missing[0])
-    users_raw = np.asarray(table.column("user_id").to_pylist(), dtype=object).astype(str)
-    items_raw = np.asarray(table.column("item_id").to_pylist(), dtype=object).astype(str)
-    dom = np.asarray(table.column("domain").to_pylist(), dtype=object).astype(str)
-    labels = (np.stack([np.asarray(table.column(t).to_numpy(zero_copy_only=False), np.float32) for t in tasks], 1)
-              if tasks else np.ones((len(dom), 1), np.float32))
+    users_raw, items_raw = np.asarray(user_id).astype(str), np.asarray(item_id).astype(str)
+    dom = np.asarray(domain).astype(str)
+    labels = np.ones((len(dom), 1), np.float32) if labels is None else np.asarray(labels, np.float32)
     keep = np.isin(dom, list(domains)) & (labels > 0).any(1)
     if not keep.any():
-        raise InputError(f"{path}: no positive rows in domains {list(domains)}", field="domain")
+        raise InputError(f"{source}: no positive rows in domains {list(domains)}", field="domain")
     users_raw, items_raw, dom, labels = users_raw[keep], items_raw[keep], dom[keep], labels[keep]
-    user_vocab, first = np.unique(users_raw, return_index=True)
-    user_vocab = user_vocab[np.argsort(first)]
-    user_index = {u: i for i, u in enumerate(user_vocab)}
-    users = np.fromiter((user_index[u] for u in users_raw), np.int64, len(users_raw))
+    user_vocab, users = _first_seen_vocab(users_raw)
     out = []
     for name in domains:
         rows = dom == name
         if not rows.any():
-            raise InputError(f"{path}: no rows of domain {name!r}", field="domain")
-        vocab, first = np.unique(items_raw[rows], return_index=True)
-        vocab = vocab[np.argsort(first)]
-        item_index = {v: i for i, v in enumerate(vocab)}
-        items = np.fromiter((item_index[v] for v in items_raw[rows]), np.int64, int(rows.sum()))
+            raise InputError(f"{source}: no rows of domain {name!r}", field="domain")
+        vocab, items = _first_seen_vocab(items_raw[rows])
         out.append(Domain(name=name, folder=name, n_items=len(vocab), train=np.stack([users[rows], items], 1),
                           labels=labels[rows] if tasks else None, item_vocab=vocab.tolist()))
     return CDRData(domains=(out[0], out[1]), n_users=len(user_vocab), tasks=tuple(tasks) or ("interaction",),
@@ -168,6 +110,11 @@ def histories(pairs: np.ndarray, n_users: int, maxlen: int) -> np.ndarray:
     keep = col >= 0
     out[users[keep], col[keep]] = items[keep]
     return out
+
+
+def domain_histories(data: CDRData, maxlen: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`histories` of both domains' training pairs, as tensors."""
+    return tuple(torch.as_tensor(histories(d.train, data.n_users, maxlen)) for d in data.domains)
 
 
 def item_degrees(pairs: np.ndarray, n_items: int) -> np.ndarray:

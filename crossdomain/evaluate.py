@@ -4,6 +4,8 @@ For each held-out (user, item) of the target domain, 999 negatives are drawn uni
 from the target items the user never interacted with (in that domain's train and held-out files);
 the rank of the true item counts the negatives scoring ``>=`` it as ahead (ties are pessimistic).
 Metrics: MRR = mean 1/(rank+1); HR@k = P(rank < k); NDCG@k = mean 1/log2(rank+2) over rank < k.
+:class:`HeldoutEvaluator` fixes the candidates of each target domain's held-out pairs once and scores a
+model on them (every epoch of training, and again on a saved run).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from mmrec.crossdomain.data import CDRData
+from mmrec.errors import UsageError
 
 KS = (1, 5, 10)
 
@@ -65,3 +70,40 @@ def evaluate_scores(score_fn: Callable[[np.ndarray, np.ndarray], torch.Tensor], 
         users = heldout[start:start + batch, 0]
         out.append(ranks(score_fn(users, candidates[start:start + batch])))
     return metrics_from_ranks(np.concatenate(out))
+
+
+class HeldoutEvaluator:
+    """Fixed candidates for the held-out ``(user, item)`` pairs of each target domain (``targets``:
+    domain index -> ``(n, 2)`` array); calling it scores a model on them: ``{domain name: metrics}``.
+
+    ``hist``: both domains' training histories (:func:`~mmrec.crossdomain.data.domain_histories`).
+    """
+
+    def __init__(self, data: CDRData, hist: tuple[torch.Tensor, torch.Tensor], targets: dict[int, np.ndarray],
+                 seed: int) -> None:
+        self.data, self.hist, self.sets = data, hist, {}
+        for d, heldout in targets.items():
+            dom = data.domains[d]
+            if dom.n_items < 1000 + 100:
+                raise UsageError(f"domain {dom.name} has {dom.n_items} items; the protocol samples 999 negatives "
+                                 "per held-out item and needs at least 1,100")
+            seen = np.concatenate([dom.train, heldout])
+            self.sets[d] = (heldout, sample_candidates(heldout, seen, dom.n_items, seed=seed))
+
+    @torch.no_grad()
+    def __call__(self, model: torch.nn.Module) -> dict[str, dict[str, float]]:
+        was = model.training
+        model.eval()
+        tables = model.item_tables()
+        out = {}
+        for d, (heldout, candidates) in self.sets.items():
+            def score(users: np.ndarray, items: np.ndarray, d=d) -> torch.Tensor:
+                users = torch.as_tensor(users)
+                own, other = self.hist[d][users], self.hist[1 - d][users]
+                cold = (own < 0).all(1)
+                user = model.user_vectors(d, users, own, other, cold, tables)
+                return model.score(d, user, torch.as_tensor(items), tables)
+
+            out[self.data.domains[d].name] = evaluate_scores(score, heldout, candidates)
+        model.train(was)
+        return out

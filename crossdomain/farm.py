@@ -16,7 +16,7 @@
   [I] The paper's PLE multi-task head is not used: the Amazon pairs have one behaviour.
 A cold-start user has no own-domain token, so its vector comes from ``U[u]`` (trained in the other
 domain) and the aligned ``v_other``. ``user_features`` exposes the fused vectors as features for
-``mmrec.rankers`` (see ``export_user_features``).
+``mmrec.rankers`` (see ``mmrec.pipelines.cdr.export_user_features``, keyed by raw user id).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch import nn
 from mmrec.crossdomain.base import CDRModel, gather
 from mmrec.losses import info_nce
 from mmrec.crossdomain.data import Batch
-from mmrec.crossdomain.item_graph import ItemEncoder
+from mmrec.crossdomain.item_graph import ItemEncoder, item_encoder_inputs
 
 
 class FrequencyFilter(nn.Module):
@@ -71,6 +71,8 @@ class FrequencyFilter(nn.Module):
 class FARM(CDRModel):
     """Frequency-aware per-domain preferences, aligned across domains, fused by attention."""
 
+    default_aggregator = "mean"  # FARM pools with its own frequency module; the field is unused
+
     def __init__(self, n_users: int, n_items: tuple[int, int], *, features: dict, dim: int = 128,
                  dropout: float = 0.3, maxlen: int = 10, gnn_layers: int = 0, align_weight: float = 0.1,
                  temperature: float = 0.2) -> None:
@@ -89,6 +91,12 @@ class FARM(CDRModel):
         self.token_type = nn.Parameter(torch.zeros(3, dim))
         self.dropout = nn.Dropout(dropout)
         self.align_weight, self.temperature = align_weight, temperature
+
+    @classmethod
+    def from_config(cls, config, data, state=None) -> "FARM":
+        return cls(data.n_users, tuple(d.n_items for d in data.domains), features=item_encoder_inputs(config, data, state),
+                   dim=config.dim, dropout=config.dropout, maxlen=config.maxlen, gnn_layers=config.gnn_layers,
+                   align_weight=config.contrast_weight, temperature=config.temperature)
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return self.encoder.extra_tensors()

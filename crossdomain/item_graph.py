@@ -1,8 +1,9 @@
 """Item features and the item-item graph of UniCDR+ (arXiv 2409.04540, aspects 1 and 2).
 
 - Features ([I] on Amazon there is no content, so: id embedding + an embedding of the log2 training
-  degree bucket; plus a linear projection of multimodal item embeddings when a Parquet of them is
-  given, mmrec extract layout: ``key`` = ``"<domain>:<item id>"`` and a fixed-size-list vector column).
+  degree bucket; plus a linear projection of multimodal item embeddings when the data carries them,
+  ``CDRData.item_content``, read by :func:`mmrec.pipelines.cdr_data.read_item_embeddings` from the
+  mmrec extract layout: ``key`` = ``"<domain>:<item id>"`` and a fixed-size-list vector column).
 - Graph: items of both domains are nodes (domain 0 first); two items are linked when the same user
   interacted with both in training, weighted by the number of such users; each item keeps its
   ``topk`` heaviest partners and the graph is made undirected. [I] Cross-domain edges come from the
@@ -18,7 +19,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from mmrec.errors import InputError, UsageError
+from mmrec.errors import UsageError
 
 
 def degree_buckets(pairs: np.ndarray, n_items: int, *, buckets: int = 16) -> torch.Tensor:
@@ -58,45 +58,6 @@ def co_interaction_graph(train: tuple[np.ndarray, np.ndarray], n_items: tuple[in
     edges = np.concatenate([np.stack([src[top], dst[top]]), np.stack([dst[top], src[top]])], 1)
     edges = np.unique(edges, axis=1)
     return torch.as_tensor(edges, dtype=torch.int64)
-
-
-def read_item_embeddings(path: str | Path, names: tuple[str, str], n_items: tuple[int, int], *,
-                         column: str = "fused", vocab: tuple[list[str] | None, list[str] | None] = (None, None),
-                         ) -> list[torch.Tensor]:
-    """Per-domain ``(n_items, E)`` float32 tables from a Parquet of ``key`` + vector ``column``.
-
-    Keys are ``"<domain>:<item id>"`` (raw ids of a Parquet log); items without a row get zeros.
-    """
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"item embedding file not found: {path}")
-    table = pq.read_table(path)
-    for name in ("key", column):
-        if name not in table.column_names:
-            raise InputError(f"{path}: missing column {name!r}; have {table.column_names}", field=name)
-    keys = table.column("key").to_pylist()
-    try:
-        vectors = np.asarray(table.column(column).to_pylist(), dtype=np.float32)
-    except ValueError:
-        raise InputError(f"{path}: column {column!r} is not a fixed-size vector column", field=column) from None
-    if vectors.ndim != 2:
-        raise InputError(f"{path}: column {column!r} is not a fixed-size vector column", field=column)
-    out = [np.zeros((n, vectors.shape[1]), np.float32) for n in n_items]
-    index = [{(str(v) if voc is not None else str(i)): i for i, v in enumerate(voc or range(n))}
-             for voc, n in zip(vocab, n_items)]
-    found = 0
-    for key, vec in zip(keys, vectors):
-        domain, _, item = str(key).partition(":")
-        if domain in names:
-            d = names.index(domain)
-            if item in index[d]:
-                out[d][index[d][item]] = vec
-                found += 1
-    if not found:
-        raise InputError(f"{path}: no key matches '<domain>:<item>' for domains {list(names)}", field="key")
-    return [torch.as_tensor(t) for t in out]
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -191,8 +152,9 @@ def item_encoder_inputs(config, data, state: dict[str, torch.Tensor] | None = No
     content = None
     if state and "content.0" in state:
         content = (state["content.0"], state["content.1"])
+    elif data.item_content is not None:
+        content = tuple(torch.as_tensor(c, dtype=torch.float32) for c in data.item_content)
     elif config.item_emb:
-        content = tuple(read_item_embeddings(config.item_emb, tuple(d.name for d in data.domains), n_items,
-                                             column=config.emb_column,
-                                             vocab=tuple(d.item_vocab for d in data.domains)))
+        raise UsageError(f"item_emb={config.item_emb!r} but the data carries no item vectors; load it with "
+                         "mmrec.pipelines.cdr_data.load_data (which reads the embeddings) or set data.item_content")
     return {"degrees": degrees, "edge_index": edge_index, "content": content, "layers": config.gnn_layers}

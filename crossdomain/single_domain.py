@@ -15,12 +15,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmrec.crossdomain.aggregators import Aggregator
 from mmrec.crossdomain.base import CDRModel, gather
+from mmrec.crossdomain.registry import AGGREGATORS
 
 
 class SingleDomain(CDRModel):
     """Two independent single-domain models; ``other`` histories are accepted and ignored."""
+
+    default_aggregator = "mean"
 
     def __init__(self, n_users: int, n_items: tuple[int, int], *, dim: int = 128, aggregator: str = "mean",
                  lam: float = 0.5, dropout: float = 0.3, maxlen: int = 10) -> None:
@@ -29,9 +31,14 @@ class SingleDomain(CDRModel):
         self.users = nn.ModuleList(nn.Embedding(n_users, dim, sparse=True) for _ in n_items)
         for emb in [*self.items, *self.users]:
             nn.init.normal_(emb.weight, std=0.1)
-        self.agg = nn.ModuleList(Aggregator(aggregator, dim, lam=lam, maxlen=maxlen) for _ in n_items)
+        self.agg = nn.ModuleList(AGGREGATORS.build(aggregator, dim, lam=lam, maxlen=maxlen) for _ in n_items)
         self.global_user = nn.Parameter(torch.zeros(2, dim))
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, config, data, state=None) -> "SingleDomain":
+        return cls(data.n_users, tuple(d.n_items for d in data.domains), dim=config.dim, aggregator=config.aggregator,
+                   lam=config.lam, dropout=config.dropout, maxlen=config.maxlen)
 
     def item_tables(self) -> list[torch.Tensor]:
         return [emb.weight for emb in self.items]

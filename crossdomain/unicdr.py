@@ -10,7 +10,7 @@ user embedding ``U_s``. For a sample of user u in domain d:
 
 Interaction masking drops 10 % of each history and the target item (data.make_batch). Loss
 ``0.4·L_rec + 0.6·critic`` with ``L_rec`` UniCDR's BCE over the positive and the sampled negatives, or
-([I], ``objective="softmax"``, the default of :class:`~mmrec.crossdomain.train.CDRConfig`, chosen on valid)
+([I], ``objective="softmax"``, the default of :class:`~mmrec.crossdomain.config.CDRConfig`, chosen on valid)
 the sampled softmax over the same candidates; the critic is a per-domain bilinear discriminator ``σ(specᵀ M_d shared)``
 (DGI / JSD mutual-information estimate) scoring (specific_u, shared_u) of the same user against
 shared vectors of other users of the batch.
@@ -26,13 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmrec.crossdomain.aggregators import Aggregator
+from mmrec.crossdomain.aggregators import ease_weights
 from mmrec.crossdomain.base import CDRModel, gather
 from mmrec.crossdomain.data import Batch
+from mmrec.crossdomain.registry import AGGREGATORS
 
 
 class UniCDR(CDRModel):
     """UniCDR for two domains of ``n_items`` items each and ``n_users`` shared users."""
+
+    default_aggregator = "user_attention"
 
     def __init__(self, n_users: int, n_items: tuple[int, int], *, dim: int = 128, aggregator: str = "user_attention",
                  lam: float = 0.5, dropout: float = 0.3, critic_weight: float = 0.6, maxlen: int = 10,
@@ -46,11 +49,20 @@ class UniCDR(CDRModel):
             nn.init.normal_(emb.weight, std=0.1)
         # agg_specific[d] pools domain-d items; agg_shared[d] pools domain-d items into the shared space
         self.agg_specific = nn.ModuleList(
-            Aggregator(aggregator, dim, lam=lam, maxlen=maxlen, similarity=similarity[d]) for d in range(2))
+            AGGREGATORS.build(aggregator, dim, lam=lam, maxlen=maxlen, similarity=similarity[d]) for d in range(2))
         self.agg_shared = nn.ModuleList(
-            Aggregator(aggregator, dim, lam=lam, maxlen=maxlen, similarity=similarity[d]) for d in range(2))
+            AGGREGATORS.build(aggregator, dim, lam=lam, maxlen=maxlen, similarity=similarity[d]) for d in range(2))
         self.critic = nn.ModuleList(nn.Bilinear(dim, dim, 1) for _ in range(2))
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, config, data, state=None) -> "UniCDR":
+        similarity = (None, None)
+        if AGGREGATORS.get(config.aggregator).needs_similarity:
+            similarity = tuple(ease_weights(d.train, d.n_items, max_items=config.ease_items) for d in data.domains)
+        return cls(data.n_users, tuple(d.n_items for d in data.domains), dim=config.dim, aggregator=config.aggregator,
+                   lam=config.lam, dropout=config.dropout, critic_weight=config.critic_weight, maxlen=config.maxlen,
+                   similarity=similarity)
 
     def item_tables(self) -> list[torch.Tensor]:
         return [emb.weight for emb in self.items]

@@ -33,11 +33,6 @@ from mmrec.crossdomain.item_graph import ItemEncoder, item_encoder_inputs
 from mmrec.crossdomain.unicdr import UniCDR
 
 
-def item_features(config, data, state=None) -> dict:
-    """Inputs of the item encoder (degrees, graph, content) for a config and data set."""
-    return item_encoder_inputs(config, data, state)
-
-
 class MMoEHead(nn.Module):
     """``experts`` MLP experts over ``x`` ``(..., D)``, one softmax gate and one linear tower per task."""
 
@@ -61,6 +56,8 @@ class MMoEHead(nn.Module):
 class UniCDRPlus(UniCDR):
     """UniCDR + item encoder/GNN + sequence aggregator + hard/soft contrast + MMoE head."""
 
+    default_aggregator = "position_attention"
+
     def __init__(self, n_users: int, n_items: tuple[int, int], *, features: dict, dim: int = 128,
                  aggregator: str = "position_attention", lam: float = 0.5, dropout: float = 0.3,
                  critic_weight: float = 0.6, maxlen: int = 10, gnn_layers: int = 2, contrast_weight: float = 0.1,
@@ -72,6 +69,14 @@ class UniCDRPlus(UniCDR):
                                    layers=gnn_layers, content=features["content"])
         self.head = MMoEHead(dim, experts=experts, tasks=tasks)
         self.contrast_weight, self.soft_weight, self.temperature = contrast_weight, soft_weight, temperature
+
+    @classmethod
+    def from_config(cls, config, data, state=None) -> "UniCDRPlus":
+        return cls(data.n_users, tuple(d.n_items for d in data.domains), features=item_encoder_inputs(config, data, state),
+                   dim=config.dim, aggregator=config.aggregator, lam=config.lam, dropout=config.dropout,
+                   critic_weight=config.critic_weight, maxlen=config.maxlen, gnn_layers=config.gnn_layers,
+                   contrast_weight=config.contrast_weight, soft_weight=config.soft_weight,
+                   temperature=config.temperature, experts=config.experts, tasks=len(data.tasks))
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return self.encoder.extra_tensors()

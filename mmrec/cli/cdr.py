@@ -1,64 +1,87 @@
-"""`mmrec cdr train|evaluate`: cross-domain models."""
+"""`mmrec cdr train|evaluate|export`: cross-domain models (options from the job dataclasses of
+:mod:`mmrec.pipelines.cdr` and :class:`mmrec.crossdomain.config.CDRConfig`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+
+from mmrec.cli._args import add_config_arguments, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mmrec.crossdomain.config import CDRConfig
+    from mmrec.crossdomain.registry import CDR_MODELS
+    from mmrec.pipelines.cdr import CDREvaluateJob, CDRExportJob, CDRTrainJob
+
     cdr = sub.add_parser(
         "cdr",
         help="cross-domain cold-start models (UniCDR, UniCDR+, FARM, single-domain) on user<TAB>item pair data",
         description="Train cross-domain user models on both domains of a pair (folders a_b/ and b_a/ with "
-        "train.txt, valid.txt) and rank each held-out item of the cold-start users among 999 sampled negatives "
-        "(MRR, NDCG@5/10, HR@1/5/10).",
+        "train.txt, valid.txt, or a Parquet behaviour log) and rank each held-out item of the cold-start users "
+        "among 999 sampled negatives (MRR, NDCG@5/10, HR@1/5/10).",
     )
     csub = cdr.add_subparsers(dest="cdr_command", metavar="ACTION", required=True)
     p = csub.add_parser("train", help="train on a pair and evaluate on the valid.txt of both domains (or --target)",
                         description="Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the "
                         "best epoch (mean NDCG@10 of the targets); write config.json, data.json, model.safetensors, "
                         "metrics.json to --out.")
-    p.add_argument("--data", required=True, help="folder holding the pair's two folders (e.g. amazon-cdr/), or a Parquet log")
-    p.add_argument("--pair", required=True, help="sport_cloth, game_video, or any a_b with folders a_b/ and b_a/")
-    p.add_argument("--model", required=True, choices=("single-domain", "unicdr", "unicdr+", "farm"))
-    p.add_argument("--out", default=None, help="run folder to write")
-    p.add_argument("--target", action="append", default=[], help="domain name to evaluate (repeatable; default both)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on valid NDCG@10)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
-    p.add_argument("--item-emb", default=None, help="Parquet of item embeddings (key '<domain>:<item>' + vector) for unicdr+/farm")
-    p.add_argument("--emb-column", default=None, help="vector column of --item-emb (default fused)")
-    p.add_argument("--tasks", nargs="+", default=None, help="label columns of a Parquet log (MMoE head tasks)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any CDRConfig field")
+    add_config_arguments(p, CDRTrainJob, required=("data", "pair"))
+    model_help = dataclasses.fields(CDRConfig)[0].metadata["help"]
+    p.add_argument("--model", required=True, choices=CDR_MODELS.names(), help=model_help)
+    add_config_arguments(p.add_argument_group("model and training (CDRConfig)"), CDRConfig, exclude=("model",))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any CDRConfig field (value parsed as JSON when it parses)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(_run=_train)
+
     p = csub.add_parser("evaluate", help="evaluate a trained run on a user<TAB>item file of one domain",
                         description="Rank each (user, item) of FILE among 999 sampled negatives with a saved run.")
-    p.add_argument("--run", required=True, help="run folder written by mmrec cdr train")
-    p.add_argument("--test", required=True, help="user<TAB>item file (same id spaces as the run's data)")
-    p.add_argument("--target", default=None, help="domain of FILE (default: from its folder name)")
+    add_config_arguments(p, CDREvaluateJob, required=("run", "test"))
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(_run=_evaluate)
 
-    cdr.set_defaults(_run=_cdr)
+    p = csub.add_parser("export", help="write a run's target-domain user vectors keyed by raw user id",
+                        description="Write every user's target-domain vector (cold-start users included) to OUT in "
+                        "the extract layout (key = raw user id, fused = vector), a user-side feature for mmrec rank.")
+    add_config_arguments(p, CDRExportJob, required=("run", "out", "target"))
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(_run=_export)
 
 
-def _cdr(args: argparse.Namespace) -> int:
-    from mmrec.crossdomain import evaluate_run, format_table, train_cdr
+def _train(args: argparse.Namespace) -> int:
+    from mmrec.crossdomain.config import CDRConfig
+    from mmrec.pipelines.cdr import CDRTrainJob, apply_overrides, format_table, train_cdr
 
-    if args.cdr_command == "evaluate":
-        result = evaluate_run(args.run, args.test, target=args.target)
-        print(json.dumps(result, indent=2) if args.json else format_table([(result["target"], result["metrics"])]))
-        return 0
-    from mmrec.crossdomain import config_from_args
-
-    config = config_from_args(args.model, seed=args.seed, epochs=args.epochs, threads=args.threads,
-                              item_emb=args.item_emb, emb_column=args.emb_column, tasks=args.tasks, overrides=args.set)
-    report = train_cdr(args.data, args.pair, out=args.out, config=config, targets=tuple(args.target),
-                       progress=not args.json)
+    job = config_from_args(args, CDRTrainJob, what="cdr train")
+    config = apply_overrides(config_from_args(args, CDRConfig, what="cdr"), args.set)
+    report = train_cdr(job.data, job.pair, out=job.out, config=config, targets=job.target, progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{report['model']} on {report['pair']}: best epoch {report['best_epoch']} of {report['epochs_run']}, "
-              f"{report['seconds']:.0f} s" + (f" -> {args.out}" if args.out else ""))
+              f"{report['seconds']:.0f} s" + (f" -> {job.out}" if job.out else ""))
         print(format_table(list(report["metrics"].items())))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.cdr import CDREvaluateJob, evaluate_run, format_table
+
+    job = config_from_args(args, CDREvaluateJob, what="cdr evaluate")
+    result = evaluate_run(job.run, job.test, target=job.target, seed=job.seed)
+    print(json.dumps(result, indent=2) if args.json else format_table([(result["target"], result["metrics"])]))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.cdr import CDRExportJob, export_user_features
+
+    job = config_from_args(args, CDRExportJob, what="cdr export")
+    manifest = export_user_features(job.run, job.out, target=job.target, batch=job.batch)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    else:
+        print(f"{manifest['users']} {job.target} user vectors (dim {manifest['dim']}) keyed by user id -> {job.out}")
     return 0

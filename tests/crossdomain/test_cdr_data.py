@@ -5,8 +5,9 @@ import pytest
 import torch
 from cdr_synth import write_pair
 
-from mmrec.crossdomain import histories, load_log_pair, load_pair, make_batch, read_pairs
+from mmrec.crossdomain import histories, log_pair, make_batch
 from mmrec.errors import InputError, UsageError
+from mmrec.pipelines.cdr_data import load_log_pair, load_pair, read_pairs
 
 
 def test_read_pairs_rejects_bad_lines(tmp_path):
@@ -68,3 +69,17 @@ def test_load_log_pair_maps_raw_ids_and_tasks(tmp_path):
     assert video.labels.tolist() == [[1, 0], [1, 1]]
     with pytest.raises(InputError, match="missing column"):
         load_log_pair(log, ("video", "live"), tasks=("gift",))
+    with pytest.raises(InputError, match="'like'.*0/1"):  # labels are schema-checked by mmrec.logs
+        pq.write_table(pa.table({"user_id": ["u1"], "item_id": ["x"], "domain": ["video"], "like": [3]}), log)
+        load_log_pair(log, ("video", "live"), tasks=("like",))
+
+
+def test_log_pair_from_integer_ids_keeps_first_seen_order():
+    data = log_pair(np.array([7, 3, 7, 9]), np.array([5, 5, 2, 1]), np.array(["a", "b", "b", "a"]), ("a", "b"))
+    a, b = data.domains
+    assert data.user_vocab == ["7", "3", "9"] and data.tasks == ("interaction",)
+    assert a.item_vocab == ["5", "1"] and a.train.tolist() == [[0, 0], [2, 1]]
+    assert b.item_vocab == ["5", "2"] and b.train.tolist() == [[1, 0], [0, 1]] and b.labels is None
+    assert data.raw_user_ids(np.array([2, 0])) == ["9", "7"]
+    with pytest.raises(InputError, match="no rows of domain 'c'"):
+        log_pair(np.array([1]), np.array([1]), np.array(["a"]), ("a", "c"))

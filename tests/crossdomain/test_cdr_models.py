@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -7,7 +9,7 @@ from cdr_synth import write_pair
 
 from mmrec.crossdomain import (
     AGGREGATORS,
-    Aggregator,
+    CDR_MODELS,
     CDRConfig,
     FrequencyFilter,
     MMoEHead,
@@ -15,11 +17,10 @@ from mmrec.crossdomain import (
     co_interaction_graph,
     ease_weights,
     histories,
-    load_pair,
     make_batch,
-    read_item_embeddings,
 )
-from mmrec.errors import InputError
+from mmrec.errors import MMRecError, UsageError
+from mmrec.pipelines.cdr_data import load_pair, read_item_embeddings
 
 TINY = dict(dim=16, maxlen=6, gnn_topk=4, ease_items=200)
 
@@ -38,13 +39,13 @@ def _batch(data, domain=0, maxlen=6, cold=0.0):
                       interaction_mask=0.1, domain_mask=cold, generator=torch.Generator().manual_seed(0)), hist
 
 
-@pytest.mark.parametrize("kind", AGGREGATORS)
+@pytest.mark.parametrize("kind", AGGREGATORS.names())
 def test_aggregators_ignore_padding_and_pool_nothing_from_an_empty_history(kind):
     torch.manual_seed(0)
     n_items, dim = 20, 8
     pairs = np.array([[u, (u + k) % n_items] for u in range(30) for k in range(4)])
     sim = ease_weights(pairs, n_items, max_items=n_items) if kind == "item_similarity" else None
-    agg = Aggregator(kind, dim, maxlen=5, similarity=sim)
+    agg = AGGREGATORS.build(kind, dim, maxlen=5, similarity=sim)
     table = torch.randn(n_items, dim)
     user = torch.randn(3, dim)
     items = torch.tensor([[1, 2, 3, -1, -1], [4, -1, -1, -1, -1], [-1, -1, -1, -1, -1]])
@@ -136,15 +137,18 @@ def test_item_embeddings_feed_the_item_encoder(tiny, tmp_path):
     path = tmp_path / "emb.parquet"
     pq.write_table(pa.table({"key": keys, "fused": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), 12)}), path)
     tables = read_item_embeddings(path, ("aa", "bb"), (tiny.domains[0].n_items, tiny.domains[1].n_items))
-    assert np.allclose(tables[0][:200].numpy(), vec[:200]) and tables[0][200:].abs().sum() == 0
-    assert np.allclose(tables[1][:100].numpy(), vec[200:300])
-    net = build_model(CDRConfig(model="unicdr+", item_emb=str(path), **TINY), tiny)
+    assert np.allclose(tables[0][:200], vec[:200]) and np.abs(tables[0][200:]).sum() == 0
+    assert np.allclose(tables[1][:100], vec[200:300])
+    with pytest.raises(UsageError, match="carries no item vectors"):  # the library reads no files
+        build_model(CDRConfig(model="unicdr+", item_emb=str(path), **TINY), tiny)
+    net = build_model(CDRConfig(model="unicdr+", item_emb=str(path), **TINY),
+                      dataclasses.replace(tiny, item_content=tuple(tables)))
     assert net.encoder.content.in_features == 12
     base = net.item_tables()[0].detach().clone()
     with torch.no_grad():
         net.encoder.content.weight.mul_(2.0)
     assert not torch.allclose(net.item_tables()[0], base)
-    with pytest.raises(InputError, match="missing column"):
+    with pytest.raises(MMRecError, match="no column 'image'"):
         read_item_embeddings(path, ("aa", "bb"), (10, 10), column="image")
 
 
@@ -170,3 +174,20 @@ def test_the_target_item_never_reaches_the_user_vector(tiny, model):
     moved[0][batch.own[warm][batch.own[warm] >= 0][0]] += 5.0
     after = net.user_vectors(0, batch.users, batch.own, batch.other, batch.cold, moved)
     assert not torch.allclose(before[warm], after[warm], atol=1e-6)
+
+
+def test_models_and_aggregators_dispatch_through_the_registries(tiny):
+    assert CDR_MODELS.names() == ["farm", "single-domain", "unicdr", "unicdr+"]
+    assert AGGREGATORS.names() == ["item_similarity", "mean", "position_attention", "user_attention"]
+    for name in CDR_MODELS.names():
+        net = build_model(CDRConfig(model=name, **TINY), tiny)
+        assert type(net) is CDR_MODELS.get(name)
+    # each model's default aggregator, and an explicit one reaching the model's aggregators
+    assert [CDRConfig(model=m).aggregator for m in ("single-domain", "unicdr", "unicdr+", "farm")] == \
+        ["mean", "user_attention", "position_attention", "mean"]
+    net = build_model(CDRConfig(model="unicdr", aggregator="item_similarity", **TINY), tiny)
+    assert type(net.agg_specific[0]) is AGGREGATORS.get("item_similarity") and net.agg_specific[0].similarity is not None
+    with pytest.raises(UsageError, match=r"unknown cross-domain model 'bert4rec'; known: farm, single-domain, unicdr, unicdr\+"):
+        CDRConfig(model="bert4rec")
+    with pytest.raises(UsageError, match="unknown aggregator 'max'; known: item_similarity, mean"):
+        CDRConfig(aggregator="max")

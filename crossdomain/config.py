@@ -1,0 +1,69 @@
+"""Settings of a cross-domain model and its training: :class:`CDRConfig` (one YAML / dict / CLI
+mapping onto it through :func:`mmrec.config.build_config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmrec.crossdomain.registry import AGGREGATORS, CDR_MODELS
+from mmrec.errors import UsageError
+
+
+@dataclass
+class CDRConfig:
+    """Training settings. UniCDR's are kept (batch 1024, 10 negatives, maxlen 10, dropout 0.3, λ 0.5,
+    10 % interaction masking, 0.6 critic weight) except, to fit the CPU budget (3 epochs, 1 thread), dim 64
+    instead of 128, Adam 5e-3 instead of 1e-3 and the sampled softmax instead of the BCE (chosen on
+    valid.txt; the same for every model)."""
+
+    model: str = field(default="unicdr", metadata={"help": "cross-domain model (registry CDR_MODELS)"})
+    dim: int = field(default=64, metadata={"help": "embedding size"})
+    lr: float = field(default=5e-3, metadata={"help": "Adam / SparseAdam learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay of the dense parameters"})
+    batch_size: int = field(default=1024, metadata={"help": "interactions per batch (one domain per batch)"})
+    negatives: int = field(default=10, metadata={"help": "uniform negatives per positive"})
+    maxlen: int = field(default=10, metadata={"help": "history length (last items in file order)"})
+    dropout: float = field(default=0.3, metadata={"help": "dropout on the user vector"})
+    lam: float = field(default=0.5, metadata={"help": "aggregator mix: λ·user + (1 − λ)·pooled history"})
+    aggregator: str = field(default="", metadata={
+        "help": "history aggregator: mean, user_attention, item_similarity, position_attention"
+                "; empty = the model's default"})
+    interaction_mask: float = field(default=0.1, metadata={"help": "share of history items dropped per sample"})
+    domain_mask: float = field(default=0.5, metadata={"help": "share of samples trained as cold start"})
+    critic_weight: float = field(default=0.6, metadata={"help": "weight of UniCDR's mutual-information critic"})
+    objective: str = field(default="softmax", metadata={
+        "help": "bce (UniCDR's) or softmax (sampled softmax over 1 + negatives)", "choices": ("bce", "softmax")})
+    epochs: int = field(default=3, metadata={"help": "maximum epochs (early stopping on valid NDCG@10)"})
+    patience: int = field(default=1, metadata={"help": "epochs without a better valid NDCG@10 before stopping"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation, batching and negatives"})
+    eval_seed: int = field(default=0, metadata={"help": "seed of the 999 evaluation negatives"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads while training (restored after)"})
+    max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes"})
+    ease_items: int = field(default=4000, metadata={"help": "items the EASE weights of item_similarity are solved on"})
+    # UniCDR+ and FARM
+    gnn_layers: int = field(default=1, metadata={"help": "LightGCN layers over the item graph (unicdr+, farm)"})
+    gnn_topk: int = field(default=10, metadata={"help": "partners kept per item in the co-interaction graph"})
+    gnn_cross: bool = field(default=True, metadata={"help": "link items across the two domains in the graph"})
+    contrast_weight: float = field(default=0.1, metadata={"help": "weight of the contrast (unicdr+) / align (farm) loss"})
+    soft_weight: float = field(default=0.5, metadata={"help": "share of the soft InfoNCE in the unicdr+ contrast"})
+    temperature: float = field(default=0.2, metadata={"help": "InfoNCE temperature"})
+    experts: int = field(default=2, metadata={"help": "MMoE experts of the unicdr+ head"})
+    tasks: tuple[str, ...] = field(default=(), metadata={"help": "label columns of a Parquet log (MMoE head tasks)"})
+    item_emb: str = field(default="", metadata={
+        "help": "item embeddings (file or extract folder, key '<domain>:<item>') for unicdr+ / farm"})
+    emb_column: str = field(default="fused", metadata={"help": "vector column of --item-emb"})
+
+    def __post_init__(self) -> None:
+        model = CDR_MODELS.get(self.model)  # an unknown name lists the known ones
+        for name in ("dim", "batch_size", "negatives", "maxlen", "epochs", "patience", "threads", "gnn_topk", "experts"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("dropout", "lam", "interaction_mask", "domain_mask", "critic_weight", "soft_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.objective not in ("bce", "softmax"):
+            raise UsageError(f"objective must be 'bce' or 'softmax', got {self.objective!r}")
+        self.tasks = tuple(self.tasks)
+        self.aggregator = self.aggregator or model.default_aggregator
+        if self.aggregator not in AGGREGATORS:
+            AGGREGATORS.get(self.aggregator)
