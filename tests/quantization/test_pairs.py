@@ -6,7 +6,8 @@ import pytest
 from quant_data import write_log
 
 from mmrec.errors import InputError, UsageError
-from mmrec.quantization.pairs import PairConfig, mine_pairs, swing_pairs, user2item_pairs
+from mmrec.pipelines.align import write_pairs
+from mmrec.quantization.pairs import PairConfig, swing_pairs, user2item_pairs
 
 KEYS = [f"item-{i:06d}" for i in range(6)]
 ROWS = {k: i for i, k in enumerate(KEYS)}
@@ -96,7 +97,7 @@ def test_mine_pairs_writes_both_sources(tmp_path):
     log = tmp_path / "log.parquet"
     write_log(log, [(u, i, 1) for u in range(4) for i in (0, 1, 2, 9)])  # item 9 has no embedding
     vectors = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    counts = mine_pairs(log, KEYS, vectors, tmp_path / "pairs.parquet")
+    counts = write_pairs(log, KEYS, vectors, tmp_path / "pairs.parquet")
     table = pq.read_table(tmp_path / "pairs.parquet")
     assert table.column_names == ["left", "right", "source", "score"]
     assert set(table.column("source").to_pylist()) == {"user2item", "swing"}
@@ -107,14 +108,14 @@ def test_mine_pairs_writes_both_sources(tmp_path):
 def test_bad_logs_and_configs(tmp_path):
     vectors = np.eye(6, dtype=np.float32)
     with pytest.raises(UsageError, match="not found"):
-        mine_pairs(tmp_path / "nope.parquet", KEYS, vectors, tmp_path / "p.parquet")
+        write_pairs(tmp_path / "nope.parquet", KEYS, vectors, tmp_path / "p.parquet")
     log = tmp_path / "log.parquet"
     write_log(log, [(1, 0, 1), (1, 1, 1)])
     with pytest.raises(InputError, match=r"missing column\(s\) \['like'\]"):
-        mine_pairs(log, KEYS, vectors, tmp_path / "p.parquet", PairConfig(positive=("like",)))
+        write_pairs(log, KEYS, vectors, tmp_path / "p.parquet", PairConfig(positive=("like",)))
     write_log(log, [(1, 0, 0), (1, 1, 0)])
     with pytest.raises(InputError, match="no pairs mined"):
-        mine_pairs(log, KEYS, vectors, tmp_path / "p.parquet")
+        write_pairs(log, KEYS, vectors, tmp_path / "p.parquet")
     with pytest.raises(UsageError, match="pair sources"):
         PairConfig(sources=("cooc",))
     with pytest.raises(UsageError, match="window must be >= 1"):
