@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from mmrec.pipelines.shards import (
     shard_name,
 )
 
+from mmrec.config import build_config, replace_config
 from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
@@ -49,22 +50,26 @@ MODALITIES = ("image", "text", "audio")
 
 @dataclass
 class ExtractConfig:
-    """What to extract; ``None`` for an encoder spec leaves that modality out."""
+    """What to extract; ``None`` (``none`` on the command line) for an encoder spec leaves that modality out."""
 
-    image: str | None = "open_clip:ViT-B-32"
-    text: str | None = DEFAULT_TEXT
-    audio: str | None = None
-    weights: dict[str, str] = field(default_factory=dict)  # modality -> local checkpoint
-    fuse: str = "concat"
-    fusion_weights: str | None = None  # trained fuser weights (fuse "mfq")
-    batch_size: int = 64
-    num_workers: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (Encoder.for_inference)
-    compile: bool = False  # torch.compile the encoders' forward (pays off on long jobs)
-    shard_id: int | None = None
-    num_shards: int | None = None
-    overwrite: bool = False
+    image: str | None = field(default="open_clip:ViT-B-32", metadata={"help": "image encoder spec, or none", "metavar": "SPEC"})
+    text: str | None = field(default=DEFAULT_TEXT, metadata={"help": "text encoder spec, or none", "metavar": "SPEC"})
+    audio: str | None = field(default=None, metadata={"help": "speech encoder spec, or none", "metavar": "SPEC"})
+    weights: dict[str, str] = field(default_factory=dict)  # modality -> local checkpoint (--image-weights ...)
+    fuse: str = field(default="concat", metadata={"help": "fusion of the modality vectors: concat, mean, mfq or none"})
+    fusion_weights: str | None = field(default=None, metadata={
+        "help": "trained fuser weights (a safetensors file from MFQ training; --fuse mfq)", "metavar": "PATH"})
+    batch_size: int = field(default=64, metadata={"help": "samples per batch"})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader workers decoding shards"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    precision: str = field(default="auto", metadata={
+        "choices": PRECISIONS, "help": "auto = autocast on CUDA, float32 on CPU; bf16 on CPU = bfloat16 weights "
+        "(faster on CPUs with AVX512-BF16/AMX; vectors agree to cosine ~0.9999); fp16 = CUDA only"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the encoders: a one-off compile of tens of seconds, then faster batches (long jobs)"})
+    shard_id: int | None = field(default=None, metadata={"help": "this process's part, without a launcher"})
+    num_shards: int | None = field(default=None, metadata={"help": "number of parts, without a launcher"})
+    overwrite: bool = field(default=False, metadata={"help": "redo shards whose output exists"})
 
     def __post_init__(self) -> None:
         if not any((self.image, self.text, self.audio)):
@@ -245,7 +250,7 @@ def extract(input: str | list[str], out: str | Path, config: ExtractConfig | Non
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    config = ExtractConfig(**{**(asdict(config) if config else {}), **overrides})
+    config = replace_config(build_config(ExtractConfig, config, "extract config"), "extract config", **overrides)
     shards = expand_shards(input)
     rank, world = _rank_and_world(config)
     out = Path(out)

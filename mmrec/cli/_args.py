@@ -89,6 +89,8 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
             kwargs["type"] = _sequence(item if item in (int, float, str) else str)
         elif hint in (int, float, str):
             kwargs["type"] = hint
+            if hint is not str:
+                kwargs.setdefault("metavar", "N" if hint is int else "X")
         parser.add_argument(flag, help=text.replace("%", "%%"), **kwargs)
 
 
