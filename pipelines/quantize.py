@@ -37,9 +37,9 @@ class QuantizeJob:
 
     method: str = field(default="rq-kmeans", metadata={"help": "quantizer: rq-kmeans, balanced, vq or rq-vae"})
     column: str = field(default="fused", metadata={"help": "vector column to quantize"})
-    levels: int | None = field(default=None, metadata={"help": "code levels; for vq the K nearest items (default: the method's)"})
+    levels: int | None = field(default=None, metadata={"help": "code levels (for vq: the K nearest items); none keeps the method's"})
     codebook_size: int | None = field(default=None, metadata={
-        "help": "codes per level; for vq the bank size (default: the method's)"})
+        "help": "codes per level (for vq: the bank size); none keeps the method's"})
     dedup: str | None = field(default=None, metadata={
         "help": "resolve collisions: suffix (a counter column) or level (a collision-aware extra level)",
         "choices": DEDUP_METHODS})

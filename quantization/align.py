@@ -51,7 +51,7 @@ class AlignConfig:
     """Training of the alignment tower. ``out_dim=None`` keeps the input width."""
 
     head: str = field(default="linear", metadata={"help": "head over cached embeddings: linear or mlp"})
-    out_dim: int | None = field(default=None, metadata={"help": "width of the aligned vectors (default: the input's)"})
+    out_dim: int | None = field(default=None, metadata={"help": "width of the aligned vectors; none keeps the input's"})
     hidden: int = field(default=512, metadata={"help": "hidden width of the mlp head"})
     epochs: int = field(default=20, metadata={"help": "passes over the training pairs"})
     batch_size: int = field(default=256, metadata={"help": "pairs per step (in-batch negatives)"})

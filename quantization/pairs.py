@@ -43,8 +43,8 @@ Log = str | Path | list | pa.Table  # what mmrec.logs.iter_log reads
 class PairConfig:
     """How pairs are mined; the memory bounds are the ``max_*``, ``window`` and ``top_n`` fields."""
 
-    sources: tuple[str, ...] = field(default=PAIR_SOURCES, metadata={"help": "pair sources: user2item, swing or both"})
-    positive: tuple[str, ...] = field(default=("click",), metadata={"help": "label columns that make a log row positive (any > 0)"})
+    sources: tuple[str, ...] = field(default=PAIR_SOURCES, metadata={"help": "pair sources: user2item, swing or both", "metavar": "NAMES"})
+    positive: tuple[str, ...] = field(default=("click",), metadata={"help": "label columns that make a log row positive (any > 0)", "metavar": "LABELS"})
     item_key: str = field(default="item-{:06d}", metadata={"help": "format of an embedding key from the log's item_id", "metavar": "FORMAT"})
     batch_rows: int = field(default=65536, metadata={"help": "log rows read at a time"})
     window: int = field(default=50, metadata={"help": "User2Item: latest positives of the user searched for the trigger"})

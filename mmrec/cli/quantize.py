@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p, AlignJob, exclude=_ALIGN_NESTED)
     add_config_arguments(p.add_argument_group("training (AlignConfig)"), AlignConfig)
     add_config_arguments(p.add_argument_group("pair mining (PairConfig; seeded by --seed)"), PairConfig, exclude=("seed",))
-    add_config_arguments(p.add_argument_group("slow path: what of the encoders learns (TrainableConfig)"),
+    add_config_arguments(p.add_argument_group("slow path (--input): what of the encoders learns (TrainableConfig)"),
                          TrainableConfig, dest_prefix="trainable_")
     p.set_defaults(_run=_align)
 
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="quantize item embeddings into codes: RQ-Kmeans, balanced, VQ or RQ-VAE (QARM, OneRec)",
         description="Fit a quantizer on one vector column of an embeddings folder and write "
         "codebook.safetensors, codes.parquet (key, c1..cL), report.json (per-level usage and entropy, "
-        "%% unique ids, collision rate, relative reconstruction error) and usage.png.",
+        "% unique ids, collision rate, relative reconstruction error) and usage.png.",
     )
     p.add_argument("--emb", required=True, help="embeddings folder (`mmrec extract` or `mmrec align` output)")
     p.add_argument("--out", required=True, help="output folder")
@@ -60,19 +60,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(_run=_quantize)
 
 
-def _align(args: argparse.Namespace) -> int:
+def align_job(args: argparse.Namespace):
+    """The :class:`~mmrec.pipelines.align.AlignJob` that the parsed ``mmrec align`` options ask for."""
     from mmrec.encoders.base import TrainableConfig
-    from mmrec.pipelines.align import AlignJob, run_align
+    from mmrec.pipelines.align import AlignJob
     from mmrec.quantization.align import AlignConfig
     from mmrec.quantization.pairs import PairConfig
 
-    train = config_from_args(args, AlignConfig, what="align")
-    job = config_from_args(
+    train = config_from_args(args, AlignConfig, what="align.train")
+    return config_from_args(
         args, AlignJob, exclude=_ALIGN_NESTED, what="align", train=train,
-        pairs=config_from_args(args, PairConfig, exclude=("seed",), seed=train.seed, what="pairs"),
+        pairs=config_from_args(args, PairConfig, exclude=("seed",), seed=train.seed, what="align.pairs"),
         trainable=config_values(args, TrainableConfig, dest_prefix="trainable_"),
     )
-    report = run_align(args.log, args.out, emb=args.emb, input=args.input, config=job, progress=not args.json)
+
+
+def _align(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.align import run_align
+
+    report = run_align(args.log, args.out, emb=args.emb, input=args.input, config=align_job(args), progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -95,12 +101,19 @@ def _option(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)
 
 
-def _quantize(args: argparse.Namespace) -> int:
-    from mmrec.pipelines.quantize import QuantizeJob, quantize
+def quantize_job(args: argparse.Namespace):
+    """The :class:`~mmrec.pipelines.quantize.QuantizeJob` that the parsed ``mmrec quantize`` options ask for."""
+    from mmrec.pipelines.quantize import QuantizeJob
 
     options = dict(_option(text) for text in args.option)
     options.update({k: v for k, v in (("niter", args.niter), ("epochs", args.epochs)) if v is not None})
-    job = config_from_args(args, QuantizeJob, exclude=("options",), options=options, what="quantize")
+    return config_from_args(args, QuantizeJob, exclude=("options",), options=options, what="quantize")
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.quantize import quantize
+
+    job = quantize_job(args)
     report = quantize(args.emb, args.out, job, progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
