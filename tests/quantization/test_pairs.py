@@ -120,3 +120,23 @@ def test_bad_logs_and_configs(tmp_path):
         PairConfig(sources=("cooc",))
     with pytest.raises(UsageError, match="window must be >= 1"):
         PairConfig(window=0)
+
+
+def test_string_ids_null_labels_and_bad_labels_through_the_log_reader(tmp_path):
+    import pyarrow as pa
+
+    keys = ["a", "b", "c"]
+    vectors = np.eye(3, dtype=np.float32)
+    log = tmp_path / "log.parquet"
+    # string user and item ids; a null click counts as negative, so "c" is never a target
+    pq.write_table(pa.table({"user_id": ["u1", "u1", "u1", "u2"], "item_id": ["a", "b", "c", "a"],
+                             "click": pa.array([1, 1, None, 1], pa.int8())}), log)
+    stats = {}
+    config = PairConfig(sources=("user2item",), item_key="{}")
+    pairs = [np.stack(b[:2], 1) for b in user2item_pairs(log, {k: i for i, k in enumerate(keys)}, vectors, config, stats)]
+    assert np.concatenate(pairs).tolist() == [[0, 1]] and stats == {"events": 4, "positives": 3, "unknown_items": 0}
+    with pytest.raises(UsageError, match="item_key 'item-{:06d}' cannot format item id 'a'"):
+        write_pairs(log, keys, vectors, tmp_path / "p.parquet")
+    pq.write_table(pa.table({"user_id": [1, 1], "item_id": [0, 1], "click": [1, 3]}), log)
+    with pytest.raises(InputError, match=r"column 'click' must hold 0/1 labels .*first at row 1"):
+        write_pairs(log, KEYS, np.eye(6, dtype=np.float32), tmp_path / "p.parquet")
