@@ -30,7 +30,7 @@ import contextlib
 import functools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,11 +48,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class TrainableConfig:
     """How much of an encoder learns. ``TrainableConfig()`` = a projection head only."""
 
-    head_dim: int | None = None  # output dim of the projection head; None keeps the backbone's
-    lora_rank: int = 0  # 0 = no LoRA
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = ()  # substrings of linear-layer names; () = every nn.Linear
-    unfreeze_last: int = 0  # backbone blocks, counted from the output end
+    head_dim: int | None = field(default=None, metadata={"help": "output width of the projection head; none keeps the backbone's"})
+    lora_rank: int = field(default=0, metadata={"help": "rank of LoRA adapters on the backbone's linear layers; 0 = no LoRA"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale alpha (the update is alpha / rank * B A x)"})
+    lora_targets: tuple[str, ...] = field(default=(), metadata={
+        "help": "substrings of the linear-layer names that get LoRA; none = every nn.Linear", "metavar": "NAMES"})
+    unfreeze_last: int = field(default=0, metadata={"help": "backbone blocks trained in full, counted from the output end"})
 
     def __post_init__(self) -> None:
         if self.head_dim is not None and self.head_dim < 1:

@@ -12,37 +12,36 @@ interest, and at 0.07 the head learned mostly to pull pairs together while rando
 closer too (sample data: random-pair cosine 0.14 -> 0.6; at 0.2 it stays near 0 and the planted
 sub-style gap rises four times more).
 
-What learns is a *tower* mapping item rows to L2-normalised vectors. Fast path (this module): over
-cached embeddings (``mmrec extract`` output), the tower is a head on the frozen vectors, ``linear``
-or ``mlp`` ([I] both start at the identity, a residual MLP with its last layer at zero, so training
-starts from the content geometry). Slow path (:mod:`mmrec.quantization.align_encoders`): the tower
-runs raw content through trainable encoders (projection head, optionally LoRA). [I] Unordered pairs
-are de-duplicated, and a seeded ``holdout`` share of them is kept out of training to measure the
-alignment: mean cosine of held-out pairs, against the mean cosine of random item pairs.
+What learns is a *tower* mapping item rows to L2-normalised vectors. Fast path: over cached
+embeddings, the tower (:class:`EmbeddingTower`) is a head on the frozen vectors, ``linear`` or
+``mlp`` ([I] both start at the identity, a residual MLP with its last layer at zero, so training
+starts from the content geometry). Slow path (:class:`mmrec.quantization.encoder_tower.EncoderTower`):
+the tower runs raw content through trainable encoders (projection head, optionally LoRA).
+:func:`train_tower` trains either through the shared loop, :func:`mmrec.training.fit` (AdamW; the
+model it trains is :class:`ContrastivePairs`, tower plus temperature). [I] Unordered pairs are
+de-duplicated, and a seeded ``holdout`` share of them is kept out of training to measure the
+alignment: mean cosine of held-out pairs, against the mean cosine of random item pairs. The
+``mmrec align`` job (files in, files out) is :mod:`mmrec.pipelines.align`.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmrec.quantization.files import save_tensors
-from mmrec.quantization.kmeans import check_vectors
-from mmrec.quantization.pairs import PairConfig, mine_pairs, read_pairs
 from torch import nn
-from tqdm.auto import tqdm
 
+from mmrec.config import build_config
+from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
-from mmrec.io import write_json
 from mmrec.losses import info_nce
+from mmrec.quantization.kmeans import check_vectors
 from mmrec.registry import Registry
-from mmrec.store import embedding_shards, read_embeddings, write_embeddings
+from mmrec.training import LoopConfig, fit, shuffled_batches
 
 HEADS = Registry("alignment head")
 
@@ -51,18 +50,18 @@ HEADS = Registry("alignment head")
 class AlignConfig:
     """Training of the alignment tower. ``out_dim=None`` keeps the input width."""
 
-    head: str = "linear"
-    out_dim: int | None = None
-    hidden: int = 512
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    temperature: float = 0.2
-    learn_temperature: bool = True
-    holdout: float = 0.1
-    seed: int = 0
-    device: str = "auto"
+    head: str = field(default="linear", metadata={"help": "head over cached embeddings: linear or mlp"})
+    out_dim: int | None = field(default=None, metadata={"help": "width of the aligned vectors; none keeps the input's"})
+    hidden: int = field(default=512, metadata={"help": "hidden width of the mlp head"})
+    epochs: int = field(default=20, metadata={"help": "passes over the training pairs"})
+    batch_size: int = field(default=256, metadata={"help": "pairs per step (in-batch negatives)"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    temperature: float = field(default=0.2, metadata={"help": "InfoNCE temperature (its start when learnable)"})
+    learn_temperature: bool = field(default=True, metadata={"help": "learn the temperature"})
+    holdout: float = field(default=0.1, metadata={"help": "share of pairs held out to measure alignment"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation, batches and the held-out split"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
 
     def __post_init__(self) -> None:
         HEADS.get(self.head)
@@ -74,14 +73,6 @@ class AlignConfig:
             raise UsageError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.out_dim is not None and self.out_dim < 1:
             raise UsageError(f"out_dim must be >= 1, got {self.out_dim}")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {name} asked, but CUDA is not available here")
-    return torch.device(name)
 
 
 class Temperature(nn.Module):
@@ -179,93 +170,68 @@ def pair_metrics(vectors: np.ndarray, pairs: np.ndarray, seed: int = 0) -> dict[
             "gap": float(pair_cos.mean() - random_cos.mean()), "auc": auc}
 
 
-def train_tower(tower: nn.Module, pairs: np.ndarray, config: AlignConfig, *, progress: bool = False) -> dict[str, Any]:
-    """Train ``tower`` (item rows -> normalised vectors) with InfoNCE on ``(P, 2)`` row pairs."""
+class ContrastivePairs(nn.Module):
+    """What :func:`train_tower` fits: ``forward((B, 2) row pairs) -> symmetric InfoNCE`` of the tower."""
+
+    def __init__(self, tower: nn.Module, temperature: Temperature) -> None:
+        super().__init__()
+        self.tower = tower
+        self.temperature = temperature
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        a, b = self.tower(pairs[:, 0]), self.tower(pairs[:, 1])  # (B, d) each
+        return info_nce(a, b, self.temperature(), normalize=False, left=pairs[:, 0], right=pairs[:, 1])
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    tensor = next(module.buffers(), None)
+    return (tensor if tensor is not None else next(module.parameters())).device
+
+
+def train_tower(tower: nn.Module, pairs: np.ndarray, config: AlignConfig | dict | None = None, *,
+                progress: bool = False) -> dict[str, Any]:
+    """Train ``tower`` (item rows -> normalised vectors, on its device) with InfoNCE on ``(P, 2)`` row pairs.
+
+    Returns ``epoch_loss`` (mean per epoch), the final ``temperature``, ``steps``, ``seconds`` and
+    ``samples_per_s`` (pairs per second).
+    """
+    config = build_config(AlignConfig, config, "align")
     if len(pairs) < 2:
         raise InputError(f"need at least 2 training pairs, got {len(pairs)}")
-    device = next(tower.buffers(), next(tower.parameters())).device
-    temperature = Temperature(config.temperature, learn=config.learn_temperature).to(device)
-    params = [p for p in [*tower.parameters(), *temperature.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
-    all_pairs = torch.as_tensor(pairs, dtype=torch.long)
-    batch = min(config.batch_size, len(pairs))
-    steps = len(pairs) // batch  # drop the ragged last batch: InfoNCE needs in-batch negatives
-    losses = []
-    tower.train()
-    bar = tqdm(total=config.epochs * steps, desc="align", unit="step", disable=not progress)
-    for _ in range(config.epochs):
-        order = torch.randperm(len(pairs), generator=generator)
-        total = 0.0
-        for s in range(steps):
-            chunk = all_pairs[order[s * batch : (s + 1) * batch]].to(device)  # (B, 2)
-            a, b = tower(chunk[:, 0]), tower(chunk[:, 1])  # (B, d) each
-            loss = info_nce(a, b, temperature(), normalize=False, left=chunk[:, 0], right=chunk[:, 1])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", tau=f"{float(temperature().detach()):.3f}")
-        losses.append(total / steps)
-    bar.close()
-    tower.eval()
-    return {"epoch_loss": losses, "temperature": float(temperature().detach()), "steps": config.epochs * steps}
+    device = _device_of(tower)
+    model = ContrastivePairs(tower, Temperature(config.temperature, learn=config.learn_temperature)).to(device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    all_pairs = torch.as_tensor(pairs, dtype=torch.long, device=device)  # (P, 2)
+    # drop the ragged last batch: InfoNCE needs in-batch negatives
+    batches = shuffled_batches(len(pairs), min(config.batch_size, len(pairs)), seed=config.seed, drop_last=True,
+                               device=device)
+    result = fit(model, optimizer, batches, lambda net, rows: net(all_pairs[rows]),
+                 config=LoopConfig(epochs=config.epochs, progress=progress, desc="align"), size=len)
+    return {"epoch_loss": [entry["loss"] for entry in result.history],
+            "temperature": float(model.temperature().detach()), "steps": result.steps,
+            "seconds": result.seconds, "samples_per_s": result.samples_per_s}
 
 
 @torch.no_grad()
 def encode_rows(tower: nn.Module, n: int, *, batch: int = 4096) -> np.ndarray:
     """All ``n`` item rows through ``tower`` -> ``(n, d)`` float32."""
-    device = next(tower.buffers(), next(tower.parameters())).device
+    device = _device_of(tower)
     tower.eval()
     return torch.cat([tower(torch.arange(s, min(s + batch, n), device=device)).float().cpu()
                       for s in range(0, n, batch)]).numpy()
 
 
-def align_vectors(vectors: np.ndarray, pairs: np.ndarray, config: AlignConfig | None = None, *,
+def align_vectors(vectors: np.ndarray, pairs: np.ndarray, config: AlignConfig | dict | None = None, *,
                   progress: bool = False) -> tuple[np.ndarray, nn.Module, dict[str, Any]]:
     """Fast path on arrays: train a head on ``(P, 2)`` row pairs of ``vectors`` ``(n, d)``.
 
     Returns ``(aligned (n, out_dim), head, history)``; ``pairs`` are all used for training.
     """
-    config = config or AlignConfig()
+    config = build_config(AlignConfig, config, "align")
     vectors = check_vectors(vectors, name="embeddings")
     torch.manual_seed(config.seed)
     head = HEADS.build(config.head, vectors.shape[1], config.out_dim or vectors.shape[1], config.hidden)
-    tower = EmbeddingTower(torch.from_numpy(vectors), head).to(_device(config.device))
+    tower = EmbeddingTower(torch.from_numpy(vectors), head).to(resolve_device(config.device, what="align device"))
     history = train_tower(tower, pairs, config, progress=progress)
     return encode_rows(tower, len(vectors)), head, history
-
-
-def align(log: str | Path, emb: str | Path, out: str | Path, *, column: str = "fused",
-          config: AlignConfig | dict | None = None, pairs: PairConfig | dict | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """``mmrec align``: mine pairs from ``log``, align ``column`` of the ``emb`` folder, write ``out``.
-
-    ``out`` gets ``emb-X.parquet`` (``key`` + ``column``, aligned; the layout of ``mmrec extract``),
-    ``manifest.json``, ``pairs.parquet``, ``head.safetensors`` and ``align.json`` (the returned
-    report: pair counts, loss per epoch, temperature, held-out metrics before and after).
-    """
-    config = config if isinstance(config, AlignConfig) else AlignConfig(**(config or {}))
-    pair_config = pairs if isinstance(pairs, PairConfig) else PairConfig(**(pairs or {}))
-    start = time.perf_counter()
-    keys, vectors = read_embeddings(emb, column)
-    vectors = check_vectors(vectors, name=f"embeddings {column!r} in {emb}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    counts = mine_pairs(log, keys, vectors, out / "pairs.parquet", pair_config, progress=progress)
-    train, held = split_pairs(read_pairs(out / "pairs.parquet", {k: r for r, k in enumerate(keys)}),
-                              config.holdout, config.seed)
-    aligned, head, history = align_vectors(vectors, train, config, progress=progress)
-    info = {"aligned": True, "column": column, "source": str(emb), "head": config.head, "dim": int(aligned.shape[1])}
-    write_embeddings(out, embedding_shards(emb), dict(zip(keys, aligned)), column, info=info)
-    save_tensors(out / "head.safetensors", {k: v.detach().cpu().numpy() for k, v in head.state_dict().items()},
-                 {"config": asdict(config), "in_dim": int(vectors.shape[1])})
-    report = {
-        "items": len(keys), "pairs": counts, "train_pairs": len(train), "heldout_pairs": len(held),
-        "before": pair_metrics(vectors, held, config.seed), "after": pair_metrics(aligned, held, config.seed),
-        **history, "config": asdict(config), "pair_config": asdict(pair_config),
-        "elapsed_s": round(time.perf_counter() - start, 3),
-    }
-    write_json(out / "align.json", report)
-    return report

@@ -9,12 +9,13 @@ of them back by the method named in the file. Registered methods (imported on fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.quantization.files import load_tensors, save_tensors
 from mmrec.quantization.kmeans import check_vectors
@@ -27,17 +28,6 @@ QUANTIZERS.register("vq", "mmrec.quantization.vq:VQCodes")
 QUANTIZERS.register("rq-vae", "mmrec.quantization.rq_vae:RQVAEQuantizer")
 
 
-def coerce_config(cls: type, config: Any, overrides: dict[str, Any]) -> Any:
-    """A config dataclass from an instance, a dict or None, with keyword overrides; unknown keys fail."""
-    base = asdict(config) if isinstance(config, cls) else dict(config or {})
-    merged = {**base, **overrides}
-    known = {f.name for f in fields(cls)}
-    unknown = set(merged) - known
-    if unknown:
-        raise UsageError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**merged)
-
-
 class CodeQuantizer:
     """Base class; subclasses set ``method`` and ``config_class`` and implement the hooks."""
 
@@ -45,7 +35,10 @@ class CodeQuantizer:
     config_class: ClassVar[type]
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
-        self.config = coerce_config(self.config_class, config, overrides)
+        """``config``: the method's config dataclass, a dict or a YAML path; ``overrides`` replace fields
+        (an unknown name is one :class:`UsageError` listing the known ones)."""
+        what = self.method or self.config_class.__name__
+        self.config = replace_config(build_config(self.config_class, config, what), what, **overrides)
         self.dim: int | None = None
 
     # ---- hooks ------------------------------------------------------------------------------

@@ -8,8 +8,10 @@
   ``w_u = |I_u| ** -user_power`` ([I] 0.5); each item keeps its ``top_n`` partners. The scoring is
   :func:`mmrec.graphs.swing.swing_scores`, shared with MMBee's A2A graph.
 
-Both read the log (Parquet, DESIGN.md columns) in row batches (``batch_rows``) and never hold it
-whole. Memory is bounded by parameters, not by the log size: User2Item keeps at most ``max_users``
+Both read the log through the one log reader, :func:`mmrec.logs.iter_log` (schema-checked, in row
+batches of ``batch_rows``), and never hold it whole; :func:`mine_pairs` streams the pairs of both as
+row-index arrays (the ``mmrec align`` job, :mod:`mmrec.pipelines.align`, writes them to
+``pairs.parquet``). Memory is bounded by parameters, not by the log size: User2Item keeps at most ``max_users``
 histories of ``window`` items (least recently active users are forgotten first); Swing keeps each
 user's ``max_items_per_user`` most recent positives, uses at most ``max_users_per_item`` users of an
 item (a seeded sample) and keeps ``top_n`` partners per item. [I] The log is read in file order,
@@ -21,37 +23,38 @@ the log's ``item_id`` maps to an embedding key through ``item_key`` (``"item-{:0
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mmrec.config import build_config
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.swing import swing_scores
-from mmrec.io import atomic_path, open_parquet
+from mmrec.logs import iter_log
 
 PAIR_SOURCES = ("user2item", "swing")
+Log = str | Path | list | pa.Table  # what mmrec.logs.iter_log reads
 
 
 @dataclass
 class PairConfig:
     """How pairs are mined; the memory bounds are the ``max_*``, ``window`` and ``top_n`` fields."""
 
-    sources: tuple[str, ...] = PAIR_SOURCES
-    positive: tuple[str, ...] = ("click",)
-    item_key: str = "item-{:06d}"
-    batch_rows: int = 65536
-    window: int = 50
-    max_users: int = 1_000_000
-    max_items_per_user: int = 100
-    max_users_per_item: int = 200
-    top_n: int = 10
-    alpha: float = 1.0
-    user_power: float = 0.5
-    seed: int = 0
+    sources: tuple[str, ...] = field(default=PAIR_SOURCES, metadata={"help": "pair sources: user2item, swing or both", "metavar": "NAMES"})
+    positive: tuple[str, ...] = field(default=("click",), metadata={"help": "label columns that make a log row positive (any > 0)", "metavar": "LABELS"})
+    item_key: str = field(default="item-{:06d}", metadata={"help": "format of an embedding key from the log's item_id", "metavar": "FORMAT"})
+    batch_rows: int = field(default=65536, metadata={"help": "log rows read at a time"})
+    window: int = field(default=50, metadata={"help": "User2Item: latest positives of the user searched for the trigger"})
+    max_users: int = field(default=1_000_000, metadata={"help": "User2Item: user histories kept (least recently active forgotten first)"})
+    max_items_per_user: int = field(default=100, metadata={"help": "Swing: most recent positives kept per user"})
+    max_users_per_item: int = field(default=200, metadata={"help": "Swing: users of an item used (a seeded sample)"})
+    top_n: int = field(default=10, metadata={"help": "Swing: partners kept per item"})
+    alpha: float = field(default=1.0, metadata={"help": "Swing: smoothing alpha of 1 / (alpha + |I_u & I_v|)"})
+    user_power: float = field(default=0.5, metadata={"help": "Swing: user weight |I_u| ** -user_power"})
+    seed: int = field(default=0, metadata={"help": "seed of Swing's user sample"})
 
     def __post_init__(self) -> None:
         self.sources, self.positive = tuple(self.sources), tuple(self.positive)
@@ -65,38 +68,41 @@ class PairConfig:
             raise UsageError("positive must name at least one label column")
 
 
-def _open_log(log: str | Path, config: PairConfig) -> pq.ParquetFile:
-    path = Path(log)
-    file = open_parquet(path, "behaviour log")
-    missing = [c for c in ("user_id", "item_id", *config.positive) if c not in file.schema_arrow.names]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; have {file.schema_arrow.names}")
-    return file
+def _item_rows(item_ids: np.ndarray, rows: dict[str, int], item_key: str) -> np.ndarray:
+    """Log item ids (integers or strings) -> embedding rows, -1 where no embedding has the key."""
+    unique, inverse = np.unique(item_ids, return_inverse=True)
+    try:
+        mapped = np.array([rows.get(item_key.format(v), -1) for v in unique.tolist()], dtype=np.int64)
+    except (ValueError, IndexError, KeyError) as err:
+        raise UsageError(f"item_key {item_key!r} cannot format item id {unique[0]!r} ({err}); "
+                         "for string ids use '{}'") from None
+    return mapped[inverse.reshape(-1)]
 
 
-def positive_events(log: str | Path, rows: dict[str, int], config: PairConfig, stats: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def positive_events(log: Log, rows: dict[str, int], config: PairConfig, stats: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream ``(user_ids, item_rows)`` of the log's positive events, batch by batch.
 
-    ``rows`` maps embedding keys to row numbers; events on other items are counted in ``stats``.
+    ``log`` is anything :func:`mmrec.logs.iter_log` reads (a Parquet file, a list of them, a table; a
+    folder means its ``behaviour.parquet``); user and item ids may be integers or strings, a null
+    label counts as negative. ``rows`` maps embedding keys to row numbers; events on other items are
+    counted in ``stats``.
     """
-    file = _open_log(log, config)
     columns = ["user_id", "item_id", *config.positive]
-    for batch in file.iter_batches(batch_size=config.batch_rows, columns=columns):
-        positive = np.zeros(batch.num_rows, dtype=bool)
+    for batch in iter_log(log, columns, batch_rows=config.batch_rows, nullable=config.positive,
+                          folder_file="behaviour.parquet"):
+        positive = np.zeros(len(batch["user_id"]), dtype=bool)
         for label in config.positive:
-            positive |= batch.column(label).fill_null(0).to_numpy(zero_copy_only=False) > 0
-        users = batch.column("user_id").to_numpy(zero_copy_only=False)[positive]
-        items = batch.column("item_id").to_pylist()
-        mapped = np.array([rows.get(config.item_key.format(items[i]), -1) for i in np.flatnonzero(positive)], dtype=np.int64)
-        stats["events"] = stats.get("events", 0) + batch.num_rows
+            positive |= batch[label] > 0  # NaN (null) compares False
+        mapped = _item_rows(batch["item_id"][positive], rows, config.item_key)
+        stats["events"] = stats.get("events", 0) + len(positive)
         stats["positives"] = stats.get("positives", 0) + len(mapped)
         stats["unknown_items"] = stats.get("unknown_items", 0) + int((mapped < 0).sum())
         known = mapped >= 0
-        yield users[known], mapped[known]
+        yield batch["user_id"][positive][known], mapped[known]
 
 
 def user2item_pairs(
-    log: str | Path, rows: dict[str, int], vectors: np.ndarray, config: PairConfig, stats: dict
+    log: Log, rows: dict[str, int], vectors: np.ndarray, config: PairConfig, stats: dict
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(trigger_rows, target_rows, cosine)`` per log batch; ``vectors`` are L2-normalised."""
     histories: OrderedDict = OrderedDict()
@@ -125,7 +131,7 @@ def user2item_pairs(
 
 
 def swing_pairs(
-    log: str | Path, rows: dict[str, int], n_items: int, config: PairConfig, stats: dict, *, progress: bool = False
+    log: Log, rows: dict[str, int], n_items: int, config: PairConfig, stats: dict, *, progress: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(item_rows, partner_rows, swing score)`` per item, ``top_n`` partners each."""
     user_items: dict[int, dict[int, None]] = {}  # insertion-ordered sets, most recent last
@@ -144,49 +150,30 @@ def swing_pairs(
     )
 
 
-_PAIR_SCHEMA = pa.schema([
-    pa.field("left", pa.string(), nullable=False), pa.field("right", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False), pa.field("score", pa.float32(), nullable=False),
-])
-
-
 def mine_pairs(
-    log: str | Path, keys: list[str], vectors: np.ndarray, out: str | Path,
-    config: PairConfig | None = None, *, progress: bool = False,
-) -> dict:
-    """Mine pairs from ``log`` for the items ``keys`` (rows of ``vectors``) into ``out`` (Parquet).
+    log: Log, keys: list[str], vectors: np.ndarray, config: PairConfig | dict | None = None, *,
+    counts: dict[str, Any] | None = None, progress: bool = False,
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Stream pairs mined from ``log`` for the items ``keys`` (rows of ``vectors``, ``(n, d)``).
 
-    ``out`` gets columns ``left, right, source, score``, written batch by batch. Returns counts.
+    Yields ``(source, left_rows, right_rows, score)`` batches, source by source; ``counts`` (when
+    given) gets ``{source: {"pairs": n, "events": ..., "positives": ..., "unknown_items": ...}}``.
+    Raises :class:`InputError` at the end when no pair was mined.
     """
-    config = config or PairConfig()
+    config = build_config(PairConfig, config, "pairs")
+    counts = {} if counts is None else counts
     rows = {k: r for r, k in enumerate(keys)}
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    counts: dict = {}
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, _PAIR_SCHEMA) as writer:
-        for source in config.sources:
-            stats: dict = {}
-            if source == "user2item":
-                batches = user2item_pairs(log, rows, unit.astype(np.float32), config, stats)
-            else:
-                batches = swing_pairs(log, rows, len(keys), config, stats, progress=progress)
-            n = 0
-            for left, right, score in batches:
-                n += len(left)
-                writer.write_table(pa.table({
-                    "left": pa.array([keys[r] for r in left.tolist()], pa.string()),
-                    "right": pa.array([keys[r] for r in right.tolist()], pa.string()),
-                    "source": pa.array([source] * len(left), pa.string()), "score": pa.array(score, pa.float32()),
-                }, schema=_PAIR_SCHEMA))
-            counts[source] = {"pairs": n, **stats}
+    unit = (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    for source in config.sources:
+        stats: dict = {}
+        if source == "user2item":
+            batches = user2item_pairs(log, rows, unit, config, stats)
+        else:
+            batches = swing_pairs(log, rows, len(keys), config, stats, progress=progress)
+        n = 0
+        for left, right, score in batches:
+            n += len(left)
+            yield source, left, right, score
+        counts[source] = {"pairs": n, **stats}
     if not any(c["pairs"] for c in counts.values()):
-        raise InputError(f"no pairs mined from {log}: {counts}; are there positives on known items?")
-    return counts
-
-
-def read_pairs(path: str | Path, rows: dict[str, int]) -> np.ndarray:
-    """Pairs file -> ``(P, 2)`` int64 rows into the embeddings; pairs on unknown keys are dropped."""
-    table = pq.read_table(path, columns=["left", "right"])
-    left = np.array([rows.get(k, -1) for k in table.column("left").to_pylist()], dtype=np.int64)
-    right = np.array([rows.get(k, -1) for k in table.column("right").to_pylist()], dtype=np.int64)
-    keep = (left >= 0) & (right >= 0)
-    return np.stack([left[keep], right[keep]], axis=1)
+        raise InputError(f"no pairs mined from the behaviour log: {counts}; are there positives on known items?")

@@ -11,7 +11,8 @@ Against codebook collapse, the failure GRID and RQ-VAE-Recommender report: [I] c
 from k-means on the initial encoder's residuals, level by level (TIGER does this too); every
 ``restart_every`` steps a code that no vector of the last window used is moved onto a random
 residual of the current batch at its level (dead code restart, as in Jukebox / vector-quantize-
-pytorch's ``threshold_ema_dead_code``). [I] Inputs are used as given; latent width, depth, steps and
+pytorch's ``threshold_ema_dead_code``). Training runs through the shared loop,
+:func:`mmrec.training.fit`; the restarts are its ``after_step``. [I] Inputs are used as given; latent width, depth, steps and
 batch size are config fields.
 """
 
@@ -22,12 +23,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
+from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.quantization.base import CodeQuantizer
 from mmrec.quantization.kmeans import kmeans
+from mmrec.training import LoopConfig, fit, shuffled_batches
 
 
 class ResidualQuantizer(nn.Module):
@@ -40,8 +43,9 @@ class ResidualQuantizer(nn.Module):
         self.last_residuals: list[torch.Tensor] = []  # per level, filled in training for restarts
 
     def nearest(self, residual: torch.Tensor, level: int) -> torch.Tensor:
-        book = self.codebooks[level]  # (K, D)
-        dists = residual.pow(2).sum(1, keepdim=True) - 2 * residual @ book.T + book.pow(2).sum(1)  # (B, K)
+        with torch.autocast(residual.device.type, enabled=False):  # float32 distances under AMP too
+            residual, book = residual.float(), self.codebooks[level].float()  # (B, D), (K, D)
+            dists = residual.pow(2).sum(1, keepdim=True) - 2 * residual @ book.T + book.pow(2).sum(1)  # (B, K)
         return dists.argmin(dim=1)  # (B,)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,12 +137,6 @@ class RQVAEQuantizer(CodeQuantizer):
     def codebook_sizes(self) -> list[int]:
         return [self.config.codebook_size] * self.config.levels
 
-    def _device(self) -> torch.device:
-        name = self.config.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(name)
-
     def _build(self, dim: int) -> RQVAE:
         c = self.config
         return RQVAE(dim=dim, hidden=c.hidden, latent_dim=c.latent_dim, levels=c.levels, codebook_size=c.codebook_size, beta=c.beta)
@@ -164,13 +162,17 @@ class RQVAEQuantizer(CodeQuantizer):
                 quantizer.codebooks[level, dead] = residuals[pick]
                 moved += len(dead)
         usage.zero_()
+        if dist.is_available() and dist.is_initialized():  # under DDP every rank keeps rank 0's books
+            dist.broadcast(quantizer.codebooks.data, src=0)
         return moved
 
     def fit_transform(self, x: np.ndarray, *, progress: bool = False) -> np.ndarray:
+        """Train the RQ-VAE on ``(n, d)`` vectors through :func:`mmrec.training.fit` (Adam, full
+        batches only); dead-code restarts run in its ``after_step``. Returns the ``(n, L)`` codes."""
         c = self.config
         x = self._check_fit_input(x, c.codebook_size)
         torch.manual_seed(c.seed)
-        device = self._device()
+        device = resolve_device(c.device, what="rq-vae device")
         self.dim = x.shape[1]
         self.model = self._build(self.dim).to(device)
         data = torch.from_numpy(x).to(device)
@@ -178,31 +180,27 @@ class RQVAEQuantizer(CodeQuantizer):
             self._kmeans_init(data)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
         generator = torch.Generator().manual_seed(c.seed)
-        batch = min(c.batch_size, len(x))
-        steps_per_epoch = max(1, len(x) // batch)
-        usage = torch.zeros(c.levels, c.codebook_size, device=device)
-        losses, restarts, step = [], 0, 0
-        self.model.train()
-        bar = tqdm(total=c.epochs * steps_per_epoch, desc=self.method, unit="step", disable=not progress)
-        for _ in range(c.epochs):
-            order = torch.randperm(len(x), generator=generator).to(device)
-            total = 0.0
-            for s in range(steps_per_epoch):
-                _, codes, loss = self.model(data[order[s * batch : (s + 1) * batch]])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                usage.scatter_add_(1, codes.T, torch.ones_like(codes.T, dtype=usage.dtype))
-                step += 1
-                if c.restart_every and step % c.restart_every == 0:
-                    restarts += self._restart_dead(usage, generator)
-                total += float(loss.detach())
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", restarts=restarts)
-            losses.append(total / steps_per_epoch)
-        bar.close()
-        self.model.eval()
-        self.history = {"epoch_loss": losses, "dead_code_restarts": restarts, "steps": step}
+        usage = torch.zeros(c.levels, c.codebook_size, device=device)  # code use since the last restart
+        last: dict[str, torch.Tensor] = {}
+        restarts = 0
+
+        def step(net: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+            _, codes, loss = net(data[rows])
+            last["codes"] = codes  # (B, L)
+            return loss
+
+        def after_step(n_steps: int, rows: torch.Tensor) -> None:
+            nonlocal restarts
+            codes = last["codes"].T  # (L, B)
+            usage.scatter_add_(1, codes, torch.ones_like(codes, dtype=usage.dtype))
+            if c.restart_every and n_steps % c.restart_every == 0:
+                restarts += self._restart_dead(usage, generator)
+
+        batches = shuffled_batches(len(x), min(c.batch_size, len(x)), seed=c.seed, drop_last=True, device=device)
+        result = fit(self.model, optimizer, batches, step, after_step=after_step, size=len,
+                     config=LoopConfig(epochs=c.epochs, progress=progress, desc=self.method))
+        self.history = {"epoch_loss": [entry["loss"] for entry in result.history], "dead_code_restarts": restarts,
+                        "steps": result.steps}
         return self._transform(x)
 
     @torch.no_grad()
@@ -224,7 +222,7 @@ class RQVAEQuantizer(CodeQuantizer):
         return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
 
     def _load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        self.model = self._build(self.dim).to(self._device())
+        self.model = self._build(self.dim).to(resolve_device(self.config.device, what="rq-vae device"))
         self.model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
         self.model.eval()
 

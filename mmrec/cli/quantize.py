@@ -1,14 +1,26 @@
-"""`mmrec align` and `mmrec quantize`: QARM item alignment and codes."""
+"""`mmrec align` and `mmrec quantize`: QARM item alignment and codes.
+
+Every option but the paths comes from the job config dataclasses (:class:`~mmrec.pipelines.align.AlignJob`
+and the configs it holds, :class:`~mmrec.pipelines.quantize.QuantizeJob`), help text and defaults included.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from mmrec.cli._args import positive_int as _positive_int
+from mmrec.cli._args import add_config_arguments, config_from_args, config_values
+
+_ALIGN_NESTED = ("weights", "trainable", "train", "pairs")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mmrec.encoders.base import TrainableConfig
+    from mmrec.pipelines.align import AlignJob
+    from mmrec.pipelines.quantize import QuantizeJob
+    from mmrec.quantization.align import AlignConfig
+    from mmrec.quantization.pairs import PairConfig
+
     p = sub.add_parser(
         "align",
         help="align item embeddings with behaviour: pairs from a log, contrastive fine-tuning (QARM)",
@@ -20,68 +32,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", required=True, help="behaviour log (Parquet: user_id, item_id, labels)")
     p.add_argument("--emb", default=None, help="embeddings folder from `mmrec extract` (fast path)")
     p.add_argument("--input", default=None, help="item shards, to align through trainable encoders (slow path)")
-    for modality in ("image", "text", "audio"):
-        p.add_argument(f"--{modality}", default=None, metavar="SPEC", help=f"{modality} encoder spec for --input")
-    p.add_argument("--lora-rank", type=_positive_int, default=0, help="LoRA rank on the encoders for --input (default 0: head only)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--column", default="fused", help="vector column to align and write (default fused)")
-    p.add_argument("--head", default="linear", help="head over cached embeddings: linear or mlp (default linear)")
-    p.add_argument("--epochs", type=int, default=20, help="passes over the training pairs (default 20)")
-    p.add_argument("--batch-size", type=int, default=256, help="pairs per step (default 256)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--temperature", type=float, default=None, help="fixed InfoNCE temperature (default: learnable, from 0.2)")
-    p.add_argument("--pairs", default="user2item,swing", help="pair sources (default user2item,swing)")
-    p.add_argument("--positive", default="click", help="label columns that make a row positive (default click)")
-    p.add_argument("--window", type=int, default=50, help="User2Item: latest positives searched for the trigger (default 50)")
-    p.add_argument("--top-n", type=int, default=10, help="Swing: partners kept per item (default 10)")
-    p.add_argument("--holdout", type=float, default=0.1, help="share of pairs held out to measure alignment (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-
+    add_config_arguments(p, AlignJob, exclude=_ALIGN_NESTED)
+    add_config_arguments(p.add_argument_group("training (AlignConfig)"), AlignConfig)
+    add_config_arguments(p.add_argument_group("pair mining (PairConfig; seeded by --seed)"), PairConfig, exclude=("seed",))
+    add_config_arguments(p.add_argument_group("slow path (--input): what of the encoders learns (TrainableConfig)"),
+                         TrainableConfig, dest_prefix="trainable_")
     p.set_defaults(_run=_align)
+
     p = sub.add_parser(
         "quantize",
         help="quantize item embeddings into codes: RQ-Kmeans, balanced, VQ or RQ-VAE (QARM, OneRec)",
         description="Fit a quantizer on one vector column of an embeddings folder and write "
         "codebook.safetensors, codes.parquet (key, c1..cL), report.json (per-level usage and entropy, "
-        "%% unique ids, collision rate, relative reconstruction error) and usage.png.",
+        "% unique ids, collision rate, relative reconstruction error) and usage.png.",
     )
     p.add_argument("--emb", required=True, help="embeddings folder (`mmrec extract` or `mmrec align` output)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", default="rq-kmeans", help="rq-kmeans, balanced, vq or rq-vae (default rq-kmeans)")
-    p.add_argument("--levels", type=int, default=None, help="code levels (default 3; for vq: K nearest items, default 25)")
-    p.add_argument("--codebook-size", type=int, default=None, help="codes per level (default 256; for vq: bank size, default all items)")
-    p.add_argument("--column", default="fused", help="vector column (default fused)")
-    p.add_argument("--dedup", default=None, choices=("suffix", "level"), help="resolve collisions: a counter column or a collision-aware extra level")
-    p.add_argument("--niter", type=int, default=None, help="k-means iterations per level (rq-kmeans, balanced; default 20)")
-    p.add_argument("--epochs", type=int, default=None, help="RQ-VAE training epochs (default 50)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-
+    add_config_arguments(p, QuantizeJob, exclude=("options",))
+    p.add_argument("--niter", type=int, default=None, metavar="N",
+                   help="k-means iterations per level (rq-kmeans, balanced; default: the method's)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="RQ-VAE training epochs (default: the method's)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other field of the method's config (repeatable), e.g. --option latent_dim=16")
     p.set_defaults(_run=_quantize)
 
 
-def _align(args: argparse.Namespace) -> int:
-    from mmrec.errors import UsageError
-    from mmrec.quantization import align, align_encoders
+def align_job(args: argparse.Namespace):
+    """The :class:`~mmrec.pipelines.align.AlignJob` that the parsed ``mmrec align`` options ask for."""
+    from mmrec.encoders.base import TrainableConfig
+    from mmrec.pipelines.align import AlignJob
+    from mmrec.quantization.align import AlignConfig
+    from mmrec.quantization.pairs import PairConfig
 
-    if (args.emb is None) == (args.input is None):
-        raise UsageError("give exactly one of --emb (cached embeddings) or --input (shards, through encoders)")
-    config = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, holdout=args.holdout,
-                  seed=args.seed, device=args.device)
-    if args.temperature is not None:
-        config.update(temperature=args.temperature, learn_temperature=False)
-    pairs = dict(sources=tuple(s.strip() for s in args.pairs.split(",") if s.strip()),
-                 positive=tuple(s.strip() for s in args.positive.split(",") if s.strip()),
-                 window=args.window, top_n=args.top_n, seed=args.seed)
-    if args.emb is not None:
-        report = align(args.log, args.emb, args.out, column=args.column, config=dict(config, head=args.head),
-                       pairs=pairs, progress=not args.json)
-    else:
-        report = align_encoders(args.log, args.input, args.out, image=args.image, text=args.text, audio=args.audio,
-                                trainable={"lora_rank": args.lora_rank}, column=args.column, config=config,
-                                pairs=pairs, progress=not args.json)
+    train = config_from_args(args, AlignConfig, what="align.train")
+    return config_from_args(
+        args, AlignJob, exclude=_ALIGN_NESTED, what="align", train=train,
+        pairs=config_from_args(args, PairConfig, exclude=("seed",), seed=train.seed, what="align.pairs"),
+        trainable=config_values(args, TrainableConfig, dest_prefix="trainable_"),
+    )
+
+
+def _align(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.align import run_align
+
+    report = run_align(args.log, args.out, emb=args.emb, input=args.input, config=align_job(args), progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -93,17 +90,36 @@ def _align(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantize(args: argparse.Namespace) -> int:
-    from mmrec.quantization import quantize
+def _option(text: str) -> tuple[str, object]:
+    import yaml
 
-    options = {k: v for k, v in (("niter", args.niter), ("epochs", args.epochs)) if v is not None}
-    report = quantize(args.emb, args.out, method=args.method, levels=args.levels, codebook_size=args.codebook_size,
-                      column=args.column, dedup=args.dedup, seed=args.seed, progress=not args.json, **options)
+    from mmrec.errors import UsageError
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--option takes KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def quantize_job(args: argparse.Namespace):
+    """The :class:`~mmrec.pipelines.quantize.QuantizeJob` that the parsed ``mmrec quantize`` options ask for."""
+    from mmrec.pipelines.quantize import QuantizeJob
+
+    options = dict(_option(text) for text in args.option)
+    options.update({k: v for k, v in (("niter", args.niter), ("epochs", args.epochs)) if v is not None})
+    return config_from_args(args, QuantizeJob, exclude=("options",), options=options, what="quantize")
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.quantize import quantize
+
+    job = quantize_job(args)
+    report = quantize(args.emb, args.out, job, progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         usage = "/".join(f"{100 * level['usage']:.0f}" for level in report["levels"])
-        print(f"{args.method}: {report['items']} items, {len(report['levels'])} levels -> {args.out}; unique ids "
+        print(f"{job.method}: {report['items']} items, {len(report['levels'])} levels -> {args.out}; unique ids "
               f"{report['unique_id_pct']:.1f} %, collision rate {100 * report['collision_rate']:.1f} %, codebook usage "
               f"per level {usage} %, relative reconstruction error {report['relative_reconstruction_error']:.3f}")
     return 0

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from mmrec.errors import UsageError
 from mmrec.losses import info_nce
-from mmrec.quantization.align import AlignConfig, align, align_vectors, pair_metrics, split_pairs
+from mmrec.pipelines.align import align
+from mmrec.quantization.align import AlignConfig, align_vectors, pair_metrics, split_pairs
 from mmrec.store import read_embeddings
 
 
@@ -55,7 +56,7 @@ def _style_gap(vectors, topics, styles):
 
 
 def test_alignment_brings_behaviour_pairs_closer(sample_items, tmp_path):
-    report = align(sample_items["log"], sample_items["emb"], tmp_path / "aligned", config={"epochs": 10}, progress=False)
+    report = align(sample_items["log"], sample_items["emb"], tmp_path / "aligned", config={"train": {"epochs": 10}}, progress=False)
     before, after = report["before"], report["after"]
     assert report["heldout_pairs"] >= 100 and report["pairs"]["swing"]["pairs"] > 0
     assert after["pair_cosine"] > before["pair_cosine"] + 0.1  # held-out pairs come closer ...

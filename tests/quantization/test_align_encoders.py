@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mmrec.errors import UsageError
-from mmrec.quantization.align_encoders import align_encoders
+from mmrec.pipelines.align import align_encoders
 from mmrec.quantization.files import load_tensors
 from mmrec.store import read_embeddings
 from mmrec.sample_data import write_sample_data
@@ -17,9 +17,9 @@ def small_sample(tmp_path_factory):
 
 def test_slow_path_trains_head_and_lora_through_the_encoder(small_sample, tmp_path):
     out = tmp_path / "aligned"
-    report = align_encoders(small_sample / "behaviour.parquet", str(small_sample), out, text="hf-text:tiny",
-                            trainable={"lora_rank": 2}, config={"epochs": 3, "batch_size": 32, "lr": 5e-3},
-                            progress=False)
+    report = align_encoders(small_sample / "behaviour.parquet", str(small_sample), out,
+                            {"text": "hf-text:tiny", "trainable": {"lora_rank": 2},
+                             "train": {"epochs": 3, "batch_size": 32, "lr": 5e-3}}, progress=False)
     assert report["items"] == 60 and report["train_pairs"] > 32
     assert report["epoch_loss"][-1] < report["epoch_loss"][0]
     keys, vectors = read_embeddings(out, "fused")
@@ -35,5 +35,5 @@ def test_slow_path_trains_head_and_lora_through_the_encoder(small_sample, tmp_pa
 def test_slow_path_needs_an_encoder_and_training(small_sample, tmp_path):
     with pytest.raises(UsageError, match="at least one encoder"):
         align_encoders(small_sample / "behaviour.parquet", str(small_sample), tmp_path)
-    with pytest.raises(UsageError, match="trainable must not be False"):
+    with pytest.raises(UsageError, match="trainable: expected a mapping"):  # the slow path always trains
         align_encoders(small_sample / "behaviour.parquet", str(small_sample), tmp_path, text="hf-text:tiny", trainable=False)

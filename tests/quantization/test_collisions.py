@@ -3,7 +3,7 @@ import pytest
 from quant_data import blobs, write_emb
 
 from mmrec.errors import UsageError
-from mmrec.quantization import quantize
+from mmrec.pipelines.quantize import quantize
 from mmrec.quantization.collisions import add_suffix, collision_groups, distinct_assign
 from mmrec.quantization.files import load_codes
 

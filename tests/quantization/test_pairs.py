@@ -6,7 +6,8 @@ import pytest
 from quant_data import write_log
 
 from mmrec.errors import InputError, UsageError
-from mmrec.quantization.pairs import PairConfig, mine_pairs, swing_pairs, user2item_pairs
+from mmrec.pipelines.align import write_pairs
+from mmrec.quantization.pairs import PairConfig, swing_pairs, user2item_pairs
 
 KEYS = [f"item-{i:06d}" for i in range(6)]
 ROWS = {k: i for i, k in enumerate(KEYS)}
@@ -96,7 +97,7 @@ def test_mine_pairs_writes_both_sources(tmp_path):
     log = tmp_path / "log.parquet"
     write_log(log, [(u, i, 1) for u in range(4) for i in (0, 1, 2, 9)])  # item 9 has no embedding
     vectors = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    counts = mine_pairs(log, KEYS, vectors, tmp_path / "pairs.parquet")
+    counts = write_pairs(log, KEYS, vectors, tmp_path / "pairs.parquet")
     table = pq.read_table(tmp_path / "pairs.parquet")
     assert table.column_names == ["left", "right", "source", "score"]
     assert set(table.column("source").to_pylist()) == {"user2item", "swing"}
@@ -107,15 +108,35 @@ def test_mine_pairs_writes_both_sources(tmp_path):
 def test_bad_logs_and_configs(tmp_path):
     vectors = np.eye(6, dtype=np.float32)
     with pytest.raises(UsageError, match="not found"):
-        mine_pairs(tmp_path / "nope.parquet", KEYS, vectors, tmp_path / "p.parquet")
+        write_pairs(tmp_path / "nope.parquet", KEYS, vectors, tmp_path / "p.parquet")
     log = tmp_path / "log.parquet"
     write_log(log, [(1, 0, 1), (1, 1, 1)])
     with pytest.raises(InputError, match=r"missing column\(s\) \['like'\]"):
-        mine_pairs(log, KEYS, vectors, tmp_path / "p.parquet", PairConfig(positive=("like",)))
+        write_pairs(log, KEYS, vectors, tmp_path / "p.parquet", PairConfig(positive=("like",)))
     write_log(log, [(1, 0, 0), (1, 1, 0)])
     with pytest.raises(InputError, match="no pairs mined"):
-        mine_pairs(log, KEYS, vectors, tmp_path / "p.parquet")
+        write_pairs(log, KEYS, vectors, tmp_path / "p.parquet")
     with pytest.raises(UsageError, match="pair sources"):
         PairConfig(sources=("cooc",))
     with pytest.raises(UsageError, match="window must be >= 1"):
         PairConfig(window=0)
+
+
+def test_string_ids_null_labels_and_bad_labels_through_the_log_reader(tmp_path):
+    import pyarrow as pa
+
+    keys = ["a", "b", "c"]
+    vectors = np.eye(3, dtype=np.float32)
+    log = tmp_path / "log.parquet"
+    # string user and item ids; a null click counts as negative, so "c" is never a target
+    pq.write_table(pa.table({"user_id": ["u1", "u1", "u1", "u2"], "item_id": ["a", "b", "c", "a"],
+                             "click": pa.array([1, 1, None, 1], pa.int8())}), log)
+    stats = {}
+    config = PairConfig(sources=("user2item",), item_key="{}")
+    pairs = [np.stack(b[:2], 1) for b in user2item_pairs(log, {k: i for i, k in enumerate(keys)}, vectors, config, stats)]
+    assert np.concatenate(pairs).tolist() == [[0, 1]] and stats == {"events": 4, "positives": 3, "unknown_items": 0}
+    with pytest.raises(UsageError, match="item_key 'item-{:06d}' cannot format item id 'a'"):
+        write_pairs(log, keys, vectors, tmp_path / "p.parquet")
+    pq.write_table(pa.table({"user_id": [1, 1], "item_id": [0, 1], "click": [1, 3]}), log)
+    with pytest.raises(InputError, match=r"column 'click' must hold 0/1 labels .*first at row 1"):
+        write_pairs(log, KEYS, np.eye(6, dtype=np.float32), tmp_path / "p.parquet")

@@ -20,7 +20,7 @@ def test_help(command, capsys):
 def test_align_then_quantize_chain(sample_items, tmp_path, capsys):
     aligned = tmp_path / "aligned"
     assert main(["align", "--log", str(sample_items["log"]), "--emb", str(sample_items["emb"]), "--out", str(aligned),
-                 "--epochs", "5", "--temperature", "0.3", "--json"]) == 0
+                 "--epochs", "5", "--temperature", "0.3", "--no-learn-temperature", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads((aligned / "align.json").read_text())
     assert report["temperature"] == pytest.approx(0.3) and len(report["epoch_loss"]) == 5
