@@ -36,13 +36,20 @@ def test_sample_data_cli_writes_shards(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_recovers_planted_topics_from_real_text_embeddings(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--items", "64", "--json"]) == 0
+def test_demo_runs_the_whole_chain_and_reports_every_stage(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--items", "64", "--users", "120", "--rank-epochs", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads((tmp_path / "report.json").read_text())
-    columns = report["columns"]
-    assert set(columns) == {"image", "text", "audio", "fused"}
-    assert columns["text"]["encoder"] == "hf-text:all-MiniLM-L6-v2" and columns["text"]["dim"] == 384
-    assert all(row["rows"] == 64 for row in columns.values())
-    assert columns["text"]["nn_topic_accuracy"] > 5 * report["chance"]
-    assert columns["fused"]["nn_topic_accuracy"] > 5 * report["chance"]
+    stages = {row["stage"]: row for row in report["stages"]}
+    assert list(stages) == ["sample-data", "extract", "align", "quantize", "index (FAISS)", "index (MISS tree)",
+                            "cdr (UniCDR+)", "rank: ids only", "rank: + codes", "rank: + codes + cross",
+                            "rank: + cdr user vector"]
+    for folder in ("data", "emb", "aligned", "codes", "index", "tree", "cdr", "cdr-users"):
+        assert any((tmp_path / folder).iterdir()), folder
+    assert len(list(tmp_path.glob("rank-*/model.safetensors"))) == 4
+    # the real MiniLM titles recover the planted topics, and so does the fused vector
+    assert report["modalities"]["text"] > 5 * report["chance"] and stages["extract"]["value"] > 5 * report["chance"]
+    assert stages["quantize"]["value"] > stages["quantize"]["baseline_value"]  # first-level codes follow the topics
+    assert stages["index (FAISS)"]["value"] >= 0.9
+    assert all(0.5 < stages[name]["value"] <= 1.0 for name in stages if name.startswith("rank"))
+    assert stages["cdr (UniCDR+)"]["value"] > 0  # user vectors keyed by user id, read by the last ranker

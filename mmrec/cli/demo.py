@@ -5,41 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 
-from mmrec.cli._args import positive_int as _positive_int
+from mmrec.cli._args import add_config_arguments, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mmrec.pipelines.demo import DemoConfig
+
     p = sub.add_parser(
         "demo",
-        help="run the chain on bundled SYNTHETIC sample data and report what each encoder recovers",
-        description="Write sample data, embed every item with the image, text and speech encoders, and "
-        "report how well each modality's embeddings and their fusion recover the planted topics "
-        "(leave-one-out nearest-neighbour accuracy vs chance).",
+        help="run the whole chain on bundled SYNTHETIC sample data and print one table",
+        description="sample data -> extract -> align -> quantize -> FAISS index and MISS tree -> cross-domain "
+        "user vectors -> rankers with and without the codes, cross features and the user vector; one table: "
+        "stage, output folder, its key figure beside a baseline, time.",
     )
     p.add_argument("--out", default="demo-out", help="working folder (default demo-out)")
-    p.add_argument("--items", type=_positive_int, default=240, help="number of sample items (default 240)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image", default="open_clip:tiny", help="image encoder spec (default open_clip:tiny, random weights)")
-    p.add_argument("--image-weights", default=None, help="local checkpoint for the image encoder")
-    p.add_argument("--text", default=None, help="text encoder spec (default hf-text:all-MiniLM-L6-v2, real weights)")
-    p.add_argument("--audio", default="speech:tiny", help="speech encoder spec (default speech:tiny, random weights)")
+    add_config_arguments(p, DemoConfig)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-
     p.set_defaults(_run=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mmrec.demo import format_report, run_demo
+    from mmrec.pipelines.demo import DemoConfig, format_report, run_demo
 
-    report = run_demo(
-        args.out,
-        items=args.items,
-        seed=args.seed,
-        image=args.image,
-        image_weights=args.image_weights,
-        text=args.text,
-        audio=args.audio,
-        progress=not args.json,
-    )
+    report = run_demo(args.out, config_from_args(args, DemoConfig, what="demo"), progress=not args.json)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
