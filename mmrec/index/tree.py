@@ -333,7 +333,7 @@ class IndexTree(BaseIndex):
                 torch.from_numpy(valid))
 
     @staticmethod
-    def _mean_user(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def mean_user(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of the real behaviours' vectors (B, d); zero for an empty history."""
         m = mask.unsqueeze(-1).to(history.dtype)
         return (history * m).sum(1) / m.sum(1).clamp(min=1)
@@ -413,7 +413,7 @@ class IndexTree(BaseIndex):
             hist = hids = hmask = None
             if history_rows is not None:
                 hist, hids, hmask = (t.to(device) for t in self.history_tensors(history_rows[u], None if history_len is None else history_len[b]))
-            user = torch.from_numpy(users[u]).to(device) if users is not None else self._mean_user(hist, hmask)
+            user = torch.from_numpy(users[u]).to(device) if users is not None else self.mean_user(hist, hmask)
             logits = model(user, self._gather(nodes, levels).to(device), torch.from_numpy(starts + nodes).to(device), level_t, hist, hids, hmask)
             return F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
 
@@ -442,24 +442,28 @@ class IndexTree(BaseIndex):
         if users is None:
             if hist is None:
                 raise UsageError("users=None means the mean of each user's history: pass history_rows=")
-            users_t = self._mean_user(hist, hmask)
+            users_t = self.mean_user(hist, hmask)
         else:
             users_t = torch.from_numpy(check_vectors(users, name="users"))
         if users_t.shape[1] != self.scorer.user.in_features:
             raise UsageError(f"users have dim {users_t.shape[1]}, the scorer was trained on dim {self.scorer.user.in_features}")
         starts = self.level_starts
+        device = next(self.scorer.parameters()).device  # the scorer may sit on its training device
+        users_t = users_t.to(device)
+        if hist is not None:
+            hist, hids, hmask = hist.to(device), hids.to(device), hmask.to(device)
 
         def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
             with torch.no_grad():
                 return self.scorer(
                     users_t[part],
-                    torch.from_numpy(self.embeddings[level][nodes]),
-                    torch.from_numpy(starts[level] + nodes),
-                    torch.full((nodes.shape[1],), level, dtype=torch.long),
+                    torch.from_numpy(self.embeddings[level][nodes]).to(device),
+                    torch.from_numpy(starts[level] + nodes).to(device),
+                    torch.full((nodes.shape[1],), level, dtype=torch.long, device=device),
                     None if hist is None else hist[part],
                     None if hids is None else hids[part],
                     None if hmask is None else hmask[part],
-                ).numpy()
+                ).float().cpu().numpy()
 
         scores, rows, _ = self._beam(len(users_t), k, beam, score, self._chunk(beam))
         return scores, rows

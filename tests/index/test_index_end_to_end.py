@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmrec.index import build_index, search_index
-from mmrec.index.evaluate import evaluate_index
+from mmrec.pipelines.index import evaluate_index
 from mmrec.pipelines.extract import extract
 
 

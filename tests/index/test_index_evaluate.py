@@ -4,7 +4,7 @@ import pytest
 
 from mmrec.errors import UsageError
 from mmrec.index import build_index
-from mmrec.index.evaluate import evaluate_index
+from mmrec.pipelines.index import evaluate_index
 
 
 def test_eval_reports_recall_qps_and_writes_the_curve(tmp_path, emb_dir, fresh_queries):
