@@ -28,4 +28,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'mmrec.index' has no attribute {name!r}")
 
 
-__all__ = ["INDEX_KINDS", "Choice", "choose_index", "load_index", "parse_kind", "parse_memory", *sorted(_LAZY)]
+__all__ = [
+    "INDEX_KINDS", "Choice", "FaissConfig", "FaissIndex", "IndexTree", "LifelongInterest", "NodeScorer", "ScorerConfig",
+    "TreeConfig", "add_to_index", "build_index", "choose_index", "evaluate_index", "load_index", "parse_kind",
+    "parse_memory", "search_index",
+]
