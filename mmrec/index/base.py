@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -105,6 +105,18 @@ class BaseIndex:
     def search_keys(self, keys: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of items already in the index, by key (each item is usually its own first hit)."""
         return self.search(self.vectors(self.rows_of(keys)), k)
+
+    def neighbours(self, queries: np.ndarray | None = None, *, keys: Sequence[str] | None = None, k: int = 10) -> list[list[dict[str, Any]]]:
+        """Top-``k`` neighbours, per query, as ``[{"key", "row", "score"}, ...]``: by ``queries``
+        vectors ``(q, d)`` or by the ``keys`` of indexed items (exactly one of the two)."""
+        if (queries is None) == (keys is None):
+            raise UsageError("search by vectors or by keys: give exactly one of them")
+        scores, rows = self.search(queries, k) if keys is None else self.search_keys(list(keys), k)
+        names = self.keys_of(rows)
+        return [
+            [{"key": key, "row": int(r), "score": float(s)} for key, r, s in zip(kk, rr, ss) if r >= 0]
+            for kk, rr, ss in zip(names, rows, scores)
+        ]
 
     def _write_common(self, folder: Path) -> None:
         table = pa.table({"row": pa.array(np.arange(self.n, dtype=np.int64)), "key": self.keys})

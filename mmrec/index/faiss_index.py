@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 import mmrec
+from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, ExactKnn, faiss_metric, faiss_module
@@ -50,17 +51,17 @@ TRAIN_PER_LIST = 50
 class FaissConfig:
     """How to build: ``factory`` ("auto" or a FAISS factory string) and the budgets it answers to."""
 
-    factory: str = "auto"
-    metric: str = "ip"
-    max_memory: str | int = "1G"
-    max_query_ms: float | None = 10.0
-    target_recall: float = 0.95
-    k: int = 10
-    n_queries: int = 1000
-    train_size: int | None = None  # default: 50 per inverted list, at least 10,000
-    gpu: bool | None = None  # None: use GPUs when faiss has them
-    seed: int = 0
-    batch_rows: int = BATCH_ROWS
+    factory: str = field(default="auto", metadata={"help": "auto, or a FAISS factory string such as IVF1024,Flat"})
+    metric: str = field(default="ip", metadata={"help": "inner product or L2", "choices": METRICS})
+    max_memory: str | int = field(default="1G", metadata={"help": "memory budget of the index, e.g. 512M, 4G"})
+    max_query_ms: float | None = field(default=10.0, metadata={"help": "latency budget per query in ms"})
+    target_recall: float = field(default=0.95, metadata={"help": "recall@k vs exact search to tune the search knob for (nprobe, efSearch, the tree's beam)"})
+    k: int = field(default=10, metadata={"help": "k of the recall target"})
+    n_queries: int = field(default=1000, metadata={"help": "held-out rows the search knob is tuned on"})
+    train_size: int | None = field(default=None, metadata={"help": "training sample size; none: 50 per inverted list, at least 10,000"})
+    gpu: bool | None = field(default=None, metadata={"help": "build on GPUs with faiss-gpu; unset: when FAISS sees a GPU"})
+    seed: int = field(default=0, metadata={"help": "seed of the training sample and the tuning queries"})
+    batch_rows: int = field(default=BATCH_ROWS, metadata={"help": "rows read and added per batch"})
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -202,8 +203,7 @@ class FaissIndex(BaseIndex):
         **overrides: Any,
     ) -> "FaissIndex":
         """Build from Parquet embeddings or an ``(n, d)`` array; saved to ``out`` when given."""
-        base = asdict(config) if isinstance(config, FaissConfig) else dict(config or {})
-        config = FaissConfig(**{**base, **overrides})
+        config = replace_config(build_config(FaissConfig, config, "faiss"), "faiss", **overrides)
         faiss = faiss_module()
         times: dict[str, float] = {}
         start = time.perf_counter()

@@ -46,7 +46,11 @@ def gather_behaviours(history: torch.Tensor, index: torch.Tensor) -> torch.Tenso
 
 
 class LifelongInterest(nn.Module):
-    """Co-GSU + MM-GSU, each followed by target attention; returns ``(B, id_dim + mm_dim)``."""
+    """Co-GSU + MM-GSU, each followed by target attention; returns ``(B, [C,] id_dim + mm_dim)``.
+
+    A target is one item per row ``(B, d)`` or ``C`` candidates per row ``(B, C, d)`` (the MISS tree's
+    node scorer scores a level's candidate nodes at once); histories are ``(B, T, d)``.
+    """
 
     def __init__(self, id_dim: int, mm_dim: int, *, k: int = 50, hidden: int = 64) -> None:
         super().__init__()
@@ -56,14 +60,14 @@ class LifelongInterest(nn.Module):
 
     def forward(
         self,
-        target_id: torch.Tensor,  # (B, id_dim)
-        target_mm: torch.Tensor,  # (B, mm_dim)
+        target_id: torch.Tensor,  # (B, [C,] id_dim)
+        target_mm: torch.Tensor,  # (B, [C,] mm_dim)
         history_id: torch.Tensor,  # (B, T, id_dim)
         history_mm: torch.Tensor,  # (B, T, mm_dim)
         mask: torch.Tensor | None = None,  # (B, T) true for real behaviours
     ) -> torch.Tensor:
-        co_index, co_valid = gsu_topk(target_id, history_id, self.k, mask)  # (B, k)
+        co_index, co_valid = gsu_topk(target_id, history_id, self.k, mask)  # (B, [C,] k)
         mm_index, mm_valid = gsu_topk(target_mm, history_mm, self.k, mask)
-        co = self.co_esu(target_id, gather_behaviours(history_id, co_index), co_valid)  # (B, id_dim)
-        mm = self.mm_esu(target_mm, gather_behaviours(history_mm, mm_index), mm_valid)  # (B, mm_dim)
+        co = self.co_esu(target_id, gather_behaviours(history_id, co_index), co_valid)  # (B, [C,] id_dim)
+        mm = self.mm_esu(target_mm, gather_behaviours(history_mm, mm_index), mm_valid)  # (B, [C,] mm_dim)
         return torch.cat([co, mm], dim=-1)

@@ -16,28 +16,30 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
-from mmrec.index.api import load_index, search_index
 from mmrec.index.base import BaseIndex
 from mmrec.index.exact import faiss_module
+from mmrec.index.kinds import load_index
 
 
 @dataclass
 class ServerConfig:
     """Where to listen and what to accept."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_batch: int = 256
-    max_k: int = 1000
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (loopback only by default)"})
+    port: int = field(default=8080, metadata={"help": "port (0 picks a free one)"})
+    max_body_bytes: int = field(default=4 * 1024 * 1024, metadata={"help": "largest request body in bytes"})
+    max_batch: int = field(default=256, metadata={"help": "most queries per request"})
+    max_k: int = field(default=1000, metadata={"help": "largest k a request may ask for"})
+    search_threads: int | None = field(default=1, metadata={"help": "FAISS threads per search; requests already run in parallel (none: leave them)"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -124,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
             if "keys" in body:
                 if not all(isinstance(key, str) for key in batch):
                     raise _Reject(422, "'keys' must be a list of strings")
-                results = search_index(index, keys=batch, k=k)
+                results = index.neighbours(keys=batch, k=k)
             else:
                 try:
                     vectors = np.asarray(batch, dtype=np.float32)
@@ -132,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Reject(422, "'vectors' must be a list of equal-length lists of numbers") from None
                 if vectors.ndim != 2:
                     raise _Reject(422, f"'vectors' must be a list of lists of numbers, got shape {vectors.shape}")
-                results = search_index(index, vectors, k=k)
+                results = index.neighbours(vectors, k=k)
         except UsageError as err:
             raise _Reject(422, str(err)) from None
         return {"results": results, "k": k, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
@@ -159,29 +161,23 @@ class IndexServer(ThreadingHTTPServer):
 
 def make_server(index: BaseIndex | str | Path, config: ServerConfig | None = None, **overrides: Any) -> IndexServer:
     """A bound, not yet running server for an index object or folder (port 0: any free port)."""
-    config = ServerConfig(**{**(config.__dict__ if config else {}), **overrides})
+    config = replace_config(build_config(ServerConfig, config, "server"), "server", **overrides)
     if not isinstance(index, BaseIndex):
         index = load_index(index)
     return IndexServer(index, config)
 
 
-def serve_index(
-    index: BaseIndex | str | Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    max_body_bytes: int = 4 * 1024 * 1024,
-    max_batch: int = 256,
-    search_threads: int | None = 1,
-) -> None:
+def serve_index(index: BaseIndex | str | Path, config: ServerConfig | dict | None = None, **overrides: Any) -> None:
     """Serve until interrupted (blocking).
 
-    ``search_threads`` sets FAISS's OpenMP threads for the whole process (None leaves them): requests
-    already run in parallel threads, and nested OpenMP teams on top of them oversubscribe the cores.
+    ``config.search_threads`` sets FAISS's OpenMP threads for the whole process (None leaves them):
+    requests already run in parallel threads, and nested OpenMP teams on top of them oversubscribe
+    the cores.
     """
-    if search_threads is not None:
-        faiss_module().omp_set_num_threads(search_threads)
-    server = make_server(index, host=host, port=port, max_body_bytes=max_body_bytes, max_batch=max_batch)
+    config = replace_config(build_config(ServerConfig, config, "server"), "server", **overrides)
+    if config.search_threads is not None:
+        faiss_module().omp_set_num_threads(config.search_threads)
+    server = make_server(index, config)
     print(f"mmrec index serve: {server.index.kind} index, {server.index.n} vectors, on {server.url} (POST /search, GET /health)", flush=True)
     try:
         server.serve_forever()

@@ -11,9 +11,11 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
   embedding matrix plus an ``offsets`` array into the next level.
 - **Node scorer.** :class:`NodeScorer` scores (user, node) pairs: projections of the user vector and the
   node embedding, a level embedding, their product, and optionally the user's interest in the node
-  from MM-GSU + target attention over the lifelong history (:mod:`mmrec.index.gsu`). Trained with binary
-  cross-entropy, TDM-style: for a (user, positive item) pair, the item's ancestor at every level is a
-  positive and ``negatives`` nodes drawn uniformly from the rest of that level are negatives.
+  from Co-GSU and MM-GSU, each followed by target attention, over the lifelong history
+  (:class:`mmrec.index.gsu.LifelongInterest`). Trained with binary cross-entropy through
+  :func:`mmrec.training.fit`, TDM-style: for a (user, positive item) pair, the item's ancestor at
+  every level is a positive and ``negatives`` nodes drawn uniformly from the rest of that level are
+  negatives. ``mmrec.pipelines.index.train_tree`` trains it from a behaviour log.
 - **Beam search.** Level by level, the children of the ``beam`` best nodes are scored and the ``beam``
   best kept; at the leaf level the best ``k`` items are returned. :meth:`IndexTree.search` scores nodes
   by similarity to a query vector (retrieval by embedding, tuned to a recall target like the FAISS
@@ -22,8 +24,8 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
 [I] Decided here: for ``search`` with the inner-product metric an inner node is scored by the cosine
 to its mean (the mean of a wide subtree is short, and raw inner products under-rank it: recall@10
 0.958 → 0.987 at beam 128 on 100k clustered vectors), items by their inner product; with L2, by
-−‖q − mean‖². Co-GSU needs ID embeddings, which tree nodes do not have, so the node scorer uses
-MM-GSU only (Co-GSU serves item targets, :class:`mmrec.index.gsu.LifelongInterest`); the tree is built
+−‖q − mean‖². Co-GSU needs ID embeddings, which tree nodes do not have: the node scorer learns an ID
+table with one row per tree node (the leaf rows are the items, which histories look up); the tree is built
 once from all vectors (it needs them in memory) and does not support ``add`` — rebuild it instead.
 """
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -43,15 +45,17 @@ import torch.nn.functional as F
 from torch import nn
 
 import mmrec
+from mmrec.config import build_config, replace_config
+from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, exact_knn, faiss_module
-from mmrec.index.gsu import gather_behaviours, gsu_topk
-from mmrec.rankers.attention import TargetAttention
-from mmrec.store import open_source
+from mmrec.index.gsu import LifelongInterest
 from mmrec.index.tune import measure, tune
 from mmrec.io import atomic_path
 from mmrec.quantization.kmeans import balanced_kmeans, check_vectors
+from mmrec.store import open_source
+from mmrec.training import FitResult, LoopConfig, fit, shuffled_batches
 
 TREE_FILE = "tree.safetensors"
 SCORER_FILE = "scorer.safetensors"
@@ -62,13 +66,13 @@ CHUNK_FLOATS = 1 << 24  # gathered candidate embeddings per beam-search chunk (6
 class TreeConfig:
     """How to build the tree and tune its beam for ``search`` by vector."""
 
-    branching: int = 16
-    niter: int = 10  # balanced k-means iterations per split
-    metric: str = "ip"
-    target_recall: float = 0.95
-    k: int = 10
-    n_queries: int = 1000
-    seed: int = 0
+    branching: int = field(default=16, metadata={"help": "children per tree node"})
+    niter: int = field(default=10, metadata={"help": "balanced k-means iterations per split"})
+    metric: str = field(default="ip", metadata={"help": "inner product or L2", "choices": METRICS})
+    target_recall: float = field(default=0.95, metadata={"help": "recall@k vs exact search to tune the beam for"})
+    k: int = field(default=10, metadata={"help": "k of the recall target"})
+    n_queries: int = field(default=1000, metadata={"help": "held-out index rows the beam is tuned on"})
+    seed: int = field(default=0, metadata={"help": "seed of the k-means splits and the tuning queries"})
 
     def __post_init__(self) -> None:
         if self.branching < 2:
@@ -133,38 +137,72 @@ def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 
     return embeddings, offsets, items
 
 
-class NodeScorer(nn.Module):
-    """Logit of "the user wants something under this node": (user (B, du), nodes (B, C, d)) -> (B, C)."""
+@dataclass
+class ScorerConfig:
+    """The node scorer and its TDM-style training; epochs, early stopping and device are the loop's
+    (:class:`mmrec.training.LoopConfig`)."""
 
-    def __init__(self, user_dim: int, node_dim: int, levels: int, *, hidden: int = 64, history_k: int = 0) -> None:
+    hidden: int = field(default=64, metadata={"help": "width of the node scorer's projections and MLP"})
+    id_dim: int = field(default=16, metadata={"help": "dim of the scorer's learnable node-ID table that Co-GSU searches"})
+    history_k: int = field(default=20, metadata={"help": "behaviours Co-GSU and MM-GSU each keep per scored node"})
+    negatives: int = field(default=8, metadata={"help": "negative nodes drawn per level for every positive"})
+    batch_size: int = field(default=256, metadata={"help": "(user, positive item) pairs per training step"})
+    lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the node scorer"})
+    seed: int = field(default=0, metadata={"help": "seed of the scorer's initial weights, batches and negatives"})
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "id_dim", "history_k", "negatives", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}")
+
+
+class NodeScorer(nn.Module):
+    """Logit of "the user wants something under this node": (user (B, du), nodes (B, C, d)) -> (B, C).
+
+    With ``history_k`` > 0 the scorer also reads the user's lifelong history through
+    :class:`~mmrec.index.gsu.LifelongInterest`: MM-GSU over the multimodal embeddings of the
+    behaviours (the tree's item vectors) against the node's embedding, and Co-GSU over ID embeddings
+    against the node's ID embedding. [I] Tree nodes have no collaborative IDs of their own, so the ID
+    embeddings are a learnable table of the scorer with one row per tree node, level by level
+    (``nodes_per_level``); the leaf rows are the items' IDs, which a history looks up.
+    """
+
+    def __init__(self, user_dim: int, node_dim: int, nodes_per_level: Sequence[int], *, hidden: int = 64,
+                 id_dim: int = 16, history_k: int = 0) -> None:
         super().__init__()
         self.history_k = history_k
         self.user = nn.Linear(user_dim, hidden)
         self.node = nn.Linear(node_dim, hidden)
-        self.level = nn.Embedding(levels, hidden)
-        self.esu = TargetAttention(node_dim, hidden=hidden, activation="prelu") if history_k else None
-        self.interest = nn.Linear(node_dim, hidden) if history_k else None
+        self.level = nn.Embedding(len(nodes_per_level), hidden)
+        self.ids = nn.Embedding(int(sum(nodes_per_level)), id_dim) if history_k else None
+        self.lifelong = LifelongInterest(id_dim, node_dim, k=history_k, hidden=hidden) if history_k else None
+        self.interest = nn.Linear(id_dim + node_dim, hidden) if history_k else None
         self.mlp = nn.Sequential(nn.Linear((5 if history_k else 3) * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        if self.ids is not None:
+            nn.init.normal_(self.ids.weight, std=0.1)
 
     def forward(
         self,
         user: torch.Tensor,  # (B, du)
-        nodes: torch.Tensor,  # (B, C, d)
+        nodes: torch.Tensor,  # (B, C, d) multimodal embeddings of the candidate nodes
+        node_ids: torch.Tensor,  # (B, C) rows of the ID table (global node numbers)
         level: torch.Tensor,  # (C,) level index (0 = level 1) of each candidate
         history: torch.Tensor | None = None,  # (B, T, d) multimodal embeddings of the user's behaviours
-        mask: torch.Tensor | None = None,  # (B, T)
+        history_ids: torch.Tensor | None = None,  # (B, T) ID-table rows of the behaviours (leaf nodes)
+        mask: torch.Tensor | None = None,  # (B, T) true for real behaviours
     ) -> torch.Tensor:
         u = self.user(user)[:, None, :].expand(-1, nodes.shape[1], -1)  # (B, C, H)
         e = self.node(nodes) + self.level(level)[None]  # (B, C, H)
         feats = [u, e, u * e]
-        if self.esu is not None:
-            if history is None:
-                raise UsageError("this scorer was trained with histories (MM-GSU); pass histories=")
-            index, valid = gsu_topk(nodes, history, self.history_k, mask)  # (B, C, k)
-            interest = self.interest(self.esu(nodes, gather_behaviours(history, index), valid))  # (B, C, H)
+        if self.lifelong is not None:
+            if history is None or history_ids is None:
+                raise UsageError("this scorer was trained with histories (Co-GSU + MM-GSU); pass history_rows=")
+            interest = self.lifelong(self.ids(node_ids), nodes, self.ids(history_ids), history, mask)  # (B, C, id + d)
+            interest = self.interest(interest)  # (B, C, H)
             feats += [interest, interest * e]
         return self.mlp(torch.cat(feats, dim=-1)).squeeze(-1)  # (B, C)
-
 
 class IndexTree(BaseIndex):
     """The MISS index tree over keyed item vectors; ``search`` by vector, ``recommend`` by user."""
@@ -270,6 +308,11 @@ class IndexTree(BaseIndex):
             nodes[:, level - 1] = np.searchsorted(self.offsets[level], nodes[:, level], side="right") - 1
         return nodes
 
+    @property
+    def level_starts(self) -> np.ndarray:
+        """Global number of the first node of each level (the scorer's ID-table rows): (L,)."""
+        return np.cumsum([0] + self.node_counts()[:-1]).astype(np.int64)
+
     def _gather(self, nodes: np.ndarray, levels: np.ndarray) -> torch.Tensor:
         """Embeddings (B, C, d) of nodes (B, C) whose column c lives at level ``levels[c]``."""
         out = np.empty((*nodes.shape, self.dim), dtype=np.float32)
@@ -278,95 +321,151 @@ class IndexTree(BaseIndex):
             out[:, cols] = self.embeddings[level][nodes[:, cols]]
         return torch.from_numpy(out)
 
+    def history_tensors(self, rows: np.ndarray, visible: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(vectors (B, T, d), ID-table rows (B, T), mask (B, T))`` of histories given as index rows
+        ``rows`` (B, T) (-1 = padding); ``visible`` (B,) keeps only the first ``visible[b]`` positions."""
+        rows = np.asarray(rows, dtype=np.int64)
+        valid = rows >= 0
+        if visible is not None:
+            valid &= np.arange(rows.shape[1]) < np.asarray(visible)[:, None]
+        leaf = self.leaf_of[np.where(valid, rows, 0)]  # (B, T)
+        return (torch.from_numpy(self.embeddings[-1][leaf]), torch.from_numpy(self.level_starts[-1] + leaf),
+                torch.from_numpy(valid))
+
+    @staticmethod
+    def mean_user(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the real behaviours' vectors (B, d); zero for an empty history."""
+        m = mask.unsqueeze(-1).to(history.dtype)
+        return (history * m).sum(1) / m.sum(1).clamp(min=1)
+
+    def init_scorer(self, user_dim: int, config: ScorerConfig | dict | None = None, *, history: bool = False) -> NodeScorer:
+        """A fresh (untrained, seeded) node scorer, set on the tree; ``history`` turns on Co-GSU + MM-GSU."""
+        config = build_config(ScorerConfig, config, "scorer")
+        torch.manual_seed(config.seed)
+        self.scorer = NodeScorer(user_dim, self.dim, self.node_counts(), hidden=config.hidden, id_dim=config.id_dim,
+                                 history_k=config.history_k if history else 0)
+        self.scorer.eval()
+        return self.scorer
+
     def fit_scorer(
         self,
-        users: np.ndarray,
+        users: np.ndarray | None,
         user_index: np.ndarray,
         item_rows: np.ndarray,
         *,
-        histories: np.ndarray | None = None,
-        history_mask: np.ndarray | None = None,
-        history_k: int = 20,
-        negatives: int = 8,
-        epochs: int = 5,
-        batch_size: int = 256,
-        lr: float = 1e-2,
-        hidden: int = 64,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> list[float]:
-        """Train the node scorer on (user, positive item) pairs; returns the mean loss per epoch.
+        history_rows: np.ndarray | None = None,
+        history_len: np.ndarray | None = None,
+        config: ScorerConfig | dict | None = None,
+        loop: LoopConfig | dict | None = None,
+        evaluate: Callable[[NodeScorer], Any] | None = None,
+        monitor: str | None = None,
+        **overrides: Any,
+    ) -> FitResult:
+        """Train the node scorer on (user, positive item) pairs through :func:`mmrec.training.fit`.
 
-        ``users`` (U, du) user vectors; pair p is user ``user_index[p]`` and item row ``item_rows[p]``.
-        ``histories`` (U, T, d) multimodal embeddings of each user's behaviours (with ``history_mask``
-        (U, T)) turn on MM-GSU + target attention in the scorer.
+        Pair p is user ``user_index[p]`` and item row ``item_rows[p]``. ``users`` (U, du) are user
+        vectors, or None for the mean of each pair's visible history vectors. ``history_rows`` (U, T)
+        are each user's behaviours as index rows (-1 = padding) and turn on Co-GSU + MM-GSU;
+        ``history_len`` (P,) lets pair p see only the first ``history_len[p]`` of them (the behaviours
+        before its target, for a time-ordered history). ``overrides`` are fields of ``config``
+        (:class:`ScorerConfig`) or of ``loop`` (``epochs=10, progress=False``); ``evaluate(scorer)``
+        drives early stopping (``loop.patience``) as in :func:`~mmrec.training.fit`.
         """
-        from tqdm.auto import tqdm
-
-        users = check_vectors(users, name="users")
+        scorer_fields = {f.name for f in fields(ScorerConfig)}
+        config = replace_config(build_config(ScorerConfig, config, "scorer"), "scorer", **{k: v for k, v in overrides.items() if k in scorer_fields})
+        loop_overrides = {k: v for k, v in overrides.items() if k not in scorer_fields}
+        if loop is None:
+            loop_overrides.setdefault("desc", "tree scorer")
+        loop = replace_config(build_config(LoopConfig, loop, "loop"), "loop", **loop_overrides)
         user_index, item_rows = np.asarray(user_index, dtype=np.int64), np.asarray(item_rows, dtype=np.int64)
         if len(user_index) != len(item_rows) or len(user_index) == 0:
             raise UsageError(f"need as many user_index as item_rows (and at least one), got {len(user_index)} and {len(item_rows)}")
-        if user_index.min() < 0 or user_index.max() >= len(users) or item_rows.min() < 0 or item_rows.max() >= self.n:
+        if users is None and history_rows is None:
+            raise UsageError("users=None means the mean of each user's history: pass history_rows=")
+        n_users = len(users) if users is not None else len(history_rows)
+        if user_index.min() < 0 or user_index.max() >= n_users or item_rows.min() < 0 or item_rows.max() >= self.n:
             raise UsageError("user_index or item_rows out of range")
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        hist = None if histories is None else torch.as_tensor(check_vectors(np.asarray(histories).reshape(-1, self.dim), name="histories").reshape(len(users), -1, self.dim))
-        hmask = None if hist is None else torch.as_tensor(np.ones(hist.shape[:2], bool) if history_mask is None else np.asarray(history_mask, bool))
-        self.scorer = NodeScorer(users.shape[1], self.dim, self.depth, hidden=hidden, history_k=history_k if hist is not None else 0)
-        opt = torch.optim.Adam(self.scorer.parameters(), lr=lr)
+        users = None if users is None else check_vectors(users, name="users")
+        if history_rows is not None:
+            history_rows = np.asarray(history_rows, dtype=np.int64)
+            if history_rows.ndim != 2 or len(history_rows) != n_users or history_rows.max() >= self.n:
+                raise UsageError(f"history_rows must be (users, T) index rows below {self.n}, got shape {history_rows.shape}")
+        if history_len is not None and len(history_len) != len(item_rows):
+            raise UsageError(f"history_len needs one entry per pair ({len(item_rows)}), got {len(history_len)}")
+        scorer = self.init_scorer(self.dim if users is None else users.shape[1], config, history=history_rows is not None)
+        device = resolve_device(loop.device, what="loop.device")
+        scorer.to(device)
+        rng = np.random.default_rng(config.seed)
         sizes = np.array(self.node_counts())
-        levels = np.repeat(np.arange(self.depth), 1 + negatives)  # (C,)
-        labels = torch.tensor(np.tile([1.0] + [0.0] * negatives, self.depth), dtype=torch.float32)
+        levels = np.repeat(np.arange(self.depth), 1 + config.negatives)  # (C,)
+        level_t = torch.from_numpy(levels).to(device)
+        starts = self.level_starts[levels]  # (C,)
+        labels = torch.tensor(np.tile([1.0] + [0.0] * config.negatives, self.depth), dtype=torch.float32, device=device)
         anc = self.ancestors(item_rows)  # (P, L)
-        losses = []
-        self.scorer.train()
-        for _ in tqdm(range(epochs), desc="tree scorer", disable=not progress):
-            total, steps = 0.0, 0
-            for batch in np.array_split(rng.permutation(len(item_rows)), max(1, len(item_rows) // batch_size)):
-                pos = anc[batch]  # (B, L)
-                neg = rng.integers(0, np.maximum(sizes - 1, 1), size=(len(batch), negatives, self.depth))  # (B, neg, L)
-                neg = neg + (neg >= pos[:, None, :]) * (sizes > 1)  # uniform over the level minus the positive
-                nodes = np.concatenate([pos[:, None, :], neg], axis=1).transpose(0, 2, 1).reshape(len(batch), -1)  # (B, C)
-                u = user_index[batch]
-                logits = self.scorer(
-                    torch.from_numpy(users[u]),
-                    self._gather(nodes, levels),
-                    torch.from_numpy(levels),
-                    None if hist is None else hist[u],
-                    None if hmask is None else hmask[u],
-                )
-                loss = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total, steps = total + loss.item(), steps + 1
-            losses.append(total / steps)
-        self.scorer.eval()
-        self.info["scorer"] = {"user_dim": users.shape[1], "hidden": hidden, "history_k": self.scorer.history_k, "negatives": negatives, "epochs": epochs, "losses": [round(v, 5) for v in losses]}
-        return losses
 
-    def recommend(
-        self, users: np.ndarray, k: int, *, beam: int = 32, histories: np.ndarray | None = None, history_mask: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items per user by beam search with the trained scorer: ``(logits, rows)``."""
+        def step(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+            b = batch.numpy()
+            pos = anc[b]  # (B, L)
+            neg = rng.integers(0, np.maximum(sizes - 1, 1), size=(len(b), config.negatives, self.depth))  # (B, neg, L)
+            neg = neg + (neg >= pos[:, None, :]) * (sizes > 1)  # uniform over the level minus the positive
+            nodes = np.concatenate([pos[:, None, :], neg], axis=1).transpose(0, 2, 1).reshape(len(b), -1)  # (B, C)
+            u = user_index[b]
+            hist = hids = hmask = None
+            if history_rows is not None:
+                hist, hids, hmask = (t.to(device) for t in self.history_tensors(history_rows[u], None if history_len is None else history_len[b]))
+            user = torch.from_numpy(users[u]).to(device) if users is not None else self.mean_user(hist, hmask)
+            logits = model(user, self._gather(nodes, levels).to(device), torch.from_numpy(starts + nodes).to(device), level_t, hist, hids, hmask)
+            return F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
+
+        result = fit(scorer, torch.optim.Adam(scorer.parameters(), lr=config.lr),
+                     shuffled_batches(len(item_rows), config.batch_size, seed=config.seed), step,
+                     config=loop, evaluate=evaluate, monitor=monitor)
+        scorer.cpu().eval()
+        self.info["scorer"] = {"user_dim": scorer.user.in_features, "user": "given" if users is not None else "history_mean",
+                               "history": history_rows is not None, **asdict(config),
+                               "fit": {"epochs": len(result.history), "best_epoch": result.best_epoch, "stopped": result.stopped,
+                                       "steps": result.steps, "seconds": result.seconds,
+                                       "losses": [round(h["loss"], 5) for h in result.history]}}
+        return result
+
+    def recommend(self, users: np.ndarray | None, k: int, *, beam: int = 32, history_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items per user by beam search with the scorer: ``(logits, rows)``.
+
+        ``users`` (U, du), or None for the mean of each user's history vectors; ``history_rows``
+        (U, T) index rows of each user's behaviours (-1 = padding), needed by a scorer trained with them.
+        """
         if self.scorer is None:
             raise UsageError("no node scorer: call fit_scorer(...) first, or load a tree saved with one")
-        users = check_vectors(users, name="users", dim=self.scorer.user.in_features)
-        hist = None if histories is None else torch.as_tensor(np.asarray(histories, dtype=np.float32))
-        hmask = None if hist is None else torch.as_tensor(np.ones(hist.shape[:2], bool) if history_mask is None else np.asarray(history_mask, bool))
+        hist = hids = hmask = None
+        if history_rows is not None:
+            hist, hids, hmask = self.history_tensors(history_rows)
+        if users is None:
+            if hist is None:
+                raise UsageError("users=None means the mean of each user's history: pass history_rows=")
+            users_t = self.mean_user(hist, hmask)
+        else:
+            users_t = torch.from_numpy(check_vectors(users, name="users"))
+        if users_t.shape[1] != self.scorer.user.in_features:
+            raise UsageError(f"users have dim {users_t.shape[1]}, the scorer was trained on dim {self.scorer.user.in_features}")
+        starts = self.level_starts
+        device = next(self.scorer.parameters()).device  # the scorer may sit on its training device
+        users_t = users_t.to(device)
+        if hist is not None:
+            hist, hids, hmask = hist.to(device), hids.to(device), hmask.to(device)
 
         def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
             with torch.no_grad():
                 return self.scorer(
-                    torch.from_numpy(users[part]),
-                    torch.from_numpy(self.embeddings[level][nodes]),
-                    torch.full((nodes.shape[1],), level, dtype=torch.long),
+                    users_t[part],
+                    torch.from_numpy(self.embeddings[level][nodes]).to(device),
+                    torch.from_numpy(starts[level] + nodes).to(device),
+                    torch.full((nodes.shape[1],), level, dtype=torch.long, device=device),
                     None if hist is None else hist[part],
+                    None if hids is None else hids[part],
                     None if hmask is None else hmask[part],
-                ).numpy()
+                ).float().cpu().numpy()
 
-        scores, rows, _ = self._beam(len(users), k, beam, score, self._chunk(beam))
+        scores, rows, _ = self._beam(len(users_t), k, beam, score, self._chunk(beam))
         return scores, rows
 
     # -- build, save, load ------------------------------------------------------------------
@@ -383,8 +482,7 @@ class IndexTree(BaseIndex):
         **overrides: Any,
     ) -> "IndexTree":
         """Build the tree over Parquet embeddings or an ``(n, d)`` array, tune its beam, save to ``out``."""
-        base = asdict(config) if isinstance(config, TreeConfig) else dict(config or {})
-        config = TreeConfig(**{**base, **overrides})
+        config = replace_config(build_config(TreeConfig, config, "tree"), "tree", **overrides)
         start = time.perf_counter()
         source = open_source(data, column=column, keys=keys)
         batches = list(source.batches())
@@ -464,7 +562,8 @@ class IndexTree(BaseIndex):
         tree = cls(embeddings, offsets, tensors["items"], cls._read_keys(folder, len(tensors["items"])), info)
         if "scorer" in info:
             s = info["scorer"]
-            tree.scorer = NodeScorer(s["user_dim"], tree.dim, depth, hidden=s["hidden"], history_k=s["history_k"])
+            tree.scorer = NodeScorer(s["user_dim"], tree.dim, tree.node_counts(), hidden=s["hidden"], id_dim=s["id_dim"],
+                                     history_k=s["history_k"] if s["history"] else 0)
             tree.scorer.load_state_dict(load_torch(str(folder / SCORER_FILE)))
             tree.scorer.eval()
         return tree

@@ -67,31 +67,54 @@ def test_tdm_trained_scorer_retrieves_the_users_topic(tree_and_data, one_torch_t
     codes = rng.standard_normal((labels.max() + 1, 8)).astype(np.float32)
     users = codes[topic] + 0.1 * rng.standard_normal((len(topic), 8)).astype(np.float32)
     user_index = np.repeat(np.arange(len(topic)), positives.shape[1])
-    losses = tree.fit_scorer(users, user_index, positives.reshape(-1), epochs=10, progress=False)
-    assert losses[-1] < losses[0] * 0.6
+    result = tree.fit_scorer(users, user_index, positives.reshape(-1), epochs=10, progress=False)
+    losses = [epoch["loss"] for epoch in result.history]
+    assert len(losses) == 10 and losses[-1] < losses[0] * 0.6
     _, rows = tree.recommend(users, 10, beam=8)
     precision = (labels[rows] == topic[:, None]).mean()
     assert precision > 0.8  # chance is 1/16
 
 
-def test_scorer_with_mm_gsu_reads_the_lifelong_history(tree_and_data, tmp_path, one_torch_thread):
+def test_scorer_with_co_and_mm_gsu_reads_the_lifelong_history(tree_and_data, tmp_path, one_torch_thread):
     tree, folder, x, labels = tree_and_data
     topic, positives = _users_with_topics(labels, seed=2)
     rng = np.random.default_rng(3)
     users = rng.standard_normal((len(topic), 4)).astype(np.float32)  # no signal: only the history has it
-    histories = x[positives[:, :10]]  # (U, 10, d) multimodal embeddings of past behaviours
-    mask = np.ones(histories.shape[:2], bool)
-    mask[:, 8:] = False  # padding
+    history_rows = positives[:, :10].copy()  # (U, 10) index rows of past behaviours
+    history_rows[:, 8:] = -1  # padding
     user_index = np.repeat(np.arange(len(topic)), 10)
-    tree.fit_scorer(users, user_index, positives[:, 10:].reshape(-1), histories=histories, history_mask=mask, history_k=4, epochs=10, progress=False)
-    _, rows = tree.recommend(users, 10, beam=8, histories=histories, history_mask=mask)
+    tree.fit_scorer(users, user_index, positives[:, 10:].reshape(-1), history_rows=history_rows, history_k=4, epochs=10, progress=False)
+    _, rows = tree.recommend(users, 10, beam=8, history_rows=history_rows)
     assert (labels[rows] == topic[:, None]).mean() > 0.8
     tree.save(tmp_path / "t")
     loaded = load_index(tmp_path / "t")
-    assert loaded.info["scorer"]["history_k"] == 4
-    np.testing.assert_array_equal(loaded.recommend(users, 10, beam=8, histories=histories, history_mask=mask)[1], rows)
-    with pytest.raises(UsageError, match="histories"):
+    assert loaded.info["scorer"]["history_k"] == 4 and loaded.info["scorer"]["history"]
+    np.testing.assert_array_equal(loaded.recommend(users, 10, beam=8, history_rows=history_rows)[1], rows)
+    with pytest.raises(UsageError, match="history_rows"):
         loaded.recommend(users, 10)
+
+
+def test_node_scorer_reads_the_id_history_through_co_gsu(tree_and_data, one_torch_thread):
+    """Same multimodal history, other ID history: the score changes (Co-GSU is wired in)."""
+    import torch
+
+    from mmrec.index.tree import NodeScorer
+
+    tree = tree_and_data[0]
+    torch.manual_seed(0)
+    scorer = NodeScorer(4, tree.dim, tree.node_counts(), hidden=16, id_dim=8, history_k=3).eval()
+    rows = np.arange(6)[None]  # (1, T=6)
+    hist, ids, mask = tree.history_tensors(rows)
+    nodes = torch.from_numpy(tree.embeddings[0][None, :5])  # (1, C=5, d): level-1 nodes
+    node_ids = torch.from_numpy(tree.level_starts[0] + np.arange(5))[None]
+    level = torch.zeros(5, dtype=torch.long)
+    user = torch.randn(1, 4)
+    with torch.no_grad():
+        base = scorer(user, nodes, node_ids, level, hist, ids, mask)
+        other_ids = scorer(user, nodes, node_ids, level, hist, ids.flip(1) + 7, mask)
+        scorer.ids.weight[ids[0]] += 1.0  # move the ID embeddings of the history items only
+        moved = scorer(user, nodes, node_ids, level, hist, ids, mask)
+    assert not torch.allclose(base, other_ids) and not torch.allclose(base, moved)
 
 
 def test_save_load_roundtrip_and_no_add(tree_and_data, fresh_queries):
