@@ -109,7 +109,7 @@ def test_model_shapes_padding_and_config_errors(data):
     data.expansion, data.expansion_paths = None, 0
     with pytest.raises(UsageError, match="graph_dim=8 needs author_graph"):
         GTR(dict(model.config.__dict__, expansion_paths=0), author_category=torch.from_numpy(data.author_category))
-    with pytest.raises(UsageError, match="unknown GTR option"):
+    with pytest.raises(UsageError, match="GTR: unknown field 'towers'; known: num_users"):
         GTR({"num_users": 3, "num_authors": 2, "num_categories": 2, "towers": [3]}, author_category=torch.zeros(2))
     with pytest.raises(UsageError, match="tasks must be"):
         prepare_gtr_data("unused", tasks=("like",))
