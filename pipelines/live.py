@@ -42,7 +42,7 @@ class LiveTrainConfig:
     lr: float = _opt(2e-3, "Adam learning rate")
     weight_decay: float = _opt(0.0, "Adam weight decay")
     seed: int = _opt(0, "seed of the weights, the batch order and GraphCL")
-    threads: int | None = _opt(None, "torch CPU threads (default: torch's)")
+    threads: int | None = _opt(None, "torch CPU threads; none = torch's own choice")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     expansion_k: int = _opt(10, "GIE: expanded authors per metapath and user")
     graph_dim: int = _opt(16, "GIE: width of the GraphCL author embeddings")

@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     add_config_arguments(p, LiveSimConfig)
     p.add_argument("--shards", dest="shard_segments", type=positive_int, default=argparse.SUPPRESS,
-                   help="same as --shard-segments")
+                   metavar="N", help="same as --shard-segments")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p = lsub.add_parser(
         "train",
         help="train GTR (SIM + DIN; --mfq segment fusion, --gie graph expansion) on a simulator folder",
-        description="Train MMBee's GTR on a mmrec live simulate folder: the first half of the time span feeds "
-        "the GIE graphs, 50-80 %% trains, 80-100 %% tests. Writes gtr.safetensors, mfq.safetensors (with --mfq; "
+        description="Train MMBee's GTR on a mmrec live simulate folder: by default the first half of the time span "
+        "feeds the GIE graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes gtr.safetensors, mfq.safetensors (with --mfq; "
         "what mmrec extract --fuse mfq --fusion-weights reads) and metrics.json.",
     )
     p.add_argument("--data", required=True, help="folder written by mmrec live simulate")
