@@ -12,7 +12,7 @@ returns the training report (test metrics overall and per planted ``gift_activit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from mmrec.config import build_config, replace_config
 from mmrec.device import resolve_device
 from mmrec.errors import UsageError
+from mmrec.io import finite_json
 from mmrec.rankers.gtr_data import GTRData, GTRDataConfig
 
 GIE_METAPATHS = ("user>author>author", "user-watches>author>author")
@@ -103,7 +104,7 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
                            out=out, progress=progress)
     finally:
         torch.set_num_threads(previous)
-    return {**report, "data": str(folder), "out": None if out is None else str(out)}
+    return {**report, "data": str(folder), "out": None if out is None else str(out), "job": finite_json(asdict(cfg))}
 
 
 __all__ = ["GIE_METAPATHS", "LiveTrainConfig", "gie_inputs", "train_live"]
