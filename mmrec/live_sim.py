@@ -86,37 +86,33 @@ START_TS = 1_700_000_000
 _NOTE = "SYNTHETIC live-streaming data from mmrec.live_sim, not real behaviour; see its docstring for what is planted"
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class LiveSimConfig:
     """Sizes and effect strengths of the SYNTHETIC live world (see the module docstring)."""
 
-    users: int = _opt(4000, "users")
-    authors: int = _opt(200, "authors")
-    topics: int = _opt(8, "planted content topics")
-    communities: int = _opt(8, "planted co-gifting communities")
-    days: int = _opt(14, "days of log")
-    live_impressions: float = _opt(60.0, "mean live rows per user")
-    video_ratio: float = _opt(9.0, "short-video rows per live row")
-    videos_per_author: int = _opt(30, "short videos per author")
-    segment_seconds: int = _opt(300, "length of a live segment in seconds")
-    gift_rate: float = _opt(0.01, "gifts / watches in the live domain")
-    gift_match: float = _opt(0.6, "gift logit per unit of K * interest in the current segment topic")
-    gift_community: float = _opt(1.5, "gift logit bonus for an author of the user's community")
-    propensity_sigma: float = _opt(1.2, "sigma of the lognormal per-user gift propensity")
-    author_charisma: float = _opt(0.7, "std of a per-author gift logit (some streamers draw more gifts)")
-    token_dim: int = _opt(32, "width of the segment token vectors")
-    frame_tokens: int = _opt(4, "frame tokens per segment")
-    speech_tokens: int = _opt(2, "speech tokens per segment")
-    comment_tokens: int = _opt(6, "most comment tokens per segment")
-    token_noise: float = _opt(1.0, "std of the noise on every token")
-    shard_segments: int = _opt(0, "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)")
-    shard_size: int = _opt(100, "segments per shard")
-    row_group_size: int = _opt(65536, "rows per Parquet row group of the log")
-    seed: int = _opt(0, "random seed (same seed, same bytes)")
+    users: int = field(default=4000, metadata={"help": "users"})
+    authors: int = field(default=200, metadata={"help": "authors"})
+    topics: int = field(default=8, metadata={"help": "planted content topics"})
+    communities: int = field(default=8, metadata={"help": "planted co-gifting communities"})
+    days: int = field(default=14, metadata={"help": "days of log"})
+    live_impressions: float = field(default=60.0, metadata={"help": "mean live rows per user"})
+    video_ratio: float = field(default=9.0, metadata={"help": "short-video rows per live row"})
+    videos_per_author: int = field(default=30, metadata={"help": "short videos per author"})
+    segment_seconds: int = field(default=300, metadata={"help": "length of a live segment in seconds"})
+    gift_rate: float = field(default=0.01, metadata={"help": "gifts / watches in the live domain"})
+    gift_match: float = field(default=0.6, metadata={"help": "gift logit per unit of K * interest in the current segment topic"})
+    gift_community: float = field(default=1.5, metadata={"help": "gift logit bonus for an author of the user's community"})
+    propensity_sigma: float = field(default=1.2, metadata={"help": "sigma of the lognormal per-user gift propensity"})
+    author_charisma: float = field(default=0.7, metadata={"help": "std of a per-author gift logit (some streamers draw more gifts)"})
+    token_dim: int = field(default=32, metadata={"help": "width of the segment token vectors"})
+    frame_tokens: int = field(default=4, metadata={"help": "frame tokens per segment"})
+    speech_tokens: int = field(default=2, metadata={"help": "speech tokens per segment"})
+    comment_tokens: int = field(default=6, metadata={"help": "most comment tokens per segment"})
+    token_noise: float = field(default=1.0, metadata={"help": "std of the noise on every token"})
+    shard_segments: int = field(default=0, metadata={"help": "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)"})
+    shard_size: int = field(default=100, metadata={"help": "segments per shard"})
+    row_group_size: int = field(default=65536, metadata={"help": "rows per Parquet row group of the log"})
+    seed: int = field(default=0, metadata={"help": "random seed (same seed, same bytes)"})
 
     def __post_init__(self) -> None:
         ints = {"users": 1, "authors": 2, "topics": 2, "communities": 1, "days": 1, "videos_per_author": 1,
@@ -414,8 +410,8 @@ class LiveWorld:
     num_users: int
     gift_activity: np.ndarray  # (U,) object: users.parquet's low / mid / high
     segment_keys: list[str] | None = None  # segments.parquet's item_id, the rows of ``tokens``
-    tokens: "dict[str, torch.Tensor] | None" = None  # modality -> (S, L, d) float32
-    masks: "dict[str, torch.Tensor] | None" = None  # modality -> (S, L) bool
+    tokens: dict[str, torch.Tensor] | None = None  # modality -> (S, L, d) float32
+    masks: dict[str, torch.Tensor] | None = None  # modality -> (S, L) bool
 
     def activity_groups(self) -> tuple[np.ndarray, tuple[str, ...]]:
         """``(group index per user (U,), group names)``: :data:`ACTIVITY` order, other labels after."""
@@ -424,7 +420,7 @@ class LiveWorld:
         return np.array([names.index(a) for a in self.gift_activity.tolist()], dtype=np.int64), names
 
 
-def read_segment_tokens(folder: str | Path) -> tuple[list[str], "dict[str, torch.Tensor]", "dict[str, torch.Tensor]"]:
+def read_segment_tokens(folder: str | Path) -> tuple[list[str], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """``segments.parquet`` keys and ``segment-tokens.safetensors`` of a :func:`simulate_live` folder
     -> ``(keys, tokens {modality: (S, L, d)}, masks {modality: (S, L) bool})``."""
     import torch

@@ -28,26 +28,22 @@ GIE_METAPATHS = ("user>author>author", "user-watches>author>author")
 MFQ_OPTIONS = {"width": 32, "heads": 2, "queries": 2, "out_dim": 32}
 
 
-def _opt(default: Any, help: str, **meta: Any) -> Any:
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass
 class LiveTrainConfig:
     """What :func:`train_live` trains; the CLI's options are these fields (and :class:`GTRDataConfig`'s)."""
 
-    mfq: bool = _opt(False, "MFQ segment vectors of the target segment (trained end to end)")
-    gie: bool = _opt(False, "GIE metapath expansions and GraphCL author embeddings")
-    epochs: int = _opt(2, "passes over the training rows")
-    batch_size: int = _opt(1024, "training rows per step")
-    lr: float = _opt(2e-3, "Adam learning rate")
-    weight_decay: float = _opt(0.0, "Adam weight decay")
-    seed: int = _opt(0, "seed of the weights, the batch order and GraphCL")
-    threads: int | None = _opt(None, "torch CPU threads; none = torch's own choice")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    expansion_k: int = _opt(10, "GIE: expanded authors per metapath and user")
-    graph_dim: int = _opt(16, "GIE: width of the GraphCL author embeddings")
-    graphcl_epochs: int = _opt(2, "GIE: GraphCL pre-training epochs")
+    mfq: bool = field(default=False, metadata={"help": "MFQ segment vectors of the target segment (trained end to end)"})
+    gie: bool = field(default=False, metadata={"help": "GIE metapath expansions and GraphCL author embeddings"})
+    epochs: int = field(default=2, metadata={"help": "passes over the training rows"})
+    batch_size: int = field(default=1024, metadata={"help": "training rows per step"})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the batch order and GraphCL"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads; none = torch's own choice"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    expansion_k: int = field(default=10, metadata={"help": "GIE: expanded authors per metapath and user"})
+    graph_dim: int = field(default=16, metadata={"help": "GIE: width of the GraphCL author embeddings"})
+    graphcl_epochs: int = field(default=2, metadata={"help": "GIE: GraphCL pre-training epochs"})
     mfq_options: dict[str, Any] = field(default_factory=lambda: dict(MFQ_OPTIONS),
                                         metadata={"help": "MFQConfig fields (input dims come from the tokens)"})
     model: dict[str, Any] = field(default_factory=dict, metadata={"help": "GTRConfig layer fields (embedding_dim, tower ...)"})

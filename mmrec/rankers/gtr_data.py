@@ -131,19 +131,15 @@ class GTRData:
         return out
 
 
-def _field(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class GTRDataConfig:
     """How :func:`prepare_gtr_data` splits the log in time and cuts the behaviour sequences (module docstring)."""
 
-    train_start: float = _field(0.5, "fraction of the log's time span before which rows only feed the GIE graphs")
-    train_end: float = _field(0.8, "fraction of the time span where training rows end and test rows begin")
-    search_length: int = _field(20, "SIM hard-search sequence: latest behaviours on authors of the target's category")
-    recent_length: int = _field(30, "recent sequence: latest behaviours of any category")
-    gift_length: int = _field(10, "gift sequence: latest gifts")
+    train_start: float = field(default=0.5, metadata={"help": "fraction of the log's time span before which rows only feed the GIE graphs"})
+    train_end: float = field(default=0.8, metadata={"help": "fraction of the time span where training rows end and test rows begin"})
+    search_length: int = field(default=20, metadata={"help": "SIM hard-search sequence: latest behaviours on authors of the target's category"})
+    recent_length: int = field(default=30, metadata={"help": "recent sequence: latest behaviours of any category"})
+    gift_length: int = field(default=10, metadata={"help": "gift sequence: latest gifts"})
     sequences_at: str = field(default="split", metadata={
         "help": "when sequences are cut: at the start of the row's split, of its day, or just before the row",
         "choices": ("split", "day", "event")})
@@ -158,7 +154,7 @@ class GTRDataConfig:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def prepare_gtr_data(world: "LiveWorld | str | Path", config: GTRDataConfig | dict[str, Any] | None = None, *,
+def prepare_gtr_data(world: LiveWorld | str | Path, config: GTRDataConfig | dict[str, Any] | None = None, *,
                      tasks: Sequence[str] = ("gift",), tokens: bool = True, **options: Any) -> GTRData:
     """Samples, sequences and (``tokens=True``) segment tokens of a :class:`mmrec.live_sim.LiveWorld`;
     ``config`` / ``options``: :class:`GTRDataConfig` fields. [I] A folder path is read with
