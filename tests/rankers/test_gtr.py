@@ -141,6 +141,8 @@ def test_gtr_in_the_ranker_registry(data):
     model = RANKERS.build("gtr", asdict(config), author_category=torch.from_numpy(data.author_category)).eval()
     out = model(data.batch(data.train[:32]))
     assert out.shape == (32, 2) and torch.isfinite(out).all()
+    report = train_gtr(model, data, epochs=1, batch_size=256, loop={"max_steps": 60})
+    assert report["test"]["auc"] > 0.57 and report["test_watch"]["auc"] > 0.52  # it learns (untrained: 0.50, 0.49)
     with pytest.raises(UsageError, match="ranker 'gtr' needs live-streaming data.*mmrec live train"):
         RANKERS.get("gtr").coerce_config({"name": "gtr"})  # what a mmrec rank config calls
 
