@@ -9,7 +9,7 @@ GIE), on a per-author charisma and on a heavy-tailed per-user propensity.
 Per seed (``--seeds``, default 0 1 2), in one process, one torch thread:
 
 1. ``simulate_live(OUT/seed-S, users=--users, authors=--authors, seed=S)``;
-2. :func:`mmrec.rankers.prepare_gtr_data` with tasks (watch, gift): the first 50 % of the log's
+2. :func:`mmrec.live_sim.read_live_world`, :func:`mmrec.rankers.prepare_gtr_data` with tasks (watch, gift): the first 50 % of the log's
    time span is left to the offline graph store, training rows are the live impressions in 50-80 %,
    test rows those in 80-100 % (gift metrics on the watched test rows);
 3. GIE on the rows before the training window only (no label leaks): :func:`mmrec.graphs.build_graphs`,
@@ -38,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -89,15 +90,16 @@ def planted_scores(folder: Path, data, sim: dict) -> np.ndarray:
 def run_seed(seed: int, args, out: Path) -> list[dict]:
     variants = args.variants
     from mmrec.graphs import build_graphs, expand_metapaths, train_graphcl
-    from mmrec.live_sim import LOG_FILE, USERS_FILE, read_live_log, simulate_live
+    from mmrec.live_sim import read_live_world, simulate_live
     from mmrec.rankers.gtr_data import prepare_gtr_data
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
 
     folder = out / f"seed-{seed}"
     t0 = time.perf_counter()
     sim = simulate_live(folder, users=args.users, authors=args.authors, seed=seed)
-    log = read_live_log(folder / LOG_FILE, users=args.users, authors=args.authors)
-    data = prepare_gtr_data(folder, tasks=("watch", "gift"), log=log)
+    world = read_live_world(folder)
+    log = world.log
+    data = prepare_gtr_data(world, tasks=("watch", "gift"))
     sim_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -111,8 +113,7 @@ def run_seed(seed: int, args, out: Path) -> list[dict]:
     graphcl_s = time.perf_counter() - t0
     author_graph = embeddings["author"]
 
-    activity = np.array(pq.read_table(folder / USERS_FILE, columns=["gift_activity"]).column(0).to_pylist())
-    groups = np.array([GROUPS.index(a) for a in activity])
+    groups = np.array([GROUPS.index(a) for a in world.gift_activity])
     from mmrec.rankers.gtr_train import gtr_metrics
 
     gift = data.tasks.index("gift")
@@ -187,12 +188,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--users", type=int, default=8000)
     parser.add_argument("--authors", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--expansion-k", type=int, default=10)
-    parser.add_argument("--graph-dim", type=int, default=16)
-    parser.add_argument("--graphcl-epochs", type=int, default=2)
+    from mmrec.cli._args import add_config_arguments
+    from mmrec.pipelines.live import LiveTrainConfig
+
+    shared = ("epochs", "batch_size", "lr", "expansion_k", "graph_dim", "graphcl_epochs")  # mmrec live train's defaults
+    add_config_arguments(parser, LiveTrainConfig, exclude=[f.name for f in fields(LiveTrainConfig) if f.name not in shared])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS),
                         help="GTR variants, the first one the baseline of the gains (default: base +MFQ +GIE both)")

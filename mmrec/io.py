@@ -87,3 +87,15 @@ def read_safetensors(path: str | os.PathLike, what: str = "safetensors file") ->
         return load_file(str(path)), meta
     except Exception as err:  # safetensors and json raise several types for a damaged file
         raise InputError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON: NaN -> None, tuples -> lists, recursively (a report that
+    equals its file; JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj

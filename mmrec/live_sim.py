@@ -46,22 +46,28 @@ end, topic``), ``segment-tokens.safetensors`` (``image (N, Lf, d)``, ``audio (N,
 (the parameters and counts; ``"synthetic": true``) and, with ``shard_segments > 0``, webdataset
 shards ``segments-NNNNNN.tar`` of the first segments in the format of DESIGN.md (frames, comments,
 speech drawn from the segment's topic by :mod:`mmrec.sample_data`'s writers) for ``mmrec extract``.
-:func:`read_live_log` reads the log back and checks it.
+:func:`read_live_log` reads the log back and checks it; :func:`read_live_world` reads the whole folder
+(:class:`LiveWorld`: log, author categories, user groups, segment tokens), what GTR's data is built from.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, open_parquet, write_json
+from mmrec.io import atomic_path, write_json
+from mmrec.logs import check_schema, iter_log, log_sources
+
+if TYPE_CHECKING:
+    import torch
 
 LOG_FILE = "live-behaviour.parquet"
 USERS_FILE = "users.parquet"
@@ -84,29 +90,29 @@ _NOTE = "SYNTHETIC live-streaming data from mmrec.live_sim, not real behaviour; 
 class LiveSimConfig:
     """Sizes and effect strengths of the SYNTHETIC live world (see the module docstring)."""
 
-    users: int = 4000
-    authors: int = 200
-    topics: int = 8
-    communities: int = 8
-    days: int = 14
-    live_impressions: float = 60.0  # mean live rows per user
-    video_ratio: float = 9.0
-    videos_per_author: int = 30
-    segment_seconds: int = 300
-    gift_rate: float = 0.01  # gifts / watches in the live domain
-    gift_match: float = 0.6  # logit per unit of K * interest in the current topic
-    gift_community: float = 1.5  # logit bonus for an author of the user's community
-    propensity_sigma: float = 1.2
-    author_charisma: float = 0.7  # std of a per-author gift logit (some streamers draw more gifts)
-    token_dim: int = 32
-    frame_tokens: int = 4
-    speech_tokens: int = 2
-    comment_tokens: int = 6
-    token_noise: float = 1.0
-    shard_segments: int = 0  # segments written as webdataset shards (small: extraction is slow on CPU)
-    shard_size: int = 100
-    row_group_size: int = 65536
-    seed: int = 0
+    users: int = field(default=4000, metadata={"help": "users"})
+    authors: int = field(default=200, metadata={"help": "authors"})
+    topics: int = field(default=8, metadata={"help": "planted content topics"})
+    communities: int = field(default=8, metadata={"help": "planted co-gifting communities"})
+    days: int = field(default=14, metadata={"help": "days of log"})
+    live_impressions: float = field(default=60.0, metadata={"help": "mean live rows per user"})
+    video_ratio: float = field(default=9.0, metadata={"help": "short-video rows per live row"})
+    videos_per_author: int = field(default=30, metadata={"help": "short videos per author"})
+    segment_seconds: int = field(default=300, metadata={"help": "length of a live segment in seconds"})
+    gift_rate: float = field(default=0.01, metadata={"help": "gifts / watches in the live domain"})
+    gift_match: float = field(default=0.6, metadata={"help": "gift logit per unit of K * interest in the current segment topic"})
+    gift_community: float = field(default=1.5, metadata={"help": "gift logit bonus for an author of the user's community"})
+    propensity_sigma: float = field(default=1.2, metadata={"help": "sigma of the lognormal per-user gift propensity"})
+    author_charisma: float = field(default=0.7, metadata={"help": "std of a per-author gift logit (some streamers draw more gifts)"})
+    token_dim: int = field(default=32, metadata={"help": "width of the segment token vectors"})
+    frame_tokens: int = field(default=4, metadata={"help": "frame tokens per segment"})
+    speech_tokens: int = field(default=2, metadata={"help": "speech tokens per segment"})
+    comment_tokens: int = field(default=6, metadata={"help": "most comment tokens per segment"})
+    token_noise: float = field(default=1.0, metadata={"help": "std of the noise on every token"})
+    shard_segments: int = field(default=0, metadata={"help": "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)"})
+    shard_size: int = field(default=100, metadata={"help": "segments per shard"})
+    row_group_size: int = field(default=65536, metadata={"help": "rows per Parquet row group of the log"})
+    seed: int = field(default=0, metadata={"help": "random seed (same seed, same bytes)"})
 
     def __post_init__(self) -> None:
         ints = {"users": 1, "authors": 2, "topics": 2, "communities": 1, "days": 1, "videos_per_author": 1,
@@ -200,11 +206,7 @@ def _solve_bias(logit: np.ndarray, rate: float) -> float:
 
 def simulate_live(out: str | Path, config: LiveSimConfig | dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """Write the SYNTHETIC live world described in the module docstring into ``out``; returns ``live.json``'s content."""
-    base = asdict(config) if isinstance(config, LiveSimConfig) else dict(config or {})
-    unknown = set({**base, **overrides}) - set(LiveSimConfig.__dataclass_fields__)
-    if unknown:
-        raise UsageError(f"unknown live simulator option(s) {sorted(unknown)}")
-    cfg = LiveSimConfig(**{**base, **overrides})
+    cfg = replace_config(build_config(LiveSimConfig, config, "live simulator"), "live simulator", **overrides)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"out is not a folder: {out}")
@@ -353,55 +355,111 @@ def _write_segment_shards(out: Path, cfg: LiveSimConfig, seg: dict[str, np.ndarr
     return _write_shards(out, "segments", metas, cfg.shard_size, tqdm(disable=True), make)
 
 
+LOG_KINDS = {"user_id": "integer", "author_id": "integer", "item_id": "string", "domain": "string",
+             "ts": "time", "gift_value": "value", **{name: "label" for name in LABELS}}
+DOMAINS = ("live", "video")
+
+
 def read_live_log(path: str | Path, *, users: int | None = None, authors: int | None = None,
-                  columns: list[str] | None = None) -> pa.Table:
-    """Read a live behaviour log and check it: every column of the contract with its type, labels 0/1,
-    ``gift_value >= 0`` (0 without a gift), ids in ``[0, users)`` / ``[0, authors)`` when given.
+                  columns: list[str] | None = None, batch_rows: int = 1 << 20) -> pa.Table:
+    """Read a live behaviour log and check it: the columns of the contract (:data:`LOG_SCHEMA`, all by
+    default) with their kinds (:data:`LOG_KINDS`), read and checked by :func:`mmrec.logs.iter_log`
+    (types, nulls, labels 0/1, ``gift_value`` finite, >= 0 and 0 without a gift, ids in ``[0, users)``
+    / ``[0, authors)`` when given), plus what only the live contract says: ``ts`` in integer seconds,
+    ``domain`` ``live`` or ``video``. Returns a table typed as :data:`LOG_SCHEMA`, streamed
+    ``batch_rows`` rows at a time.
 
     Raises :class:`InputError` naming the file and the column at fault.
     """
-    path = Path(path)
-    schema = open_parquet(path, "live log").schema_arrow
-    wanted = columns or LOG_SCHEMA.names
-    for name in wanted:
-        if name not in schema.names:
-            raise InputError(f"{path}: missing column {name!r} (a live log has {', '.join(LOG_SCHEMA.names)})", field=name)
-        want = LOG_SCHEMA.field(name).type
-        got = schema.field(name).type
-        ok = got == want or (pa.types.is_integer(want) and pa.types.is_integer(got)) or \
-            (pa.types.is_floating(want) and pa.types.is_floating(got)) or \
-            (pa.types.is_string(want) and (pa.types.is_string(got) or pa.types.is_large_string(got) or pa.types.is_dictionary(got)))
-        if not ok:
-            raise InputError(f"{path}: column {name!r} has type {got}, expected {want}", field=name)
-    table = pq.read_table(path, columns=wanted)
-    table = table.cast(pa.schema([LOG_SCHEMA.field(n) for n in wanted]))
-    for name in wanted:
-        if table.column(name).null_count:
-            raise InputError(f"{path}: column {name!r} has {table.column(name).null_count} null value(s)", field=name)
-    for name in LABELS:
-        if name in wanted:
-            values = table.column(name).to_numpy()
-            bad = (values != 0) & (values != 1)
-            if bad.any():
-                raise InputError(f"{path}: column {name!r} must be 0/1, got {int(values[bad][0])}", field=name)
-    if "gift_value" in wanted:
-        value = table.column("gift_value").to_numpy()
-        if (value < 0).any() or np.isnan(value).any():
-            raise InputError(f"{path}: column 'gift_value' has negative or NaN values ({int(((value < 0) | np.isnan(value)).sum())} rows)",
-                             field="gift_value")
-        if "gift" in wanted and ((table.column("gift").to_numpy() == 0) & (value > 0)).any():
-            raise InputError(f"{path}: column 'gift_value' is > 0 on rows with gift == 0", field="gift_value")
-    if "domain" in wanted:
-        domains = set(table.column("domain").unique().to_pylist())
-        if not domains <= {"live", "video"}:
-            raise InputError(f"{path}: column 'domain' has unknown values {sorted(domains - {'live', 'video'})}", field="domain")
-    for name, n in (("user_id", users), ("author_id", authors)):
-        if name in wanted and n is not None and len(table):
-            ids = table.column(name).to_numpy()
-            if ids.min() < 0 or ids.max() >= n:
-                bad = ids[(ids < 0) | (ids >= n)][0]
-                raise InputError(f"{path}: column {name!r} has unknown id {int(bad)} (known ids are 0..{n - 1})", field=name)
-    return table
+    wanted = list(columns or LOG_SCHEMA.names)
+    unknown = [c for c in wanted if c not in LOG_SCHEMA.names]
+    if unknown:
+        raise UsageError(f"unknown live log column(s) {unknown}; a live log has {', '.join(LOG_SCHEMA.names)}")
+    [(name, source)] = log_sources(path)
+    check_schema(name, source.schema_arrow, wanted, LOG_KINDS)
+    if "ts" in wanted and not pa.types.is_integer(source.schema_arrow.field("ts").type):
+        raise InputError(f"{name}: column 'ts' has type {source.schema_arrow.field('ts').type}, expected integer seconds",
+                         field="ts")
+    schema = pa.schema([LOG_SCHEMA.field(c) for c in wanted])
+    batches = []
+    for offset, cols in _with_offsets(iter_log(path, wanted, kinds=LOG_KINDS, n_users=users, n_authors=authors,
+                                               batch_rows=batch_rows)):
+        if "domain" in cols:
+            odd = ~np.isin(cols["domain"], DOMAINS)
+            if odd.any():
+                raise InputError(f"{name}: column 'domain' has unknown values {sorted(set(cols['domain'][odd]))} "
+                                 f"(first at row {offset + int(np.flatnonzero(odd)[0])}; a live log has {', '.join(DOMAINS)})",
+                                 field="domain")
+        batches.append(pa.record_batch([pa.array(cols[c], type=schema.field(c).type) for c in wanted], schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
 
 
-__all__ = ["LiveSimConfig", "read_live_log", "simulate_live"]
+def _with_offsets(batches):
+    offset = 0
+    for cols in batches:
+        yield offset, cols
+        offset += len(next(iter(cols.values()))) if cols else 0
+
+
+@dataclass
+class LiveWorld:
+    """A :func:`simulate_live` folder in memory: what models take instead of the folder (:func:`read_live_world`)."""
+
+    log: pa.Table  # the checked behaviour log (:func:`read_live_log`)
+    author_category: np.ndarray  # (A,) int64, authors.parquet's category
+    num_users: int
+    gift_activity: np.ndarray  # (U,) object: users.parquet's low / mid / high
+    segment_keys: list[str] | None = None  # segments.parquet's item_id, the rows of ``tokens``
+    tokens: dict[str, torch.Tensor] | None = None  # modality -> (S, L, d) float32
+    masks: dict[str, torch.Tensor] | None = None  # modality -> (S, L) bool
+
+    def activity_groups(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """``(group index per user (U,), group names)``: :data:`ACTIVITY` order, other labels after."""
+        present = set(self.gift_activity.tolist())
+        names = tuple(a for a in ACTIVITY if a in present) + tuple(sorted(present - set(ACTIVITY)))
+        return np.array([names.index(a) for a in self.gift_activity.tolist()], dtype=np.int64), names
+
+
+def read_segment_tokens(folder: str | Path) -> tuple[list[str], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``segments.parquet`` keys and ``segment-tokens.safetensors`` of a :func:`simulate_live` folder
+    -> ``(keys, tokens {modality: (S, L, d)}, masks {modality: (S, L) bool})``."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for name in (SEGMENTS_FILE, TOKENS_FILE):
+        if not (folder / name).is_file():
+            raise UsageError(f"segment tokens need {folder / name}")
+    keys = pq.read_table(folder / SEGMENTS_FILE, columns=["item_id"]).column("item_id").to_pylist()
+    raw = load_file(str(folder / TOKENS_FILE))
+    tokens = {m: raw[m].float() for m in ("image", "audio", "text") if m in raw}
+    if not tokens or any(len(t) != len(keys) for t in tokens.values()):
+        raise InputError(f"{folder / TOKENS_FILE}: token tensors must have one row per segment of {SEGMENTS_FILE} ({len(keys)})")
+    masks = {m: raw[f"{m}_mask"].bool() if f"{m}_mask" in raw else torch.ones(t.shape[:2], dtype=torch.bool)
+             for m, t in tokens.items()}
+    return keys, tokens, masks
+
+
+def read_live_world(folder: str | Path, *, tokens: bool = True) -> LiveWorld:
+    """Read a :func:`simulate_live` folder: the users and authors tables, the log checked against
+    them (:func:`read_live_log`) and, with ``tokens``, the segment tokens (:func:`read_segment_tokens`)."""
+    folder = Path(folder)
+    if not (folder / LOG_FILE).is_file():
+        raise UsageError(f"{folder} holds no {LOG_FILE}; write one with mmrec live simulate")
+    for name in (USERS_FILE, AUTHORS_FILE):
+        if not (folder / name).is_file():
+            raise UsageError(f"{folder} holds no {name}; write the folder with mmrec live simulate")
+    authors = pq.ParquetFile(folder / AUTHORS_FILE)
+    users = pq.ParquetFile(folder / USERS_FILE)
+    check_schema(str(folder / AUTHORS_FILE), authors.schema_arrow, ["category"], {"category": "integer"})
+    check_schema(str(folder / USERS_FILE), users.schema_arrow, ["gift_activity"], {"gift_activity": "string"})
+    category = authors.read(columns=["category"]).column(0).to_numpy().astype(np.int64)
+    activity = np.asarray(users.read(columns=["gift_activity"]).column(0).to_pylist(), dtype=object)
+    world = LiveWorld(log=read_live_log(folder / LOG_FILE, users=len(activity), authors=len(category)),
+                      author_category=category, num_users=len(activity), gift_activity=activity)
+    if tokens:
+        world.segment_keys, world.tokens, world.masks = read_segment_tokens(folder)
+    return world
+
+
+__all__ = ["LiveSimConfig", "LiveWorld", "read_live_log", "read_live_world", "read_segment_tokens", "simulate_live"]

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from typing import Any
 
-from mmrec.cli._args import positive_int as _positive_int
+from mmrec.cli._args import add_config_arguments, config_from_args, config_values, positive_int
+from mmrec.live_sim import LiveSimConfig
+from mmrec.pipelines.live import LiveTrainConfig
+from mmrec.rankers.gtr_data import GTRDataConfig
+
+_TRAIN_EXCLUDED = ("mfq_options", "model", "samples")  # dicts and the nested data config: YAML (--config) only
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,41 +30,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and live.json (SYNTHETIC; see mmrec.live_sim), plus --shards segments as webdataset shards for mmrec extract.",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--users", type=int, default=4000, help="users (default 4000)")
-    p.add_argument("--authors", type=int, default=200, help="authors (default 200)")
-    p.add_argument("--topics", type=int, default=8, help="planted content topics (default 8)")
-    p.add_argument("--communities", type=int, default=8, help="planted co-gifting communities (default 8)")
-    p.add_argument("--days", type=int, default=14, help="days of log (default 14)")
-    p.add_argument("--shards", type=_positive_int, default=0, help="segments written as webdataset shards (default 0)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p, LiveSimConfig)
+    p.add_argument("--shards", dest="shard_segments", type=positive_int, default=argparse.SUPPRESS,
+                   metavar="N", help="same as --shard-segments")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p = lsub.add_parser(
         "train",
         help="train GTR (SIM + DIN; --mfq segment fusion, --gie graph expansion) on a simulator folder",
-        description="Train MMBee's GTR on a mmrec live simulate folder: the first half of the time span feeds "
-        "the GIE graphs, 50-80 %% trains, 80-100 %% tests. Writes gtr.safetensors, mfq.safetensors (with --mfq; "
+        description="Train MMBee's GTR on a mmrec live simulate folder: by default the first half of the time span "
+        "feeds the GIE graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes gtr.safetensors, mfq.safetensors (with --mfq; "
         "what mmrec extract --fuse mfq --fusion-weights reads) and metrics.json.",
     )
     p.add_argument("--data", required=True, help="folder written by mmrec live simulate")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--mfq", action="store_true", help="MFQ segment vectors of the target segment")
-    p.add_argument("--gie", action="store_true", help="GIE metapath expansions and GraphCL author embeddings")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=None, metavar="YAML", help="LiveTrainConfig fields; options given here override it")
+    add_config_arguments(p, LiveTrainConfig, exclude=_TRAIN_EXCLUDED)
+    add_config_arguments(p.add_argument_group("time split and sequences"), GTRDataConfig)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     live.set_defaults(_run=_live)
+
+
+def _given(args: argparse.Namespace, parser_defaults: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The values among ``names`` that differ from the option defaults (so a --config file keeps the rest)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) != parser_defaults.get(n)}
 
 
 def _live(args: argparse.Namespace) -> int:
     if args.live_command == "simulate":
         from mmrec.live_sim import simulate_live
 
-        summary = simulate_live(args.out, users=args.users, authors=args.authors, topics=args.topics,
-                                communities=args.communities, days=args.days, shard_segments=args.shards, seed=args.seed)
+        summary = simulate_live(args.out, config_from_args(args, LiveSimConfig, what="live simulator"))
         if args.json:
             print(json.dumps(summary, indent=2))
         else:
@@ -66,15 +69,24 @@ def _live(args: argparse.Namespace) -> int:
                   f"{summary['video_rows']} short-video rows, {summary['segments']} segments"
                   + (f", {len(summary['files']['shards'])} shard(s)" if summary["files"]["shards"] else ""))
         return 0
-    from mmrec.rankers.gtr_train import train_live
+    from mmrec.config import build_config, replace_config
+    from mmrec.pipelines.live import train_live
 
-    report = train_live(args.data, args.out, mfq=args.mfq, gie=args.gie, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.json)
+    if args.config is None:
+        config = config_from_args(args, LiveTrainConfig, exclude=_TRAIN_EXCLUDED, what="live train",
+                                  samples=config_values(args, GTRDataConfig))
+    else:  # the file, then the options given on the command line
+        base = build_config(LiveTrainConfig, args.config, "live train")
+        defaults = {f.name: f.default for f in dataclasses.fields(LiveTrainConfig) if f.name not in _TRAIN_EXCLUDED}
+        samples = {f.name: f.default for f in dataclasses.fields(GTRDataConfig)}
+        config = replace_config(base, "live train", **_given(args, defaults, list(defaults)), samples=replace_config(
+            base.samples, "live train.samples", **_given(args, samples, list(samples))))
+    report = train_live(args.data, args.out, config, progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2, default=lambda x: None))
     else:
-        lines = [f"GTR{' +MFQ' if args.mfq else ''}{' +GIE' if args.gie else ''}: {report['parameters']:,} parameters, "
-                 f"{report['train_rows']} training rows in {report['train_s']:.1f} s -> {args.out}",
+        lines = [f"GTR{' +MFQ' if config.mfq else ''}{' +GIE' if config.gie else ''}: {report['parameters']:,} parameters, "
+                 f"{report['train_rows']} training rows in {report['train_s']:.1f} s on {report['device']} -> {args.out}",
                  f"{'users':<8} {'AUC':>7} {'UAUC':>7} {'GAUC':>7} {'gifts':>6}"]
         for name, m in [("all", report["test"]), *report.get("by_group", {}).items()]:
             lines.append(f"{name:<8} {m['auc']:7.4f} {m['uauc']:7.4f} {m['gauc']:7.4f} {m['positives']:6d}")

@@ -20,6 +20,7 @@ from mmrec.config import from_dict
 from mmrec.registry import Registry
 
 RANKERS = Registry("ranker")
+RANKERS.register("gtr", "mmrec.rankers.gtr:GTR")  # built from live data, not an InputSchema: see GTR's docstring
 
 HISTORY_POOLING = ("din", "dot", "mean", "none")
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmrec.config import build_config
 from mmrec.errors import UsageError
 from mmrec.rankers.attention import TargetAttention
 from mmrec.rankers.layers import mlp
@@ -76,25 +77,25 @@ class GTRConfig:
         if self.mfq is not None:
             from mmrec.encoders.mfq import MFQConfig
 
-            self.mfq = asdict(MFQConfig.coerce(self.mfq))
-
-    @classmethod
-    def coerce(cls, value: "GTRConfig | dict[str, Any]") -> "GTRConfig":
-        if isinstance(value, cls):
-            return value
-        unknown = set(value) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise UsageError(f"unknown GTR option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**value)
+            self.mfq = asdict(build_config(MFQConfig, self.mfq, "GTR.mfq"))
 
 
 class GTR(nn.Module):
-    """Logits ``(B, K)`` (one per task: ``gift``, optionally ``watch``) from a batch dict; see the module docstring."""
+    """Logits ``(B, K)`` (one per task: ``gift``, optionally ``watch``) from a batch dict; see the module docstring.
+
+    Registered in :data:`mmrec.rankers.RANKERS` as ``"gtr"``, but built unlike the other rankers
+    (which take an :class:`mmrec.features.InputSchema` and a config): ``RANKERS.get("gtr")(config,
+    author_category=..., author_graph=...)`` takes a :class:`GTRConfig` (or a dict of its fields)
+    whose vocabulary sizes come from the live data, the ``(num_authors,)`` author categories and,
+    with ``graph_dim > 0``, the ``(num_authors, graph_dim)`` GraphCL author embeddings.
+    :func:`mmrec.rankers.build_gtr` fills all of these in from a :class:`mmrec.rankers.GTRData`; it
+    trains with :func:`mmrec.rankers.train_gtr` (``mmrec live train``), not from a ``mmrec rank`` config.
+    """
 
     def __init__(self, config: GTRConfig | dict[str, Any], *, author_category: torch.Tensor,
                  author_graph: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.config = cfg = GTRConfig.coerce(config)
+        self.config = cfg = build_config(GTRConfig, config, "GTR")
         d = cfg.embedding_dim
         if author_category.shape != (cfg.num_authors,):
             raise UsageError(f"author_category must have shape ({cfg.num_authors},), got {tuple(author_category.shape)}")
@@ -133,6 +134,12 @@ class GTR(nn.Module):
             width += self.item_dim * 4
         self.tower = nn.Sequential(mlp(width, cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm),
                                    nn.Linear(cfg.tower[-1], len(cfg.tasks)))
+
+    @classmethod
+    def coerce_config(cls, config: Any) -> None:
+        """The hook a ``mmrec rank`` config calls on its ranker; GTR has no rank-config form."""
+        raise UsageError("ranker 'gtr' needs live-streaming data (GTRData: searched sequences, segment tokens, "
+                         "expansions); train it with mmrec live train (mmrec.pipelines.live), not mmrec rank")
 
     def items(self, author: torch.Tensor, kind: torch.Tensor | None = None) -> torch.Tensor:
         """Author ids ``(...)`` (and behaviour kinds) -> ``(..., item_dim)``; ids < 0 (padding) embed as author 0."""

@@ -1,7 +1,9 @@
 """From a live behaviour log (:mod:`mmrec.live_sim`'s contract) to GTR training and test rows.
 
-:func:`prepare_gtr_data` reads the log (checked by :func:`mmrec.live_sim.read_live_log`), the
-authors' categories and, for MFQ, the segment token tensors, and returns :class:`GTRData`:
+:func:`prepare_gtr_data` takes a :class:`mmrec.live_sim.LiveWorld` (the checked log, the authors'
+categories and, for MFQ, the segment token tensors: what :func:`mmrec.live_sim.read_live_world`
+reads from a simulator folder) and returns :class:`GTRData`; how the rows are split and the
+sequences cut is a :class:`GTRDataConfig`:
 
 - samples: with ``tasks=("gift",)`` the live rows with ``watch == 1`` (a gift needs a watch);
   with ``("watch", "gift")`` every live impression, the gift label masked where nothing was watched; rows with
@@ -30,16 +32,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.rankers.gtr import KINDS
+
+if TYPE_CHECKING:
+    from mmrec.live_sim import LiveWorld
 
 _SHIFT = np.int64(1) << np.int64(32)
 
@@ -105,9 +110,9 @@ class GTRData:
         self.expansion = (authors, kinds)
         self.expansion_paths = len(metapaths)
 
-    def batch(self, rows: np.ndarray | torch.Tensor) -> dict[str, Any]:
-        """The batch dict of :meth:`mmrec.rankers.gtr.GTR.forward` for sample ``rows``."""
-        rows = np.asarray(rows)
+    def batch(self, rows: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> dict[str, Any]:
+        """The batch dict of :meth:`mmrec.rankers.gtr.GTR.forward` for sample ``rows``, on ``device`` (default CPU)."""
+        rows = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
         out: dict[str, Any] = {"user": torch.from_numpy(self.user[rows]), "author": torch.from_numpy(self.author[rows])}
         for name, (authors, kinds) in self.sequences.items():
             out[f"{name}_author"] = torch.from_numpy(authors[rows])
@@ -120,61 +125,59 @@ class GTRData:
             seg = torch.from_numpy(np.maximum(self.segment[rows], 0))
             out["tokens"] = {m: t[seg] for m, t in self.tokens.items()}
             out["masks"] = {m: t[seg] & torch.from_numpy(self.segment[rows] >= 0)[:, None] for m, t in self.masks.items()}
+        if device is not None and torch.device(device).type != "cpu":
+            out = {k: ({m: t.to(device, non_blocking=True) for m, t in v.items()} if isinstance(v, dict)
+                       else v.to(device, non_blocking=True)) for k, v in out.items()}
         return out
 
 
-def read_segment_tokens(folder: str | Path) -> tuple[list[str], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """``segments.parquet`` keys and ``segment-tokens.safetensors`` of a :mod:`mmrec.live_sim` folder
-    -> ``(keys, tokens {modality: (S, L, d)}, masks {modality: (S, L) bool})``."""
-    from safetensors.torch import load_file
+@dataclass
+class GTRDataConfig:
+    """How :func:`prepare_gtr_data` splits the log in time and cuts the behaviour sequences (module docstring)."""
 
-    from mmrec.live_sim import SEGMENTS_FILE, TOKENS_FILE
+    train_start: float = field(default=0.5, metadata={"help": "fraction of the log's time span before which rows only feed the GIE graphs"})
+    train_end: float = field(default=0.8, metadata={"help": "fraction of the time span where training rows end and test rows begin"})
+    search_length: int = field(default=20, metadata={"help": "SIM hard-search sequence: latest behaviours on authors of the target's category"})
+    recent_length: int = field(default=30, metadata={"help": "recent sequence: latest behaviours of any category"})
+    gift_length: int = field(default=10, metadata={"help": "gift sequence: latest gifts"})
+    sequences_at: str = field(default="split", metadata={
+        "help": "when sequences are cut: at the start of the row's split, of its day, or just before the row",
+        "choices": ("split", "day", "event")})
 
-    folder = Path(folder)
-    for name in (SEGMENTS_FILE, TOKENS_FILE):
-        if not (folder / name).is_file():
-            raise UsageError(f"segment tokens need {folder / name}")
-    keys = pq.read_table(folder / SEGMENTS_FILE, columns=["item_id"]).column("item_id").to_pylist()
-    raw = load_file(str(folder / TOKENS_FILE))
-    tokens = {m: raw[m].float() for m in ("image", "audio", "text") if m in raw}
-    if not tokens or any(len(t) != len(keys) for t in tokens.values()):
-        raise InputError(f"{folder / TOKENS_FILE}: token tensors must have one row per segment of {SEGMENTS_FILE} ({len(keys)})")
-    masks = {m: raw[f"{m}_mask"].bool() if f"{m}_mask" in raw else torch.ones(t.shape[:2], dtype=torch.bool)
-             for m, t in tokens.items()}
-    return keys, tokens, masks
+    def __post_init__(self) -> None:
+        if not 0.0 < self.train_start < self.train_end < 1.0:
+            raise UsageError(f"need 0 < train_start < train_end < 1, got {self.train_start}, {self.train_end}")
+        if self.sequences_at not in ("split", "day", "event"):
+            raise UsageError(f"sequences_at must be split, day or event, got {self.sequences_at!r}")
+        for name in ("search_length", "recent_length", "gift_length"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def prepare_gtr_data(folder: str | Path, *, train_start: float = 0.5, train_end: float = 0.8, search_length: int = 20,
-                     recent_length: int = 30, gift_length: int = 10, sequences_at: str = "split",
-                     tasks: Sequence[str] = ("gift",), tokens: bool = True, log: pa.Table | None = None) -> GTRData:
-    """Samples, sequences and (``tokens=True``) segment tokens of the :mod:`mmrec.live_sim` folder ``folder``."""
-    from mmrec.live_sim import AUTHORS_FILE, LOG_FILE, USERS_FILE, read_live_log
+def prepare_gtr_data(world: LiveWorld | str | Path, config: GTRDataConfig | dict[str, Any] | None = None, *,
+                     tasks: Sequence[str] = ("gift",), tokens: bool = True, **options: Any) -> GTRData:
+    """Samples, sequences and (``tokens=True``) segment tokens of a :class:`mmrec.live_sim.LiveWorld`;
+    ``config`` / ``options``: :class:`GTRDataConfig` fields. [I] A folder path is read with
+    :func:`mmrec.live_sim.read_live_world` (the simulator's own reader) as a convenience; nothing
+    here opens a file."""
+    from mmrec.live_sim import read_live_world
 
-    folder = Path(folder)
-    if not 0.0 < train_start < train_end < 1.0:
-        raise UsageError(f"need 0 < train_start < train_end < 1, got {train_start}, {train_end}")
     tasks = tuple(tasks)
     if "gift" not in tasks or not set(tasks) <= {"watch", "gift"} or len(set(tasks)) != len(tasks):
         raise UsageError(f"tasks must be ('gift',) or ('watch', 'gift'), got {tasks}")
-    if sequences_at not in ("split", "day", "event"):
-        raise UsageError(f"sequences_at must be split, day or event, got {sequences_at!r}")
-    for name, value in (("search_length", search_length), ("recent_length", recent_length), ("gift_length", gift_length)):
-        if value < 1:
-            raise UsageError(f"{name} must be >= 1, got {value}")
-    authors = pq.read_table(folder / AUTHORS_FILE)
-    if "category" not in authors.column_names:
-        raise InputError(f"{folder / AUTHORS_FILE}: missing column 'category'", field="category")
-    category = authors.column("category").to_numpy().astype(np.int64)
-    n_authors = len(category)
-    n_users = pq.read_metadata(folder / USERS_FILE).num_rows
-    if log is None:
-        log = read_live_log(folder / LOG_FILE, users=n_users, authors=n_authors)
+    cfg = replace_config(build_config(GTRDataConfig, config, "GTR data"), "GTR data", **options)
+    if isinstance(world, (str, Path)):
+        world = read_live_world(world, tokens=tokens)
+    if tokens and world.tokens is None:
+        raise UsageError("segment tokens were not read: read_live_world(folder, tokens=True)")
+    log, category = world.log, np.asarray(world.author_category, np.int64)
+    n_users, n_authors = world.num_users, len(category)
     cols = {name: log.column(name).to_numpy(zero_copy_only=False)
             for name in ("user_id", "author_id", "ts", "watch", "gift")}
     live = pc.equal(log.column("domain"), "live").to_numpy(zero_copy_only=False)
     ts0, ts1 = int(cols["ts"].min()), int(cols["ts"].max())
     ts = cols["ts"] - ts0
-    t_start, t_end = int(train_start * (ts1 - ts0)), int(train_end * (ts1 - ts0))
+    t_start, t_end = int(cfg.train_start * (ts1 - ts0)), int(cfg.train_end * (ts1 - ts0))
 
     watched = cols["watch"] == 1
     ev = np.flatnonzero(watched)
@@ -184,7 +187,7 @@ def prepare_gtr_data(folder: str | Path, *, train_start: float = 0.5, train_end:
     sample = np.flatnonzero(live & (watched | ("watch" in tasks)) & (ts >= t_start))
     s_user, s_author, s_ts = cols["user_id"][sample], cols["author_id"][sample], ts[sample]
     s_seen = {"event": s_ts, "day": s_ts // 86400 * 86400,
-              "split": np.where(s_ts < t_end, t_start, t_end)}[sequences_at]
+              "split": np.where(s_ts < t_end, t_start, t_end)}[cfg.sequences_at]
 
     def sequence(group_of_event: np.ndarray, group_of_sample: np.ndarray, keep: np.ndarray, length: int):
         kept = np.flatnonzero(keep)
@@ -196,9 +199,9 @@ def prepare_gtr_data(folder: str | Path, *, train_start: float = 0.5, train_end:
     n_cat = int(category.max()) + 1
     every = np.ones(len(ev), bool)
     sequences = {
-        "search": sequence(ev_user * n_cat + category[ev_author], s_user * n_cat + category[s_author], every, search_length),
-        "recent": sequence(ev_user, s_user, every, recent_length),
-        "gifts": sequence(ev_user, s_user, ev_kind == 2, gift_length),
+        "search": sequence(ev_user * n_cat + category[ev_author], s_user * n_cat + category[s_author], every, cfg.search_length),
+        "recent": sequence(ev_user, s_user, every, cfg.recent_length),
+        "gifts": sequence(ev_user, s_user, ev_kind == 2, cfg.gift_length),
     }
     data = GTRData(
         user=s_user.astype(np.int64), author=s_author.astype(np.int64), segment=np.full(len(sample), -1, np.int64),
@@ -208,11 +211,11 @@ def prepare_gtr_data(folder: str | Path, *, train_start: float = 0.5, train_end:
         num_users=n_users, num_authors=n_authors, graph_end_ts=ts0 + t_start, ts_origin=ts0, cuts=(t_start, t_end),
     )
     if tokens:
-        keys, data.tokens, data.masks = read_segment_tokens(folder)
-        lookup = pa.array(keys, pa.string())
+        data.tokens, data.masks = world.tokens, world.masks
+        lookup = pa.array(world.segment_keys, pa.string())
         found = pc.index_in(log.column("item_id").take(pa.array(sample)), value_set=lookup)
         data.segment = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     if not len(data.train) or not len(data.test):
-        raise InputError(f"{folder}: the time split leaves {len(data.train)} training and {len(data.test)} test rows")
+        raise InputError(f"the time split ({cfg.train_start}, {cfg.train_end}) of the live log leaves {len(data.train)} training and {len(data.test)} test rows")
     return data
 

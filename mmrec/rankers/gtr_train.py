@@ -1,43 +1,46 @@
 """Training and evaluating :class:`mmrec.rankers.gtr.GTR` on :class:`mmrec.rankers.gtr_data.GTRData`.
 
-Built from the pieces of :mod:`mmrec.rankers.trainer`: its epoch permutation (:func:`epoch_rows`),
-device choice, :func:`masked_bce` and the AUC / UAUC / GAUC of :mod:`mmrec.rankers.metrics`. [I]
-Not its ``train()``: that one reads a :class:`RankConfig` log into ``RankSamples`` + ``ItemTable``
-(item features and one history per row), with no slot for the target segment's token sequences,
-the searched sub-sequences or the per-user expansion lists GTR needs; a 40-line loop here is
-simpler than widening that data path for one model.
+:func:`train_gtr` plugs GTR into the one training loop (:func:`mmrec.training.fit`): index batches of
+the training rows from :func:`mmrec.training.shuffled_batches`, a step of :func:`masked_bce` over the
+tasks (gift masked where nothing was watched), the output bias started at the base rates. [I] Not
+:func:`mmrec.rankers.train`'s data path: that one reads a :class:`RankConfig` log into
+``RankSamples`` + ``ItemTable`` (item features and one history per row), with no slot for the target
+segment's token sequences, the searched sub-sequences or the per-user expansion lists GTR needs.
+There is no validation split (the log's time span is graphs / train / test), so no early stopping.
 
-:func:`train_gtr` returns a report with the test metrics overall and per user group (e.g. the
-simulator's ``gift_activity``), and with ``out`` writes ``gtr.safetensors`` (weights, config in the
-metadata) and, when MFQ is on, ``mfq.safetensors`` (:func:`mmrec.encoders.mfq.save_mfq`, what
-``mmrec extract --fuse mfq --fusion-weights`` reads).
+:func:`train_gtr` returns a report with the test metrics (AUC / UAUC / GAUC of
+:mod:`mmrec.rankers.metrics`) overall and per user group (e.g. the simulator's ``gift_activity``),
+and with ``out`` writes ``gtr.safetensors`` (weights, config in the metadata) and, when MFQ is on,
+``mfq.safetensors`` (:func:`mmrec.encoders.mfq.save_mfq`, what ``mmrec extract --fuse mfq
+--fusion-weights`` reads). The job over a simulator folder is :func:`mmrec.pipelines.live.train_live`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, read_safetensors, write_json
+from mmrec.io import atomic_path, finite_json, read_safetensors, write_json
 from mmrec.rankers.gtr import GTR, GTRConfig
 from mmrec.rankers.gtr_data import GTRData
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, uauc_gauc
-from mmrec.rankers.trainer import _finite, epoch_rows
+from mmrec.training import LoopConfig, fit, shuffled_batches
 
 
 def build_gtr(data: GTRData, *, mfq: dict[str, Any] | None = None, author_graph: torch.Tensor | None = None,
               **options: Any) -> GTR:
     """A :class:`GTR` sized for ``data``: MFQ when ``mfq`` is a config dict (its input dims from the
-    token tensors), GIE expansions when ``data`` has them, GraphCL features when ``author_graph`` is given."""
+    token tensors), GIE expansions when ``data`` has them, GraphCL features when ``author_graph`` is
+    given; ``options``: the layer fields of :class:`GTRConfig` (``embedding_dim``, ``tower`` ...).
+    The same as ``RANKERS.get("gtr")`` with the sizes filled in from ``data``."""
     if mfq is not None:
         if not data.tokens:
             raise UsageError("MFQ needs segment tokens: prepare_gtr_data(..., tokens=True)")
@@ -54,7 +57,9 @@ def predict_gtr(model: GTR, data: GTRData, rows: np.ndarray, *, batch_size: int 
     """Probabilities ``(len(rows), K)`` for sample ``rows``."""
     was = model.training
     model.eval()
-    out = [torch.sigmoid(model(data.batch(part))) for part in np.array_split(rows, max(1, -(-len(rows) // batch_size)))]
+    device = next(model.parameters()).device
+    out = [torch.sigmoid(model(data.batch(part, device)).float()).cpu()
+           for part in np.array_split(rows, max(1, -(-len(rows) // batch_size)))]
     model.train(was)
     return torch.cat(out).numpy() if out else np.zeros((0, len(data.tasks)), np.float32)
 
@@ -68,48 +73,49 @@ def gtr_metrics(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> di
 
 def train_gtr(model: GTR, data: GTRData, *, epochs: int = 2, batch_size: int = 512, lr: float = 2e-3,
               weight_decay: float = 0.0, seed: int = 0, user_groups: np.ndarray | None = None,
-              group_names: tuple[str, ...] = (), out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Train ``model`` on ``data.train`` (masked BCE over its tasks), evaluate gifts on the watched
-    ``data.test`` rows; see the module docstring.
+              group_names: tuple[str, ...] = (), out: str | Path | None = None, progress: bool = False,
+              loop: LoopConfig | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` (on its device) on ``data.train`` through :func:`mmrec.training.fit` (masked
+    BCE over its tasks), evaluate gifts on the watched ``data.test`` rows; see the module docstring.
 
     ``user_groups``: ``(num_users,)`` group index per user, reported as ``by_group[group_names[i]]``.
+    ``loop``: further :class:`mmrec.training.LoopConfig` fields (``max_minutes``, ``grad_clip``,
+    ``checkpoint`` ...); ``epochs`` and ``progress`` here set theirs.
     """
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise UsageError(f"epochs and batch_size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
+    if batch_size < 1 or lr <= 0:
+        raise UsageError(f"batch_size must be >= 1 and lr > 0, got {batch_size}, {lr}")
+    loop = replace_config(build_config(LoopConfig, loop, "loop"), "loop", epochs=epochs, progress=progress, desc="gtr")
     torch.manual_seed(seed)
+    device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    labels, masks = torch.from_numpy(data.label), torch.from_numpy(data.label_mask)
+    labels, masks = torch.from_numpy(data.label).to(device), torch.from_numpy(data.label_mask).to(device)
     with torch.no_grad():  # [I] start at the base rates: with 1 % gifts the first epoch is otherwise spent getting there
         for k in range(len(data.tasks)):
             rate = float(data.label[data.train, k][data.label_mask[data.train, k]].mean())
             if 0.0 < rate < 1.0:
                 model.tower[-1].bias[k] = float(np.log(rate / (1 - rate)))
-    history = []
-    start = time.perf_counter()
-    model.train()
-    for epoch in range(epochs):
-        total, steps = 0.0, 0
-        for rows in epoch_rows(len(data.train), batch_size, seed=seed, epoch=epoch):
-            if len(rows) < 2:  # batch norm needs two rows
-                continue
-            rows = data.train[rows.numpy()]
-            loss, _ = masked_bce(model(data.batch(rows)), labels[rows], masks[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            steps += 1
-        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1)})
-        if progress:
-            print(f"epoch {epoch + 1}/{epochs}: loss {total / max(steps, 1):.5f}", flush=True)
-    train_s = time.perf_counter() - start
+    train_rows = torch.from_numpy(data.train)
+    epoch_batches = shuffled_batches(len(data.train), batch_size, seed=seed)
+
+    def batches(epoch: int):
+        for part in epoch_batches(epoch):
+            if len(part) >= 2:  # batch norm needs two rows
+                yield train_rows[part]
+
+    def step(net: torch.nn.Module, rows: torch.Tensor):
+        loss, per_task = masked_bce(net(data.batch(rows, device)), labels[rows], masks[rows])
+        return loss, {f"loss_{t}": float(v) for t, v in zip(data.tasks, per_task.detach())}
+
+    result = fit(model, optimizer, batches, step, config=loop)
     gift = data.tasks.index("gift")
     test = data.test[data.label_mask[data.test, gift]]  # gift metrics over watched rows
     probs = predict_gtr(model, data, data.test)
     scores = probs[data.label_mask[data.test, gift], gift]
     y, users = data.label[test, gift], data.user[test]
     report: dict[str, Any] = {"test": gtr_metrics(y, scores, users), "train_rows": int(len(data.train)),
-                              "test_rows": int(len(data.test)), "train_s": round(train_s, 2), "history": history,
+                              "test_rows": int(len(data.test)), "train_s": round(result.seconds, 2),
+                              "history": result.history, "steps": result.steps, "samples_per_s": result.samples_per_s,
+                              "stopped": result.stopped, "device": result.device, "amp": result.amp,
                               "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(model.config)}
     if "watch" in data.tasks:
         w = data.tasks.index("watch")
@@ -125,7 +131,7 @@ def train_gtr(model: GTR, data: GTRData, *, epochs: int = 2, batch_size: int = 5
             from mmrec.encoders.mfq import save_mfq
 
             save_mfq(model.mfq, out / "mfq.safetensors", info={"trained_with": "GTR gift head"})
-        write_json(out / "metrics.json", _finite(report))
+        write_json(out / "metrics.json", finite_json(report))
     return report
 
 
@@ -148,51 +154,3 @@ def load_gtr(path: str | Path) -> GTR:
     model = GTR(meta["config"], author_category=state["author_category"], author_graph=state.get("author_graph"))
     model.load_state_dict(state)
     return model.eval()
-
-
-GIE_METAPATHS = ("user>author>author", "user-watches>author>author")
-
-
-def gie_inputs(data: GTRData, log, *, k: int = 10, graph_dim: int = 16, graphcl_epochs: int = 2, seed: int = 0,
-               metapaths: tuple[str, ...] = GIE_METAPATHS, author_features: torch.Tensor | None = None):
-    """GIE for GTR from the rows before the training window (:meth:`GTRData.graph_rows`): build the
-    graphs, attach the top-``k`` expansions of ``metapaths`` to ``data`` and return GraphCL author
-    embeddings ``(num_authors, graph_dim)`` (``author_features``: the authors' content attributes)."""
-    from mmrec.graphs import build_graphs, expand_metapaths, train_graphcl
-
-    graph = build_graphs(data.graph_rows(log), config={"n_users": data.num_users, "n_authors": data.num_authors})
-    data.set_expansions(expand_metapaths(graph, metapaths, k=k), metapaths, k)
-    features = None if author_features is None else {"author": author_features}
-    embeddings = train_graphcl(graph, features=features, config={"dim": graph_dim, "epochs": graphcl_epochs, "seed": seed})
-    return embeddings["author"]
-
-
-def train_live(folder: str | Path, out: str | Path | None = None, *, mfq: bool | dict[str, Any] = True, gie: bool = True,
-               epochs: int = 2, batch_size: int = 1024, lr: float = 2e-3, seed: int = 0, threads: int | None = None,
-               progress: bool = False) -> dict[str, Any]:
-    """``mmrec live train``: GTR on a :mod:`mmrec.live_sim` folder (tasks watch + gift), with MFQ and/or
-    GIE; writes ``gtr.safetensors``, ``mfq.safetensors`` (with MFQ) and ``metrics.json`` to ``out``."""
-    from mmrec.live_sim import ACTIVITY, AUTHORS_FILE, LOG_FILE, USERS_FILE, read_live_log
-    from mmrec.rankers.gtr_data import prepare_gtr_data
-
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        folder = Path(folder)
-        if not (folder / LOG_FILE).is_file():
-            raise UsageError(f"{folder} holds no {LOG_FILE}; write one with mmrec live simulate")
-        users = pq.read_table(folder / USERS_FILE, columns=["gift_activity"]).column(0).to_pylist()
-        n_authors = pq.read_metadata(folder / AUTHORS_FILE).num_rows
-        log = read_live_log(folder / LOG_FILE, users=len(users), authors=n_authors)
-        data = prepare_gtr_data(folder, tasks=("watch", "gift"), tokens=bool(mfq), log=log)
-        author_graph = gie_inputs(data, log, seed=seed) if gie else None
-        torch.manual_seed(seed)
-        model = build_gtr(data, mfq=({"width": 32, "heads": 2, "queries": 2, "out_dim": 32} if mfq is True else mfq or None),
-                          author_graph=author_graph)
-        names = tuple(a for a in ACTIVITY if a in set(users)) + tuple(sorted(set(users) - set(ACTIVITY)))
-        groups = np.array([names.index(u) for u in users])
-        return train_gtr(model, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, user_groups=groups,
-                         group_names=names, out=out, progress=progress)
-    finally:
-        torch.set_num_threads(previous)

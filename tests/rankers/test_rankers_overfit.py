@@ -7,7 +7,7 @@ from mmrec.rankers import RANKERS, masked_bce
 from mmrec.rankers.metrics import auc
 
 
-@pytest.mark.parametrize("name", RANKERS.names())
+@pytest.mark.parametrize("name", [n for n in RANKERS.names() if n != "gtr"])  # gtr takes live data: test_gtr.py
 def test_ranker_overfits_a_small_batch(name, tiny_schema, tiny_batch):
     torch.manual_seed(0)
     config = {"task_groups": [["click"], ["like", "follow"]]} if name == "home" else {}
