@@ -27,7 +27,7 @@ class CDRConfig:
     lam: float = field(default=0.5, metadata={"help": "aggregator mix: λ·user + (1 − λ)·pooled history"})
     aggregator: str = field(default="", metadata={
         "help": "history aggregator: mean, user_attention, item_similarity, position_attention"
-                "; empty = the model's default"})
+                "; empty = the model's default", "default_text": "the model's"})
     interaction_mask: float = field(default=0.1, metadata={"help": "share of history items dropped per sample"})
     domain_mask: float = field(default=0.5, metadata={"help": "share of samples trained as cold start"})
     critic_weight: float = field(default=0.6, metadata={"help": "weight of UniCDR's mutual-information critic"})

@@ -31,14 +31,14 @@ from torch import nn
 from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.features.collate import collate
-from mmrec.io import write_json
+from mmrec.io import finite_json, write_json
 from mmrec.rankers.base import RANKERS, Ranker
 from mmrec.rankers.checkpoint import save_checkpoint
 from mmrec.rankers.config import OptimConfig, RankConfig, load_config
 from mmrec.rankers.data import prepare_data
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table
-from mmrec.rankers.predict import finite, predict
+from mmrec.rankers.predict import predict
 from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
 
 __all__ = ["RankConfig", "load_config", "train"]
@@ -147,7 +147,7 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
             "checkpoint": str(checkpoint),
             "config": cfg.as_dict(),
         }
-        report = finite(report)
+        report = finite_json(report)
         write_json(out / "metrics.json", report)
         report["table"] = format_table(table)
     return report

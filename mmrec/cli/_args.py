@@ -2,8 +2,8 @@
 
 :func:`add_config_arguments` adds one ``--flag`` per field of a config dataclass: the type from the
 annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...]`` comma-separated,
-``X | None``), ``help`` and ``choices`` from the field's ``metadata``, and the default from the field
-itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
+``X | None``), ``help``, ``choices``, ``metavar`` and ``default_text`` (how to print a default such as
+``""``) from the field's ``metadata``, and the default from the field itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
 (through :func:`mmrec.config.build_config`, so ``__post_init__`` checks them).
 """
 
@@ -70,18 +70,20 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         text = meta.get("help", f.name.replace("_", " "))
+        shown = meta.get("default_text", "unset" if default is None and hint is bool else
+                         "on" if default is True else "off" if default is False else _show(default))
         kwargs: dict[str, Any] = {"dest": dest}
         if f.name in required:
             kwargs["required"] = True
         else:
             kwargs["default"] = default
-            text += f" (default {_show(default)})" if hint is not bool else ""
+            text += f" (default {shown})"
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text + f" (default {'on' if default else 'off'})", **kwargs)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text.replace("%", "%%"), **kwargs)
             continue
         origin = typing.get_origin(hint)
         if origin in (tuple, list):

@@ -1,11 +1,7 @@
-"""Scoring with a trained ranker: :func:`predict` gives per-task probabilities for sample rows.
-
-:func:`finite` makes a report equal to its JSON file (NaN -> None, tuples -> lists).
-"""
+"""Scoring with a trained ranker: :func:`predict` gives per-task probabilities for sample rows."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,14 +24,3 @@ def predict(model: nn.Module, samples: RankSamples, items: ItemTable, *, batch_s
             out.append(torch.sigmoid(model(collate(samples, items, rows)).float()).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
-def finite(obj: Any) -> Any:
-    """NaN -> None and tuples -> lists: the report equals its JSON file."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj

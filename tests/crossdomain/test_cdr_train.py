@@ -108,7 +108,7 @@ def test_cli_options_come_from_the_config_dataclasses(capsys):
         main(["cdr", "train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "{farm,single-domain,unicdr,unicdr+}" in text
-    assert "--batch-size BATCH_SIZE interactions per batch (one domain per batch) (default 1024)" in text
+    assert "--batch-size N interactions per batch (one domain per batch) (default 1024)" in text
     assert "--gnn-cross, --no-gnn-cross" in text
 
 
