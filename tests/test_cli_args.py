@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mmrec.cli._args import add_config_arguments, config_from_args
+from mmrec.cli._args import Options, add_command, add_config_arguments, add_group, config_from_args, emit
 from mmrec.errors import UsageError
 
 
@@ -57,3 +57,41 @@ def test_every_command_has_help():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in sub.choices.items():
         assert command.format_help().strip(), name
+
+
+@dataclass
+class _Rate:
+    lr: float = 0.1
+
+
+def test_add_command_declares_arguments_configs_json_and_the_handler(capsys):
+    parser = argparse.ArgumentParser(prog="toy")
+    group = add_group(parser.add_subparsers(dest="command", required=True), "toy", help="h", description="d")
+
+    def run(args: argparse.Namespace) -> int:
+        return emit(args, {"epochs": config_from_args(args, _Toy, exclude=("lr",)).epochs}, f"epochs {args.epochs}")
+
+    p = add_command(group, "fit", run, help="fit it", description="Fit the toy.",
+                    arguments={"--out": "output folder", "--tag": dict(default="t", help="a tag")},
+                    configs=(Options(_Toy, "toy options", exclude=("lr",), required=("epochs",)),
+                             Options(_Rate, dest_prefix="x_")))
+    assert "toy options" in p.format_help() and "--json" in p.format_help()
+    with pytest.raises(SystemExit):  # --out and --epochs are required
+        parser.parse_args(["toy", "fit", "--out", "o"])
+    args = parser.parse_args(["toy", "fit", "--out", "o", "--epochs", "4", "--lr", "0.5"])
+    assert (args.toy_command, args.out, args.tag, args.epochs, args.x_lr) == ("fit", "o", "t", 4, 0.5)
+    assert args._run(args) == 0 and capsys.readouterr().out == "epochs 4\n"
+    args = parser.parse_args(["toy", "fit", "--out", "o", "--epochs", "4", "--json"])
+    assert args._run(args) == 0 and capsys.readouterr().out == '{\n  "epochs": 4\n}\n'
+
+    bare = add_command(group, "show", run, help="show it", description="Show the toy.", json_help=None)
+    assert "--json" not in bare.format_help()
+
+
+def test_emit_prints_json_or_the_text_or_nothing(capsys):
+    assert emit(argparse.Namespace(json=True), {"path": object}, "text", default=lambda x: "?") == 0
+    assert capsys.readouterr().out == '{\n  "path": "?"\n}\n'
+    emit(argparse.Namespace(json=False), {}, "line 1\nline 2")
+    assert capsys.readouterr().out == "line 1\nline 2\n"
+    emit(argparse.Namespace(json=False), {}, None)
+    assert capsys.readouterr().out == ""

@@ -5,15 +5,20 @@ annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...
 ``X | None``), ``help``, ``choices``, ``metavar`` and ``default_text`` (how to print a default such as
 ``""``) from the field's ``metadata``, and the default from the field itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
 (through :func:`mmrec.config.build_config`, so ``__post_init__`` checks them).
+
+Every command is declared the same way: :func:`add_group` for ``mmrec GROUP ACTION``, :func:`add_command`
+for one parser with its plain options, the options of its config dataclasses (:class:`Options`), ``--json``
+and its handler; a handler ends with :func:`emit`, the report as JSON or its text line(s).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
-from typing import Any, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from mmrec.config import build_config
 
@@ -107,3 +112,50 @@ def config_from_args(args: argparse.Namespace, cls: type[T], *, exclude: Iterabl
                      what: str = "", **extra: Any) -> T:
     """``cls`` built from the options on ``args`` (plus ``extra`` fields), checked like any config."""
     return build_config(cls, {**config_values(args, cls, exclude=exclude, dest_prefix=dest_prefix), **extra}, what)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The options of config dataclass ``cls`` on a command (the keywords of :func:`add_config_arguments`);
+    under the heading ``title`` when given."""
+
+    cls: type
+    title: str | None = None
+    exclude: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    dest_prefix: str = ""
+
+
+def add_group(sub: argparse._SubParsersAction, name: str, *, help: str, description: str) -> argparse._SubParsersAction:
+    """The parser of command group ``mmrec NAME ACTION``; returns its subparsers (``args.NAME_command``)."""
+    group = sub.add_parser(name, help=help, description=description)
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int], *, help: str,
+                description: str, arguments: Mapping[str, str | dict[str, Any]] | None = None, configs: Iterable[type | Options] = (),
+                json_help: str | None = "print the report as JSON") -> argparse.ArgumentParser:
+    """The parser of command ``NAME`` bound to handler ``run``: first ``arguments`` (flag -> help of a
+    required option, or flag -> ``add_argument`` keywords), then the options of ``configs`` (dataclasses or
+    :class:`Options`), then ``--json`` unless ``json_help`` is None. Returns the parser, for more options."""
+    parser = sub.add_parser(name, help=help, description=description)
+    for flag, spec in (arguments or {}).items():
+        parser.add_argument(flag, **({"required": True, "help": spec} if isinstance(spec, str) else spec))
+    for options in configs:
+        options = options if isinstance(options, Options) else Options(options)
+        add_config_arguments(parser.add_argument_group(options.title) if options.title else parser, options.cls,
+                             exclude=options.exclude, required=options.required, dest_prefix=options.dest_prefix)
+    if json_help is not None:
+        parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(_run=run)
+    return parser
+
+
+def emit(args: argparse.Namespace, report: Any, text: str | None, *, default: Callable[[Any], Any] | None = None) -> int:
+    """Print ``report`` as JSON under ``--json`` (``default`` for what JSON cannot hold), else ``text``
+    (nothing when None); the exit code 0."""
+    if args.json:
+        print(json.dumps(report, indent=2, default=default))
+    elif text is not None:
+        print(text)
+    return 0

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
-from mmrec.cli._args import add_config_arguments, config_from_args
+from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,39 +14,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     from mmrec.crossdomain.registry import CDR_MODELS
     from mmrec.pipelines.cdr import CDREvaluateJob, CDRExportJob, CDRTrainJob
 
-    cdr = sub.add_parser(
-        "cdr",
+    csub = add_group(
+        sub, "cdr",
         help="cross-domain cold-start models (UniCDR, UniCDR+, FARM, single-domain) on user<TAB>item pair data",
         description="Train cross-domain user models on both domains of a pair (folders a_b/ and b_a/ with "
         "train.txt, valid.txt, or a Parquet behaviour log) and rank each held-out item of the cold-start users "
         "among 999 sampled negatives (MRR, NDCG@5/10, HR@1/5/10).",
     )
-    csub = cdr.add_subparsers(dest="cdr_command", metavar="ACTION", required=True)
-    p = csub.add_parser("train", help="train on a pair and evaluate on the valid.txt of both domains (or --target)",
-                        description="Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the "
-                        "best epoch (mean NDCG@10 of the targets); write config.json, data.json, model.safetensors, "
-                        "metrics.json to --out.")
-    add_config_arguments(p, CDRTrainJob, required=("data", "pair"))
-    model_help = dataclasses.fields(CDRConfig)[0].metadata["help"]
-    p.add_argument("--model", required=True, choices=CDR_MODELS.names(), help=model_help)
-    add_config_arguments(p.add_argument_group("model and training (CDRConfig)"), CDRConfig, exclude=("model",))
+    p = add_command(
+        csub, "train", _train,
+        help="train on a pair and evaluate on the valid.txt of both domains (or --target)",
+        description="Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the "
+        "best epoch (mean NDCG@10 of the targets); write config.json, data.json, model.safetensors, "
+        "metrics.json to --out.",
+        arguments={"--model": dict(required=True, choices=CDR_MODELS.names(),
+                                   help=dataclasses.fields(CDRConfig)[0].metadata["help"])},
+        configs=(Options(CDRTrainJob, required=("data", "pair")),
+                 Options(CDRConfig, "model and training (CDRConfig)", exclude=("model",))),
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any CDRConfig field (value parsed as JSON when it parses)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(_run=_train)
-
-    p = csub.add_parser("evaluate", help="evaluate a trained run on a user<TAB>item file of one domain",
-                        description="Rank each (user, item) of FILE among 999 sampled negatives with a saved run.")
-    add_config_arguments(p, CDREvaluateJob, required=("run", "test"))
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(_run=_evaluate)
-
-    p = csub.add_parser("export", help="write a run's target-domain user vectors keyed by raw user id",
-                        description="Write every user's target-domain vector (cold-start users included) to OUT in "
-                        "the extract layout (key = raw user id, fused = vector), a user-side feature for mmrec rank.")
-    add_config_arguments(p, CDRExportJob, required=("run", "out", "target"))
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.set_defaults(_run=_export)
+    add_command(
+        csub, "evaluate", _evaluate,
+        help="evaluate a trained run on a user<TAB>item file of one domain",
+        description="Rank each (user, item) of FILE among 999 sampled negatives with a saved run.",
+        configs=(Options(CDREvaluateJob, required=("run", "test")),),
+        json_help="print the result as JSON",
+    )
+    add_command(
+        csub, "export", _export,
+        help="write a run's target-domain user vectors keyed by raw user id",
+        description="Write every user's target-domain vector (cold-start users included) to OUT in "
+        "the extract layout (key = raw user id, fused = vector), a user-side feature for mmrec rank.",
+        configs=(Options(CDRExportJob, required=("run", "out", "target")),),
+        json_help="print the manifest as JSON",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,13 +58,9 @@ def _train(args: argparse.Namespace) -> int:
     job = config_from_args(args, CDRTrainJob, what="cdr train")
     config = apply_overrides(config_from_args(args, CDRConfig, what="cdr"), args.set)
     report = train_cdr(job.data, job.pair, out=job.out, config=config, targets=job.target, progress=not args.json)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{report['model']} on {report['pair']}: best epoch {report['best_epoch']} of {report['epochs_run']}, "
-              f"{report['seconds']:.0f} s" + (f" -> {job.out}" if job.out else ""))
-        print(format_table(list(report["metrics"].items())))
-    return 0
+    return emit(args, report, f"{report['model']} on {report['pair']}: best epoch {report['best_epoch']} of "
+                f"{report['epochs_run']}, {report['seconds']:.0f} s" + (f" -> {job.out}" if job.out else "")
+                + "\n" + format_table(list(report["metrics"].items())))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -71,8 +68,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     job = config_from_args(args, CDREvaluateJob, what="cdr evaluate")
     result = evaluate_run(job.run, job.test, target=job.target, seed=job.seed)
-    print(json.dumps(result, indent=2) if args.json else format_table([(result["target"], result["metrics"])]))
-    return 0
+    return emit(args, result, format_table([(result["target"], result["metrics"])]))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -80,8 +76,4 @@ def _export(args: argparse.Namespace) -> int:
 
     job = config_from_args(args, CDRExportJob, what="cdr export")
     manifest = export_user_features(job.run, job.out, target=job.target, batch=job.batch)
-    if args.json:
-        print(json.dumps(manifest, indent=2))
-    else:
-        print(f"{manifest['users']} {job.target} user vectors (dim {manifest['dim']}) keyed by user id -> {job.out}")
-    return 0
+    return emit(args, manifest, f"{manifest['users']} {job.target} user vectors (dim {manifest['dim']}) keyed by user id -> {job.out}")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
-from mmrec.cli._args import add_config_arguments, config_from_args
+from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
+
+_JSON_HELP = "print the summary as JSON"
 
 
 def _metapath_default() -> str:
@@ -25,62 +26,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     from mmrec.graphs.graphcl import GraphCLConfig
     from mmrec.pipelines.graph import GraphExpandConfig
 
-    graph = sub.add_parser(
-        "graph",
+    gsub = add_group(
+        sub, "graph",
         help="MMBee GIE: gifting graphs, metapath expansion, GraphCL node embeddings",
         description="Build the U2A gifting / watching and A2A Swing graphs from a live behaviour log, expand "
         "users and authors along metapaths into a Parquet store, pre-train node embeddings with GraphCL "
         "over a sampled GraphSAGE encoder, and export them.",
     )
-    gsub = graph.add_subparsers(dest="graph_command", metavar="ACTION", required=True)
-    p = gsub.add_parser("build", help="graphs from behaviour log(s) into a folder (safetensors + graph.json)",
-                        description="Stream live behaviour log(s) (user_id, author_id, watch, gift, gift_value) into "
-                        "the U2A gifts / watches graphs and the A2A Swing graph; writes graph.safetensors and graph.json.")
-    p.add_argument("--logs", required=True, nargs="+", help="Parquet log file(s), or a folder with live-behaviour.parquet")
-    p.add_argument("--out", required=True, help="output graph folder")
-    add_config_arguments(p, GraphConfig, exclude=("progress",))
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(_run=_build)
-
-    p = gsub.add_parser("expand", help="top-k metapath neighbours of every user / author into Parquet",
-                        description="Expand every source node along metapaths (e.g. user>author>author, "
-                        "author>user>author, user-watches>author>author) and keep the top-k by path-weight product.")
-    p.add_argument("--graph", required=True, help="graph folder from mmrec graph build")
-    p.add_argument("--out", required=True, help="output Parquet (src_type, src_id, metapath, dst_ids, scores)")
-    p.add_argument("--metapath", dest="metapaths", action="append", default=None,
-                   help=f"metapath, repeatable (default {_metapath_default()})")
-    add_config_arguments(p, GraphExpandConfig, exclude=("metapaths", "progress"))
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(_run=_expand)
-
-    p = gsub.add_parser("train", help="GraphCL pre-training of node embeddings on a graph folder",
-                        description="Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, "
-                        "NT-Xent) on mini-batches of sampled neighbourhoods; writes model.safetensors, "
-                        "embeddings.safetensors and train.json.")
-    p.add_argument("--graph", required=True, help="graph folder from mmrec graph build")
-    p.add_argument("--out", required=True, help="output run folder")
-    p.add_argument("--author-emb", default=None, nargs="+", metavar="PATH",
-                   help="author attributes: Parquet keyed by author_id, or mmrec extract output (a folder of "
-                   "emb-*.parquet, files or a glob; segment-keyed, needs --logs)")
-    p.add_argument("--emb-column", default=None, help="vector column of --author-emb (default fused, or the only one)")
-    p.add_argument("--logs", nargs="+", default=None, metavar="PATH",
-                   help="maps segment keys to authors for segment-keyed --author-emb: the live log (or its folder) "
-                   "or segments.parquet")
-    add_config_arguments(p, GraphCLConfig, exclude=("edge_types", "progress"))
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(_run=_train)
-
-    p = gsub.add_parser("export", help="a training run's node embeddings as Parquet",
-                        description="Write node_type, node_id, vector rows for every node of a mmrec graph train run.")
-    p.add_argument("--run", required=True, help="run folder from mmrec graph train")
-    p.add_argument("--out", required=True, help="output Parquet")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(_run=_export)
-
-
-def _print(args: argparse.Namespace, summary: dict, text: str) -> int:
-    print(json.dumps(summary, indent=2) if args.json else text)
-    return 0
+    add_command(
+        gsub, "build", _build,
+        help="graphs from behaviour log(s) into a folder (safetensors + graph.json)",
+        description="Stream live behaviour log(s) (user_id, author_id, watch, gift, gift_value) into "
+        "the U2A gifts / watches graphs and the A2A Swing graph; writes graph.safetensors and graph.json.",
+        arguments={"--logs": dict(required=True, nargs="+", help="Parquet log file(s), or a folder with live-behaviour.parquet"),
+                   "--out": "output graph folder"},
+        configs=(Options(GraphConfig, exclude=("progress",)),),
+        json_help=_JSON_HELP,
+    )
+    add_command(
+        gsub, "expand", _expand,
+        help="top-k metapath neighbours of every user / author into Parquet",
+        description="Expand every source node along metapaths (e.g. user>author>author, "
+        "author>user>author, user-watches>author>author) and keep the top-k by path-weight product.",
+        arguments={"--graph": "graph folder from mmrec graph build",
+                   "--out": "output Parquet (src_type, src_id, metapath, dst_ids, scores)",
+                   "--metapath": dict(dest="metapaths", action="append", default=None,
+                                      help=f"metapath, repeatable (default {_metapath_default()})")},
+        configs=(Options(GraphExpandConfig, exclude=("metapaths", "progress")),),
+        json_help=_JSON_HELP,
+    )
+    add_command(
+        gsub, "train", _train,
+        help="GraphCL pre-training of node embeddings on a graph folder",
+        description="Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, "
+        "NT-Xent) on mini-batches of sampled neighbourhoods; writes model.safetensors, "
+        "embeddings.safetensors and train.json.",
+        arguments={
+            "--graph": "graph folder from mmrec graph build",
+            "--out": "output run folder",
+            "--author-emb": dict(default=None, nargs="+", metavar="PATH",
+                                 help="author attributes: Parquet keyed by author_id, or mmrec extract output (a folder of "
+                                 "emb-*.parquet, files or a glob; segment-keyed, needs --logs)"),
+            "--emb-column": dict(default=None, help="vector column of --author-emb (default fused, or the only one)"),
+            "--logs": dict(nargs="+", default=None, metavar="PATH",
+                           help="maps segment keys to authors for segment-keyed --author-emb: the live log (or its folder) "
+                           "or segments.parquet"),
+        },
+        configs=(Options(GraphCLConfig, exclude=("edge_types", "progress")),),
+        json_help=_JSON_HELP,
+    )
+    add_command(
+        gsub, "export", _export,
+        help="a training run's node embeddings as Parquet",
+        description="Write node_type, node_id, vector rows for every node of a mmrec graph train run.",
+        arguments={"--run": "run folder from mmrec graph train", "--out": "output Parquet"},
+        json_help=_JSON_HELP,
+    )
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -89,9 +90,9 @@ def _build(args: argparse.Namespace) -> int:
 
     config = config_from_args(args, GraphConfig, exclude=("progress",), what="graph config", progress=not args.json)
     summary = graph_build(args.logs, args.out, config=config)
-    return _print(args, summary, f"graph of {summary['nodes']['user']} users and {summary['nodes']['author']} authors from "
-                  f"{summary['log_rows']} log rows in {summary['seconds']:.1f} s -> {args.out}; edges: "
-                  + ", ".join(f"{k.replace('__', ' ')} {v}" for k, v in summary["edges"].items()))
+    return emit(args, summary, f"graph of {summary['nodes']['user']} users and {summary['nodes']['author']} authors from "
+                f"{summary['log_rows']} log rows in {summary['seconds']:.1f} s -> {args.out}; edges: "
+                + ", ".join(f"{k.replace('__', ' ')} {v}" for k, v in summary["edges"].items()))
 
 
 def _expand(args: argparse.Namespace) -> int:
@@ -101,7 +102,7 @@ def _expand(args: argparse.Namespace) -> int:
     config = config_from_args(args, GraphExpandConfig, exclude=("metapaths", "progress"), what="graph expand config",
                               progress=not args.json, **extra)
     summary = graph_expand(args.graph, args.out, config=config)
-    return _print(args, summary, f"expanded in {summary['seconds']:.1f} s -> {args.out}: " + "; ".join(
+    return emit(args, summary, f"expanded in {summary['seconds']:.1f} s -> {args.out}: " + "; ".join(
         f"{m}: {v['sources']} sources, {v['mean_neighbours']} neighbours each" for m, v in summary["metapaths"].items()))
 
 
@@ -115,13 +116,13 @@ def _train(args: argparse.Namespace) -> int:
     summary = graph_train(args.graph, args.out, author_emb=author_emb, emb_column=args.emb_column, logs=args.logs,
                           config=config)
     report = summary["report"]
-    return _print(args, summary, f"GraphCL: {report['steps']} steps in {report['seconds']:.1f} s, loss per epoch "
-                  + " ".join(f"{x:.3f}" for x in report["epoch_loss"]) + f"; embeddings ({summary['dim']}-d) -> {args.out}")
+    return emit(args, summary, f"GraphCL: {report['steps']} steps in {report['seconds']:.1f} s, loss per epoch "
+                + " ".join(f"{x:.3f}" for x in report["epoch_loss"]) + f"; embeddings ({summary['dim']}-d) -> {args.out}")
 
 
 def _export(args: argparse.Namespace) -> int:
     from mmrec.pipelines.graph import graph_export
 
     summary = graph_export(args.run, args.out)
-    return _print(args, summary, f"exported {', '.join(f'{n} {t}' for t, n in summary['nodes'].items())} embeddings "
-                  f"({summary['dim']}-d) -> {args.out}")
+    return emit(args, summary, f"exported {', '.join(f'{n} {t}' for t, n in summary['nodes'].items())} embeddings "
+                f"({summary['dim']}-d) -> {args.out}")

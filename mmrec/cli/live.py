@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from typing import Any
 
-from mmrec.cli._args import add_config_arguments, config_from_args, config_values, positive_int
+from mmrec.cli._args import Options, add_command, add_group, config_from_args, config_values, emit, positive_int
 from mmrec.live_sim import LiveSimConfig
 from mmrec.pipelines.live import LiveTrainConfig
 from mmrec.rankers.gtr_data import GTRDataConfig
@@ -16,39 +15,36 @@ _TRAIN_EXCLUDED = ("mfq_options", "model", "samples")  # dicts and the nested da
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    live = sub.add_parser(
-        "live",
+    lsub = add_group(
+        sub, "live",
         help="SYNTHETIC live-streaming world and the MMBee gift ranker (GTR with MFQ and GIE)",
         description="Write a SYNTHETIC live-streaming world (users, authors, drifting live segments, watch / "
         "like / comment / gift and short-video logs with planted structure) and train MMBee's GTR on it.",
     )
-    lsub = live.add_subparsers(dest="live_command", metavar="ACTION", required=True)
-    p = lsub.add_parser(
-        "simulate",
+    p = add_command(
+        lsub, "simulate", _simulate,
         help="write a SYNTHETIC live behaviour log, segment tokens and (optionally) segment shards",
         description="Write live-behaviour.parquet, users/authors/segments.parquet, segment-tokens.safetensors "
         "and live.json (SYNTHETIC; see mmrec.live_sim), plus --shards segments as webdataset shards for mmrec extract.",
+        arguments={"--out": "output folder"},
+        configs=(LiveSimConfig,),
+        json_help="print the summary as JSON",
     )
-    p.add_argument("--out", required=True, help="output folder")
-    add_config_arguments(p, LiveSimConfig)
     p.add_argument("--shards", dest="shard_segments", type=positive_int, default=argparse.SUPPRESS,
                    metavar="N", help="same as --shard-segments")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p = lsub.add_parser(
-        "train",
+    add_command(
+        lsub, "train", _train,
         help="train GTR (SIM + DIN; --mfq segment fusion, --gie graph expansion) on a simulator folder",
         description="Train MMBee's GTR on a mmrec live simulate folder: by default the first half of the time span "
         "feeds the GIE graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes gtr.safetensors, mfq.safetensors (with --mfq; "
         "what mmrec extract --fuse mfq --fusion-weights reads) and metrics.json.",
+        arguments={
+            "--data": "folder written by mmrec live simulate",
+            "--out": "output folder",
+            "--config": dict(default=None, metavar="YAML", help="LiveTrainConfig fields; options given here override it"),
+        },
+        configs=(Options(LiveTrainConfig, exclude=_TRAIN_EXCLUDED), Options(GTRDataConfig, "time split and sequences")),
     )
-    p.add_argument("--data", required=True, help="folder written by mmrec live simulate")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--config", default=None, metavar="YAML", help="LiveTrainConfig fields; options given here override it")
-    add_config_arguments(p, LiveTrainConfig, exclude=_TRAIN_EXCLUDED)
-    add_config_arguments(p.add_argument_group("time split and sequences"), GTRDataConfig)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    live.set_defaults(_run=_live)
 
 
 def _given(args: argparse.Namespace, parser_defaults: dict[str, Any], names: list[str]) -> dict[str, Any]:
@@ -56,19 +52,17 @@ def _given(args: argparse.Namespace, parser_defaults: dict[str, Any], names: lis
     return {n: getattr(args, n) for n in names if getattr(args, n) != parser_defaults.get(n)}
 
 
-def _live(args: argparse.Namespace) -> int:
-    if args.live_command == "simulate":
-        from mmrec.live_sim import simulate_live
+def _simulate(args: argparse.Namespace) -> int:
+    from mmrec.live_sim import simulate_live
 
-        summary = simulate_live(args.out, config_from_args(args, LiveSimConfig, what="live simulator"))
-        if args.json:
-            print(json.dumps(summary, indent=2))
-        else:
-            print(f"wrote a SYNTHETIC live world to {args.out}: {summary['live_rows']} live rows "
-                  f"({summary['live_watches']} watches, {summary['gifts']} gifts = {100 * summary['gift_rate']:.2f} %), "
-                  f"{summary['video_rows']} short-video rows, {summary['segments']} segments"
-                  + (f", {len(summary['files']['shards'])} shard(s)" if summary["files"]["shards"] else ""))
-        return 0
+    summary = simulate_live(args.out, config_from_args(args, LiveSimConfig, what="live simulator"))
+    return emit(args, summary, f"wrote a SYNTHETIC live world to {args.out}: {summary['live_rows']} live rows "
+                f"({summary['live_watches']} watches, {summary['gifts']} gifts = {100 * summary['gift_rate']:.2f} %), "
+                f"{summary['video_rows']} short-video rows, {summary['segments']} segments"
+                + (f", {len(summary['files']['shards'])} shard(s)" if summary["files"]["shards"] else ""))
+
+
+def _train(args: argparse.Namespace) -> int:
     from mmrec.config import build_config, replace_config
     from mmrec.pipelines.live import train_live
 
@@ -82,13 +76,9 @@ def _live(args: argparse.Namespace) -> int:
         config = replace_config(base, "live train", **_given(args, defaults, list(defaults)), samples=replace_config(
             base.samples, "live train.samples", **_given(args, samples, list(samples))))
     report = train_live(args.data, args.out, config, progress=not args.json)
-    if args.json:
-        print(json.dumps(report, indent=2, default=lambda x: None))
-    else:
-        lines = [f"GTR{' +MFQ' if config.mfq else ''}{' +GIE' if config.gie else ''}: {report['parameters']:,} parameters, "
-                 f"{report['train_rows']} training rows in {report['train_s']:.1f} s on {report['device']} -> {args.out}",
-                 f"{'users':<8} {'AUC':>7} {'UAUC':>7} {'GAUC':>7} {'gifts':>6}"]
-        for name, m in [("all", report["test"]), *report.get("by_group", {}).items()]:
-            lines.append(f"{name:<8} {m['auc']:7.4f} {m['uauc']:7.4f} {m['gauc']:7.4f} {m['positives']:6d}")
-        print("\n".join(lines))
-    return 0
+    lines = [f"GTR{' +MFQ' if config.mfq else ''}{' +GIE' if config.gie else ''}: {report['parameters']:,} parameters, "
+             f"{report['train_rows']} training rows in {report['train_s']:.1f} s on {report['device']} -> {args.out}",
+             f"{'users':<8} {'AUC':>7} {'UAUC':>7} {'GAUC':>7} {'gifts':>6}"]
+    for name, m in [("all", report["test"]), *report.get("by_group", {}).items()]:
+        lines.append(f"{name:<8} {m['auc']:7.4f} {m['uauc']:7.4f} {m['gauc']:7.4f} {m['positives']:6d}")
+    return emit(args, report, "\n".join(lines), default=lambda x: None)

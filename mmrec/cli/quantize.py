@@ -7,9 +7,8 @@ and the configs it holds, :class:`~mmrec.pipelines.quantize.QuantizeJob`), help 
 from __future__ import annotations
 
 import argparse
-import json
 
-from mmrec.cli._args import add_config_arguments, config_from_args, config_values
+from mmrec.cli._args import Options, add_command, config_from_args, config_values, emit
 
 _ALIGN_NESTED = ("weights", "trainable", "train", "pairs")
 
@@ -21,43 +20,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     from mmrec.quantization.align import AlignConfig
     from mmrec.quantization.pairs import PairConfig
 
-    p = sub.add_parser(
-        "align",
+    add_command(
+        sub, "align", _align,
         help="align item embeddings with behaviour: pairs from a log, contrastive fine-tuning (QARM)",
         description="Mine item pairs from a behaviour log (User2Item triggers among each user's latest "
         "positives, Item2Item Swing), then fine-tune with symmetric in-batch InfoNCE: a head over cached "
         "embeddings (--emb, fast) or trainable encoders over raw shards (--input with --text/--image/--audio, "
         "slow). Writes aligned emb-*.parquet in the layout of `mmrec extract`, pairs.parquet, align.json.",
+        arguments={
+            "--log": "behaviour log (Parquet: user_id, item_id, labels)",
+            "--emb": dict(default=None, help="embeddings folder from `mmrec extract` (fast path)"),
+            "--input": dict(default=None, help="item shards, to align through trainable encoders (slow path)"),
+            "--out": "output folder",
+        },
+        configs=(
+            Options(AlignJob, exclude=_ALIGN_NESTED),
+            Options(AlignConfig, "training (AlignConfig)"),
+            Options(PairConfig, "pair mining (PairConfig; seeded by --seed)", exclude=("seed",)),
+            Options(TrainableConfig, "slow path (--input): what of the encoders learns (TrainableConfig)",
+                    dest_prefix="trainable_"),
+        ),
     )
-    p.add_argument("--log", required=True, help="behaviour log (Parquet: user_id, item_id, labels)")
-    p.add_argument("--emb", default=None, help="embeddings folder from `mmrec extract` (fast path)")
-    p.add_argument("--input", default=None, help="item shards, to align through trainable encoders (slow path)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_config_arguments(p, AlignJob, exclude=_ALIGN_NESTED)
-    add_config_arguments(p.add_argument_group("training (AlignConfig)"), AlignConfig)
-    add_config_arguments(p.add_argument_group("pair mining (PairConfig; seeded by --seed)"), PairConfig, exclude=("seed",))
-    add_config_arguments(p.add_argument_group("slow path (--input): what of the encoders learns (TrainableConfig)"),
-                         TrainableConfig, dest_prefix="trainable_")
-    p.set_defaults(_run=_align)
 
-    p = sub.add_parser(
-        "quantize",
+    p = add_command(
+        sub, "quantize", _quantize,
         help="quantize item embeddings into codes: RQ-Kmeans, balanced, VQ or RQ-VAE (QARM, OneRec)",
         description="Fit a quantizer on one vector column of an embeddings folder and write "
         "codebook.safetensors, codes.parquet (key, c1..cL), report.json (per-level usage and entropy, "
         "% unique ids, collision rate, relative reconstruction error) and usage.png.",
+        arguments={"--emb": "embeddings folder (`mmrec extract` or `mmrec align` output)", "--out": "output folder"},
+        configs=(Options(QuantizeJob, exclude=("options",)),),
     )
-    p.add_argument("--emb", required=True, help="embeddings folder (`mmrec extract` or `mmrec align` output)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_config_arguments(p, QuantizeJob, exclude=("options",))
     p.add_argument("--niter", type=int, default=None, metavar="N",
                    help="k-means iterations per level (rq-kmeans, balanced; default: the method's)")
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="RQ-VAE training epochs (default: the method's)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other field of the method's config (repeatable), e.g. --option latent_dim=16")
-    p.set_defaults(_run=_quantize)
 
 
 def align_job(args: argparse.Namespace):
@@ -79,15 +77,11 @@ def _align(args: argparse.Namespace) -> int:
     from mmrec.pipelines.align import run_align
 
     report = run_align(args.log, args.out, emb=args.emb, input=args.input, config=align_job(args), progress=not args.json)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        before, after = report["before"], report["after"]
-        print(f"aligned {report['items']} items on {report['train_pairs']} pairs -> {args.out}; held-out pairs "
-              f"({report['heldout_pairs']}): cosine {before.get('pair_cosine', 0):.3f} -> {after.get('pair_cosine', 0):.3f}, "
-              f"gap over random pairs {before.get('gap', 0):.3f} -> {after.get('gap', 0):.3f}, "
-              f"AUC {before.get('auc', 0):.3f} -> {after.get('auc', 0):.3f}")
-    return 0
+    before, after = report["before"], report["after"]
+    return emit(args, report, f"aligned {report['items']} items on {report['train_pairs']} pairs -> {args.out}; held-out pairs "
+                f"({report['heldout_pairs']}): cosine {before.get('pair_cosine', 0):.3f} -> {after.get('pair_cosine', 0):.3f}, "
+                f"gap over random pairs {before.get('gap', 0):.3f} -> {after.get('gap', 0):.3f}, "
+                f"AUC {before.get('auc', 0):.3f} -> {after.get('auc', 0):.3f}")
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -115,11 +109,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
     job = quantize_job(args)
     report = quantize(args.emb, args.out, job, progress=not args.json)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        usage = "/".join(f"{100 * level['usage']:.0f}" for level in report["levels"])
-        print(f"{job.method}: {report['items']} items, {len(report['levels'])} levels -> {args.out}; unique ids "
-              f"{report['unique_id_pct']:.1f} %, collision rate {100 * report['collision_rate']:.1f} %, codebook usage "
-              f"per level {usage} %, relative reconstruction error {report['relative_reconstruction_error']:.3f}")
-    return 0
+    usage = "/".join(f"{100 * level['usage']:.0f}" for level in report["levels"])
+    return emit(args, report, f"{job.method}: {report['items']} items, {len(report['levels'])} levels -> {args.out}; unique ids "
+                f"{report['unique_id_pct']:.1f} %, collision rate {100 * report['collision_rate']:.1f} %, codebook usage "
+                f"per level {usage} %, relative reconstruction error {report['relative_reconstruction_error']:.3f}")

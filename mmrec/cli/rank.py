@@ -3,70 +3,60 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from mmrec.cli._args import add_config_arguments, config_from_args
+from mmrec.cli._args import add_command, add_group, config_from_args, emit
 from mmrec.rankers.simulate import SimulationConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rank = sub.add_parser(
-        "rank",
+    rsub = add_group(
+        sub, "rank",
         help="train and evaluate multi-task, multi-domain rankers (PEPNet, MMoE, HoME) on codes and embeddings",
         description="Rankers over behaviour logs with item features from mmrec extract / quantize; "
         "a SYNTHETIC log simulator with planted per-domain and per-user effects.",
     )
-    rsub = rank.add_subparsers(dest="rank_command", metavar="ACTION", required=True)
-    p = rsub.add_parser(
-        "train",
+    add_command(
+        rsub, "train", _train,
         help="train a ranker from a YAML config; AUC/UAUC/GAUC per task x domain, safetensors checkpoint",
         description="Train the ranker a YAML config describes (sections data, features, model, optim, out), "
         "evaluate it on the latest rows of the log and write model.safetensors, metrics.json and vocab.json. "
         "CUDA with AMP when present, CPU otherwise; DDP under torchrun.",
+        arguments={
+            "--config": "YAML config file; relative paths in it are taken from its folder",
+            "--out": dict(default=None, help="output folder (default: the config's out, else rank-out)"),
+        },
     )
-    p.add_argument("--config", required=True, help="YAML config file; relative paths in it are taken from its folder")
-    p.add_argument("--out", default=None, help="output folder (default: the config's out, else rank-out)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p = rsub.add_parser(
-        "simulate",
+    add_command(
+        rsub, "simulate", _simulate,
         help="write a SYNTHETIC multi-task, multi-domain behaviour log with planted effects",
         description="Write a SYNTHETIC behaviour log (click, like, follow over the domains video, live, mall) "
         "with planted per-domain and per-user effects, item content vectors in the mmrec extract layout, "
         "the planted probabilities, and a rank.yaml to train on it.",
+        arguments={"--out": "output folder"},
+        configs=(SimulationConfig,),
+        json_help="print the summary as JSON",
     )
-    p.add_argument("--out", required=True, help="output folder")
-    add_config_arguments(p, SimulationConfig)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-    rank.set_defaults(_run=_rank)
 
 
-def _rank(args: argparse.Namespace) -> int:
-    if args.rank_command == "simulate":
-        from mmrec.rankers import simulate
+def _simulate(args: argparse.Namespace) -> int:
+    from mmrec.rankers import simulate
 
-        summary = simulate(args.out, config=config_from_args(args, SimulationConfig, what="simulation"))
-        if args.json:
-            print(json.dumps(summary, indent=2))
-        else:
-            print(f"wrote a SYNTHETIC log of {summary['rows']} rows ({args.users} users, {args.items} items, domains "
-                  f"{', '.join(summary['domains'])}, tasks {', '.join(summary['tasks'])}) to {args.out}; next: "
-                  f"mmrec quantize --emb {args.out}/emb --out {args.out}/codes --levels 3 --codebook-size 16, then "
-                  f"mmrec rank train --config {args.out}/rank.yaml")
-        return 0
+    summary = simulate(args.out, config=config_from_args(args, SimulationConfig, what="simulation"))
+    return emit(args, summary, f"wrote a SYNTHETIC log of {summary['rows']} rows ({args.users} users, {args.items} items, "
+                f"domains {', '.join(summary['domains'])}, tasks {', '.join(summary['tasks'])}) to {args.out}; next: "
+                f"mmrec quantize --emb {args.out}/emb --out {args.out}/codes --levels 3 --codebook-size 16, then "
+                f"mmrec rank train --config {args.out}/rank.yaml")
+
+
+def _train(args: argparse.Namespace) -> int:
     from mmrec.pipelines.rank import train
 
     report = train(args.config, out=args.out, progress=not args.json)
     if not report:  # a DDP rank other than 0
         return 0
     table = report.pop("table")
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        t = report["train"]
-        print(f"{report['model']}: {report['parameters']:,} parameters on {report['device']}"
-              + (f" (AMP {report['amp']})" if report["amp"] else "") + f", {report['world_size']} process(es); "
-              f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s']:.0f} samples/s); "
-              f"test rows {report['test']['rows']} -> {report['checkpoint']}")
-        print(table)
-    return 0
+    t = report["train"]
+    return emit(args, report, f"{report['model']}: {report['parameters']:,} parameters on {report['device']}"
+                + (f" (AMP {report['amp']})" if report["amp"] else "") + f", {report['world_size']} process(es); "
+                f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s']:.0f} samples/s); "
+                f"test rows {report['test']['rows']} -> {report['checkpoint']}\n{table}")
