@@ -129,16 +129,33 @@ def _init_head(head: nn.Linear) -> None:
 
 
 class Encoder(nn.Module):
-    """Base class: subclasses set ``modality``/``name``, build ``backbone`` and implement the hooks.
+    """Base class: subclasses set ``modality``/``family`` and implement the hooks.
 
-    Subclasses implement :meth:`preprocess`, :meth:`collate`, :meth:`_forward_backbone` (a collated
-    batch -> unnormalised ``(B, backbone_dim)``) and :meth:`_blocks` (the backbone's sequential blocks,
-    for ``unfreeze_last``); they call :meth:`_finish_init` at the end of ``__init__``.
+    Every family is built as ``Family(model, weights=, trainable=, config=)`` (what
+    :func:`mmrec.encoders.load_encoder` passes); the encoder is named ``"<family>:<model>"``.
+    Subclasses implement :meth:`_build` (set ``backbone`` and ``backbone_dim`` from the model name,
+    the weights path and a copy of the config overrides), :meth:`preprocess`, :meth:`collate`,
+    :meth:`_forward_backbone` (a collated batch -> unnormalised ``(B, backbone_dim)``) and
+    :meth:`_blocks` (the backbone's sequential blocks, for ``unfreeze_last``).
     """
 
     modality: str = ""
+    family: str = ""
     name: str = ""
     backbone_dim: int = 0
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        weights: str | Path | None = None,
+        trainable: "bool | dict | TrainableConfig" = False,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = f"{self.family}:{model}"
+        self._build(model, weights, dict(config or {}))
+        self._finish_init(trainable)
 
     def _finish_init(self, trainable: "bool | dict | TrainableConfig | None") -> None:
         if self.modality not in MODALITIES:
@@ -166,6 +183,10 @@ class Encoder(nn.Module):
         self.train(False)
 
     # ---- hooks for subclasses -------------------------------------------------------------
+    def _build(self, model: str, weights: str | Path | None, overrides: dict[str, Any]) -> None:
+        """Set ``backbone`` and ``backbone_dim`` (and whatever preprocessing needs) for ``model``."""
+        raise NotImplementedError
+
     def preprocess(self, raw: Any) -> Any:
         """One raw sample (bytes, array, str) -> model input; raises InputError on bad content."""
         raise NotImplementedError

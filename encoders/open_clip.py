@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from mmrec.encoders.base import Encoder, TrainableConfig
+from mmrec.encoders.base import Encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}}
@@ -44,18 +44,10 @@ class OpenClipImageEncoder(Encoder):
     """An open_clip vision tower: JPEG/PNG/WEBP bytes, PIL images or uint8 arrays -> ``(B, embed_dim)``."""
 
     modality = "image"
+    family = "open_clip"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        weights: str | Path | None = None,
-        trainable: bool | dict | TrainableConfig = False,
-        config: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.name = f"open_clip:{model}"
-        cfg, preprocess_cfg = _model_config(model, config)
+    def _build(self, model: str, weights: str | Path | None, overrides: dict[str, Any]) -> None:
+        cfg, preprocess_cfg = _model_config(model, overrides)
         clip = open_clip.CLIP(
             embed_dim=cfg["embed_dim"],
             vision_cfg=cfg["vision_cfg"],
@@ -75,7 +67,6 @@ class OpenClipImageEncoder(Encoder):
             interpolation=preprocess_cfg.get("interpolation"),
             resize_mode=preprocess_cfg.get("resize_mode"),
         )
-        self._finish_init(trainable)
 
     def preprocess(self, raw: Any) -> torch.Tensor:
         """Encoded image bytes, a PIL image or a uint8 ``(H, W, 3)`` array -> ``(3, S, S)`` float."""

@@ -41,7 +41,7 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from mmrec.encoders.base import Encoder, TrainableConfig
+from mmrec.encoders.base import Encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 SAMPLE_RATE = 16_000
@@ -74,20 +74,11 @@ class SpeechEncoder(Encoder):
     """Audio bytes or arrays -> mean-pooled ``(B, hidden)`` utterance vectors."""
 
     modality = "audio"
+    family = "speech"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        weights: str | Path | None = None,
-        trainable: bool | dict | TrainableConfig = False,
-        config: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
+    def _build(self, model: str, weights: str | Path | None, overrides: dict[str, Any]) -> None:
         if model not in _KINDS:
             raise UsageError(f"unknown speech model {model!r}; known: {', '.join(_KINDS)}")
-        self.name = f"speech:{model}"
-        overrides = dict(config or {})
         self.max_seconds = float(overrides.pop("max_seconds", 10.0))
         if self.max_seconds < MIN_SECONDS:
             raise UsageError(f"max_seconds must be at least {MIN_SECONDS}, got {self.max_seconds}")
@@ -96,7 +87,6 @@ class SpeechEncoder(Encoder):
         self.mel = _mel_extractor(cfg) if model == "whisper" else None
         self._mask_to_model = getattr(cfg, "feat_extract_norm", None) == "layer"
         self.backbone_dim = cfg.d_model if model == "whisper" else cfg.hidden_size
-        self._finish_init(trainable)
 
     def preprocess(self, raw: Any) -> torch.Tensor:
         """WAV/FLAC/OGG bytes, ``(array, sample_rate)`` or a 16 kHz array -> mono ``(T,)`` at 16 kHz."""

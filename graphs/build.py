@@ -81,10 +81,6 @@ class GraphConfig:
         if self.swing_alpha < 0:
             raise UsageError(f"swing_alpha must be >= 0, got {self.swing_alpha}")
 
-    @classmethod
-    def build(cls, config: "GraphConfig | dict | None") -> "GraphConfig":
-        return build_config(cls, config, "graph config")
-
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["domains"] = list(self.domains) if self.domains is not None else None
@@ -202,7 +198,7 @@ def build_graphs(
     """
     from torch_geometric.data import HeteroData
 
-    config = GraphConfig.build(config)
+    config = build_config(GraphConfig, config, "graph config")
     agg = _aggregate(logs, config)
     n_users, n_authors = agg["n_users"], agg["n_authors"]
     data = HeteroData()

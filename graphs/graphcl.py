@@ -84,10 +84,6 @@ class GraphCLConfig:
         if self.temperature <= 0 or self.lr <= 0:
             raise UsageError(f"temperature and lr must be > 0, got {self.temperature}, {self.lr}")
 
-    @classmethod
-    def build(cls, config: "GraphCLConfig | dict | None") -> "GraphCLConfig":
-        return build_config(cls, config, "GraphCL config")
-
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["fanouts"] = list(self.fanouts)
@@ -174,7 +170,7 @@ def _batches(seeds: dict[str, torch.Tensor], batch_size: int, generator: torch.G
 def build_model(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> GraphCL:
     """An untrained :class:`GraphCL` model shaped for ``graph`` (and its node ``features``)."""
-    config = GraphCLConfig.build(config)
+    config = build_config(GraphCLConfig, config, "GraphCL config")
     features = _check_features(graph, features)
     encoder = HeteroSAGE({t: graph[t].num_nodes for t in graph.node_types}, list(config.edge_types or graph.edge_types),
                          dim=config.dim, layers=len(config.fanouts), feature_dims={t: v.shape[1] for t, v in features.items()})
@@ -186,7 +182,7 @@ def fit_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None
     """Pre-train a :class:`GraphCL` model on ``graph`` through :func:`mmrec.training.fit`; returns it and
     a report: ``epoch_loss`` (mean NT-Xent of the epoch's batches), ``steps``, ``seconds``,
     ``seed_nodes`` (seeds of the last epoch), ``samples_per_s``, ``device``, ``amp``, ``stopped``."""
-    config = GraphCLConfig.build(config)
+    config = build_config(GraphCLConfig, config, "GraphCL config")
     features = _check_features(graph, features)
     device = resolve_device(config.device, what="GraphCL device")
     torch.manual_seed(config.seed)
@@ -225,7 +221,7 @@ def fit_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None
 def embed_nodes(model: GraphCL, graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> dict[str, torch.Tensor]:
     """Encoder outputs for every node, ``{node_type: (num_nodes, dim)}`` float32 on CPU, row ``i`` = node ``i``."""
-    config = GraphCLConfig.build(config)
+    config = build_config(GraphCLConfig, config, "GraphCL config")
     features = _check_features(graph, features)
     device = next(model.parameters()).device
     features = {t: v.to(device) for t, v in features.items()}
@@ -246,6 +242,6 @@ def embed_nodes(model: GraphCL, graph: "HeteroData", *, features: dict[str, torc
 def train_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
                   config: GraphCLConfig | dict | None = None) -> dict[str, torch.Tensor]:
     """Pre-train with GraphCL and return node embeddings ``{node_type: (num_nodes, dim)}``, row ``i`` = node_id ``i``."""
-    config = GraphCLConfig.build(config)
+    config = build_config(GraphCLConfig, config, "GraphCL config")
     model, _ = fit_graphcl(graph, features=features, config=config)
     return embed_nodes(model, graph, features=features, config=config)

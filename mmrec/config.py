@@ -24,6 +24,15 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else repr(value)
 
 
+# scalar hint -> (the types a value may have, how errors name it); a bool is never an int or float here
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+}
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
@@ -52,22 +61,11 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise UsageError(f"{where}: expected a mapping, got {_describe(value)}")
         return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise UsageError(f"{where}: expected true or false, got {_describe(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"{where}: expected an integer, got {_describe(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"{where}: expected a number, got {_describe(value)}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise UsageError(f"{where}: expected a string, got {_describe(value)}")
-        return value
+    if hint in _SCALARS:
+        accepted, expected = _SCALARS[hint]
+        if not isinstance(value, accepted) or (isinstance(value, bool) and hint is not bool):
+            raise UsageError(f"{where}: expected {expected}, got {_describe(value)}")
+        return float(value) if hint is float else value
     return value
 
 

@@ -69,7 +69,7 @@ def _describe_logs(logs: Any) -> Any:
 def graph_build(logs: Any, out: str | Path, *, config: GraphConfig | dict | str | None = None) -> dict[str, Any]:
     """Build the graphs from ``logs`` (:func:`mmrec.graphs.build_graphs`) into the folder ``out``;
     returns the summary (also in ``graph.json``): log rows, nodes and edges per type, seconds, config."""
-    config = GraphConfig.build(config)
+    config = build_config(GraphConfig, config, "graph config")
     start = time.perf_counter()
     graph = build_graphs(logs, config=config)
     summary = {
@@ -132,7 +132,7 @@ def graph_train(
     ``author_emb``: author attributes (:func:`mmrec.graphs.read_author_features`: a table keyed by
     ``author_id``, or ``mmrec extract`` output whose segment keys ``logs`` maps to authors).
     """
-    config = GraphCLConfig.build(config)
+    config = build_config(GraphCLConfig, config, "GraphCL config")
     data = load_graph(graph)
     features, feature_report = {}, None
     if author_emb is not None:

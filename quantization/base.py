@@ -29,7 +29,8 @@ QUANTIZERS.register("rq-vae", "mmrec.quantization.rq_vae:RQVAEQuantizer")
 
 
 class CodeQuantizer:
-    """Base class; subclasses set ``method`` and ``config_class`` and implement the hooks."""
+    """Base class; subclasses set ``method`` and ``config_class``, declare their fitted state as
+    class attributes that default to None, and implement the hooks."""
 
     method: ClassVar[str] = ""
     config_class: ClassVar[type]

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path
+from mmrec.io import atomic_path, read_safetensors
 
 
 def save_codes(path: str | Path, keys: list[str], codes: np.ndarray, *, info: dict[str, Any]) -> None:
@@ -59,17 +59,7 @@ def save_tensors(path: str | Path, tensors: dict[str, np.ndarray], info: dict[st
 
 def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a safetensors file written by :func:`save_tensors` -> ``(tensors, info)``."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"codebook file not found: {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            info = json.loads((f.metadata() or {}).get("mmrec", "null"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:
-        raise InputError(f"{path}: not a readable safetensors file ({err})") from None
+    tensors, info = read_safetensors(path, "codebook file")
     if not isinstance(info, dict):
         raise InputError(f"{path}: no mmrec metadata; not written by mmrec")
-    return tensors, info
+    return {k: v.numpy() for k, v in tensors.items()}, info

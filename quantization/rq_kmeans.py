@@ -50,10 +50,7 @@ class RQKMeans(CodeQuantizer):
 
     method = "rq-kmeans"
     config_class = RQKMeansConfig
-
-    def __init__(self, config: RQKMeansConfig | dict | None = None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.codebooks: np.ndarray | None = None
+    codebooks: np.ndarray | None = None
 
     @property
     def codebook_sizes(self) -> list[int]:

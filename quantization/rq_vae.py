@@ -19,7 +19,8 @@ batch size are config fields.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -127,11 +128,8 @@ class RQVAEQuantizer(CodeQuantizer):
 
     method = "rq-vae"
     config_class = RQVAEConfig
-
-    def __init__(self, config: RQVAEConfig | dict | None = None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.model: RQVAE | None = None
-        self.history: dict[str, Any] = {}
+    model: RQVAE | None = None
+    history: Mapping[str, Any] = MappingProxyType({})  # read-only until fit sets the instance's own
 
     @property
     def codebook_sizes(self) -> list[int]:

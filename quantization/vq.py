@@ -40,11 +40,8 @@ class VQCodes(CodeQuantizer):
 
     method = "vq"
     config_class = VQConfig
-
-    def __init__(self, config: VQConfig | dict | None = None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.bank: np.ndarray | None = None
-        self.bank_rows: np.ndarray | None = None
+    bank: np.ndarray | None = None
+    bank_rows: np.ndarray | None = None
 
     @property
     def codebook_sizes(self) -> list[int]:

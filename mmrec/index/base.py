@@ -4,23 +4,28 @@ An index folder (DESIGN.md) holds the index itself (``index.faiss`` or ``tree.sa
 ``ids.parquet`` (``row`` int64, ``key`` string: row ``i`` of the index is the item ``key``) and
 ``index.json`` (kind, parameters, measured recall@k, QPS, build time), written last so that a folder
 with an ``index.json`` is complete. Subclasses implement ``search``, ``vectors``, ``save`` and
-``load``, and name their one search-time knob (``nprobe``, ``efSearch``, ``beam``) for tuning.
+``load``, and name their one search-time knob (``nprobe``, ``efSearch``, ``beam``) for tuning;
+:meth:`BaseIndex.build` checks the config and opens the input for every kind, which implements
+``_build_from``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
 from mmrec.io import atomic_path, write_json
+from mmrec.store import open_source
 
 INDEX_JSON = "index.json"
 IDS_PARQUET = "ids.parquet"
@@ -48,6 +53,7 @@ class BaseIndex:
 
     kind = "base"
     param_name: str | None = None  # the search-time knob tuned for recall
+    config_class: ClassVar[type]  # the kind's build config dataclass (``k``, ``target_recall``, ...)
 
     def __init__(self, keys: pa.Array, info: dict[str, Any]) -> None:
         self.keys = keys
@@ -117,6 +123,45 @@ class BaseIndex:
             [{"key": key, "row": int(r), "score": float(s)} for key, r, s in zip(kk, rr, ss) if r >= 0]
             for kk, rr, ss in zip(names, rows, scores)
         ]
+
+    @classmethod
+    def build(
+        cls,
+        data: Any,
+        out: str | Path | None = None,
+        config: Any = None,
+        *,
+        column: str = "fused",
+        keys: Sequence[str] | None = None,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> "BaseIndex":
+        """Build over Parquet embeddings (``column``) or an ``(n, d)`` array (optional ``keys``), tune
+        the search knob for ``target_recall``; saved to ``out`` when given. ``config``: the kind's
+        config dataclass or a dict; ``overrides`` replace its fields."""
+        config = replace_config(build_config(cls.config_class, config, cls.kind), cls.kind, **overrides)
+        start = time.perf_counter()
+        built = cls._build_from(open_source(data, column=column, keys=keys), config, column=column,
+                                progress=progress, start=start)
+        if out is not None:
+            built.save(out)
+        return built
+
+    @classmethod
+    def _build_from(cls, source: Any, config: Any, *, column: str, progress: bool, start: float) -> "BaseIndex":
+        """The index over the opened ``source``, tuned (:meth:`_tune`); ``start``: when the build began."""
+        raise NotImplementedError
+
+    def _tune(self, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray, config: Any) -> float:
+        """Tune the search knob for ``config.target_recall`` and measure recall into ``info``; the seconds taken."""
+        from mmrec.index.tune import measure, tune
+
+        t = time.perf_counter()
+        self.info["tuning"] = tune(self, queries, truth, k=config.k, target=config.target_recall, exclude=exclude)
+        tune_s = time.perf_counter() - t
+        self.info["measured"] = {**measure(self, queries, truth, ks=(1, config.k), exclude=exclude), "k": config.k,
+                                 "n_at_measure": self.n}
+        return tune_s
 
     def _write_common(self, folder: Path) -> None:
         table = pa.table({"row": pa.array(np.arange(self.n, dtype=np.int64)), "key": self.keys})

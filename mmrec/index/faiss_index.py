@@ -32,13 +32,11 @@ import numpy as np
 import pyarrow as pa
 
 import mmrec
-from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, ExactKnn, faiss_metric, faiss_module
 from mmrec.index.select import choose_index, family_of, parse_memory
 from mmrec.store import BATCH_ROWS, open_source, sample_rows
-from mmrec.index.tune import measure, tune
 from mmrec.io import atomic_path
 from mmrec.quantization.kmeans import check_vectors
 
@@ -135,6 +133,7 @@ class FaissIndex(BaseIndex):
     """A FAISS index with its keys and ``index.json``; build, add, search, save, load."""
 
     kind = "faiss"
+    config_class = FaissConfig
 
     def __init__(self, index, keys: pa.Array, info: dict[str, Any], *, mmapped: bool = False, on_gpu: bool = False) -> None:
         super().__init__(keys, info)
@@ -191,24 +190,9 @@ class FaissIndex(BaseIndex):
 
     # -- build and add ----------------------------------------------------------------------
     @classmethod
-    def build(
-        cls,
-        data: Any,
-        out: str | Path | None = None,
-        config: FaissConfig | dict | None = None,
-        *,
-        column: str = "fused",
-        keys: Sequence[str] | None = None,
-        progress: bool = True,
-        **overrides: Any,
-    ) -> "FaissIndex":
-        """Build from Parquet embeddings or an ``(n, d)`` array; saved to ``out`` when given."""
-        config = replace_config(build_config(FaissConfig, config, "faiss"), "faiss", **overrides)
+    def _build_from(cls, source: Any, config: FaissConfig, *, column: str, progress: bool, start: float) -> "FaissIndex":
         faiss = faiss_module()
         times: dict[str, float] = {}
-        start = time.perf_counter()
-        source = open_source(data, column=column, keys=keys)
-
         planned = source.max_rows  # nulls included: an upper bound on n, to size the sample
         budgets = {"max_memory": config.max_memory, "max_query_ms": config.max_query_ms}
         factory = config.factory
@@ -268,16 +252,10 @@ class FaissIndex(BaseIndex):
             "faiss_version": faiss.__version__,
         }
         built = cls(index, all_keys, info)
-        truth = exact.result()[1]
-        t = time.perf_counter()
-        info["tuning"] = tune(built, queries, truth, k=config.k, target=config.target_recall, exclude=query_rows)
-        times["tune_s"] = time.perf_counter() - t
-        info["measured"] = {**measure(built, queries, truth, ks=(1, config.k), exclude=query_rows), "k": config.k, "n_at_measure": n}
+        times["tune_s"] = built._tune(queries, exact.result()[1], query_rows, config)
         times["build_s"] = time.perf_counter() - start
         info["times"] = {name: round(v, 3) for name, v in times.items()}
         info["adds"] = []
-        if out is not None:
-            built.save(out)
         return built
 
     def add(self, data: Any, *, column: str | None = None, keys: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:

@@ -51,10 +51,8 @@ from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, exact_knn, faiss_module
 from mmrec.index.gsu import LifelongInterest
-from mmrec.index.tune import measure, tune
 from mmrec.io import atomic_path
 from mmrec.quantization.kmeans import balanced_kmeans, check_vectors
-from mmrec.store import open_source
 from mmrec.training import FitResult, LoopConfig, fit, shuffled_batches
 
 TREE_FILE = "tree.safetensors"
@@ -208,6 +206,7 @@ class IndexTree(BaseIndex):
     """The MISS index tree over keyed item vectors; ``search`` by vector, ``recommend`` by user."""
 
     kind = "tree"
+    config_class = TreeConfig
     param_name = "beam"
 
     def __init__(self, embeddings: list[np.ndarray], offsets: list[np.ndarray], items: np.ndarray, keys: pa.Array, info: dict[str, Any]) -> None:
@@ -470,21 +469,7 @@ class IndexTree(BaseIndex):
 
     # -- build, save, load ------------------------------------------------------------------
     @classmethod
-    def build(
-        cls,
-        data: Any,
-        out: str | Path | None = None,
-        config: TreeConfig | dict | None = None,
-        *,
-        column: str = "fused",
-        keys: Sequence[str] | None = None,
-        progress: bool = True,
-        **overrides: Any,
-    ) -> "IndexTree":
-        """Build the tree over Parquet embeddings or an ``(n, d)`` array, tune its beam, save to ``out``."""
-        config = replace_config(build_config(TreeConfig, config, "tree"), "tree", **overrides)
-        start = time.perf_counter()
-        source = open_source(data, column=column, keys=keys)
+    def _build_from(cls, source: Any, config: TreeConfig, *, column: str, progress: bool, start: float) -> "IndexTree":
         batches = list(source.batches())
         if not batches:
             raise UsageError(f"no non-null vectors in column {column!r}")
@@ -516,12 +501,8 @@ class IndexTree(BaseIndex):
         blocks = (x[i : i + 65536] for i in range(0, len(x), 65536))
         truth = exact_knn(blocks, queries, config.k, metric=config.metric, exclude=query_rows)[1]
         del x
-        t = time.perf_counter()
-        info["tuning"] = tune(tree, queries, truth, k=config.k, target=config.target_recall, exclude=query_rows)
-        info["measured"] = {**measure(tree, queries, truth, ks=(1, config.k), exclude=query_rows), "k": config.k, "n_at_measure": tree.n}
-        info["times"] = {"tree_s": round(built_s, 3), "tune_s": round(time.perf_counter() - t, 3), "build_s": round(time.perf_counter() - start, 3)}
-        if out is not None:
-            tree.save(out)
+        tune_s = tree._tune(queries, truth, query_rows, config)
+        info["times"] = {"tree_s": round(built_s, 3), "tune_s": round(tune_s, 3), "build_s": round(time.perf_counter() - start, 3)}
         return tree
 
     def add(self, data: Any, **_: Any) -> dict[str, Any]:

@@ -74,7 +74,11 @@ class RankerConfig:
 
 
 class Ranker(nn.Module):
-    """Base class: ``forward(batch) -> (B, K)`` logits, one per task of ``schema.tasks``."""
+    """Base class: ``forward(batch) -> (B, K)`` logits, one per task of ``schema.tasks``.
+
+    Subclasses set ``config_class`` and implement :meth:`_build` (their layers, made after the
+    config is checked and ``inputs`` exists) and :meth:`forward`.
+    """
 
     config_class: ClassVar[type[RankerConfig]] = RankerConfig
 
@@ -87,6 +91,11 @@ class Ranker(nn.Module):
         self.schema = schema
         self.num_tasks = len(schema.tasks)
         self.inputs = FeatureEmbedding(schema, self.config)
+        self._build(schema, self.config)
+
+    def _build(self, schema: InputSchema, cfg: Any) -> None:  # pragma: no cover - abstract
+        """Make the layers from ``schema`` and the checked config ``cfg`` (an instance of ``config_class``)."""
+        raise NotImplementedError
 
     @classmethod
     def coerce_config(cls, config: RankerConfig | dict[str, Any] | None) -> RankerConfig:

@@ -131,9 +131,7 @@ class HoME(Ranker):
 
     config_class = HoMEConfig
 
-    def __init__(self, schema: InputSchema, config: HoMEConfig | dict | None = None) -> None:
-        super().__init__(schema, config)
-        cfg = self.config
+    def _build(self, schema: InputSchema, cfg: HoMEConfig) -> None:
         K, H = self.num_tasks, cfg.expert_dim
         task_group = cfg.groups_of(schema.tasks)
         C = max(task_group) + 1

@@ -41,9 +41,7 @@ class MMoE(Ranker):
 
     config_class = MMoEConfig
 
-    def __init__(self, schema: InputSchema, config: MMoEConfig | dict | None = None) -> None:
-        super().__init__(schema, config)
-        cfg = self.config
+    def _build(self, schema: InputSchema, cfg: MMoEConfig) -> None:
         in_dim = self.inputs.general_dim(with_domain=True)
         self.experts = GroupedMLP(cfg.experts, in_dim, cfg.expert, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
         self.gates = GroupedLinear(self.num_tasks, in_dim, cfg.experts)

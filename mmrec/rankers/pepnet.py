@@ -109,9 +109,7 @@ class PEPNet(Ranker):
 
     config_class = PEPNetConfig
 
-    def __init__(self, schema: InputSchema, config: PEPNetConfig | dict | None = None) -> None:
-        super().__init__(schema, config)
-        cfg = self.config
+    def _build(self, schema: InputSchema, cfg: PEPNetConfig) -> None:
         self.prior = cfg.prior_fields(list(schema.sparse))
         d = cfg.embedding_dim
         general_dim = self.inputs.general_dim(with_domain=False)

@@ -35,9 +35,7 @@ class SharedBottom(Ranker):
 
     config_class = SharedBottomConfig
 
-    def __init__(self, schema: InputSchema, config: SharedBottomConfig | dict | None = None) -> None:
-        super().__init__(schema, config)
-        cfg = self.config
+    def _build(self, schema: InputSchema, cfg: SharedBottomConfig) -> None:
         self.bottom = mlp(self.inputs.general_dim(with_domain=True), cfg.bottom, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
         self.towers = TaskTowers(self.num_tasks, cfg.bottom[-1], cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
 

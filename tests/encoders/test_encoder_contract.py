@@ -7,14 +7,8 @@ import torch
 
 from mmrec.encoders import load_encoder
 from mmrec.errors import UsageError
+from tiny_configs import WHISPER_TINY
 
-WHISPER_TINY = {
-    "d_model": 32,
-    "encoder_layers": 2,
-    "encoder_attention_heads": 2,
-    "encoder_ffn_dim": 64,
-    "max_source_positions": 50,
-}
 SPECS = [
     pytest.param("open_clip:tiny", None, "image", id="open_clip"),
     pytest.param("hf-text:tiny", None, "text", id="hf-text"),

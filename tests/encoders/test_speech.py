@@ -9,14 +9,8 @@ from transformers import WhisperConfig, WhisperModel
 
 from mmrec.encoders import load_encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
+from tiny_configs import WHISPER_TINY
 
-WHISPER_TINY = {
-    "d_model": 32,
-    "encoder_layers": 2,
-    "encoder_attention_heads": 2,
-    "encoder_ffn_dim": 64,
-    "max_source_positions": 50,
-}
 W2V_TINY = {
     "hidden_size": 32,
     "num_hidden_layers": 1,
