@@ -51,6 +51,8 @@ class RankerConfig:
     code_mode: str = "sum"
     batch_norm: bool = True
     cross_min_prefix: int = 1
+    # list-of-widths fields checked by __post_init__ -> whether the list may be empty
+    layer_sizes: ClassVar[dict[str, bool]] = {}
 
     def __post_init__(self) -> None:
         if self.cross_min_prefix < 1:
@@ -63,6 +65,8 @@ class RankerConfig:
             raise UsageError(f"code_mode must be sum or concat, got {self.code_mode!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, allow_empty in self.layer_sizes.items():
+            self.positive_dims(name, getattr(self, name), allow_empty=allow_empty)
 
     def check_inputs(self, tasks: Sequence[str], sparse: Sequence[str]) -> None:
         """Checks that need the task names and sparse fields; raise :class:`UsageError`."""

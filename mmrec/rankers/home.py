@@ -22,7 +22,7 @@ read ``m_g``; ``task_groups`` None puts all tasks in one group; the self gate's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,7 @@ class HoMEConfig(RankerConfig):
     self_gate: bool = True
     expert_norm: str = "batch"
     tower: list[int] = field(default_factory=lambda: [16])
+    layer_sizes: ClassVar[dict[str, bool]] = {"tower": True}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,7 +107,6 @@ class HoMEConfig(RankerConfig):
             raise UsageError("need level-1 experts: shared_experts + group_experts must be >= 1")
         if self.expert_norm not in EXPERT_NORMS:
             raise UsageError(f"expert_norm must be one of {', '.join(EXPERT_NORMS)}, got {self.expert_norm!r}")
-        self.positive_dims("tower", self.tower, allow_empty=True)
 
     def check_inputs(self, tasks: Sequence[str], sparse: Sequence[str]) -> None:
         if self.task_groups is None:

@@ -9,6 +9,7 @@ multi-domain MMoE); there are no per-domain parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -26,13 +27,12 @@ class MMoEConfig(RankerConfig):
     experts: int = 4
     expert: list[int] = field(default_factory=lambda: [64, 32])
     tower: list[int] = field(default_factory=lambda: [16])
+    layer_sizes: ClassVar[dict[str, bool]] = {"expert": False, "tower": True}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.experts < 1:
             raise UsageError(f"experts must be >= 1, got {self.experts}")
-        self.positive_dims("expert", self.expert)
-        self.positive_dims("tower", self.tower, allow_empty=True)
 
 
 @RANKERS.register("mmoe")

@@ -21,7 +21,7 @@ switch either half off for ablations (off = gates fixed to 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -80,6 +80,7 @@ class PEPNetConfig(RankerConfig):
 
     name: str = "pepnet"
     tower: list[int] = field(default_factory=lambda: [64, 32])
+    layer_sizes: ClassVar[dict[str, bool]] = {"tower": False}
     gate_hidden: int = 64
     gamma: float = 2.0
     prior: list[str] | None = None
@@ -88,7 +89,6 @@ class PEPNetConfig(RankerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.positive_dims("tower", self.tower)
         if self.gate_hidden < 1 or self.gamma <= 0:
             raise UsageError(f"gate_hidden must be >= 1 and gamma > 0, got {self.gate_hidden}, {self.gamma}")
 

@@ -7,6 +7,7 @@ baseline PEPNet's personalised gates are measured against.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -22,11 +23,7 @@ class SharedBottomConfig(RankerConfig):
     name: str = "shared_bottom"
     bottom: list[int] = field(default_factory=lambda: [64, 32])
     tower: list[int] = field(default_factory=lambda: [16])
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.positive_dims("bottom", self.bottom)
-        self.positive_dims("tower", self.tower, allow_empty=True)
+    layer_sizes: ClassVar[dict[str, bool]] = {"bottom": False, "tower": True}
 
 
 @RANKERS.register("shared_bottom")
