@@ -137,9 +137,11 @@ class _CT2WhisperEncoder(nn.Module):
         supported = self._ct2.get_supported_compute_types(device)
         if self.compute_type != "default" and self.compute_type not in supported:
             raise UsageError(f"compute_type {self.compute_type!r} is not supported on {device}; supported: {sorted(supported)}")
+        # CPUs run the shipped float16 weights as float32; saying so up front spares CTranslate2's warning
+        compute_type = "float32" if self.compute_type == "default" and device == "cpu" else self.compute_type
         try:
             return self._ct2.models.Whisper(
-                str(self.folder), device=device, device_index=index, compute_type=self.compute_type,
+                str(self.folder), device=device, device_index=index, compute_type=compute_type,
                 intra_threads=self.threads,
             )
         except (RuntimeError, ValueError) as err:
