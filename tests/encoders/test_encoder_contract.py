@@ -35,7 +35,8 @@ def test_frozen_encoder_contract(spec, config, modality, raw_samples):
     out = encoder.embed(raws)
     assert encoder.modality == modality
     assert encoder.describe() == {
-        "name": spec, "modality": modality, "dim": encoder.dim, "trainable": False, "precision": "auto", "compiled": False
+        "name": spec, "modality": modality, "dim": encoder.dim, "trainable": False, "precision": "auto", "compiled": False,
+        "weights": {"kind": "random", "seed": 0},
     }
     assert out.shape == (len(raws), encoder.dim) and out.dtype == torch.float32
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(len(raws)))
