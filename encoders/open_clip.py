@@ -9,7 +9,17 @@ open_clip's eval transform for the tower's input size: resize the short side, ce
 says) and dropped at once, so a ViT-L never allocates its text half.
 [I] ``config`` overrides go to the vision tower when they name a ``CLIPVisionCfg`` field; ``embed_dim``
 and ``quick_gelu`` are top-level; ``mean``, ``std``, ``interpolation`` and ``resize_mode`` go to the
-transform. Without a ``mean``/``std`` the OpenAI CLIP statistics are used.
+transform. Without a ``mean``/``std`` the OpenAI CLIP statistics are used. ``max_pixels`` (default
+:data:`~mmrec.encoders.base.MAX_IMAGE_PIXELS`, 64 MP) caps ``width * height``.
+
+No image weights ship in a PyPI package, so without ``weights`` the tower is random (and says so with a
+:class:`~mmrec.encoders.base.RandomWeightsWarning`): on a machine with internet save
+``open_clip.create_model('ViT-B-32', pretrained='openai').state_dict()`` to a file, copy it here and
+pass it as ``weights`` (``mmrec extract --image-weights FILE``).
+[I] An image over ``max_pixels`` is refused from its header, before any pixel is decoded (an
+``InputError`` that batch jobs record in ``errors-*.jsonl``), not downscaled: only JPEG can be decoded
+at a reduced size, and refusing every format alike keeps the rule one line. Pillow's own limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, refusing above about 179 MP) still applies above it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import dataclasses
 import io
 import json
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from mmrec.encoders.base import Encoder
+from mmrec.encoders.base import MAX_IMAGE_PIXELS, Encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}}
@@ -45,8 +56,16 @@ class OpenClipImageEncoder(Encoder):
 
     modality = "image"
     family = "open_clip"
+    weights_hint = (
+        "no image weights ship offline: on a machine with internet save open_clip.create_model('ViT-B-32', "
+        "pretrained='openai').state_dict() to a file, copy it here and pass it as weights "
+        "(mmrec extract --image-weights FILE)"
+    )
 
     def _build(self, model: str, weights: str | Path | None, overrides: dict[str, Any]) -> None:
+        self.max_pixels = int(overrides.pop("max_pixels", MAX_IMAGE_PIXELS))
+        if self.max_pixels < 1:
+            raise UsageError(f"max_pixels must be positive, got {self.max_pixels}")
         cfg, preprocess_cfg = _model_config(model, overrides)
         clip = open_clip.CLIP(
             embed_dim=cfg["embed_dim"],
@@ -70,7 +89,7 @@ class OpenClipImageEncoder(Encoder):
 
     def preprocess(self, raw: Any) -> torch.Tensor:
         """Encoded image bytes, a PIL image or a uint8 ``(H, W, 3)`` array -> ``(3, S, S)`` float."""
-        return self.transform(_to_rgb(raw))
+        return self.transform(_to_rgb(raw, self.max_pixels))
 
     def _forward_backbone(self, batch: torch.Tensor) -> torch.Tensor:
         return self.backbone(batch)  # (B, 3, S, S) -> (B, embed_dim)
@@ -173,22 +192,39 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _to_rgb(raw: Any) -> Image.Image:
-    """Decode ``raw`` fully into an RGB PIL image; InputError if it is not a usable image."""
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise InputError(
+            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of {max_pixels / 1e6:g} MP "
+            f"(max_pixels / --max-image-pixels); refused without decoding"
+        )
+
+
+def _to_rgb(raw: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode ``raw`` fully into an RGB PIL image; InputError if it is not a usable image or has
+    more than ``max_pixels`` pixels (checked from the header, before decoding)."""
     if isinstance(raw, np.ndarray):
         if raw.dtype != np.uint8 or raw.ndim != 3 or raw.shape[2] != 3:
             raise InputError(f"image array must be uint8 (H, W, 3), got {raw.dtype} {raw.shape}")
+        _check_pixels(raw.shape[1], raw.shape[0], max_pixels)
         return Image.fromarray(raw)
     if isinstance(raw, (bytes, bytearray, memoryview)):
         raw = bytes(raw)
         if not raw:
             raise InputError("empty image bytes")
         try:
-            with Image.open(io.BytesIO(raw)) as img:
+            with warnings.catch_warnings():  # Pillow warns of a bomb at open; the check below decides
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(raw))  # reads the header only
+            with img:
+                _check_pixels(*img.size, max_pixels)
                 return img.convert("RGB")  # decodes every pixel, so truncated files fail here
+        except InputError:
+            raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise InputError(f"cannot decode image ({len(raw)} bytes starting {raw[:8]!r}): {err}") from None
     if isinstance(raw, Image.Image):
+        _check_pixels(*raw.size, max_pixels)
         try:
             return raw.convert("RGB")
         except (OSError, ValueError) as err:

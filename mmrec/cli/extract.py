@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
+from typing import Iterator
 
 from mmrec.cli._args import Options, add_command, config_from_args, emit
 
@@ -17,13 +21,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="embed every sample of webdataset shards into Parquet, resumable",
         description="Embed every item / live segment of webdataset shards with image, text and speech "
         "encoders; one emb-NAME.parquet per shard, errors-NAME.jsonl for failed samples, manifest.json. "
-        "Complete shards are skipped on rerun. Under torchrun each rank takes its own shards.",
+        "Complete shards of the same job are skipped on rerun, shards that ended on a read error are redone, "
+        "and a folder holding another job's outputs is refused. Each encoder's weight provenance is recorded; "
+        "no image weights ship offline, so pass --image-weights FILE for meaningful image vectors. "
+        "Under torchrun each rank takes its own shards.",
         arguments={"--input": "shards: 'DIR/items-{000000..000099}.tar', a glob or a folder", "--out": "output folder"},
         configs=(Options(ExtractConfig, exclude=("weights",)),),
         json_help="print the manifest as JSON",
     )
     for modality in _MODALITIES:
         p.add_argument(f"--{modality}-weights", default=None, metavar="PATH", help=f"local checkpoint for the {modality} encoder")
+
+
+@contextlib.contextmanager
+def _one_line_weight_warnings() -> Iterator[None]:
+    """Print RandomWeightsWarning as one ``mmrec: warning:`` line; other warnings as usual."""
+    from mmrec.encoders import RandomWeightsWarning
+
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RandomWeightsWarning):
+            print(f"mmrec: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RandomWeightsWarning)
+        warnings.showwarning = showwarning
+        yield
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -34,10 +60,17 @@ def _extract(args: argparse.Namespace) -> int:
             setattr(args, m, None)
     weights = {m: w for m in _MODALITIES if (w := getattr(args, f"{m}_weights"))}
     config = config_from_args(args, ExtractConfig, exclude=("weights",), weights=weights, what="extract config")
-    manifest = extract(args.input, args.out, config, progress=not args.json)
+    with _one_line_weight_warnings():
+        manifest = extract(args.input, args.out, config, progress=not args.json)
     run = manifest["runs"][0] if len(manifest.get("runs", ())) == 1 else None
+    if "done" not in manifest:
+        return emit(args, manifest, None)
+    random = [m for m, e in manifest["encoders"].items() if e["weights"]["kind"] == "random"]
+    failed = manifest["read_errors"]
     return emit(args, manifest, (
         f"{len(manifest['done'])}/{manifest['input_shards']} shards done, {manifest['samples']} samples, "
         f"{manifest['errors']} errors -> {args.out}"
         + (f"; this run: {run['samples']} samples in {run['elapsed_s']:.1f} s ({run['samples_per_s']:.1f}/s)" if run else "")
-    ) if "done" in manifest else None)
+        + (f"; {len(failed)} shard(s) ended on a read error ({', '.join(failed[:3])}): a rerun redoes them" if failed else "")
+        + (f"; random weights: {', '.join(random)}" if random else "")
+    ))

