@@ -126,6 +126,23 @@ class _Samples:
     def __len__(self) -> int:
         return len(self.users)
 
+    def epochs(self, batch_size: int, seed: int):
+        """``batches(epoch)`` for :func:`fit`: shuffled, then bucketed by history length within chunks of
+        32 batches (padding to the longest history of a random batch wastes most of the compute)."""
+        chunks = shuffled_batches(len(self), batch_size * 32, seed=seed)
+        lengths = np.minimum(self.ends - self.seqs.offsets[self.users], self.max_len)
+
+        def batches(epoch: int):
+            g = np.random.default_rng([seed, epoch])
+            for chunk in chunks(epoch):
+                chunk = chunk.numpy()
+                parts = np.array_split(chunk[np.argsort(lengths[chunk], kind="stable")],
+                                       max(1, math.ceil(len(chunk) / batch_size)))
+                for i in g.permutation(len(parts)):
+                    yield self.batch(torch.as_tensor(parts[i]))
+
+        return batches
+
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.cpu().numpy()
         users, ends = self.users[idx], self.ends[idx]
@@ -204,7 +221,6 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         samples = _Samples(history, model_config.readout, model_config.max_len)
         if len(samples) == 0:
             raise InputError(f"{data}: no training samples (every training part has < 2 items)")
-        order = shuffled_batches(len(samples), job.batch_size, seed=job.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
         generator = torch.Generator().manual_seed(job.seed)
 
@@ -212,7 +228,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
             return evaluate(m.score, history, targets, max_len=model_config.max_len)
 
         loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve {job.model}")
-        result = fit(model, optimizer, lambda epoch: (samples.batch(i) for i in order(epoch)),
+        result = fit(model, optimizer, samples.epochs(job.batch_size, job.seed),
                      _step(job, model, samples, device, generator), config=loop, evaluate=validate, monitor="ndcg@10",
                      size=lambda b: int((b["targets"] >= 0).sum()))
         report["validation"] = result.best_metrics

@@ -96,7 +96,7 @@ class KuaiFormer(nn.Module):
         self.queries = nn.Parameter(torch.randn(c.interests, c.dim) * 0.02) if c.readout == "queries" else None
         self.blocks = nn.ModuleList(_Block(c.dim, c.heads, c.dropout) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.dim)
-        for emb in [self.id_emb, *self.code_emb]:
+        for emb in [self.id_emb, *self.code_emb, self.pos]:
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)
 
