@@ -65,7 +65,7 @@ class TrainJob:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batch order"})
     model_config: RetrieverConfig = field(default_factory=RetrieverConfig)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=30, patience=3))
+    loop: LoopConfig = field(default_factory=LoopConfig)  # evaluated every epoch; best epoch restored; stops early with patience
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
