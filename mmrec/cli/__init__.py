@@ -18,7 +18,7 @@ from typing import Sequence
 from mmrec.errors import MMRecError
 
 # command groups in --help order: module names under mmrec.cli
-GROUPS = ("data", "extract", "quantize", "index", "rank", "graph", "live", "cdr", "demo")
+GROUPS = ("data", "extract", "quantize", "index", "rank", "graph", "live", "cdr", "seq", "retrieve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,191 @@
+"""KuaiFormer-style sequential retriever (Liu et al., arXiv 2411.10057) and SASRec as its one-interest case.
+
+Retrieval as next-item prediction (PAPERS.md, "Retrieval with the representations"):
+
+- item token ``e_i`` = id embedding + one code embedding per level (codes from ``mmrec quantize``)
+  + a linear projection of a fixed content embedding (``mmrec extract`` / ``mmrec align``); any of
+  the three can be switched off ([I]: the paper's item token, our sum);
+- a causal pre-LN transformer over the last ``max_len`` items of the history (left-padded; learned
+  positions counted from the most recent item), followed by ``interests`` learnable query tokens whose
+  outputs are the user's interest vectors ``u_1..u_k`` (``readout="queries"``); ``readout="last"``
+  reads one vector at every position instead, which is SASRec (Kang & McAuley 2018) with shared
+  input/output item embeddings;
+- the score of item ``i`` is ``max_k <u_k, e_i>`` (max over interests, [I]) for training and serving;
+- training loss (:func:`sampled_softmax_loss`): softmax over the batch's target items, with logQ
+  correction (Yi et al. 2019: subtract ``log q_c`` from candidate ``c``'s logit, where ``q_c`` is its
+  expected count among the candidates: ``B * p_c`` for the batch's targets with ``p_c`` the item's
+  frequency among training targets, ``M / n_items`` for ``M`` optional uniform negatives); a candidate
+  equal to the row's own target is masked. ``loss="full"`` is the softmax over all items.
+Decided here: no grouped compression of old items (the public sets' histories are short); dropout on
+the item tokens, attention and MLP; the paper's production sizes (256 items) are a config value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmrec.errors import UsageError
+
+READOUTS = ("queries", "last")
+LOSSES = ("inbatch", "full")
+
+
+@dataclass
+class RetrieverConfig:
+    """Sizes and switches of :class:`KuaiFormer`; ``n_items``, ``code_sizes`` and ``content_dim`` come from the data."""
+
+    n_items: int = 0
+    dim: int = field(default=64, metadata={"help": "width of item tokens and the transformer"})
+    layers: int = field(default=2, metadata={"help": "transformer blocks"})
+    heads: int = field(default=2, metadata={"help": "attention heads"})
+    max_len: int = field(default=50, metadata={"help": "most recent history items read"})
+    dropout: float = field(default=0.2, metadata={"help": "dropout of item tokens, attention and MLP"})
+    interests: int = field(default=4, metadata={"help": "learnable query tokens = interest vectors (readout queries)"})
+    readout: str = field(default="queries", metadata={"help": "queries (KuaiFormer) or last (SASRec: every position)", "choices": READOUTS})
+    use_id: bool = field(default=True, metadata={"help": "item token includes the id embedding"})
+    code_sizes: tuple[int, ...] = ()
+    content_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.readout not in READOUTS:
+            raise UsageError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.dim % self.heads:
+            raise UsageError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if min(self.dim, self.layers, self.heads, self.max_len, self.interests) < 1 or not 0 <= self.dropout < 1:
+            raise UsageError("dim, layers, heads, max_len and interests must be >= 1 and dropout in [0, 1)")
+        if not (self.use_id or self.code_sizes or self.content_dim):
+            raise UsageError("the item token needs at least one of: ids, codes, content")
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, Dh)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        x = x + F.dropout(self.out(a.transpose(1, 2).reshape(b, t, d)), self.dropout, self.training)
+        return x + self.mlp(self.ln2(x))
+
+
+class KuaiFormer(nn.Module):
+    """Histories ``(B, L)`` of item indices (-1 = pad, left-padded) -> interest vectors ``(B, k, D)``."""
+
+    def __init__(self, config: RetrieverConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        if c.n_items < 1:
+            raise UsageError("n_items must be >= 1")
+        self.id_emb = nn.Embedding(c.n_items, c.dim) if c.use_id else None
+        self.code_emb = nn.ModuleList(nn.Embedding(size + 1, c.dim) for size in c.code_sizes)  # last row: no code
+        self.register_buffer("codes", torch.tensor([list(c.code_sizes)], dtype=torch.long).repeat(c.n_items, 1))
+        self.content_proj = nn.Linear(c.content_dim, c.dim) if c.content_dim else None
+        self.register_buffer("content", torch.zeros(c.n_items, c.content_dim))
+        self.pos = nn.Embedding(c.max_len, c.dim)
+        self.queries = nn.Parameter(torch.randn(c.interests, c.dim) * 0.02) if c.readout == "queries" else None
+        self.blocks = nn.ModuleList(_Block(c.dim, c.heads, c.dropout) for _ in range(c.layers))
+        self.norm = nn.LayerNorm(c.dim)
+        for emb in [self.id_emb, *self.code_emb, self.pos]:
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.02)
+
+    def set_item_features(self, codes: np.ndarray | None = None, content: np.ndarray | None = None) -> None:
+        """Codes ``(n_items, levels)`` (-1 = item without codes) and content ``(n_items, content_dim)``."""
+        if codes is not None:
+            codes = torch.as_tensor(codes, dtype=torch.long)
+            self.codes.copy_(torch.where(codes < 0, torch.tensor(self.config.code_sizes), codes))
+        if content is not None:
+            self.content.copy_(torch.as_tensor(content, dtype=torch.float32))
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Item tokens ``(..., D)`` of ``items`` (all items when None)."""
+        if items is None:
+            items = torch.arange(self.config.n_items, device=self.pos.weight.device)
+        out = torch.zeros(*items.shape, self.config.dim, device=self.pos.weight.device)
+        if self.id_emb is not None:
+            out = out + self.id_emb(items)
+        for level, emb in enumerate(self.code_emb):
+            out = out + emb(self.codes[items, level])
+        if self.content_proj is not None:
+            out = out + self.content_proj(self.content[items])
+        return out
+
+    def _encode(self, history: torch.Tensor) -> torch.Tensor:
+        history = torch.as_tensor(history, device=self.pos.weight.device)[:, -self.config.max_len :]
+        b, length = history.shape
+        valid = history >= 0  # (B, L)
+        x = self.item_vectors(history.clamp(min=0)) * valid[..., None]  # (B, L, D)
+        x = x + self.pos(torch.arange(length - 1, -1, -1, device=x.device))
+        if self.queries is not None:
+            x = torch.cat([x, self.queries.expand(b, -1, -1)], 1)  # (B, T = L + k, D)
+            valid = torch.cat([valid, valid.new_ones(b, self.config.interests)], 1)
+        t = x.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        allowed = (causal & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=x.device)  # (B, T, T)
+        x = F.dropout(x, self.config.dropout, self.training)
+        for block in self.blocks:
+            x = block(x, allowed[:, None])
+        return self.norm(x)  # (B, T, D)
+
+    def positions(self, history: torch.Tensor) -> torch.Tensor:
+        """Outputs at the history positions ``(B, L, D)``: position ``j`` has read items ``<= j`` only."""
+        return self._encode(history)[:, : min(history.shape[1], self.config.max_len)]
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        """Interest vectors ``(B, k, D)`` (``k`` = 1 with readout ``last``)."""
+        h = self._encode(history)
+        return h[:, -self.config.interests :] if self.queries is not None else h[:, -1:]
+
+    @torch.no_grad()
+    def score(self, history: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``max_k <u_k, e_i>`` for every item: ``(B, n_items)``."""
+        return interest_scores(self(torch.as_tensor(history)), self.item_vectors())
+
+
+def interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``(B, k, D)`` interests x ``(C, D)`` items -> ``(B, C)`` max over interests."""
+    return torch.einsum("bkd,cd->bkc", users, items).amax(1)
+
+
+def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vectors: torch.Tensor, *,
+                         log_p: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
+                         negative_vectors: torch.Tensor | None = None, n_items: int | None = None,
+                         temperature: float = 1.0) -> torch.Tensor:
+    """In-batch softmax over the batch's targets (+ uniform ``negatives``) with optional logQ correction.
+
+    ``users`` (B, k, D), ``targets`` (B,) item indices with vectors (B, D); ``log_p`` (n_items,) the log
+    frequency of each item among training targets (None: no correction); ``negatives`` (M,) uniform
+    draws over ``n_items`` with vectors (M, D). The logit of candidate ``c`` for row ``b`` is
+    ``max_k <u_bk, e_c> / temperature - log q_c`` with ``q_c = B p_c`` (in-batch) or ``M / n_items``
+    (uniform); candidates equal to the row's target (other than its own column) are masked.
+    """
+    b = len(targets)
+    cands, vectors = targets, target_vectors
+    if negatives is not None:
+        cands, vectors = torch.cat([targets, negatives]), torch.cat([target_vectors, negative_vectors])
+    logits = interest_scores(users, vectors) / temperature  # (B, C)
+    if log_p is not None:
+        correction = log_p[targets] + math.log(b)
+        if negatives is not None:
+            correction = torch.cat([correction, correction.new_full((len(negatives),), math.log(len(negatives) / n_items))])
+        logits = logits - correction
+    clash = targets[:, None] == cands[None, :]
+    clash[:, :b].fill_diagonal_(False)
+    logits = logits.masked_fill(clash, -torch.inf)
+    return F.cross_entropy(logits, torch.arange(b, device=logits.device))
+
+
+def full_softmax_loss(users: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy over all items: ``users`` (B, k, D), ``targets`` (B,), ``items`` (n_items, D)."""
+    return F.cross_entropy(interest_scores(users, items) / temperature, targets)

@@ -1,0 +1,378 @@
+"""``mmrec retrieve``: train sequential retrievers, evaluate them leave-one-out, serve their queries (jobs).
+
+- :func:`train` (:class:`TrainJob`, ``mmrec retrieve train``): over a data folder of ``mmrec seq
+  import``, each user's last item is the validation target and the items before it the training part.
+  ``kuaiformer`` (:class:`~mmrec.retrieval.kuaiformer.KuaiFormer`: k interest queries, in-batch softmax
+  with logQ correction, one training sample per (user, position) of the training part) and ``sasrec``
+  (the same backbone, ids only, one vector read at every position, full softmax) train through
+  :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
+  figures are those of the selected epoch, optimistic by that selection; ``pop`` and ``cooc``
+  (:mod:`mmrec.retrieval.baselines`) are counted. ``emb`` (an ``emb-*.parquet`` folder keyed
+  ``item-NNNNNN``) and ``codes`` (``codes.parquet`` of ``mmrec quantize``) add content and code
+  embeddings to the item token; items missing from them get zeros / a "no code" row.
+  The run folder holds ``model.safetensors``, ``config.json``, ``vocab.json`` and ``metrics.json``.
+- :func:`evaluate_run` (``mmrec retrieve evaluate``): validation as above, or ``test``: a file of
+  ``user<TAB>item`` lines in raw ids, each item predicted from the user's whole sequence; unknown users
+  or items are skipped and counted.
+- :func:`serve_run` (``mmrec retrieve serve``): the validation users' interest vectors searched in a
+  FAISS index (``mmrec.pipelines.index.build_index``: ``exact`` = ``faiss:Flat``, ``auto`` or any
+  factory) over the run's item vectors; a user with k interests is k queries, merged by max score.
+  Reports recall@k against exact search over the same vectors, distance computations per query and
+  the validation Recall@10 through the index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrec.config import build_config, replace_config
+from mmrec.device import resolve_device
+from mmrec.errors import InputError, UsageError
+from mmrec.io import atomic_path, finite_json, read_safetensors, write_json
+from mmrec.retrieval.baselines import CoOccurrence, Popularity
+from mmrec.retrieval.data import ITEM_KEY, ITEMS_FILE, Sequences, read_sequences
+from mmrec.retrieval.evaluate import evaluate
+from mmrec.retrieval.kuaiformer import LOSSES, KuaiFormer, RetrieverConfig, full_softmax_loss, sampled_softmax_loss
+from mmrec.training import LoopConfig, fit, shuffled_batches
+
+MODELS = ("kuaiformer", "sasrec", "pop", "cooc")
+COUNTED = {"pop": Popularity, "cooc": CoOccurrence}
+
+
+@dataclass
+class TrainJob:
+    """Options of ``mmrec retrieve train`` (the model's sizes are :class:`RetrieverConfig`)."""
+
+    model: str = field(default="kuaiformer", metadata={"help": "kuaiformer, sasrec, pop or cooc", "choices": MODELS})
+    emb: str | None = field(default=None, metadata={"help": "content embeddings folder (emb-*.parquet keyed item-NNNNNN)"})
+    emb_column: str = field(default="fused", metadata={"help": "vector column of emb"})
+    codes: str | None = field(default=None, metadata={"help": "codes.parquet of mmrec quantize (keyed item-NNNNNN)"})
+    loss: str | None = field(default=None, metadata={"help": "inbatch (logQ-corrected) or full softmax; none: inbatch for kuaiformer, full for sasrec",
+                                                     "choices": LOSSES})
+    logq: bool = field(default=True, metadata={"help": "logQ correction of the in-batch softmax"})
+    uniform_negatives: int = field(default=0, metadata={"help": "uniform negatives added to the in-batch candidates"})
+    temperature: float = field(default=1.0, metadata={"help": "logits are divided by this"})
+    batch_size: int = field(default=256, metadata={"help": "training samples (kuaiformer) or sequences (sasrec) per step"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights and the batch order"})
+    model_config: RetrieverConfig = field(default_factory=RetrieverConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)  # evaluated every epoch; best epoch restored; stops early with patience
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UsageError(f"unknown model {self.model!r}; known: {', '.join(MODELS)}")
+        if self.loss not in (None, *LOSSES):
+            raise UsageError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0:
+            raise UsageError("batch_size must be >= 2, uniform_negatives >= 0 and temperature > 0")
+        if self.model == "sasrec" and (self.emb or self.codes):
+            raise UsageError("sasrec uses ids only; give emb / codes to kuaiformer")
+
+
+def _aligned(keys: list[str], values: np.ndarray, n_items: int, fill: float, what: str) -> tuple[np.ndarray, int]:
+    row = {ITEM_KEY.format(i): i for i in range(n_items)}
+    out = np.full((n_items, values.shape[1]), fill, dtype=values.dtype)
+    found = [(row[k], j) for j, k in enumerate(keys) if k in row]
+    if not found:
+        raise InputError(f"no key of the {what} matches this data's items ({ITEM_KEY.format(0)} ...)")
+    items, rows = map(np.array, zip(*found))
+    out[items] = values[rows]
+    return out, len(found)
+
+
+def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    codes = content = None
+    info: dict[str, Any] = {}
+    if job.codes:
+        from mmrec.quantization.files import load_codes
+
+        keys, raw, _ = load_codes(job.codes)
+        codes, info["items_with_codes"] = _aligned(keys, raw, n_items, -1, f"codes {job.codes}")
+    if job.emb:
+        from mmrec.store import read_embeddings
+
+        keys, vectors = read_embeddings(job.emb, job.emb_column)
+        content, info["items_with_content"] = _aligned(keys, vectors, n_items, 0.0, f"embeddings {job.emb}")
+    return codes, content, info
+
+
+class _Samples:
+    """Training batches over the training part: (user, position) samples (queries readout) or whole sequences (last)."""
+
+    def __init__(self, seqs: Sequences, readout: str, max_len: int) -> None:
+        self.seqs, self.readout, self.max_len = seqs, readout, max_len
+        if readout == "queries":  # one sample per position t >= 1: history items[:t] -> items[t]
+            lengths = seqs.lengths
+            self.users = np.repeat(np.arange(len(seqs)), np.maximum(lengths - 1, 0))
+            self.ends = seqs.offsets[self.users] + np.concatenate([np.arange(1, n) for n in lengths if n > 1] or [np.zeros(0, np.int64)])
+            targets = seqs.items[self.ends]
+        else:  # every user with >= 2 training items; inputs items[:-1], targets items[1:]
+            self.users = np.flatnonzero(seqs.lengths >= 2)
+            self.ends = seqs.offsets[self.users + 1] - 1
+            first = np.maximum(seqs.offsets[self.users] + 1, self.ends + 1 - max_len)
+            targets = np.concatenate([seqs.items[a : b + 1] for a, b in zip(first, self.ends)] or [np.zeros(0, np.int64)])
+        counts = np.bincount(targets, minlength=seqs.n_items) + 1.0  # add-one: items never a target keep a finite log q
+        self.log_p = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def epochs(self, batch_size: int, seed: int):
+        """``batches(epoch)`` for :func:`fit`: shuffled, then bucketed by history length within chunks of
+        32 batches (padding to the longest history of a random batch wastes most of the compute)."""
+        chunks = shuffled_batches(len(self), batch_size * 32, seed=seed)
+        lengths = np.minimum(self.ends - self.seqs.offsets[self.users], self.max_len)
+
+        def batches(epoch: int):
+            g = np.random.default_rng([seed, epoch])
+            for chunk in chunks(epoch):
+                chunk = chunk.numpy()
+                parts = np.array_split(chunk[np.argsort(lengths[chunk], kind="stable")],
+                                       max(1, math.ceil(len(chunk) / batch_size)))
+                for i in g.permutation(len(parts)):
+                    yield self.batch(torch.as_tensor(parts[i]))
+
+        return batches
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.cpu().numpy()
+        users, ends = self.users[idx], self.ends[idx]
+        starts = self.seqs.offsets[users]
+        length = int(min(self.max_len, (ends - starts).max()))
+        pos = ends[:, None] - length + np.arange(length)  # (B, L) positions before the end
+        valid = pos >= starts[:, None]
+        hist = np.where(valid, self.seqs.items[np.clip(pos, 0, None)], -1)
+        if self.readout == "queries":
+            targets = self.seqs.items[ends]
+        else:
+            targets = np.where(valid, self.seqs.items[np.clip(pos + 1, 0, None)], -1)  # (B, L)
+        return {"history": torch.as_tensor(hist), "targets": torch.as_tensor(targets)}
+
+
+def _step(job: TrainJob, model: KuaiFormer, samples: _Samples, device: torch.device, generator: torch.Generator):
+    loss_kind = job.loss or ("full" if job.model == "sasrec" else "inbatch")
+    log_p = samples.log_p.to(device) if job.logq else None
+    n = model.config.n_items
+
+    def step(net, batch):
+        hist, targets = batch["history"].to(device), batch["targets"].to(device)
+        if samples.readout == "queries":
+            users = net(hist)  # (B, k, D)
+        else:
+            keep = targets >= 0
+            users, targets = model.positions(hist)[keep][:, None], targets[keep]  # (V, 1, D), (V,)
+        if loss_kind == "full":
+            return full_softmax_loss(users, targets, model.item_vectors(), job.temperature)
+        negatives = None
+        if job.uniform_negatives:
+            negatives = torch.randint(n, (job.uniform_negatives,), generator=generator).to(device)
+        return sampled_softmax_loss(users, targets, model.item_vectors(targets), log_p=log_p, negatives=negatives,
+                                    negative_vectors=None if negatives is None else model.item_vectors(negatives),
+                                    n_items=n, temperature=job.temperature)
+
+    return step
+
+
+def _model_config(job: TrainJob, n_items: int, codes: np.ndarray | None, content: np.ndarray | None) -> RetrieverConfig:
+    overrides: dict[str, Any] = {"n_items": n_items}
+    if job.model == "sasrec":
+        overrides.update(readout="last", interests=1, use_id=True)
+    if codes is not None:
+        overrides["code_sizes"] = tuple(int(c) for c in codes.max(0) + 1)
+    if content is not None:
+        overrides["content_dim"] = int(content.shape[1])
+    return replace_config(job.model_config, "retrieve.model_config", **overrides)
+
+
+def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | None = None, *, progress: bool = True,
+          **overrides: Any) -> dict[str, Any]:
+    """Train ``config.model`` on the data folder ``data``; write the run folder ``out``; returns ``metrics.json``."""
+    job = replace_config(build_config(TrainJob, config, "retrieve train"), "retrieve train", **overrides)
+    seqs, manifest = read_sequences(data)
+    history, targets = seqs.split_last()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    torch.manual_seed(job.seed)
+    report: dict[str, Any] = {"model": job.model, "data": str(Path(data).resolve()), "dataset": manifest.get("dataset"),
+                              "split": "validation", "training_interactions": int(len(history.items))}
+    if job.model in COUNTED:
+        counted = COUNTED[job.model]().fit(history)
+        tensors, max_len = counted.state(), job.model_config.max_len
+        report["validation"] = evaluate(counted.score, history, targets, max_len=max_len)
+        model_config = None
+        report["train"] = {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))}
+    else:
+        codes, content, feature_info = _item_features(job, seqs.n_items)
+        model_config = _model_config(job, seqs.n_items, codes, content)
+        device = resolve_device(job.loop.device)
+        model = KuaiFormer(model_config)
+        model.set_item_features(codes, content)
+        model.to(device)
+        samples = _Samples(history, model_config.readout, model_config.max_len)
+        if len(samples) == 0:
+            raise InputError(f"{data}: no training samples (every training part has < 2 items)")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
+        generator = torch.Generator().manual_seed(job.seed)
+
+        def validate(m):
+            return evaluate(m.score, history, targets, max_len=model_config.max_len)
+
+        loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve {job.model}")
+        result = fit(model, optimizer, samples.epochs(job.batch_size, job.seed),
+                     _step(job, model, samples, device, generator), config=loop, evaluate=validate, monitor="ndcg@10",
+                     size=lambda b: int((b["targets"] >= 0).sum()))
+        report["validation"] = result.best_metrics
+        report["train"] = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
+                           "parameters": sum(p.numel() for p in model.parameters()), **feature_info}
+        tensors, max_len = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, model_config.max_len
+    from safetensors.torch import save_file
+
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"mmrec": json.dumps({"model": job.model})})
+    write_json(out / "config.json", finite_json({"job": asdict(job), "model": None if model_config is None else asdict(model_config),
+                                                  "max_len": max_len, "data": report["data"]}))
+    write_json(out / "vocab.json", _vocab(Path(data)))
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    report = finite_json(report)
+    write_json(out / "metrics.json", report)
+    return report
+
+
+def _vocab(data: Path) -> dict[str, list[str]]:
+    import pyarrow.parquet as pq
+
+    return {"items": pq.read_table(data / ITEMS_FILE, columns=["raw_item"]).column(0).to_pylist(),
+            "users": pq.read_table(data / "users.parquet", columns=["raw_user"]).column(0).to_pylist()}
+
+
+def load_run(run: str | Path, *, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """``(scorer object, config.json)`` of a run folder: a :class:`KuaiFormer` in eval mode or a counted baseline."""
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise UsageError(f"{run} is not a run folder of `mmrec retrieve train` (no config.json)")
+    config = json.loads((run / "config.json").read_text())
+    tensors, _ = read_safetensors(run / "model.safetensors", "retriever weights")
+    name = config["job"]["model"]
+    if name in COUNTED:
+        return COUNTED[name]().load_state(tensors), config
+    model = KuaiFormer(build_config(RetrieverConfig, config["model"], "model"))
+    model.load_state_dict(tensors)
+    return model.to(resolve_device(device)).eval(), config
+
+
+def _read_test(path: Path, data: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    vocab = _vocab(data)
+    user_of = {u: i for i, u in enumerate(vocab["users"])}
+    item_of = {r: i for i, r in enumerate(vocab["items"])}
+    if not path.is_file():
+        raise UsageError(f"test file not found: {path}")
+    users, items, skipped = [], [], {"unknown_user": 0, "unknown_item": 0}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 2:
+            raise InputError(f"{path}: line {n + 1} is not user<TAB>item: {line[:80]!r}")
+        if parts[0] not in user_of:
+            skipped["unknown_user"] += 1
+        elif parts[1] not in item_of:
+            skipped["unknown_item"] += 1
+        else:
+            users.append(user_of[parts[0]])
+            items.append(item_of[parts[1]])
+    if not users:
+        raise InputError(f"{path}: no line names a known user and item ({skipped})")
+    return np.array(users), np.array(items), skipped
+
+
+def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str | Path | None = None,
+                 exclude_history: bool = False, device: str = "cpu") -> dict[str, Any]:
+    """Leave-one-out metrics of a run: validation, or the ``test`` file predicted from whole sequences."""
+    scorer, config = load_run(run, device=device)
+    data = Path(data or config["data"])
+    seqs, _ = read_sequences(data)
+    report: dict[str, Any] = {"run": str(run), "model": config["job"]["model"]}
+    if test is None:
+        history, targets = seqs.split_last()
+        report["split"] = "validation"
+    else:
+        users, targets, skipped = _read_test(Path(test), data)
+        history = Sequences.from_lists([seqs[u] for u in users], seqs.n_items)
+        report.update(split="test", skipped=skipped)
+    return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history)}
+
+
+def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarray:
+    """Per user, the top-``k`` distinct rows of its ``k_int`` queries' results by max score: ``(U, k)``."""
+    n_users = len(rows) // k_int
+    scores, rows = scores.reshape(n_users, -1), rows.reshape(n_users, -1)
+    out = np.full((n_users, k), -1, dtype=np.int64)
+    for u in range(n_users):
+        best: dict[int, float] = {}
+        for s, r in zip(scores[u], rows[u]):
+            if r >= 0 and s > best.get(r, -math.inf):
+                best[int(r)] = float(s)
+        top = sorted(best, key=best.get, reverse=True)[:k]
+        out[u, : len(top)] = top
+    return out
+
+
+def serve_run(run: str | Path, *, kind: str = "auto", k: int = 100, out: str | Path | None = None,
+              max_users: int | None = 2000, progress: bool = False) -> dict[str, Any]:
+    """Search the validation users' interests through an index of ``kind`` over the run's item vectors."""
+    from mmrec.index.exact import faiss_module
+    from mmrec.index.faiss_index import FaissIndex
+    from mmrec.pipelines.index import build_index
+
+    faiss = faiss_module()
+    model, config = load_run(run)
+    if not isinstance(model, KuaiFormer):
+        raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
+    seqs, _ = read_sequences(config["data"])
+    history, targets = seqs.split_last()
+    users = np.arange(len(history)) if max_users is None else np.arange(min(max_users, len(history)))
+    with torch.no_grad():
+        interests = torch.cat([model(torch.as_tensor(history.padded(users[i : i + 1024], config["max_len"])))
+                               for i in range(0, len(users), 1024)]).numpy()  # (U, k, D)
+        items = model.item_vectors().numpy()
+    n_int = interests.shape[1]
+    queries = np.ascontiguousarray(interests.reshape(-1, interests.shape[2]), dtype=np.float32)
+    keys = [ITEM_KEY.format(i) for i in range(len(items))]
+    k = min(k, len(items))
+    exact_scores = torch.as_tensor(queries) @ torch.as_tensor(items).T
+    top = exact_scores.topk(k, dim=1)
+    truth = _merge(top.values.numpy(), top.indices.numpy(), n_int, k)
+    index = build_index(np.ascontiguousarray(items), out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",
+                        keys=keys, progress=progress, metric="ip", k=min(10, k))
+    stats = faiss.cvar.indexIVF_stats
+    stats.reset()
+    start = time.perf_counter()
+    scores, rows = index.search(queries, k)
+    seconds = time.perf_counter() - start
+    found = _merge(scores, rows, n_int, k)
+    family = index.info.get("family", "")
+    scored = stats.ndis / len(queries) if family.startswith("ivf") else float(len(items)) if "flat" in family or family == "" else None
+    if family.startswith("hnsw"):
+        scored = None  # HNSW's visit count is not exposed per search here
+    recall = float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
+    hit10 = float(np.mean([targets[u] in f[:10] for u, f in zip(users, found)]))
+    hit10_exact = float(np.mean([targets[u] in t[:10] for u, t in zip(users, truth)]))
+    return finite_json({
+        "run": str(run), "kind": kind, "factory": index.info.get("factory"), "users": int(len(users)), "interests": int(n_int),
+        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": recall,
+        "items_scored_per_query": scored, "items_scored_per_user": None if scored is None else scored * n_int,
+        "queries_per_s": round(len(queries) / seconds, 1) if seconds > 0 else None,
+        "validation_recall@10": hit10, "validation_recall@10_exact": hit10_exact,
+        "search_params": index.info.get("search_params"), "out": None if out is None else str(out),
+        "index_type": type(index).__name__ if not isinstance(index, FaissIndex) else "faiss",
+    })

@@ -1,0 +1,96 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmrec.cli import main
+from mmrec.pipelines.retrieve import evaluate_run, serve_run, train
+from mmrec.pipelines.seq_import import import_sequences
+from mmrec.retrieval import KuaiFormer, RetrieverConfig, interest_scores, sampled_softmax_loss
+
+from seq_data import planted, write_lcrec
+
+TINY = dict(dim=32, layers=1, heads=2, max_len=10, dropout=0.0)
+
+
+@pytest.mark.parametrize("readout", ["queries", "last"])
+def test_causal_mask_future_items_never_change_earlier_outputs(readout):
+    torch.manual_seed(0)
+    model = KuaiFormer(RetrieverConfig(n_items=30, readout=readout, interests=3, **TINY)).eval()
+    hist = torch.tensor([[-1, -1, 4, 7, 9, 2, 11, 5]])
+    changed = hist.clone()
+    changed[0, 5:] = torch.tensor([20, 21, 22])
+    a, b = model.positions(hist), model.positions(changed)
+    assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6)  # positions before the change read the same items
+    assert not torch.allclose(a[:, 5:], b[:, 5:], atol=1e-4)
+    assert not torch.allclose(model(hist), model(changed), atol=1e-4)  # the interests read the whole history
+
+
+def test_logq_correction_follows_the_formula():
+    g = torch.Generator().manual_seed(0)
+    users, vectors = torch.randn(6, 2, 8, generator=g), torch.randn(6, 8, generator=g)
+    targets = torch.tensor([0, 1, 2, 3, 4, 1])  # item 1 twice: its other column is masked
+    log_p = torch.log(torch.tensor([0.4, 0.3, 0.1, 0.1, 0.05, 0.05]))
+    logits = (users @ vectors.T).amax(1)  # (B, k, C) max over interests
+    q = log_p[targets] + math.log(6)  # expected count among the batch's 6 candidates
+    expected = logits - q
+    expected[0, 0] = expected[0, 0]
+    for b in range(6):
+        for c in range(6):
+            if b != c and targets[b] == targets[c]:
+                expected[b, c] = -torch.inf
+    got = sampled_softmax_loss(users, targets, vectors, log_p=log_p)
+    assert got == pytest.approx(F.cross_entropy(expected, torch.arange(6)).item(), rel=1e-6)
+    plain = sampled_softmax_loss(users, targets, vectors)
+    assert abs(got - plain) > 1e-3
+    negatives = torch.tensor([5, 0])
+    with_neg = sampled_softmax_loss(users, targets, vectors, log_p=log_p, negatives=negatives,
+                                    negative_vectors=vectors[[4, 0]], n_items=6)
+    full = torch.cat([logits - q[None], interest_scores(users, vectors[[4, 0]]) - math.log(2 / 6)], 1)
+    full[:, :6] = expected[:, :6]
+    full[0, 7] = -torch.inf  # negative item 0 is row 0's target
+    assert with_neg == pytest.approx(F.cross_entropy(full, torch.arange(6)).item(), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def planted_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    write_lcrec(root / "src", "P", planted(users=300, items=40, length=8, noise=0.1))
+    import_sequences(root / "src", "P", root / "data")
+    return root
+
+
+def test_retriever_learns_a_planted_next_item_rule_far_above_pop(planted_data):
+    root = planted_data
+    loop = {"epochs": 15, "patience": 3, "progress": False}
+    pop = train(root / "data", root / "pop", {"model": "pop"})
+    kf = train(root / "data", root / "kf", {"model": "kuaiformer", "lr": 5e-3, "batch_size": 64, "uniform_negatives": 16,
+                                            "model_config": {**TINY, "interests": 2}, "loop": loop})
+    sas = train(root / "data", root / "sas", {"model": "sasrec", "lr": 5e-3, "batch_size": 32,
+                                              "model_config": TINY, "loop": loop})
+    assert pop["validation"]["recall@10"] < 0.4
+    assert kf["validation"]["recall@10"] > 0.8 and kf["validation"]["ndcg@10"] > 3 * pop["validation"]["ndcg@10"]
+    assert sas["validation"]["recall@10"] > 0.8
+    assert {p.name for p in (root / "kf").iterdir()} >= {"model.safetensors", "config.json", "vocab.json", "metrics.json"}
+    assert kf["train"]["best_epoch"] is not None and kf["train"]["samples_per_s"] > 0
+    again = evaluate_run(root / "kf")  # reloaded weights give the same validation figures
+    assert again["ndcg@10"] == pytest.approx(kf["validation"]["ndcg@10"], abs=1e-6)
+
+
+def test_cli_evaluate_test_file_and_serving(planted_data, tmp_path, capsys):
+    root = planted_data
+    (tmp_path / "test.tsv").write_text("u0\t3\nu1\t999\nnobody\t3\nu2\t5\n")
+    assert main(["retrieve", "evaluate", "--run", str(root / "pop"), "--test", str(tmp_path / "test.tsv"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "test" and report["users"] == 2 and report["skipped"] == {"unknown_user": 1, "unknown_item": 1}
+    (tmp_path / "bad.tsv").write_text("nobody\t3\n")
+    assert main(["retrieve", "evaluate", "--run", str(root / "pop"), "--test", str(tmp_path / "bad.tsv")]) == 1
+    exact = serve_run(root / "kf", kind="exact", k=20)
+    assert exact["recall@20_vs_exact"] == pytest.approx(1.0) and exact["items_scored_per_query"] == 40
+    ivf = serve_run(root / "kf", kind="IVF4,Flat", k=20)
+    assert ivf["items_scored_per_query"] < 40 and 0 < ivf["recall@20_vs_exact"] <= 1
+    assert main(["retrieve", "serve", "--run", str(root / "kf"), "--kind", "exact", "--k", "10"]) == 0
+    assert "recall@10 vs exact 1.0000" in capsys.readouterr().out
