@@ -87,20 +87,15 @@ def write_pairs(log: Log, keys: list[str], vectors: np.ndarray, out: str | Path,
                 config: PairConfig | dict | None = None, *, progress: bool = False) -> dict[str, Any]:
     """Mine pairs for the items ``keys`` (rows of ``vectors``) into ``out`` (Parquet ``left, right,
     source, score``, written batch by batch); returns the counts per source. No pair at all is an
-    InputError, and ``out`` is then not written (an empty pairs file would look like a result)."""
+    InputError (:func:`~mmrec.quantization.pairs.mine_pairs`), and ``out`` is then not written."""
     counts: dict[str, Any] = {}
-    rows = 0
     with atomic_path(out) as tmp, pq.ParquetWriter(tmp, _PAIR_SCHEMA) as writer:
         for source, left, right, score in mine_pairs(log, keys, vectors, config, counts=counts, progress=progress):
-            rows += len(left)
             writer.write_table(pa.table({
                 "left": pa.array([keys[r] for r in left.tolist()], pa.string()),
                 "right": pa.array([keys[r] for r in right.tolist()], pa.string()),
                 "source": pa.array([source] * len(left), pa.string()), "score": pa.array(score, pa.float32()),
             }, schema=_PAIR_SCHEMA))
-        if rows == 0:
-            raise InputError(f"no item pairs could be mined from the log for the {len(keys)} items: does the log "
-                             "name these items (item_id = key) with positive labels, two or more per user?")
     return counts
 
 
@@ -139,7 +134,7 @@ def align(log: Log, emb: str | Path, out: str | Path, config: AlignJob | dict | 
     {"window": 20}}``); keyword ``overrides`` replace its fields. Returns the report (``align.json``).
     """
     job = _job(config, overrides)
-    with use_threads(job.threads, what="align threads", announce=progress), output_folder(out) as out:
+    with output_folder(out) as out, use_threads(job.threads, what="align threads", announce=progress):
         return _align(log, emb, out, job, progress)
 
 
@@ -196,7 +191,7 @@ def align_encoders(log: Log, shards: str | list[str], out: str | Path, config: A
     job = _job(config, overrides)
     if not job.specs:
         raise UsageError("give at least one encoder spec (image=, text=, audio=)")
-    with use_threads(job.threads, what="align threads", announce=progress), output_folder(out) as out:
+    with output_folder(out) as out, use_threads(job.threads, what="align threads", announce=progress):
         return _align_encoders(log, shards, out, job, progress)
 
 

@@ -137,7 +137,7 @@ def graph_train(
     ``author_id``, or ``mmrec extract`` output whose segment keys ``logs`` maps to authors).
     """
     config = build_config(GraphCLConfig, config, "GraphCL config")
-    with use_threads(threads, what="graph train threads", announce=config.progress), output_folder(out):
+    with output_folder(out), use_threads(threads, what="graph train threads", announce=config.progress):
         data = load_graph(graph)
         features, feature_report = {}, None
         if author_emb is not None:

@@ -85,8 +85,8 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
 
     cfg = replace_config(build_config(LiveTrainConfig, config, "live train"), "live train", **overrides)
-    with use_threads(cfg.threads, what="live train threads", announce=progress), \
-            (output_folder(out) if out is not None else contextlib.nullcontext()):
+    with output_folder(out) if out is not None else contextlib.nullcontext(), \
+            use_threads(cfg.threads, what="live train threads", announce=progress):
         world = read_live_world(folder, tokens=cfg.mfq)
         data = prepare_gtr_data(world, cfg.samples, tasks=("watch", "gift"), tokens=cfg.mfq)
         author_graph = gie_inputs(data, world.log, k=cfg.expansion_k, graph_dim=cfg.graph_dim,

@@ -76,7 +76,7 @@ def quantize(emb: str | Path, out: str | Path, config: QuantizeJob | dict | str 
     """
     job = replace_config(build_config(QuantizeJob, config, "quantize"), "quantize", **overrides)
     quantizer = job.build_quantizer()
-    with use_threads(job.threads, what="quantize threads", announce=progress), output_folder(out) as out:
+    with output_folder(out) as out, use_threads(job.threads, what="quantize threads", announce=progress):
         return _quantize(emb, out, job, quantizer, progress)
 
 

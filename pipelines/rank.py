@@ -69,8 +69,8 @@ def train(config: RankConfig | dict[str, Any] | str | Path, *, out: str | Path |
     cfg = load_config(config)
     out = Path(out or cfg.out or "rank-out")
     device = resolve_device(cfg.optim.device, what="optim.device")
-    with use_threads(threads if threads is not None else cfg.optim.threads, what="optim.threads", announce=progress), \
-            output_folder(out), distributed(device) as (rank, world):
+    with output_folder(out), use_threads(threads if threads is not None else cfg.optim.threads, what="optim.threads",
+                                         announce=progress), distributed(device) as (rank, world):
         report = _train(cfg, out, device, rank, world, progress=progress and rank == 0)
         if world > 1:
             torch.distributed.barrier()
