@@ -6,11 +6,13 @@ or not; on a busy 2-core machine that made ``rank train`` 7x slower than one thr
 which honours ``taskset`` and container CPU sets), leaves out the cores that the 1-minute load
 average says are busy, and caps the result at :data:`MAX_DEFAULT_THREADS` (the small models here
 gain nothing from more). :func:`use_threads` sets torch's intra-op threads for a block and puts the
-caller's value back after and, with ``announce``, prints the number first (what every training
-command does when it shows progress).
+caller's value back after; :func:`announce_threads` prints the number when the inputs are read and
+the work starts (so a bad input is still one error line), as every training command does when it
+shows progress.
 
 ``None`` always means "choose": the default above. Extraction takes a ``threads`` option the same
-way and runs its encoding loop in ``with use_threads(config.threads, announce=progress):``.
+way: ``with use_threads(config.threads) as n:`` around the job, ``announce_threads(n, config.threads)``
+once the shards are listed.
 """
 
 from __future__ import annotations
@@ -56,14 +58,11 @@ def resolve_threads(threads: int | None, *, what: str = "threads") -> int:
 
 
 @contextlib.contextmanager
-def use_threads(threads: int | None, *, what: str = "threads", announce: bool = False) -> Iterator[int]:
-    """Run the block with ``threads`` torch CPU threads (None: :func:`default_threads`); yields the
-    number. ``announce`` prints it first (:func:`announce_threads`), as the commands do."""
+def use_threads(threads: int | None, *, what: str = "threads") -> Iterator[int]:
+    """Run the block with ``threads`` torch CPU threads (None: :func:`default_threads`); yields the number."""
     import torch
 
     n = resolve_threads(threads, what=what)
-    if announce:
-        announce_threads(n, threads)
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -74,7 +73,7 @@ def use_threads(threads: int | None, *, what: str = "threads", announce: bool = 
 
 def announce_threads(n: int, asked: int | None) -> None:
     """Print on stderr (stdout is the report's) the ``n`` threads a job runs with, and why that number."""
-    why = "--threads" if asked is not None else (
+    why = "as asked: --threads or the config" if asked is not None else (
         f"default: {available_cores()} cores available minus busy ones, at most {MAX_DEFAULT_THREADS}; --threads to change")
     print(f"mmrec: using {n} CPU thread{'s' if n != 1 else ''} ({why})", file=sys.stderr, flush=True)
 

@@ -38,7 +38,7 @@ from mmrec.quantization.files import save_tensors
 from mmrec.quantization.kmeans import check_vectors
 from mmrec.quantization.pairs import Log, PairConfig, mine_pairs
 from mmrec.store import embedding_shards, read_embeddings, write_embeddings
-from mmrec.threads import THREADS_HELP, use_threads
+from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 
 MODALITIES = ("image", "text", "audio")
 
@@ -134,14 +134,16 @@ def align(log: Log, emb: str | Path, out: str | Path, config: AlignJob | dict | 
     {"window": 20}}``); keyword ``overrides`` replace its fields. Returns the report (``align.json``).
     """
     job = _job(config, overrides)
-    with output_folder(out) as out, use_threads(job.threads, what="align threads", announce=progress):
-        return _align(log, emb, out, job, progress)
+    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads:
+        return _align(log, emb, out, job, progress, threads)
 
 
-def _align(log: Log, emb: str | Path, out: Path, job: AlignJob, progress: bool) -> dict[str, Any]:
+def _align(log: Log, emb: str | Path, out: Path, job: AlignJob, progress: bool, threads: int) -> dict[str, Any]:
     start = time.perf_counter()
     keys, vectors = read_embeddings(emb, job.column)
     vectors = check_vectors(vectors, name=f"embeddings {job.column!r} in {emb}")
+    if progress:
+        announce_threads(threads, job.threads)
     counts, train, held = _mine_and_split(log, keys, vectors, out, job, progress)
     aligned, head, history = align_vectors(vectors, train, job.train, progress=progress)
     info = {"aligned": True, "column": job.column, "source": str(emb), "head": job.train.head, "dim": int(aligned.shape[1])}
@@ -191,11 +193,12 @@ def align_encoders(log: Log, shards: str | list[str], out: str | Path, config: A
     job = _job(config, overrides)
     if not job.specs:
         raise UsageError("give at least one encoder spec (image=, text=, audio=)")
-    with output_folder(out) as out, use_threads(job.threads, what="align threads", announce=progress):
-        return _align_encoders(log, shards, out, job, progress)
+    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads:
+        return _align_encoders(log, shards, out, job, progress, threads)
 
 
-def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob, progress: bool) -> dict[str, Any]:
+def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob, progress: bool,
+                    threads: int) -> dict[str, Any]:
     import torch
 
     from mmrec.device import resolve_device
@@ -211,6 +214,8 @@ def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob,
     keys, by_shard, prepared, errors = _read_items(expand_shards(shards), encoders)
     if len(keys) < 2:
         raise InputError(f"fewer than 2 readable items in {shards} ({len(errors)} failed)")
+    if progress:
+        announce_threads(threads, job.threads)
     tower = EncoderTower(encoders, job.fuse, prepared)
     before = encode_rows(tower, len(keys), batch=job.train.batch_size)
     counts, train, held = _mine_and_split(log, keys, before, out, job, progress)

@@ -29,6 +29,7 @@ from mmrec.config import build_config, replace_config
 from mmrec.crossdomain.config import CDRConfig
 from mmrec.errors import UsageError
 from mmrec.io import atomic_path, output_folder, write_json
+from mmrec.threads import announce_threads
 
 if TYPE_CHECKING:  # torch and the models load when a job runs, not when the CLI builds its parser
     import torch
@@ -108,6 +109,8 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
             data = dataclasses.replace(data, item_content=tuple(read_item_embeddings(
                 config.item_emb, tuple(d.name for d in data.domains), tuple(d.n_items for d in data.domains),
                 column=config.emb_column, vocab=tuple(d.item_vocab for d in data.domains))))
+        if progress:  # crossdomain.train_model runs with config.threads
+            announce_threads(config.threads, config.threads)
         model, report = train_model(data, config, targets=tuple(targets), progress=progress)
         report = {"model": report.pop("model"), "pair": pair, **report}
         if out is not None:

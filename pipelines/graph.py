@@ -36,7 +36,7 @@ from mmrec.graphs.graphcl import GraphCL, GraphCLConfig, embed_nodes, fit_graphc
 from mmrec.graphs.metapath import DEFAULT_METAPATHS, expand_metapaths, write_expansions
 from mmrec.graphs.store import load_graph, save_graph
 from mmrec.io import atomic_path, output_folder, write_json
-from mmrec.threads import use_threads
+from mmrec.threads import announce_threads, use_threads
 
 RUN_JSON = "train.json"
 RUN_MODEL = "model.safetensors"
@@ -137,12 +137,14 @@ def graph_train(
     ``author_id``, or ``mmrec extract`` output whose segment keys ``logs`` maps to authors).
     """
     config = build_config(GraphCLConfig, config, "GraphCL config")
-    with output_folder(out), use_threads(threads, what="graph train threads", announce=config.progress):
+    with output_folder(out), use_threads(threads, what="graph train threads") as n:
         data = load_graph(graph)
         features, feature_report = {}, None
         if author_emb is not None:
             features["author"], feature_report = read_author_features(author_emb, data["author"].num_nodes,
                                                                       column=emb_column, logs=logs)
+        if config.progress:
+            announce_threads(n, threads)
         model, report = fit_graphcl(data, features=features, config=config)
         embeddings = embed_nodes(model, data, features=features, config=config)
         summary = {"graph": str(graph), "author_emb": str(author_emb) if author_emb is not None else None,

@@ -46,7 +46,7 @@ from mmrec.index.tree import IndexTree, ScorerConfig, TreeConfig
 from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.logs import iter_log, log_sources
 from mmrec.store import open_source, read_embeddings
-from mmrec.threads import THREADS_HELP, use_threads
+from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 from mmrec.training import LoopConfig
 
 # -- build ------------------------------------------------------------------------------------
@@ -359,11 +359,11 @@ def train_tree(config: TrainTreeConfig | dict | str) -> dict[str, Any]:
     config = build_config(TrainTreeConfig, config, "index train-tree")
     if not config.index or not config.log:
         raise UsageError("index train-tree needs index and log")
-    with use_threads(config.threads, what="index train-tree threads", announce=config.loop.progress):
-        return _train_tree(config, start)
+    with use_threads(config.threads, what="index train-tree threads") as threads:
+        return _train_tree(config, start, threads)
 
 
-def _train_tree(config: TrainTreeConfig, start: float) -> dict[str, Any]:
+def _train_tree(config: TrainTreeConfig, start: float, threads: int) -> dict[str, Any]:
     log_sources(config.log, folder_file="behaviour.parquet")
     tree = load_index(config.index)
     if not isinstance(tree, IndexTree):
@@ -403,6 +403,8 @@ def _train_tree(config: TrainTreeConfig, start: float) -> dict[str, Any]:
     report: dict[str, Any] = {"index": config.index, "log": config.log, **stats, "users": len(user_ids), "pairs": len(pair_user),
                               "user_vectors": "given" if users is not None else "history_mean", "eval_users": len(chosen),
                               "k": config.k, "beam": config.beam}
+    if config.loop.progress:  # the inputs are read: training starts
+        announce_threads(threads, config.threads)
     evaluate = None
     if len(chosen):
         tree.init_scorer(tree.dim if users is None else users.shape[1], config.scorer, history=True)

@@ -24,7 +24,7 @@ from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.io import finite_json, output_folder
 from mmrec.rankers.gtr_data import GTRData, GTRDataConfig
-from mmrec.threads import THREADS_HELP, use_threads
+from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 
 GIE_METAPATHS = ("user>author>author", "user-watches>author>author")
 MFQ_OPTIONS = {"width": 32, "heads": 2, "queries": 2, "out_dim": 32}
@@ -86,9 +86,11 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
 
     cfg = replace_config(build_config(LiveTrainConfig, config, "live train"), "live train", **overrides)
     with output_folder(out) if out is not None else contextlib.nullcontext(), \
-            use_threads(cfg.threads, what="live train threads", announce=progress):
+            use_threads(cfg.threads, what="live train threads") as threads:
         world = read_live_world(folder, tokens=cfg.mfq)
         data = prepare_gtr_data(world, cfg.samples, tasks=("watch", "gift"), tokens=cfg.mfq)
+        if progress:  # the inputs are read: training starts
+            announce_threads(threads, cfg.threads)
         author_graph = gie_inputs(data, world.log, k=cfg.expansion_k, graph_dim=cfg.graph_dim,
                                   graphcl_epochs=cfg.graphcl_epochs, seed=cfg.seed) if cfg.gie else None
         torch.manual_seed(cfg.seed)

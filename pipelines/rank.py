@@ -39,7 +39,7 @@ from mmrec.rankers.data import prepare_data
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table
 from mmrec.rankers.predict import predict
-from mmrec.threads import use_threads
+from mmrec.threads import announce_threads, use_threads
 from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
 
 __all__ = ["RankConfig", "load_config", "train"]
@@ -69,9 +69,9 @@ def train(config: RankConfig | dict[str, Any] | str | Path, *, out: str | Path |
     cfg = load_config(config)
     out = Path(out or cfg.out or "rank-out")
     device = resolve_device(cfg.optim.device, what="optim.device")
-    with output_folder(out), use_threads(threads if threads is not None else cfg.optim.threads, what="optim.threads",
-                                         announce=progress), distributed(device) as (rank, world):
-        report = _train(cfg, out, device, rank, world, progress=progress and rank == 0)
+    asked = threads if threads is not None else cfg.optim.threads
+    with output_folder(out), use_threads(asked, what="optim.threads"), distributed(device) as (rank, world):
+        report = _train(cfg, out, device, rank, world, progress=progress and rank == 0, threads_asked=asked)
         if world > 1:
             torch.distributed.barrier()
         return report
@@ -86,7 +86,8 @@ def _mean_auc(model: nn.Module, samples, items, opt: OptimConfig, dtype) -> floa
     return float(np.mean(values)) if values else 0.5
 
 
-def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool) -> dict[str, Any]:
+def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool,
+           threads_asked: int | None) -> dict[str, Any]:
     opt = cfg.optim
     start = time.perf_counter()
     data = prepare_data(cfg.data, cfg.features)
@@ -107,6 +108,8 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
         return loss, dict(zip((f"task_loss/{t}" for t in tasks), per_task.detach().tolist()))
 
     evaluate = None if valid_set is None else (lambda m: _mean_auc(m, valid_set, items, opt, dtype))
+    if progress:  # the data are checked: training starts
+        announce_threads(torch.get_num_threads(), threads_asked)
     loop = LoopConfig(epochs=opt.epochs, patience=opt.patience, min_delta=opt.min_delta, device=str(device), amp=opt.amp,
                       progress=progress, desc=f"rank {cfg.model.name}", restore_best=valid_set is not None)
     result = fit(model, _optimizer(model, opt), shuffled_batches(len(train_set), opt.batch_size, seed=opt.seed, device=device),

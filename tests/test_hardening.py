@@ -198,7 +198,7 @@ def test_training_command_takes_threads_prints_them_and_restores_torch(tmp_path,
     assert main(["quantize", "--emb", str(emb), "--out", str(tmp_path / "q"), "--method", "rq-vae", "--levels", "2",
                  "--codebook-size", "4", "--epochs", "1", "--threads", "1"]) == 0
     err = capsys.readouterr().err
-    assert "mmrec: using 1 CPU thread (--threads)" in err
+    assert "mmrec: using 1 CPU thread (as asked: --threads or the config)" in err
     assert "1step" in err  # the progress bar shows the first batch
     assert seen == [1] and torch.get_num_threads() == before
 

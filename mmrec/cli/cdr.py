@@ -54,12 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from mmrec.crossdomain.config import CDRConfig
     from mmrec.pipelines.cdr import CDRTrainJob, apply_overrides, format_table, train_cdr
-    from mmrec.threads import announce_threads
 
     job = config_from_args(args, CDRTrainJob, what="cdr train")
     config = apply_overrides(config_from_args(args, CDRConfig, what="cdr"), args.set)
-    if not args.json:
-        announce_threads(config.threads, config.threads)
     report = train_cdr(job.data, job.pair, out=job.out, config=config, targets=job.target, progress=not args.json)
     return emit(args, report, f"{report['model']} on {report['pair']}: best epoch {report['best_epoch']} of "
                 f"{report['epochs_run']}, {report['seconds']:.0f} s" + (f" -> {job.out}" if job.out else "")
