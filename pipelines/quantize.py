@@ -28,7 +28,7 @@ from mmrec.quantization.files import save_codes
 from mmrec.quantization.kmeans import check_vectors
 from mmrec.quantization.report import code_report, plot_usage
 from mmrec.store import read_embeddings
-from mmrec.threads import THREADS_HELP, announce_threads, use_threads
+from mmrec.threads import THREADS_HELP, use_threads
 
 
 @dataclass
@@ -76,16 +76,14 @@ def quantize(emb: str | Path, out: str | Path, config: QuantizeJob | dict | str 
     """
     job = replace_config(build_config(QuantizeJob, config, "quantize"), "quantize", **overrides)
     quantizer = job.build_quantizer()
-    with output_folder(out) as out, use_threads(job.threads, what="quantize threads") as threads:
-        return _quantize(emb, out, job, quantizer, progress, threads)
+    with output_folder(out) as out, use_threads(job.threads, what="quantize threads"):
+        return _quantize(emb, out, job, quantizer, progress)
 
 
-def _quantize(emb: str | Path, out: Path, job: QuantizeJob, quantizer: Any, progress: bool, threads: int) -> dict[str, Any]:
+def _quantize(emb: str | Path, out: Path, job: QuantizeJob, quantizer: Any, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     keys, x = read_embeddings(emb, job.column)
     x = check_vectors(x, name=f"embeddings {job.column!r} in {emb}")
-    if progress:
-        announce_threads(threads, job.threads)
     codes = quantizer.fit_transform(x, progress=progress)
     fit_s = time.perf_counter() - start
     x_hat = quantizer.reconstruct(codes)

@@ -183,6 +183,17 @@ def test_default_threads_follow_the_free_cores_the_process_may_use(monkeypatch):
     assert resolve_threads(2) == 2
 
 
+def test_the_printed_thread_line_says_where_the_number_comes_from(capsys, monkeypatch):
+    from mmrec.threads import announce_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    announce_threads(1, None)
+    announce_threads(3, 3)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("mmrec: using 1 CPU thread (default: 2 cores available")
+    assert err[1] == "mmrec: using 3 CPU threads (as asked: --threads or the config)"
+
+
 def test_training_command_takes_threads_prints_them_and_restores_torch(tmp_path, emb, capsys, monkeypatch):
     from mmrec.quantization import rq_vae
 
@@ -198,8 +209,7 @@ def test_training_command_takes_threads_prints_them_and_restores_torch(tmp_path,
     assert main(["quantize", "--emb", str(emb), "--out", str(tmp_path / "q"), "--method", "rq-vae", "--levels", "2",
                  "--codebook-size", "4", "--epochs", "1", "--threads", "1"]) == 0
     err = capsys.readouterr().err
-    assert "mmrec: using 1 CPU thread (as asked: --threads or the config)" in err
-    assert "1step" in err  # the progress bar shows the first batch
+    assert "1step" in err and "threads=1" in err  # the bar shows the first batch and the threads
     assert seen == [1] and torch.get_num_threads() == before
 
 
