@@ -12,10 +12,53 @@
 The file-in / file-out ``mmrec graph`` jobs (build, expand, train, export, run folders) live in
 :mod:`mmrec.pipelines.graph`.
 
-The torch-geometric parts import on first use, so ``import mmrec.graphs`` stays light.
+The torch-geometric parts import on first use, so ``import mmrec.graphs`` stays light. That first
+import is quiet: torch-geometric scripts helpers with ``torch.jit.script`` at import time, which torch
+>= 2.10 answers with a FutureWarning its users cannot act on; only that warning, only during that
+import, is dropped (a one-shot import hook; the filters of the caller are left as they were).
 """
 
+import importlib.abc
+import importlib.machinery
+import sys
+import warnings
 from importlib import import_module
+
+_JIT_WARNING = r"`torch\.jit\.script` is (deprecated|not supported)"
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs torch-geometric's ``__init__`` with the ``torch.jit.script`` FutureWarning ignored."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = self._loader
+        module.__spec__.loader = self._loader
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_JIT_WARNING, category=FutureWarning)
+            self._loader.exec_module(module)
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietPyG)]
+
+
+class _QuietPyG(importlib.abc.MetaPathFinder):
+    """Finds ``torch_geometric`` with :class:`_QuietLoader`; leaves ``sys.meta_path`` once it is imported."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch_geometric" or name in sys.modules:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+if "torch_geometric" not in sys.modules and not any(isinstance(f, _QuietPyG) for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietPyG())
 
 _LAZY = {
     "GraphConfig": "build", "build_graphs": "build",

@@ -4,6 +4,10 @@ A killed job leaves either the old file or the new one, never half of one; temp 
 ``.tmp-`` so resumable jobs can ignore them. :func:`open_parquet` opens an input Parquet file with one
 clear error for a missing path or a file that is not Parquet; :func:`read_safetensors` does the same
 for safetensors files and returns the JSON that mmrec writes under the metadata key ``mmrec``.
+
+:func:`output_folder` is how a job claims its output folder: checked writable before any work, and
+on failure nothing the job created is left there (a folder it made is removed, a folder that existed
+keeps exactly the entries it had), so no half-written output looks like a result.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator
@@ -46,6 +51,44 @@ def atomic_open(target: str | os.PathLike, mode: str = "w", **kwargs: Any) -> It
     """``open()`` for writing, committed by rename only if the block ends without error."""
     with atomic_path(target) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
+
+
+@contextlib.contextmanager
+def output_folder(out: str | os.PathLike, what: str = "output folder") -> Iterator[Path]:
+    """Claim the job's output folder ``out`` for the block: created (with its parents) and probed with a
+    temp file first, so a read-only or full disk fails before any work, as an :class:`OSError` naming
+    the folder. If the block raises, the folders it created are removed and a folder that existed
+    loses only the entries that were not there before. A path that is a file is a UsageError."""
+    from mmrec.errors import UsageError
+
+    out = Path(out)
+    first_missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"{what} {out}: {folder} is a file, not a folder")
+            break
+        first_missing = folder
+    before = None if first_missing is not None else set(os.listdir(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryFile(prefix=".tmp-probe.", dir=out):
+                pass
+        except OSError as err:  # name the folder, not the probe's random name
+            raise OSError(err.errno, f"cannot write into the {what}: {err.strerror}", str(out)) from None
+        yield out
+    except Exception:
+        if first_missing is not None:
+            shutil.rmtree(first_missing, ignore_errors=True)
+        elif out.is_dir():
+            for name in set(os.listdir(out)) - before:
+                path = out / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
 
 
 def write_json(target: str | os.PathLike, obj: Any) -> None:

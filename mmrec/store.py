@@ -5,7 +5,8 @@ A Parquet source is a folder (its ``emb-*.parquet``), one file, a glob or a list
 string ``key`` column and a fixed-size-list float column (``fused``, ``image``, ``text``, ``audio`` or
 any other). Files are read row group by row group, so memory is the batch size, not the input size.
 Rows whose vector is null (a modality the sample lacked) are skipped and counted; a NaN or infinite
-vector is an error that names the file and the key. Index row ids are positions in the stream of
+vector is an error that names the file and the key. A file that is not Parquet (or is cut short) is
+an :class:`~mmrec.errors.InputError` that names it. Index row ids are positions in the stream of
 non-null rows, in file order.
 """
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, write_json
+from mmrec.io import atomic_path, open_parquet, write_json
 
 BATCH_ROWS = 65536
 
@@ -59,7 +60,7 @@ def embedding_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> li
 
 def column_dim(path: Path, column: str) -> int:
     """Width of the fixed-size float list ``column`` of an embedding file; errors name the file and column."""
-    schema = pq.read_schema(path)
+    schema = open_parquet(path, "embeddings file").schema_arrow
     if "key" not in schema.names:
         raise UsageError(f"{path}: no 'key' column (columns: {', '.join(schema.names)})")
     if column not in schema.names:
@@ -87,7 +88,7 @@ class EmbeddingSource:
         """Rows in the input, nulls included (from the Parquet footers)."""
         if self._array is not None:
             return len(self._array)
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        return sum(open_parquet(f, "embeddings file").metadata.num_rows for f in self.files)
 
     def describe(self) -> dict:
         """What was read, for ``index.json``."""
@@ -103,7 +104,7 @@ class EmbeddingSource:
                 yield Batch(self._keys[start : start + batch_rows], self._array[start : start + batch_rows])
             return
         for path in self.files:
-            for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["key", self.column]):
+            for rb in _record_batches(path, batch_rows, ["key", self.column]):
                 col, keys = rb.column(self.column), rb.column("key")
                 if col.null_count:
                     valid = col.is_valid()
@@ -116,6 +117,19 @@ class EmbeddingSource:
                 if bad.any():
                     raise UsageError(f"{path}: column {self.column!r} of key {keys[int(np.argmax(bad))].as_py()!r} has NaN or inf")
                 yield Batch(keys.cast(pa.string()), vectors)
+
+
+def _record_batches(path: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The record batches of ``path``; a file that breaks while read is an InputError naming it."""
+    batches = open_parquet(path, "embeddings file").iter_batches(batch_size=batch_rows, columns=columns)
+    while True:
+        try:
+            rb = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as err:
+            raise InputError(f"{path}: unreadable Parquet data ({err})") from None
+        yield rb
 
 
 def open_source(
@@ -204,7 +218,7 @@ def read_embeddings(data: str | os.PathLike | Sequence[str | os.PathLike], colum
 def embedding_shards(folder: str | Path) -> dict[str, list[str]]:
     """``{shard: keys in file order}`` of an extract output folder (``emb-X.parquet`` -> ``X``)."""
     return {
-        path.stem.removeprefix("emb-"): pq.read_table(path, columns=["key"]).column("key").to_pylist()
+        path.stem.removeprefix("emb-"): [k for rb in _record_batches(path, BATCH_ROWS, ["key"]) for k in rb.column("key").to_pylist()]
         for path in embedding_files(folder)
     }
 

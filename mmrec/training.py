@@ -15,7 +15,8 @@ owns the rest:
   ``DistributedDataParallel``; the caller's batches decide what each rank sees);
 - an optional checkpoint file (model, optimizers, epoch, best score and history) written atomically
   after every epoch; with ``resume`` a rerun continues after the last completed epoch;
-- a progress bar, per-epoch mean of every logged value, seconds and samples/s.
+- a progress bar from the first step (epoch, loss and, on CPU, the torch threads in use), per-epoch
+  mean of every logged value, seconds and samples/s.
 
 ``step(model, batch)`` returns the loss, or ``(loss, logs)`` with a dict of floats to average per
 epoch; ``model`` is the DDP-wrapped module under torchrun. ``after_step(step_index, batch)`` runs after
@@ -234,6 +235,7 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(desc=config.desc, unit="step", leave=False)
+    threads = {"threads": torch.get_num_threads()} if device.type == "cpu" else {}  # what --threads chose
     for epoch in range(start_epoch, config.epochs):
         net.train()
         sums: dict[str, float] = {}
@@ -277,7 +279,7 @@ def fit(
                 after_step(steps, batch)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{float(loss.detach()):.4f}")
+                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{float(loss.detach()):.4f}", **threads)
             if deadline is not None and time.perf_counter() > deadline:
                 break
         _sync(device)

@@ -32,12 +32,13 @@ import pyarrow.parquet as pq
 from mmrec.config import build_config, replace_config
 from mmrec.encoders.base import TrainableConfig
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, write_json
+from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.quantization.align import AlignConfig, align_vectors, encode_rows, pair_metrics, split_pairs, train_tower
 from mmrec.quantization.files import save_tensors
 from mmrec.quantization.kmeans import check_vectors
 from mmrec.quantization.pairs import Log, PairConfig, mine_pairs
 from mmrec.store import embedding_shards, read_embeddings, write_embeddings
+from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 
 MODALITIES = ("image", "text", "audio")
 
@@ -53,12 +54,15 @@ class AlignJob:
     audio: str | None = field(default=None, metadata={"help": "slow path: audio encoder spec", "metavar": "SPEC"})
     weights: dict[str, str] = field(default_factory=dict, metadata={"help": "slow path: modality -> local checkpoint"})
     fuse: str = field(default="concat", metadata={"help": "slow path: fusion of the modality vectors, concat or mean"})
+    threads: int | None = field(default=None, metadata={"help": THREADS_HELP})
     trainable: TrainableConfig = field(default_factory=TrainableConfig,
                                        metadata={"help": "slow path: what of the encoders learns (head, LoRA, blocks)"})
     train: AlignConfig = field(default_factory=AlignConfig, metadata={"help": "training of the tower"})
     pairs: PairConfig = field(default_factory=PairConfig, metadata={"help": "pair mining"})
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1, got {self.threads}")
         unknown = set(self.weights) - set(MODALITIES)
         if unknown:
             raise UsageError(f"weights for unknown modality {sorted(unknown)}; use {MODALITIES}")
@@ -82,7 +86,8 @@ _PAIR_SCHEMA = pa.schema([
 def write_pairs(log: Log, keys: list[str], vectors: np.ndarray, out: str | Path,
                 config: PairConfig | dict | None = None, *, progress: bool = False) -> dict[str, Any]:
     """Mine pairs for the items ``keys`` (rows of ``vectors``) into ``out`` (Parquet ``left, right,
-    source, score``, written batch by batch); returns the counts per source."""
+    source, score``, written batch by batch); returns the counts per source. No pair at all is an
+    InputError (:func:`~mmrec.quantization.pairs.mine_pairs`), and ``out`` is then not written."""
     counts: dict[str, Any] = {}
     with atomic_path(out) as tmp, pq.ParquetWriter(tmp, _PAIR_SCHEMA) as writer:
         for source, left, right, score in mine_pairs(log, keys, vectors, config, counts=counts, progress=progress):
@@ -129,11 +134,16 @@ def align(log: Log, emb: str | Path, out: str | Path, config: AlignJob | dict | 
     {"window": 20}}``); keyword ``overrides`` replace its fields. Returns the report (``align.json``).
     """
     job = _job(config, overrides)
+    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads:
+        return _align(log, emb, out, job, progress, threads)
+
+
+def _align(log: Log, emb: str | Path, out: Path, job: AlignJob, progress: bool, threads: int) -> dict[str, Any]:
     start = time.perf_counter()
     keys, vectors = read_embeddings(emb, job.column)
     vectors = check_vectors(vectors, name=f"embeddings {job.column!r} in {emb}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if progress:
+        announce_threads(threads, job.threads)
     counts, train, held = _mine_and_split(log, keys, vectors, out, job, progress)
     aligned, head, history = align_vectors(vectors, train, job.train, progress=progress)
     info = {"aligned": True, "column": job.column, "source": str(emb), "head": job.train.head, "dim": int(aligned.shape[1])}
@@ -180,6 +190,15 @@ def align_encoders(log: Log, shards: str | list[str], out: str | Path, config: A
     heads, LoRA, unfrozen blocks, keyed ``modality.name``) instead of ``head.safetensors``. Samples that
     fail to decode are left out and counted (``read_errors``), as in ``mmrec extract``.
     """
+    job = _job(config, overrides)
+    if not job.specs:
+        raise UsageError("give at least one encoder spec (image=, text=, audio=)")
+    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads:
+        return _align_encoders(log, shards, out, job, progress, threads)
+
+
+def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob, progress: bool,
+                    threads: int) -> dict[str, Any]:
     import torch
 
     from mmrec.device import resolve_device
@@ -187,9 +206,6 @@ def align_encoders(log: Log, shards: str | list[str], out: str | Path, config: A
     from mmrec.pipelines.shards import expand_shards
     from mmrec.quantization.encoder_tower import EncoderTower
 
-    job = _job(config, overrides)
-    if not job.specs:
-        raise UsageError("give at least one encoder spec (image=, text=, audio=)")
     start = time.perf_counter()
     device = resolve_device(job.train.device, what="align device")
     torch.manual_seed(job.train.seed)
@@ -198,10 +214,10 @@ def align_encoders(log: Log, shards: str | list[str], out: str | Path, config: A
     keys, by_shard, prepared, errors = _read_items(expand_shards(shards), encoders)
     if len(keys) < 2:
         raise InputError(f"fewer than 2 readable items in {shards} ({len(errors)} failed)")
+    if progress:
+        announce_threads(threads, job.threads)
     tower = EncoderTower(encoders, job.fuse, prepared)
     before = encode_rows(tower, len(keys), batch=job.train.batch_size)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     counts, train, held = _mine_and_split(log, keys, before, out, job, progress)
     history = train_tower(tower, train, job.train, progress=progress)
     after = encode_rows(tower, len(keys), batch=job.train.batch_size)

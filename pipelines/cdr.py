@@ -16,6 +16,7 @@ flags from them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ import numpy as np
 from mmrec.config import build_config, replace_config
 from mmrec.crossdomain.config import CDRConfig
 from mmrec.errors import UsageError
-from mmrec.io import atomic_path, write_json
+from mmrec.io import atomic_path, output_folder, write_json
+from mmrec.threads import announce_threads
 
 if TYPE_CHECKING:  # torch and the models load when a job runs, not when the CLI builds its parser
     import torch
@@ -100,16 +102,19 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
     from mmrec.pipelines.cdr_data import load_data, read_item_embeddings
 
     config = build_config(CDRConfig, config, "cdr")
-    if not isinstance(data, CDRData):
-        data = load_data(data, pair, tasks=config.tasks, item_emb=config.item_emb, emb_column=config.emb_column)
-    elif config.item_emb and data.item_content is None:
-        data = dataclasses.replace(data, item_content=tuple(read_item_embeddings(
-            config.item_emb, tuple(d.name for d in data.domains), tuple(d.n_items for d in data.domains),
-            column=config.emb_column, vocab=tuple(d.item_vocab for d in data.domains))))
-    model, report = train_model(data, config, targets=tuple(targets), progress=progress)
-    report = {"model": report.pop("model"), "pair": pair, **report}
-    if out is not None:
-        save_run(out, model, config, data, pair, report)
+    with output_folder(out) if out is not None else contextlib.nullcontext():  # unwritable: fails before training
+        if not isinstance(data, CDRData):
+            data = load_data(data, pair, tasks=config.tasks, item_emb=config.item_emb, emb_column=config.emb_column)
+        elif config.item_emb and data.item_content is None:
+            data = dataclasses.replace(data, item_content=tuple(read_item_embeddings(
+                config.item_emb, tuple(d.name for d in data.domains), tuple(d.n_items for d in data.domains),
+                column=config.emb_column, vocab=tuple(d.item_vocab for d in data.domains))))
+        if progress:  # crossdomain.train_model runs with config.threads
+            announce_threads(config.threads, config.threads)
+        model, report = train_model(data, config, targets=tuple(targets), progress=progress)
+        report = {"model": report.pop("model"), "pair": pair, **report}
+        if out is not None:
+            save_run(out, model, config, data, pair, report)
     return report
 
 
@@ -235,11 +240,12 @@ def export_user_features(run: str | Path, out: str | Path, *, target: str, users
         raise UsageError("no users to export")
     if users.min() < 0 or users.max() >= data.n_users:
         raise UsageError(f"user indices must be in [0, {data.n_users}), got {int(users.min())}..{int(users.max())}")
-    vectors = user_vectors(model, config, data, d, users, batch=batch)
-    keys = data.raw_user_ids(users)
-    info = {"model": f"mmrec.crossdomain.{config.model}", "run": str(run), "target": target, "key": "user_id",
-            "dim": int(vectors.shape[1])}
-    manifest = write_embeddings(out, {"users": keys}, dict(zip(keys, vectors)), "fused", info=info)
+    with output_folder(out):
+        vectors = user_vectors(model, config, data, d, users, batch=batch)
+        keys = data.raw_user_ids(users)
+        info = {"model": f"mmrec.crossdomain.{config.model}", "run": str(run), "target": target, "key": "user_id",
+                "dim": int(vectors.shape[1])}
+        manifest = write_embeddings(out, {"users": keys}, dict(zip(keys, vectors)), "fused", info=info)
     return {**manifest, "users": len(keys), "out": str(out)}
 
 

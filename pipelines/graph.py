@@ -35,7 +35,8 @@ from mmrec.graphs.features import read_author_features
 from mmrec.graphs.graphcl import GraphCL, GraphCLConfig, embed_nodes, fit_graphcl
 from mmrec.graphs.metapath import DEFAULT_METAPATHS, expand_metapaths, write_expansions
 from mmrec.graphs.store import load_graph, save_graph
-from mmrec.io import atomic_path, write_json
+from mmrec.io import atomic_path, output_folder, write_json
+from mmrec.threads import announce_threads, use_threads
 
 RUN_JSON = "train.json"
 RUN_MODEL = "model.safetensors"
@@ -70,15 +71,16 @@ def graph_build(logs: Any, out: str | Path, *, config: GraphConfig | dict | str 
     """Build the graphs from ``logs`` (:func:`mmrec.graphs.build_graphs`) into the folder ``out``;
     returns the summary (also in ``graph.json``): log rows, nodes and edges per type, seconds, config."""
     config = build_config(GraphConfig, config, "graph config")
-    start = time.perf_counter()
-    graph = build_graphs(logs, config=config)
-    summary = {
-        "logs": _describe_logs(logs), "log_rows": int(graph.log_rows),
-        "nodes": {t: int(graph[t].num_nodes) for t in graph.node_types},
-        "edges": {"__".join(e): int(graph[e].edge_index.shape[1]) for e in graph.edge_types},
-        "seconds": round(time.perf_counter() - start, 3), "config": config.to_dict(),
-    }
-    save_graph(graph, out, meta=summary)
+    with output_folder(out):
+        start = time.perf_counter()
+        graph = build_graphs(logs, config=config)
+        summary = {
+            "logs": _describe_logs(logs), "log_rows": int(graph.log_rows),
+            "nodes": {t: int(graph[t].num_nodes) for t in graph.node_types},
+            "edges": {"__".join(e): int(graph[e].edge_index.shape[1]) for e in graph.edge_types},
+            "seconds": round(time.perf_counter() - start, 3), "config": config.to_dict(),
+        }
+        save_graph(graph, out, meta=summary)
     return summary
 
 
@@ -125,25 +127,30 @@ def load_run(run: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def graph_train(
     graph: str | Path, out: str | Path, *, author_emb: Any = None, emb_column: str | None = None,
-    logs: Any = None, config: GraphCLConfig | dict | str | None = None,
+    logs: Any = None, config: GraphCLConfig | dict | str | None = None, threads: int | None = None,
 ) -> dict[str, Any]:
     """Pre-train GraphCL on the graph folder ``graph`` and write the run folder ``out``; returns ``train.json``.
 
+    ``threads``: torch CPU threads (None: :func:`mmrec.threads.default_threads`). ``out`` is claimed
+    first (:func:`mmrec.io.output_folder`), so a failed run leaves nothing there.
     ``author_emb``: author attributes (:func:`mmrec.graphs.read_author_features`: a table keyed by
     ``author_id``, or ``mmrec extract`` output whose segment keys ``logs`` maps to authors).
     """
     config = build_config(GraphCLConfig, config, "GraphCL config")
-    data = load_graph(graph)
-    features, feature_report = {}, None
-    if author_emb is not None:
-        features["author"], feature_report = read_author_features(author_emb, data["author"].num_nodes,
-                                                                  column=emb_column, logs=logs)
-    model, report = fit_graphcl(data, features=features, config=config)
-    embeddings = embed_nodes(model, data, features=features, config=config)
-    summary = {"graph": str(graph), "author_emb": str(author_emb) if author_emb is not None else None,
-               "features": feature_report, "config": config.to_dict(), "report": report,
-               "nodes": {t: int(e.shape[0]) for t, e in embeddings.items()}, "dim": config.dim}
-    save_run(out, model, embeddings, summary)
+    with output_folder(out), use_threads(threads, what="graph train threads") as n:
+        data = load_graph(graph)
+        features, feature_report = {}, None
+        if author_emb is not None:
+            features["author"], feature_report = read_author_features(author_emb, data["author"].num_nodes,
+                                                                      column=emb_column, logs=logs)
+        if config.progress:
+            announce_threads(n, threads)
+        model, report = fit_graphcl(data, features=features, config=config)
+        embeddings = embed_nodes(model, data, features=features, config=config)
+        summary = {"graph": str(graph), "author_emb": str(author_emb) if author_emb is not None else None,
+                   "features": feature_report, "config": config.to_dict(), "report": report,
+                   "nodes": {t: int(e.shape[0]) for t, e in embeddings.items()}, "dim": config.dim}
+        save_run(out, model, embeddings, summary)
     return summary
 
 

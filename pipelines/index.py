@@ -43,9 +43,10 @@ from mmrec.index.exact import exact_knn
 from mmrec.index.faiss_index import FaissConfig
 from mmrec.index.kinds import load_index, parse_kind
 from mmrec.index.tree import IndexTree, ScorerConfig, TreeConfig
-from mmrec.io import atomic_path, write_json
+from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.logs import iter_log, log_sources
 from mmrec.store import open_source, read_embeddings
+from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 from mmrec.training import LoopConfig
 
 # -- build ------------------------------------------------------------------------------------
@@ -97,7 +98,8 @@ def build(config: BuildConfig | dict | str, *, progress: bool = True) -> dict[st
         raise UsageError("index build needs emb and out")
     cls, _ = parse_kind(config.kind)
     options = asdict(config.tree) if cls is IndexTree else {k: v for k, v in asdict(config.faiss).items() if k != "factory"}
-    index = build_index(config.emb, config.out, config.kind, column=config.column, progress=progress, **options)
+    with output_folder(config.out, "index folder"):
+        index = build_index(config.emb, config.out, config.kind, column=config.column, progress=progress, **options)
     return {**index.info, "out": config.out}
 
 
@@ -147,12 +149,13 @@ def search_index(
     index: BaseIndex | str | Path, queries: np.ndarray | None = None, *, keys: Sequence[str] | None = None, k: int = SearchConfig.k
 ) -> list[list[dict[str, Any]]]:
     """Top-``k`` neighbours, per query, as ``[{"key", "row", "score"}, ...]``: by ``queries``
-    vectors ``(q, d)`` or by the ``keys`` of indexed items (exactly one of the two)."""
+    vectors ``(q, d)`` or by the ``keys`` of indexed items (exactly one of the two). ``k`` above the
+    index size is cut to it (a query has no more neighbours than that; FAISS would allocate ``q * k``)."""
     if (queries is None) == (keys is None):
         raise UsageError("search by vectors or by keys: give exactly one of them")
     if not isinstance(index, BaseIndex):
         index = load_index(index)
-    return index.neighbours(queries, keys=keys, k=k)
+    return index.neighbours(queries, keys=keys, k=min(k, index.n))
 
 
 def _load_npy(path: str | Path, what: str) -> np.ndarray:
@@ -162,11 +165,15 @@ def _load_npy(path: str | Path, what: str) -> np.ndarray:
         raise UsageError(f"cannot read {what} {path}: {err}") from None
 
 
-def search(config: SearchConfig | dict | str) -> list[list[dict[str, Any]]]:
-    """Run a :class:`SearchConfig`: one list of hits per query."""
+def search(config: SearchConfig | dict | str) -> dict[str, Any]:
+    """Run a :class:`SearchConfig`: ``{"results": hits per query, "k": k used, "k_asked", "n": index
+    size, "capped": whether k was cut to the index size}`` (the server's answer, plus the cap)."""
     config = build_config(SearchConfig, config, "index search")
     vectors = None if config.vectors is None else _load_npy(config.vectors, "query vectors")
-    return search_index(config.index, vectors, keys=list(config.keys) if config.keys else None, k=config.k)
+    index = load_index(config.index)
+    k = min(config.k, index.n)
+    results = search_index(index, vectors, keys=list(config.keys) if config.keys else None, k=k)
+    return {"results": results, "k": k, "k_asked": config.k, "n": index.n, "capped": k < config.k}
 
 
 # -- evaluate ---------------------------------------------------------------------------------
@@ -283,6 +290,7 @@ class TrainTreeConfig:
     k: int = field(default=10, metadata={"help": "k of the reported recall@k"})
     beam: int = field(default=16, metadata={"help": "beam width of the retrieval"})
     eval_users: int = field(default=500, metadata={"help": "most users in the recall report (a seeded sample)"})
+    threads: int | None = field(default=None, metadata={"help": THREADS_HELP})
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
@@ -292,6 +300,8 @@ class TrainTreeConfig:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.holdout < 0 or self.holdout >= self.max_history:
             raise UsageError(f"holdout must be in [0, max_history), got {self.holdout}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1, got {self.threads}")
 
 
 def _item_rows(items: np.ndarray, row_of: dict[str, int], pattern: str) -> np.ndarray:
@@ -349,6 +359,11 @@ def train_tree(config: TrainTreeConfig | dict | str) -> dict[str, Any]:
     config = build_config(TrainTreeConfig, config, "index train-tree")
     if not config.index or not config.log:
         raise UsageError("index train-tree needs index and log")
+    with use_threads(config.threads, what="index train-tree threads") as threads:
+        return _train_tree(config, start, threads)
+
+
+def _train_tree(config: TrainTreeConfig, start: float, threads: int) -> dict[str, Any]:
     log_sources(config.log, folder_file="behaviour.parquet")
     tree = load_index(config.index)
     if not isinstance(tree, IndexTree):
@@ -388,6 +403,8 @@ def train_tree(config: TrainTreeConfig | dict | str) -> dict[str, Any]:
     report: dict[str, Any] = {"index": config.index, "log": config.log, **stats, "users": len(user_ids), "pairs": len(pair_user),
                               "user_vectors": "given" if users is not None else "history_mean", "eval_users": len(chosen),
                               "k": config.k, "beam": config.beam}
+    if config.loop.progress:  # the inputs are read: training starts
+        announce_threads(threads, config.threads)
     evaluate = None
     if len(chosen):
         tree.init_scorer(tree.dim if users is None else users.shape[1], config.scorer, history=True)

@@ -12,6 +12,7 @@ returns the training report (test metrics overall and per planted ``gift_activit
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ import torch
 from mmrec.config import build_config, replace_config
 from mmrec.device import resolve_device
 from mmrec.errors import UsageError
-from mmrec.io import finite_json
+from mmrec.io import finite_json, output_folder
 from mmrec.rankers.gtr_data import GTRData, GTRDataConfig
+from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 
 GIE_METAPATHS = ("user>author>author", "user-watches>author>author")
 MFQ_OPTIONS = {"width": 32, "heads": 2, "queries": 2, "out_dim": 32}
@@ -39,7 +41,7 @@ class LiveTrainConfig:
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of the weights, the batch order and GraphCL"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads; none = torch's own choice"})
+    threads: int | None = field(default=None, metadata={"help": THREADS_HELP})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     expansion_k: int = field(default=10, metadata={"help": "GIE: expanded authors per metapath and user"})
     graph_dim: int = field(default=16, metadata={"help": "GIE: width of the GraphCL author embeddings"})
@@ -83,12 +85,12 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
 
     cfg = replace_config(build_config(LiveTrainConfig, config, "live train"), "live train", **overrides)
-    previous = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with output_folder(out) if out is not None else contextlib.nullcontext(), \
+            use_threads(cfg.threads, what="live train threads") as threads:
         world = read_live_world(folder, tokens=cfg.mfq)
         data = prepare_gtr_data(world, cfg.samples, tasks=("watch", "gift"), tokens=cfg.mfq)
+        if progress:  # the inputs are read: training starts
+            announce_threads(threads, cfg.threads)
         author_graph = gie_inputs(data, world.log, k=cfg.expansion_k, graph_dim=cfg.graph_dim,
                                   graphcl_epochs=cfg.graphcl_epochs, seed=cfg.seed) if cfg.gie else None
         torch.manual_seed(cfg.seed)
@@ -98,8 +100,6 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
         report = train_gtr(model, data, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            weight_decay=cfg.weight_decay, seed=cfg.seed, user_groups=groups, group_names=names,
                            out=out, progress=progress)
-    finally:
-        torch.set_num_threads(previous)
     return {**report, "data": str(folder), "out": None if out is None else str(out), "job": finite_json(asdict(cfg))}
 
 

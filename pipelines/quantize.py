@@ -21,13 +21,14 @@ import numpy as np
 
 from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
-from mmrec.io import write_json
+from mmrec.io import output_folder, write_json
 from mmrec.quantization.base import QUANTIZERS
 from mmrec.quantization.collisions import DEDUP_METHODS, add_suffix
 from mmrec.quantization.files import save_codes
 from mmrec.quantization.kmeans import check_vectors
 from mmrec.quantization.report import code_report, plot_usage
 from mmrec.store import read_embeddings
+from mmrec.threads import THREADS_HELP, use_threads
 
 
 @dataclass
@@ -44,9 +45,12 @@ class QuantizeJob:
         "help": "resolve collisions: suffix (a counter column) or level (a collision-aware extra level)",
         "choices": DEDUP_METHODS})
     seed: int = field(default=0, metadata={"help": "seed of the quantizer"})
+    threads: int | None = field(default=None, metadata={"help": THREADS_HELP})
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "further fields of the method's config"})
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads must be >= 1, got {self.threads}")
         if self.dedup not in (None, *DEDUP_METHODS):
             raise UsageError(f"dedup must be one of {DEDUP_METHODS} or None, got {self.dedup!r}")
         QUANTIZERS.get(self.method)
@@ -66,10 +70,17 @@ def quantize(emb: str | Path, out: str | Path, config: QuantizeJob | dict | str 
     """Quantize ``column`` of the embeddings folder ``emb`` into ``out``; returns the report.
 
     ``config``: a :class:`QuantizeJob`, a dict or a YAML path; keyword ``overrides`` replace its
-    fields (``quantize(emb, out, method="vq", levels=4)``).
+    fields (``quantize(emb, out, method="vq", levels=4)``). ``out`` is claimed first
+    (:func:`mmrec.io.output_folder`): an unwritable folder fails before fitting, a failed job leaves
+    nothing there.
     """
     job = replace_config(build_config(QuantizeJob, config, "quantize"), "quantize", **overrides)
     quantizer = job.build_quantizer()
+    with output_folder(out) as out, use_threads(job.threads, what="quantize threads"):
+        return _quantize(emb, out, job, quantizer, progress)
+
+
+def _quantize(emb: str | Path, out: Path, job: QuantizeJob, quantizer: Any, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     keys, x = read_embeddings(emb, job.column)
     x = check_vectors(x, name=f"embeddings {job.column!r} in {emb}")
@@ -80,8 +91,6 @@ def quantize(emb: str | Path, out: str | Path, config: QuantizeJob | dict | str 
     if job.dedup == "suffix":
         codes = add_suffix(codes, x - x_hat)
         code_sizes = [*code_sizes, int(codes[:, -1].max()) + 1]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     quantizer.save(out / "codebook.safetensors")
     info = {"method": job.method, "column": job.column, "codebook_sizes": code_sizes, "dedup": job.dedup, "source": str(emb)}
     save_codes(out / "codes.parquet", keys, codes, info=info)

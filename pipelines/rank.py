@@ -31,7 +31,7 @@ from torch import nn
 from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.features.collate import collate
-from mmrec.io import finite_json, write_json
+from mmrec.io import finite_json, output_folder, write_json
 from mmrec.rankers.base import RANKERS, Ranker
 from mmrec.rankers.checkpoint import save_checkpoint
 from mmrec.rankers.config import OptimConfig, RankConfig, load_config
@@ -39,6 +39,7 @@ from mmrec.rankers.data import prepare_data
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table
 from mmrec.rankers.predict import predict
+from mmrec.threads import announce_threads, use_threads
 from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
 
 __all__ = ["RankConfig", "load_config", "train"]
@@ -57,26 +58,23 @@ def _optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
 
 
 def train(config: RankConfig | dict[str, Any] | str | Path, *, out: str | Path | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, threads: int | None = None) -> dict[str, Any]:
     """Train, evaluate and save the ranker ``config`` describes.
 
-    Returns the report (also written as ``metrics.json``; NaN metrics as null) plus ``table``, the
+    ``threads`` (else ``optim.threads``; None for both: :func:`mmrec.threads.default_threads`) torch CPU
+    threads for the run. ``out`` is claimed first (:func:`mmrec.io.output_folder`): an unwritable folder
+    fails before training and a failed run leaves nothing there. Returns the report (also written as ``metrics.json``; NaN metrics as null) plus ``table``, the
     metrics as text; under DDP, ranks other than 0 return ``{}``.
     """
     cfg = load_config(config)
     out = Path(out or cfg.out or "rank-out")
     device = resolve_device(cfg.optim.device, what="optim.device")
-    threads = torch.get_num_threads()
-    if cfg.optim.threads:
-        torch.set_num_threads(cfg.optim.threads)
-    try:
-        with distributed(device) as (rank, world):
-            report = _train(cfg, out, device, rank, world, progress=progress and rank == 0)
-            if world > 1:
-                torch.distributed.barrier()
-            return report
-    finally:
-        torch.set_num_threads(threads)
+    asked = threads if threads is not None else cfg.optim.threads
+    with output_folder(out), use_threads(asked, what="optim.threads"), distributed(device) as (rank, world):
+        report = _train(cfg, out, device, rank, world, progress=progress and rank == 0, threads_asked=asked)
+        if world > 1:
+            torch.distributed.barrier()
+        return report
 
 
 def _mean_auc(model: nn.Module, samples, items, opt: OptimConfig, dtype) -> float:
@@ -88,7 +86,8 @@ def _mean_auc(model: nn.Module, samples, items, opt: OptimConfig, dtype) -> floa
     return float(np.mean(values)) if values else 0.5
 
 
-def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool) -> dict[str, Any]:
+def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool,
+           threads_asked: int | None) -> dict[str, Any]:
     opt = cfg.optim
     start = time.perf_counter()
     data = prepare_data(cfg.data, cfg.features)
@@ -109,6 +108,8 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
         return loss, dict(zip((f"task_loss/{t}" for t in tasks), per_task.detach().tolist()))
 
     evaluate = None if valid_set is None else (lambda m: _mean_auc(m, valid_set, items, opt, dtype))
+    if progress:  # the data are checked: training starts
+        announce_threads(torch.get_num_threads(), threads_asked)
     loop = LoopConfig(epochs=opt.epochs, patience=opt.patience, min_delta=opt.min_delta, device=str(device), amp=opt.amp,
                       progress=progress, desc=f"rank {cfg.model.name}", restore_best=valid_set is not None)
     result = fit(model, _optimizer(model, opt), shuffled_batches(len(train_set), opt.batch_size, seed=opt.seed, device=device),
@@ -126,7 +127,6 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
         scores = predict(model, test_set, items, batch_size=opt.eval_batch_size, amp_dtype=dtype)
         table = metrics_table(data.test.labels.numpy(), data.test.label_mask.numpy(), scores, data.test.domain.numpy(),
                               data.test.group.numpy(), data.schema.tasks, data.schema.domains)
-        out.mkdir(parents=True, exist_ok=True)
         checkpoint = save_checkpoint(out / "model.safetensors", model)
         write_json(out / "vocab.json", data.vocabs)
         report = {

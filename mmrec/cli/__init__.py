@@ -4,17 +4,22 @@ One module per command group (``mmrec/cli/<group>.py``), each with ``register(su
 parser(s) and binds the handler; every handler calls the same function a Python user calls. Options
 that a job config dataclass holds are generated from its fields (:mod:`mmrec.cli._args`), so no default
 is written twice. User-facing failures print one ``mmrec: error: ...`` line and exit with 2 (usage) or
-1 (data).
+1 (data): command-line mistakes (:class:`mmrec.cli._args.Parser`), :class:`~mmrec.errors.MMRecError`,
+and faults of the operating system (:class:`OSError`: a read-only or full output folder, a path that is
+a file), which name the path and the cause; a path that does not exist or is of the wrong kind is a
+usage error (2), any other OS fault a runtime one (1).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 import warnings
 from typing import Sequence
 
+from mmrec.cli._args import Parser
 from mmrec.errors import MMRecError
 
 # command groups in --help order: module names under mmrec.cli
@@ -24,7 +29,7 @@ GROUPS = ("data", "extract", "quantize", "index", "rank", "graph", "live", "cdr"
 def build_parser() -> argparse.ArgumentParser:
     from mmrec import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mmrec",
         description="Multimodal and cross-domain representations for recommendation: "
         "encoders, embeddings, codes, indexes and rankers.",
@@ -34,6 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         importlib.import_module(f"mmrec.cli.{group}").register(sub)
     return parser
+
+
+# OS faults that mean the path given is wrong (exit 2); every other OSError is a runtime fault (exit 1)
+_USAGE_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+
+
+def os_error_line(err: OSError) -> tuple[str, int]:
+    """``(one line naming the path and the cause, exit code)`` of an :class:`OSError`."""
+    cause = " ".join((err.strerror or str(err) or type(err).__name__).split())  # Arrow's messages span lines
+    line = f"{err.filename}: {cause}" if err.filename is not None else cause
+    if err.filename2 is not None:
+        line += f" (-> {err.filename2})"
+    return line, 2 if err.errno in _USAGE_ERRNOS else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MMRecError as err:
         print(f"mmrec: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        line, code = os_error_line(err)
+        print(f"mmrec: error: {line}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("mmrec: interrupted", file=sys.stderr)
         return 130

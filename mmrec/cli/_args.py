@@ -9,20 +9,79 @@ annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...
 Every command is declared the same way: :func:`add_group` for ``mmrec GROUP ACTION``, :func:`add_command`
 for one parser with its plain options, the options of its config dataclasses (:class:`Options`), ``--json``
 and its handler; a handler ends with :func:`emit`, the report as JSON or its text line(s).
+
+:class:`Parser` is the parser class of every command: a command-line mistake is one line (the bad
+option or command, the closest valid one, where ``--help`` is) and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
+import sys
 import types
 import typing
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence, TypeVar
 
 from mmrec.config import build_config
 
 T = TypeVar("T")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr, exit code 2:
+    ``mmrec extract: error: unknown option --inptu; did you mean --input? (mmrec extract --help)``.
+
+    An unknown option is named even when a required option is missing too (argparse would only
+    report the missing one), and a command refuses unknown options itself, so the line names that
+    command's closest option rather than the top level's."""
+
+    _argv: Sequence[str] = ()
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:  # a command: its extras are its own unknown options
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    def _unknown_option(self) -> str | None:
+        """The first option string in the arguments that no option of this parser takes (abbreviations
+        argparse accepts count as known), or None."""
+        known = list(self._option_string_actions)
+        for token in self._argv:
+            if token == "--" or (self._subparsers is not None and not token.startswith("-")):
+                break  # after a command name the arguments are that command's
+            if not token.startswith("-") or token == "-" or self._negative_number_matcher.match(token):
+                continue
+            flag = token.split("=", 1)[0]
+            if flag in known or (self.allow_abbrev and flag.startswith("--") and any(k.startswith(flag) for k in known)):
+                continue
+            return flag
+        return None
+
+    def _suggest(self, word: str, choices: Iterable[str]) -> str:
+        close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+        return f"; did you mean {close[0]}?" if close else ""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = self._unknown_option()
+        invalid = re.search(r"invalid choice: '([^']*)'", message)
+        if unknown is not None:
+            message = f"unknown option {unknown}" + self._suggest(unknown, [k for k in self._option_string_actions if k.startswith("--")])
+        elif invalid and self._subparsers is not None and message.startswith(f"argument {self._subparsers_name()}"):
+            message = f"unknown command {invalid.group(1)!r}" + self._suggest(invalid.group(1), self._commands())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _commands(self) -> list[str]:
+        return [name for action in self._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices]
+
+    def _subparsers_name(self) -> str:
+        (action,) = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return argparse._get_action_name(action) or ""
 
 
 def positive_int(text: str) -> int:

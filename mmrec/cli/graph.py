@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 
 from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
+from mmrec.threads import THREADS_HELP
 
 _JSON_HELP = "print the summary as JSON"
 
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--logs": dict(nargs="+", default=None, metavar="PATH",
                            help="maps segment keys to authors for segment-keyed --author-emb: the live log (or its folder) "
                            "or segments.parquet"),
+            "--threads": dict(type=int, default=None, metavar="N", help=THREADS_HELP),
         },
         configs=(Options(GraphCLConfig, exclude=("edge_types", "progress")),),
         json_help=_JSON_HELP,
@@ -114,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
                               progress=not args.json)
     author_emb = args.author_emb[0] if args.author_emb and len(args.author_emb) == 1 else args.author_emb
     summary = graph_train(args.graph, args.out, author_emb=author_emb, emb_column=args.emb_column, logs=args.logs,
-                          config=config)
+                          config=config, threads=args.threads)
     report = summary["report"]
     return emit(args, summary, f"GraphCL: {report['steps']} steps in {report['seconds']:.1f} s, loss per epoch "
                 + " ".join(f"{x:.3f}" for x in report["epoch_loss"]) + f"; embeddings ({summary['dim']}-d) -> {args.out}")

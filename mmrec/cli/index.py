@@ -115,12 +115,12 @@ def _search(args: argparse.Namespace) -> int:
     from mmrec.pipelines.index import search
 
     config = config_from_args(args, SearchConfig, what="index search", keys=tuple(args.keys or ()))
-    results = search(config)
-    lines = []
-    for i, hits in enumerate(results):
+    report = search(config)
+    lines = [f"k {report['k_asked']} capped at {report['k']}: the index holds {report['n']} items"] if report["capped"] else []
+    for i, hits in enumerate(report["results"]):
         lines.append(f"query {config.keys[i] if config.keys else i}:")
         lines.extend(f"  {hit['score']:10.4f}  {hit['key']}" for hit in hits)
-    return emit(args, results, "\n".join(lines) if lines else None, default=str)
+    return emit(args, report, "\n".join(lines) if lines else None, default=str)
 
 
 def _eval(args: argparse.Namespace) -> int:

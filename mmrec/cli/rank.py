@@ -6,6 +6,7 @@ import argparse
 
 from mmrec.cli._args import add_command, add_group, config_from_args, emit
 from mmrec.rankers.simulate import SimulationConfig
+from mmrec.threads import THREADS_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         arguments={
             "--config": "YAML config file; relative paths in it are taken from its folder",
             "--out": dict(default=None, help="output folder (default: the config's out, else rank-out)"),
+            "--threads": dict(type=int, default=None, metavar="N", help=f"{THREADS_HELP}; overrides the config's optim.threads"),
         },
     )
     add_command(
@@ -51,7 +53,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from mmrec.pipelines.rank import train
 
-    report = train(args.config, out=args.out, progress=not args.json)
+    report = train(args.config, out=args.out, progress=not args.json, threads=args.threads)
     if not report:  # a DDP rank other than 0
         return 0
     table = report.pop("table")

@@ -33,7 +33,7 @@ def test_build_add_search_eval_round_trip(tmp_path, emb_dir, topics_data, capsys
     assert "added 2 vectors" in capsys.readouterr().out
 
     assert main(["index", "search", "--index", str(out), "--key", "new-1", "--key", "item-00003", "--k", "2", "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
+    results = json.loads(capsys.readouterr().out)["results"]
     assert [hits[0]["key"] for hits in results] == ["new-1", "item-00003"]
     np.save(tmp_path / "q.npy", x[5:6])
     assert main(["index", "search", "--index", str(out), "--vectors", str(tmp_path / "q.npy"), "--k", "1"]) == 0
