@@ -50,7 +50,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from mmrec.encoders import DEFAULT_TEXT, MAX_IMAGE_PIXELS, PRECISIONS, Encoder, load_encoder, weights_provenance
+from mmrec.encoders import (
+    DEFAULT_TEXT,
+    MAX_IMAGE_PIXELS,
+    PRECISIONS,
+    Encoder,
+    load_encoder,
+    weights_provenance,
+)
 from mmrec.encoders.fusion import FUSERS
 from mmrec.pipelines.shards import (
     Batch,
@@ -64,6 +71,7 @@ from mmrec.config import build_config, replace_config
 from mmrec.device import resolve_device
 from mmrec.errors import InputError, MMRecError, UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
+from mmrec.threads import announce_threads, use_threads
 
 MODALITIES = ("image", "text", "audio")
 
@@ -95,6 +103,9 @@ class ExtractConfig:
     max_image_pixels: int = field(default=MAX_IMAGE_PIXELS, metadata={
         "help": "images with more pixels (width * height) are refused before decoding and logged in errors-*.jsonl",
         "metavar": "N"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads of the encoders; none = keep this process's setting (OMP_NUM_THREADS or torch's "
+        "default): extraction does not pick a load-dependent default, so the same input gives the same bytes"})
     overwrite: bool = field(default=False, metadata={
         "help": "redo shards whose output exists, also outputs of another job (other encoders, fuser or input)"})
     retry_failed: bool = field(default=False, metadata={
@@ -369,11 +380,21 @@ def extract(input: str | list[str], out: str | Path, config: ExtractConfig | Non
     ``config`` or keyword overrides of :class:`ExtractConfig` (``image=``, ``text=``, ``fuse=`` ...).
     Raises :class:`InputError` when none of this process's shards yielded a single sample.
     """
+
+    config = replace_config(build_config(ExtractConfig, config, "extract config"), "extract config", **overrides)
+    if config.threads is None:
+        return _extract(input, out, config, progress)
+    with use_threads(config.threads, what="--threads") as n:
+        if progress:
+            announce_threads(n, config.threads)
+        return _extract(input, out, config, progress)
+
+
+def _extract(input: str | list[str], out: str | Path, config: ExtractConfig, progress: bool) -> dict:
     import torch.distributed as dist
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    config = replace_config(build_config(ExtractConfig, config, "extract config"), "extract config", **overrides)
     shards = expand_shards(input)
     rank, world = _rank_and_world(config)
     out = Path(out)
