@@ -79,8 +79,10 @@ class IndexServer:
         self.config = config
         self.app = http_app.create_app(index, config)
         try:
-            family = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][0]
-            self.socket = socket.socket(family, socket.SOCK_STREAM)
+            family, kind, proto = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][:3]
+            # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
+            # without it every reply waits for the client's delayed ACK (~40 ms on loopback)
+            self.socket = socket.socket(family, kind, proto)
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.socket.bind((config.host, config.port))
             self.socket.listen(config.backlog)  # connections queue from now on, before serving starts

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -143,6 +144,7 @@ def test_64_concurrent_keep_alive_clients_get_no_reset(server, topics_data):
     clients, rounds = 64, 5
     start = threading.Barrier(clients)
     outcomes = [None] * clients
+    _, before = _call(server, "GET", "/metrics")
 
     def client(i):
         try:
@@ -150,7 +152,11 @@ def test_64_concurrent_keep_alive_clients_get_no_reset(server, topics_data):
             conn = _connect(server)
             conn.connect()
             sock = conn.sock
-            statuses = [_call(server, "POST", "/search", {"vectors": x[i : i + 2].tolist(), "k": 3}, conn=conn)[0] for _ in range(rounds)]
+            replies = [_call(server, "POST", "/search", {"vectors": x[i : i + 2].tolist(), "k": 3 + r % 2}, conn=conn) for r in range(rounds)]
+            # searches of concurrent requests are batched: each still gets its own hits and its own k
+            statuses = [status if [len(h) for h in body["results"]] == [3 + r % 2] * 2
+                        and [h[0]["key"] for h in body["results"]] == [f"item-{i:05d}", f"item-{i + 1:05d}"] else body
+                        for r, (status, body) in enumerate(replies)]
             outcomes[i] = (statuses, conn.sock is sock)  # one TCP connection for all rounds
             conn.close()
         except Exception as err:  # a reset, a refused connect or a timeout
@@ -162,6 +168,20 @@ def test_64_concurrent_keep_alive_clients_get_no_reset(server, topics_data):
     for t in threads:
         t.join(timeout=120)
     assert outcomes == [([200] * rounds, True)] * clients
+    _, after = _call(server, "GET", "/metrics")
+    calls = _metric(after, "mmrec_search_batch_rows_count") - _metric(before, "mmrec_search_batch_rows_count")
+    assert 0 < calls < clients * rounds  # concurrent requests shared search calls
+
+
+def test_sequential_keep_alive_requests_do_not_wait_for_delayed_acks(server):
+    conn = _connect(server)
+    took = []
+    for _ in range(20):
+        start = time.perf_counter()
+        assert _call(server, "POST", "/search", {"keys": ["item-00001"], "k": 2}, conn=conn)[0] == 200
+        took.append(time.perf_counter() - start)
+    conn.close()
+    assert sorted(took)[10] < 0.02  # a reply held back by Nagle waits ~40 ms for the client's delayed ACK
 
 
 def test_connections_beyond_max_connections_get_503_and_serving_resumes(index):
