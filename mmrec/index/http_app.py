@@ -16,9 +16,8 @@ non-finite values, unknown keys, bad ``k``).
 Searches run in worker threads, at most ``search_concurrency`` at once. Requests that arrive while
 those run wait, and the next free thread takes all waiting requests of the same ``k`` as one FAISS
 call (up to ``_BATCH_ROWS`` query rows): a lone request is searched at once, and under load one
-thread hop and one batched search serve many requests (on 2 cores, 64 clients sending single vectors
-got about 2x the requests/s of a hop per request). FAISS CPU indexes and the tree are read-only while
-serving.
+thread hop and one batched search serve many requests (a hop per request held by the GIL was the
+largest cost under 64 clients). FAISS CPU indexes and the tree are read-only while serving.
 """
 
 from __future__ import annotations
