@@ -66,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_command(
         isub, "serve", _serve,
-        help="HTTP search API over an index (loopback by default)",
-        description="Serve POST /search ({'vectors': [[...]], 'k': 10} or {'keys': [...]}) and GET /health.",
+        help="HTTP search API over an index (loopback by default; needs mmrec[serve])",
+        description="Serve POST /search ({'vectors': [[...]], 'k': 10} or {'keys': [...]}), GET /health, GET /metrics "
+        "(Prometheus) and OpenAPI docs at /docs, with FastAPI on uvicorn (pip install 'mmrec[serve]').",
         arguments={"--index": "index folder"},
         configs=(ServerConfig,),
         json_help=None,

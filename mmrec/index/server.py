@@ -1,33 +1,36 @@
-"""A small HTTP search API over a loaded index (stdlib ``ThreadingHTTPServer``), loopback by default.
+"""The HTTP search API over a loaded index: FastAPI on uvicorn, loopback by default (``mmrec[serve]``).
 
 - ``GET /health`` → ``{"status": "ok", "kind", "n", "dim", "metric"}``
 - ``POST /search`` with ``{"vectors": [[...], ...], "k": 10}`` or ``{"keys": ["item-1", ...], "k": 10}``
   → ``{"results": [[{"key", "row", "score"}, ...] per query], "k", "took_ms"}``
+- ``GET /metrics`` (Prometheus text format), ``GET /openapi.json`` and ``/docs`` (OpenAPI)
 
-Every failure answers JSON ``{"error": "..."}`` with a 4xx code and the server keeps serving:
-400 malformed JSON or a body that is not an object, 404 unknown path, 411 no Content-Length,
-413 a body over ``max_body_bytes`` or a batch over ``max_batch`` queries, 422 a well-formed request
-that cannot be answered (wrong dimension, non-numeric or non-finite values, unknown keys, bad ``k``).
-Searches run concurrently (one thread per connection); FAISS CPU indexes and the tree are read-only
-while serving.
+Routes, request models, error codes and metrics are :mod:`mmrec.index.http_app`. This module binds
+the socket (backlog ``backlog``) and runs uvicorn on it: one event loop, at most ``max_connections``
+open connections and in-flight requests (uvicorn answers 503 beyond), keep-alive connections closed
+after ``keep_alive_s`` idle, searches in at most ``search_concurrency`` threads.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import os
+import socket
+import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex
 from mmrec.index.exact import faiss_module
 from mmrec.index.kinds import load_index
+
+_GRACE_S = 5.0  # how long shutdown() lets in-flight requests finish
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -40,123 +43,80 @@ class ServerConfig:
     max_batch: int = field(default=256, metadata={"help": "most queries per request"})
     max_k: int = field(default=1000, metadata={"help": "largest k a request may ask for"})
     search_threads: int | None = field(default=1, metadata={"help": "FAISS threads per search; requests already run in parallel (none: leave them)"})
+    search_concurrency: int | None = field(default=None, metadata={"help": "searches running at once, the rest wait (none: the usable cores)", "default_text": "cores"})
+    max_connections: int = field(default=512, metadata={"help": "open connections and in-flight requests; more get 503"})
+    backlog: int = field(default=2048, metadata={"help": "listen backlog: connections the kernel queues before they are accepted"})
+    keep_alive_s: float = field(default=30.0, metadata={"help": "seconds an idle keep-alive connection stays open"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be in 0..65535, got {self.port}")
-        if self.max_body_bytes < 1 or self.max_batch < 1 or self.max_k < 1:
-            raise UsageError("max_body_bytes, max_batch and max_k must be >= 1")
+        if min(self.max_body_bytes, self.max_batch, self.max_k, self.max_connections, self.backlog) < 1:
+            raise UsageError("max_body_bytes, max_batch, max_k, max_connections and backlog must be >= 1")
+        if self.search_concurrency is None:
+            self.search_concurrency = _usable_cores()
+        if self.search_concurrency < 1 or self.keep_alive_s <= 0:
+            raise UsageError(f"search_concurrency must be >= 1 and keep_alive_s > 0, got {self.search_concurrency}, {self.keep_alive_s}")
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def _require_serve() -> Any:
+    try:
+        import uvicorn
+
+        from mmrec.index import http_app
+    except ImportError as err:
+        raise UsageError(f"mmrec index serve needs the 'serve' extra (pip install 'mmrec[serve]'): {err}") from None
+    return uvicorn, http_app
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
-    timeout = 30  # seconds a client may stall mid-request before its connection is dropped
-    # headers and body leave in one segment, without waiting for Nagle: otherwise the body waits
-    # for the client's delayed ACK (~40 ms per request on loopback)
-    wbufsize = -1
-    disable_nagle_algorithm = True
-    server: "IndexServer"
-
-    def log_message(self, format: str, *args: Any) -> None:  # no per-request lines on stderr
-        return
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if self.path.rstrip("/") != "/health":
-            self._send(404, {"error": f"no such path {self.path!r}; use GET /health or POST /search"})
-            return
-        index = self.server.index
-        self._send(200, {"status": "ok", "kind": index.kind, "n": index.n, "dim": index.dim, "metric": index.metric})
-
-    def do_POST(self) -> None:
-        try:
-            if self.path.rstrip("/") != "/search":
-                self.close_connection = True  # the body is not read
-                raise _Reject(404, f"no such path {self.path!r}; use POST /search")
-            self._send(200, self._search(self._read_json()))
-        except _Reject as err:
-            self._send(err.status, {"error": str(err)})
-
-    def _read_json(self) -> dict[str, Any]:
-        limit = self.server.config.max_body_bytes
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            raise _Reject(411, "a Content-Length header is required")
-        if int(length) > limit:
-            self.close_connection = True  # the body is left unread
-            raise _Reject(413, f"body of {length} bytes is over the limit of {limit}")
-        try:
-            body = json.loads(self.rfile.read(int(length)))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise _Reject(400, f"malformed JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise _Reject(400, "the body must be a JSON object")
-        return body
-
-    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        config, index = self.server.config, self.server.index
-        k = body.get("k", 10)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
-            raise _Reject(422, f"k must be an integer in 1..{config.max_k}, got {k!r}")
-        if ("vectors" in body) == ("keys" in body):
-            raise _Reject(422, "give exactly one of 'vectors' or 'keys'")
-        batch = body.get("vectors", body.get("keys"))
-        if not isinstance(batch, list) or not batch:
-            raise _Reject(422, "'vectors' / 'keys' must be a non-empty list")
-        if len(batch) > config.max_batch:
-            raise _Reject(413, f"batch of {len(batch)} queries is over the limit of {config.max_batch}")
-        start = time.perf_counter()
-        try:
-            if "keys" in body:
-                if not all(isinstance(key, str) for key in batch):
-                    raise _Reject(422, "'keys' must be a list of strings")
-                results = index.neighbours(keys=batch, k=k)
-            else:
-                try:
-                    vectors = np.asarray(batch, dtype=np.float32)
-                except (TypeError, ValueError):
-                    raise _Reject(422, "'vectors' must be a list of equal-length lists of numbers") from None
-                if vectors.ndim != 2:
-                    raise _Reject(422, f"'vectors' must be a list of lists of numbers, got shape {vectors.shape}")
-                results = index.neighbours(vectors, k=k)
-        except UsageError as err:
-            raise _Reject(422, str(err)) from None
-        return {"results": results, "k": k, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
-
-
-class IndexServer(ThreadingHTTPServer):
-    """The HTTP server bound to one index; ``serve_forever()`` runs it, ``shutdown()`` stops it."""
-
-    daemon_threads = True
+class IndexServer:
+    """The HTTP server of one index, bound when made: ``serve_forever()`` runs it (blocking, any
+    thread), ``shutdown()`` stops it from another thread, ``server_close()`` releases the socket."""
 
     def __init__(self, index: BaseIndex, config: ServerConfig) -> None:
+        uvicorn, http_app = _require_serve()
         self.index = index
         self.config = config
+        self.app = http_app.create_app(index, config)
         try:
-            super().__init__((config.host, config.port), _Handler)
+            family, kind, proto = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][:3]
+            # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
+            # without it every reply waits for the client's delayed ACK (~40 ms on loopback)
+            self.socket = socket.socket(family, kind, proto)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((config.host, config.port))
+            self.socket.listen(config.backlog)  # connections queue from now on, before serving starts
         except OSError as err:
             raise UsageError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}") from None
+        self.server_address = self.socket.getsockname()
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app, log_config=None, log_level="warning", access_log=False, lifespan="on",
+            limit_concurrency=config.max_connections, backlog=config.backlog,
+            timeout_keep_alive=config.keep_alive_s, timeout_graceful_shutdown=_GRACE_S,
+        ))
+        self._stopped = threading.Event()
+        self._stopped.set()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        """Answer requests until :meth:`shutdown` (or SIGINT / SIGTERM when run in the main thread)."""
+        self._stopped.clear()
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self, timeout: float = _GRACE_S + 5) -> None:
+        """Stop serving (in-flight requests get :data:`_GRACE_S` seconds) and wait for :meth:`serve_forever` to return."""
+        self._server.should_exit = True
+        self._stopped.wait(timeout)
+
+    def server_close(self) -> None:
+        self.socket.close()
 
 
 def make_server(index: BaseIndex | str | Path, config: ServerConfig | None = None, **overrides: Any) -> IndexServer:
@@ -171,14 +131,15 @@ def serve_index(index: BaseIndex | str | Path, config: ServerConfig | dict | Non
     """Serve until interrupted (blocking).
 
     ``config.search_threads`` sets FAISS's OpenMP threads for the whole process (None leaves them):
-    requests already run in parallel threads, and nested OpenMP teams on top of them oversubscribe
+    searches already run in parallel threads, and nested OpenMP teams on top of them oversubscribe
     the cores.
     """
     config = replace_config(build_config(ServerConfig, config, "server"), "server", **overrides)
     if config.search_threads is not None:
         faiss_module().omp_set_num_threads(config.search_threads)
     server = make_server(index, config)
-    print(f"mmrec index serve: {server.index.kind} index, {server.index.n} vectors, on {server.url} (POST /search, GET /health)", flush=True)
+    print(f"mmrec index serve: {server.index.kind} index, {server.index.n} vectors, on {server.url} "
+          f"(POST /search, GET /health, GET /metrics, docs at /docs; {config.search_concurrency} search threads)", flush=True)
     try:
         server.serve_forever()
     finally:
