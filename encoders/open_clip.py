@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
-import json
 import pickle
 import warnings
 from pathlib import Path
@@ -36,12 +35,13 @@ from typing import Any, Sequence
 import numpy as np
 import open_clip
 import torch
+from mmrec.encoders.base import MAX_IMAGE_PIXELS, Encoder
 from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from mmrec.encoders.base import MAX_IMAGE_PIXELS, Encoder
+from mmrec.config import read_yaml
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}}
@@ -110,12 +110,7 @@ def _model_config(model: str, overrides: dict[str, Any] | None) -> tuple[dict[st
         cfg = copy.deepcopy(TINY)
     elif model.endswith(".json"):
         path = Path(model).expanduser()
-        if not path.is_file():
-            raise UsageError(f"open_clip config file {str(path)!r} does not exist")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise UsageError(f"open_clip config file {str(path)!r} is not valid JSON: {err}") from None
+        raw = read_yaml(path, "open_clip config file")
         cfg, preprocess_cfg = raw.get("model_cfg", raw), raw.get("preprocess_cfg", {})
         if "embed_dim" not in cfg or "vision_cfg" not in cfg:
             raise UsageError(f"open_clip config file {str(path)!r} needs 'embed_dim' and 'vision_cfg'")

@@ -97,19 +97,24 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
         raise UsageError(message if not where or message.startswith(where) else f"{where}: {message}") from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file that holds a mapping; one UsageError line naming the file otherwise."""
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML (or, for ``.json``, JSON) file that holds a mapping; one UsageError line naming ``what``
+    and the file otherwise. The one reader of config files (rank YAML, job YAML, open_clip JSON configs)."""
+    import json
+
     import yaml
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise UsageError(f"config file not found: {path}")
+        raise UsageError(f"{what} not found: {path}")
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        text = path.read_text()
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UsageError(f"{what} {path}: not valid {kind} ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+        raise UsageError(f"{what} {path}: expected a mapping of config fields, got {type(data).__name__}")
     return data
 
 
