@@ -1,7 +1,8 @@
 """Multi-task, multi-domain rankers and their trainer (PAPERS.md: PEPNet, HoME).
 
 - ``RANKERS``: ``pepnet`` (:class:`PEPNet`: :class:`GateNU`, :class:`EPNet`, :class:`PPNet`),
-  ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``shared_bottom`` (:class:`SharedBottom`);
+  ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``ple`` (:class:`PLE`, CGC levels),
+  ``esmm`` (:class:`ESMM`, pCTR x pCVR over the entire space), ``shared_bottom`` (:class:`SharedBottom`);
   every one takes an :class:`mmrec.features.InputSchema` and a config, embeds a
   :class:`mmrec.features.RankBatch` (:class:`FeatureEmbedding`, DIN :class:`TargetAttention` over
   the history) and returns ``(B, K)`` logits.
@@ -20,6 +21,7 @@ from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
 from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
 from mmrec.rankers.config import DataConfig, FeatureConfig, HistoryConfig, OptimConfig, RankConfig, load_config
 from mmrec.rankers.data import RankData, build_provider, prepare_data
+from mmrec.rankers.esmm import ESMM, ESMMConfig
 from mmrec.rankers.gates import GateNU
 from mmrec.rankers.gtr import GTR, GTRConfig
 from mmrec.rankers.gtr_data import GTRData, prepare_gtr_data
@@ -30,12 +32,14 @@ from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table, uauc_gauc
 from mmrec.rankers.mmoe import MMoE, MMoEConfig
 from mmrec.rankers.pepnet import EPNet, PEPNet, PEPNetConfig, PPNet
+from mmrec.rankers.ple import CGC, PLE, PLEConfig
 from mmrec.rankers.shared_bottom import SharedBottom, SharedBottomConfig
 from mmrec.rankers.simulate import SimulationConfig, simulate
 from mmrec.rankers.predict import predict
 
 __all__ = [
     "GTR", "GTRConfig", "GTRData", "build_gtr", "load_gtr", "predict_gtr", "prepare_gtr_data", "save_gtr", "train_gtr",
+    "CGC", "ESMM", "ESMMConfig", "PLE", "PLEConfig",
     "RANKERS", "DataConfig", "EPNet", "FeatureConfig", "FeatureEmbedding", "GateNU", "HistoryConfig", "HoME",
     "HoMEConfig", "MMoE", "MMoEConfig", "OptimConfig", "PEPNet", "PEPNetConfig", "PPNet", "RankConfig", "RankData",
     "Ranker", "RankerConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
