@@ -15,14 +15,15 @@ ranker from ``RANKERS``, train it with masked multi-task BCE through the one loo
   after every epoch (mean AUC over the tasks, every rank, so all stop together); ``optim.patience``
   stops the run and the best epoch's weights are kept.
 - Output (``out``): ``model.safetensors`` (:mod:`mmrec.rankers.checkpoint`), ``metrics.json`` (the
-  report), ``vocab.json`` (the raw ids behind each sparse field's rows).
+  report), ``vocab.json`` (the raw ids behind each sparse field's rows), ``checkpoint.pt``
+  (:func:`mmrec.training.fit`'s state after the last epoch, what ``resume`` continues from).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_bat
 
 __all__ = ["RankConfig", "load_config", "train"]
 
+CHECKPOINT = "checkpoint.pt"  # fit's resumable state (weights, optimizer, epoch, history) in the run folder
+
 
 def _optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
@@ -57,13 +60,16 @@ def _optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
 
 
 def train(config: RankConfig | dict[str, Any] | str | Path, *, out: str | Path | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, overrides: Sequence[str] = (), resume: bool = False) -> dict[str, Any]:
     """Train, evaluate and save the ranker ``config`` describes.
 
-    Returns the report (also written as ``metrics.json``; NaN metrics as null) plus ``table``, the
-    metrics as text; under DDP, ranks other than 0 return ``{}``.
+    ``overrides``: ``KEY=VALUE`` strings with dotted RankConfig paths (``optim.lr=0.01``,
+    ``model.tower=[32,16]``), applied after the YAML. ``resume``: continue from ``out/checkpoint.pt``
+    (written after every epoch) when it exists, after its last completed epoch. Returns the report
+    (also written as ``metrics.json``; NaN metrics as null) plus ``table``, the metrics as text;
+    under DDP, ranks other than 0 return ``{}``.
     """
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     out = Path(out or cfg.out or "rank-out")
     device = resolve_device(cfg.optim.device, what="optim.device")
     threads = torch.get_num_threads()
@@ -71,7 +77,7 @@ def train(config: RankConfig | dict[str, Any] | str | Path, *, out: str | Path |
         torch.set_num_threads(cfg.optim.threads)
     try:
         with distributed(device) as (rank, world):
-            report = _train(cfg, out, device, rank, world, progress=progress and rank == 0)
+            report = _train(cfg, out, device, rank, world, progress=progress and rank == 0, resume=resume)
             if world > 1:
                 torch.distributed.barrier()
             return report
@@ -88,7 +94,8 @@ def _mean_auc(model: nn.Module, samples, items, opt: OptimConfig, dtype) -> floa
     return float(np.mean(values)) if values else 0.5
 
 
-def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool) -> dict[str, Any]:
+def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: int, *, progress: bool,
+           resume: bool = False) -> dict[str, Any]:
     opt = cfg.optim
     start = time.perf_counter()
     data = prepare_data(cfg.data, cfg.features)
@@ -109,8 +116,11 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
         return loss, dict(zip((f"task_loss/{t}" for t in tasks), per_task.detach().tolist()))
 
     evaluate = None if valid_set is None else (lambda m: _mean_auc(m, valid_set, items, opt, dtype))
+    out.mkdir(parents=True, exist_ok=True)
     loop = LoopConfig(epochs=opt.epochs, patience=opt.patience, min_delta=opt.min_delta, device=str(device), amp=opt.amp,
-                      progress=progress, desc=f"rank {cfg.model.name}", restore_best=valid_set is not None)
+                      progress=progress, desc=f"rank {cfg.model.name}", restore_best=valid_set is not None,
+                      checkpoint=str(out / CHECKPOINT), resume=resume)
+    resumed = resume and (out / CHECKPOINT).is_file()
     result = fit(model, _optimizer(model, opt), shuffled_batches(len(train_set), opt.batch_size, seed=opt.seed, device=device),
                  step, config=loop, evaluate=evaluate, size=len)
     history = []
@@ -137,7 +147,7 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
             "train": {"rows": len(data.train), "epochs": len(result.history), "batch_size": opt.batch_size,
                       "seconds": result.seconds,
                       "samples_per_s": result.samples * world / result.seconds if result.seconds else None,
-                      "prepare_s": round(prepare_s, 3), "stopped": result.stopped, "best_epoch": result.best_epoch,
+                      "prepare_s": round(prepare_s, 3), "stopped": result.stopped, "best_epoch": result.best_epoch, "resumed": resumed,
                       "skipped_steps": result.skipped_steps, "history": history},
             "validation": {"rows": len(data.valid) if data.valid is not None else 0, "best_auc": result.best_metric},
             "test": {"rows": len(data.test)},

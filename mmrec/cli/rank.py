@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         arguments={
             "--config": "YAML config file; relative paths in it are taken from its folder",
             "--out": dict(default=None, help="output folder (default: the config's out, else rank-out)"),
+            "--set": dict(action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                          help="override a config field by its dotted path (optim.lr=0.01, model.tower=[32,16], "
+                          "data.history.length=10); the value is parsed as JSON when it parses; repeatable"),
+            "--resume": dict(action="store_true",
+                             help="continue from OUT/checkpoint.pt (written after every epoch) after its last epoch"),
         },
     )
     add_command(
@@ -51,12 +56,13 @@ def _simulate(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from mmrec.pipelines.rank import train
 
-    report = train(args.config, out=args.out, progress=not args.json)
+    report = train(args.config, out=args.out, progress=not args.json, overrides=args.overrides, resume=args.resume)
     if not report:  # a DDP rank other than 0
         return 0
     table = report.pop("table")
     t = report["train"]
     return emit(args, report, f"{report['model']}: {report['parameters']:,} parameters on {report['device']}"
                 + (f" (AMP {report['amp']})" if report["amp"] else "") + f", {report['world_size']} process(es); "
-                f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s']:.0f} samples/s); "
+                f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s'] or 0:.0f} samples/s"
+                + (", resumed" if t["resumed"] else "") + "); "
                 f"test rows {report['test']['rows']} -> {report['checkpoint']}\n{table}")
