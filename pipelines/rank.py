@@ -21,7 +21,9 @@ ranker from ``RANKERS``, train it with masked multi-task BCE through the one loo
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,19 +32,20 @@ import torch
 from torch import nn
 
 from mmrec.device import resolve_device
-from mmrec.errors import UsageError
+from mmrec.errors import InputError, UsageError
 from mmrec.features.collate import collate
-from mmrec.io import finite_json, write_json
+from mmrec.io import atomic_path, finite_json, open_parquet, write_json
 from mmrec.rankers.base import RANKERS, Ranker
-from mmrec.rankers.checkpoint import save_checkpoint
+from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
 from mmrec.rankers.config import OptimConfig, RankConfig, load_config
-from mmrec.rankers.data import prepare_data
+from mmrec.rankers.data import prepare_data, prepare_scoring
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table
 from mmrec.rankers.predict import predict
 from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
 
-__all__ = ["RankConfig", "load_config", "train"]
+__all__ = ["RankConfig", "RankEvaluateJob", "RankPredictJob", "RankRun", "evaluate_run", "load_config", "load_run",
+           "predict_run", "train"]
 
 CHECKPOINT = "checkpoint.pt"  # fit's resumable state (weights, optimizer, epoch, history) in the run folder
 
@@ -161,3 +164,110 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
         write_json(out / "metrics.json", report)
         report["table"] = format_table(table)
     return report
+
+
+@dataclass
+class RankEvaluateJob:
+    """What ``mmrec rank evaluate`` scores."""
+
+    run: str = field(metadata={"help": "run folder written by mmrec rank train (model.safetensors, vocab.json, metrics.json)"})
+    log: str | None = field(default=None, metadata={
+        "help": "behaviour log to score, every row (none = the test rows of the run's own log)"})
+    batch_size: int = field(default=8192, metadata={"help": "rows per forward pass"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda or cuda:N"})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class RankPredictJob:
+    """What ``mmrec rank predict`` writes."""
+
+    run: str = field(metadata={"help": "run folder written by mmrec rank train"})
+    log: str = field(metadata={"help": "behaviour log to score; label columns may be missing (the history's positive one aside)"})
+    out: str = field(metadata={"help": "output Parquet: the log's id columns and ts, then probs_<task> per task, in the log's row order"})
+    batch_size: int = field(default=8192, metadata={"help": "rows per forward pass"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda or cuda:N"})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class RankRun:
+    """A saved run: the model (eval mode), its training config and the id vocabularies."""
+
+    path: Path
+    model: Ranker
+    config: RankConfig
+    vocabs: dict[str, list]
+
+
+def load_run(run: str | Path, *, device: str = "cpu") -> RankRun:
+    """Read a ``mmrec rank train`` folder: ``model.safetensors``, ``vocab.json``, ``metrics.json``."""
+    run = Path(run)
+    for name in ("model.safetensors", "vocab.json", "metrics.json"):
+        if not (run / name).is_file():
+            raise UsageError(f"{run}: no {name}; not a run folder written by mmrec rank train")
+    report = json.loads((run / "metrics.json").read_text())
+    if "config" not in report:
+        raise InputError(f"{run / 'metrics.json'}: no config section; not written by mmrec rank train")
+    model = load_ranker(run, device=resolve_device(device, what="device"))
+    return RankRun(path=run, model=model, config=load_config(report["config"]),
+                   vocabs=json.loads((run / "vocab.json").read_text()))
+
+
+def _score(job_run: RankRun, log: str | Path | None, *, batch_size: int, labels: bool):
+    cfg = job_run.config
+    samples, items, stats = prepare_scoring(cfg.data, cfg.features, vocabs=job_run.vocabs,
+                                            domains=job_run.model.schema.domains, log=log, labels=labels)
+    device = next(job_run.model.parameters()).device
+    scores = predict(job_run.model, samples.to(device), items.to(device), batch_size=batch_size)
+    return samples, scores, stats
+
+
+def evaluate_run(run: str | Path | RankRun, log: str | Path | None = None, *, batch_size: int = 8192,
+                 device: str = "cpu") -> dict[str, Any]:
+    """AUC / UAUC / GAUC per task x domain of a saved run on ``log`` (every row; None = the test rows of
+    the run's own log, the numbers of its ``metrics.json``). Returns the report plus ``table`` (text)."""
+    loaded = run if isinstance(run, RankRun) else load_run(run, device=device)
+    samples, scores, stats = _score(loaded, log, batch_size=batch_size, labels=True)
+    schema = loaded.model.schema
+    table = metrics_table(samples.labels.numpy(), samples.label_mask.numpy(), scores, samples.domain.numpy(),
+                          samples.group.numpy(), schema.tasks, schema.domains)
+    report = finite_json({"run": str(loaded.path), "model": loaded.config.model.name,
+                          "log": str(log if log is not None else loaded.config.data.log),
+                          "split": "all" if log is not None else "test", "rows": len(samples),
+                          "features": stats, "metrics": table})
+    report["table"] = format_table(table)
+    return report
+
+
+def predict_run(run: str | Path | RankRun, log: str | Path, out: str | Path, *, batch_size: int = 8192,
+                device: str = "cpu") -> dict[str, Any]:
+    """Write ``probs_<task>`` for every row of ``log`` to the Parquet file ``out`` (atomically), beside
+    the log's user, item, author, domain, further sparse and ts columns, rows in the log's order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    loaded = run if isinstance(run, RankRun) else load_run(run, device=device)
+    samples, scores, stats = _score(loaded, log, batch_size=batch_size, labels=False)
+    data = loaded.config.data
+    keep = list(dict.fromkeys([data.user, data.item, *([data.author] if data.author else []), data.domain, *data.sparse, data.ts]))
+    table = open_parquet(log, "behaviour log").read(columns=keep)
+    # the samples are in time order (read_log sorts stably by ts): put the scores back in file order
+    order = np.argsort(table.column(data.ts).to_numpy(), kind="stable")
+    in_file_order = np.empty_like(scores)
+    in_file_order[order] = scores
+    for k, task in enumerate(loaded.model.schema.tasks):
+        table = table.append_column(f"probs_{task}", pa.array(in_file_order[:, k].astype(np.float32)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return finite_json({"run": str(loaded.path), "model": loaded.config.model.name, "log": str(log), "out": str(out),
+                        "rows": len(table), "columns": [f"probs_{t}" for t in loaded.model.schema.tasks],
+                        "features": stats})

@@ -1,14 +1,16 @@
-"""`mmrec rank train|simulate`: multi-task rankers."""
+"""`mmrec rank train|evaluate|predict|simulate`: multi-task rankers."""
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
 from mmrec.rankers.simulate import SimulationConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mmrec.pipelines.rank import RankEvaluateJob, RankPredictJob
+
     rsub = add_group(
         sub, "rank",
         help="train and evaluate multi-task, multi-domain rankers (PEPNet, MMoE, HoME) on codes and embeddings",
@@ -30,6 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--resume": dict(action="store_true",
                              help="continue from OUT/checkpoint.pt (written after every epoch) after its last epoch"),
         },
+    )
+    add_command(
+        rsub, "evaluate", _evaluate,
+        help="AUC/UAUC/GAUC per task x domain of a saved run, on its test rows or on another log",
+        description="Score a run folder of mmrec rank train (model.safetensors, vocab.json, metrics.json) on "
+        "every row of --log, or without --log on the test rows of the run's own log (its metrics.json numbers). "
+        "Ids are mapped with the run's vocab.json; item features come from the run's feature files.",
+        configs=(Options(RankEvaluateJob, required=("run",)),),
+    )
+    add_command(
+        rsub, "predict", _predict,
+        help="write per-task probabilities of a saved run for every row of a log (Parquet)",
+        description="Score every row of --log with a saved run and write --out: the log's id and ts columns "
+        "then probs_<task> per task (pCTR / pCTCVR for ESMM), in the log's row order. Label columns may be missing.",
+        configs=(Options(RankPredictJob, required=("run", "log", "out")),),
+        json_help="print the summary as JSON",
     )
     add_command(
         rsub, "simulate", _simulate,
@@ -66,3 +84,20 @@ def _train(args: argparse.Namespace) -> int:
                 f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s'] or 0:.0f} samples/s"
                 + (", resumed" if t["resumed"] else "") + "); "
                 f"test rows {report['test']['rows']} -> {report['checkpoint']}\n{table}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.rank import RankEvaluateJob, evaluate_run
+
+    job = config_from_args(args, RankEvaluateJob, what="rank evaluate")
+    report = evaluate_run(job.run, job.log, batch_size=job.batch_size, device=job.device)
+    table = report.pop("table")
+    return emit(args, report, f"{report['model']} on {report['rows']} {report['split']} rows of {report['log']}\n{table}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.rank import RankPredictJob, predict_run
+
+    job = config_from_args(args, RankPredictJob, what="rank predict")
+    summary = predict_run(job.run, job.log, job.out, batch_size=job.batch_size, device=job.device)
+    return emit(args, summary, f"{summary['rows']} rows scored by {summary['model']} ({', '.join(summary['columns'])}) -> {summary['out']}")
