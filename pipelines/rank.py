@@ -14,6 +14,9 @@ ranker from ``RANKERS``, train it with masked multi-task BCE through the one loo
 - Early stopping: with ``data.validation_fraction`` the latest training rows are held out and scored
   after every epoch (mean AUC over the tasks, every rank, so all stop together); ``optim.patience``
   stops the run and the best epoch's weights are kept.
+- Saved runs: :func:`evaluate_run` (``mmrec rank evaluate``), :func:`predict_run` (``mmrec rank
+  predict``) and :func:`export_run` (``mmrec rank export``: ``torch.export`` program, ONNX where
+  the exporter and ``onnx`` allow; :mod:`mmrec.rankers.export` holds the serving inputs).
 - Output (``out``): ``model.safetensors`` (:mod:`mmrec.rankers.checkpoint`), ``metrics.json`` (the
   report), ``vocab.json`` (the raw ids behind each sparse field's rows), ``checkpoint.pt``
   (:func:`mmrec.training.fit`'s state after the last epoch, what ``resume`` continues from).
@@ -44,8 +47,8 @@ from mmrec.rankers.metrics import auc, format_table, metrics_table
 from mmrec.rankers.predict import predict
 from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
 
-__all__ = ["RankConfig", "RankEvaluateJob", "RankPredictJob", "RankRun", "evaluate_run", "load_config", "load_run",
-           "predict_run", "train"]
+__all__ = ["RankConfig", "RankEvaluateJob", "RankExportJob", "RankPredictJob", "RankRun", "evaluate_run", "export_run",
+           "load_config", "load_run", "predict_run", "train"]
 
 CHECKPOINT = "checkpoint.pt"  # fit's resumable state (weights, optimizer, epoch, history) in the run folder
 
@@ -271,3 +274,61 @@ def predict_run(run: str | Path | RankRun, log: str | Path, out: str | Path, *, 
     return finite_json({"run": str(loaded.path), "model": loaded.config.model.name, "log": str(log), "out": str(out),
                         "rows": len(table), "columns": [f"probs_{t}" for t in loaded.model.schema.tasks],
                         "features": stats})
+
+
+@dataclass
+class RankExportJob:
+    """What ``mmrec rank export`` writes."""
+
+    run: str = field(metadata={"help": "run folder written by mmrec rank train"})
+    out: str = field(metadata={"help": "output folder: ranker.pt2 (torch.export), ranker.onnx, vocab.json, export.json"})
+    onnx: bool = field(default=True, metadata={"help": "also write ranker.onnx (needs the onnx extra; skipped with the reason otherwise)"})
+    rows: int = field(default=256, metadata={"help": "test rows of the run scored by eager and exported models to check they agree"})
+
+    def __post_init__(self) -> None:
+        if self.rows < 2:
+            raise UsageError(f"rows must be >= 2, got {self.rows}")
+
+
+def export_run(run: str | Path | RankRun, out: str | Path, *, onnx: bool = True, rows: int = 256) -> dict[str, Any]:
+    """Export a saved run for serving (:mod:`mmrec.rankers.export`): ``ranker.pt2`` (``torch.export.save``),
+    ``ranker.onnx`` when ``onnx`` and the exporter allow, ``vocab.json`` (raw id -> input row) and
+    ``export.json`` (inputs, tasks, files, and the largest gap between the exported and the eager
+    probabilities on ``rows`` test rows of the run's log). Returns ``export.json``'s content."""
+    import shutil
+
+    from mmrec.features.collate import collate
+    from mmrec.rankers.export import batch_inputs, export_onnx, export_program
+
+    loaded = run if isinstance(run, RankRun) else load_run(run)
+    model = loaded.model.cpu().eval()
+    samples, items, _ = prepare_scoring(loaded.config.data, loaded.config.features, vocabs=loaded.vocabs,
+                                        domains=model.schema.domains)
+    if len(samples) < 2:
+        raise UsageError(f"{loaded.path}: the run's log has {len(samples)} test rows; export needs 2 to trace a batch")
+    check = collate(samples, items, torch.arange(min(rows, len(samples))))
+    example = collate(samples, items, torch.arange(min(64, len(samples) - 1)))  # another batch size than the check's
+    program, _ = export_program(model, example)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "ranker.pt2") as tmp:
+        torch.export.save(program, str(tmp))
+    inputs = batch_inputs(check, history=model.schema.history > 0)
+    with torch.no_grad():
+        eager = torch.sigmoid(model(check).float())
+        exported = program.module()(inputs)
+    report: dict[str, Any] = {
+        "run": str(loaded.path), "model": loaded.config.model.name, "tasks": list(model.schema.tasks),
+        "output": "probabilities (batch, tasks)", "program": "ranker.pt2", "torch": torch.__version__,
+        "inputs": {name: {"dtype": str(t.dtype).replace("torch.", ""),
+                          "shape": ["history_items" if name.startswith("history/") and d == 0 else "batch" if d == 0 else int(s)
+                                    for d, s in enumerate(t.shape)]} for name, t in inputs.items()},
+        "check_rows": len(check), "max_abs_diff": float((exported - eager).abs().max()),
+        "onnx": None, "onnx_skipped": "not asked (onnx off)",
+    }
+    if onnx:
+        skipped = export_onnx(program, out / "ranker.onnx")
+        report.update(onnx=None if skipped else "ranker.onnx", onnx_skipped=skipped)
+    shutil.copyfile(loaded.path / "vocab.json", out / "vocab.json")
+    write_json(out / "export.json", report)
+    return report

@@ -9,7 +9,7 @@ from mmrec.rankers.simulate import SimulationConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.pipelines.rank import RankEvaluateJob, RankPredictJob
+    from mmrec.pipelines.rank import RankEvaluateJob, RankExportJob, RankPredictJob
 
     rsub = add_group(
         sub, "rank",
@@ -48,6 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "then probs_<task> per task (pCTR / pCTCVR for ESMM), in the log's row order. Label columns may be missing.",
         configs=(Options(RankPredictJob, required=("run", "log", "out")),),
         json_help="print the summary as JSON",
+    )
+    add_command(
+        rsub, "export", _export,
+        help="export a saved run for serving: torch.export program (ranker.pt2) and ONNX where possible",
+        description="Write OUT/ranker.pt2 (torch.export; load with torch.export.load), OUT/ranker.onnx when the "
+        "onnx extra is installed and the exporter takes the model, vocab.json and export.json (the named inputs, "
+        "tasks, and the largest gap between exported and eager probabilities on test rows of the run).",
+        configs=(Options(RankExportJob, required=("run", "out")),),
+        json_help="print export.json",
     )
     add_command(
         rsub, "simulate", _simulate,
@@ -101,3 +110,13 @@ def _predict(args: argparse.Namespace) -> int:
     job = config_from_args(args, RankPredictJob, what="rank predict")
     summary = predict_run(job.run, job.log, job.out, batch_size=job.batch_size, device=job.device)
     return emit(args, summary, f"{summary['rows']} rows scored by {summary['model']} ({', '.join(summary['columns'])}) -> {summary['out']}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.rank import RankExportJob, export_run
+
+    job = config_from_args(args, RankExportJob, what="rank export")
+    report = export_run(job.run, job.out, onnx=job.onnx, rows=job.rows)
+    onnx = "ranker.onnx" if report["onnx"] else f"no ONNX ({report['onnx_skipped']})"
+    return emit(args, report, f"{report['model']} -> {job.out}: ranker.pt2, {onnx}; exported vs eager max |diff| "
+                f"{report['max_abs_diff']:.2e} on {report['check_rows']} test rows")
