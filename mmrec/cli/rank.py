@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     rsub = add_group(
         sub, "rank",
-        help="train and evaluate multi-task, multi-domain rankers (PEPNet, MMoE, HoME) on codes and embeddings",
+        help="train, evaluate, predict with and export multi-task, multi-domain rankers (PEPNet, MMoE, HoME, PLE, ESMM) on codes and embeddings",
         description="Rankers over behaviour logs with item features from mmrec extract / quantize; "
         "a SYNTHETIC log simulator with planted per-domain and per-user effects.",
     )

@@ -8,7 +8,9 @@
   the history) and returns ``(B, K)`` logits.
 - Training: :class:`RankConfig` / :func:`load_config` (the YAML of ``mmrec rank train``; the job
   itself is :func:`mmrec.pipelines.rank.train`, also importable here as ``train``),
-  :func:`predict`, :func:`masked_bce`, :func:`load_ranker` / :func:`save_checkpoint`.
+  :func:`predict`, :func:`masked_bce`, :func:`load_ranker` / :func:`save_checkpoint`;
+  :func:`prepare_scoring` (a saved run's inputs for ``mmrec rank evaluate|predict``);
+  :mod:`mmrec.rankers.export` (``torch.export`` / ONNX programs for serving).
 - Metrics: :func:`auc`, :func:`uauc_gauc`, :func:`metrics_table`.
 - Data: :func:`simulate` writes a SYNTHETIC multi-task, multi-domain log with planted effects.
 - Live gifting (MMBee): :class:`GTR` / :class:`GTRConfig` (SIM search + DIN, MFQ segment vectors, GIE
@@ -20,7 +22,7 @@ from mmrec.rankers.attention import TargetAttention
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
 from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
 from mmrec.rankers.config import DataConfig, FeatureConfig, HistoryConfig, OptimConfig, RankConfig, load_config
-from mmrec.rankers.data import RankData, build_provider, prepare_data
+from mmrec.rankers.data import RankData, build_provider, prepare_data, prepare_scoring
 from mmrec.rankers.esmm import ESMM, ESMMConfig
 from mmrec.rankers.gates import GateNU
 from mmrec.rankers.gtr import GTR, GTRConfig
@@ -44,7 +46,7 @@ __all__ = [
     "HoMEConfig", "MMoE", "MMoEConfig", "OptimConfig", "PEPNet", "PEPNetConfig", "PPNet", "RankConfig", "RankData",
     "Ranker", "RankerConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
     "build_provider", "format_table", "load_config", "load_ranker", "masked_bce", "metrics_table", "predict",
-    "prepare_data", "save_checkpoint", "simulate", "train", "uauc_gauc",
+    "prepare_data", "prepare_scoring", "save_checkpoint", "simulate", "train", "uauc_gauc",
 ]
 
 
