@@ -1,18 +1,20 @@
-"""`mmrec rank train|simulate`: multi-task rankers."""
+"""`mmrec rank train|evaluate|predict|simulate`: multi-task rankers."""
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
 from mmrec.rankers.simulate import SimulationConfig
 from mmrec.threads import THREADS_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mmrec.pipelines.rank import RankEvaluateJob, RankExportJob, RankPredictJob
+
     rsub = add_group(
         sub, "rank",
-        help="train and evaluate multi-task, multi-domain rankers (PEPNet, MMoE, HoME) on codes and embeddings",
+        help="train, evaluate, predict with and export multi-task, multi-domain rankers (PEPNet, MMoE, HoME, PLE, ESMM) on codes and embeddings",
         description="Rankers over behaviour logs with item features from mmrec extract / quantize; "
         "a SYNTHETIC log simulator with planted per-domain and per-user effects.",
     )
@@ -26,7 +28,37 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--config": "YAML config file; relative paths in it are taken from its folder",
             "--out": dict(default=None, help="output folder (default: the config's out, else rank-out)"),
             "--threads": dict(type=int, default=None, metavar="N", help=f"{THREADS_HELP}; overrides the config's optim.threads"),
+            "--set": dict(action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                          help="override a config field by its dotted path (optim.lr=0.01, model.tower=[32,16], "
+                          "data.history.length=10); the value is parsed as JSON when it parses; repeatable"),
+            "--resume": dict(action="store_true",
+                             help="continue from OUT/checkpoint.pt (written after every epoch) after its last epoch"),
         },
+    )
+    add_command(
+        rsub, "evaluate", _evaluate,
+        help="AUC/UAUC/GAUC per task x domain of a saved run, on its test rows or on another log",
+        description="Score a run folder of mmrec rank train (model.safetensors, vocab.json, metrics.json) on "
+        "every row of --log, or without --log on the test rows of the run's own log (its metrics.json numbers). "
+        "Ids are mapped with the run's vocab.json; item features come from the run's feature files.",
+        configs=(Options(RankEvaluateJob, required=("run",)),),
+    )
+    add_command(
+        rsub, "predict", _predict,
+        help="write per-task probabilities of a saved run for every row of a log (Parquet)",
+        description="Score every row of --log with a saved run and write --out: the log's id and ts columns "
+        "then probs_<task> per task (pCTR / pCTCVR for ESMM), in the log's row order. Label columns may be missing.",
+        configs=(Options(RankPredictJob, required=("run", "log", "out")),),
+        json_help="print the summary as JSON",
+    )
+    add_command(
+        rsub, "export", _export,
+        help="export a saved run for serving: torch.export program (ranker.pt2) and ONNX where possible",
+        description="Write OUT/ranker.pt2 (torch.export; load with torch.export.load), OUT/ranker.onnx when the "
+        "onnx extra is installed and the exporter takes the model, vocab.json and export.json (the named inputs, "
+        "tasks, and the largest gap between exported and eager probabilities on test rows of the run).",
+        configs=(Options(RankExportJob, required=("run", "out")),),
+        json_help="print export.json",
     )
     add_command(
         rsub, "simulate", _simulate,
@@ -53,12 +85,41 @@ def _simulate(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from mmrec.pipelines.rank import train
 
-    report = train(args.config, out=args.out, progress=not args.json, threads=args.threads)
+    report = train(args.config, out=args.out, progress=not args.json, threads=args.threads,
+                   overrides=args.overrides, resume=args.resume)
     if not report:  # a DDP rank other than 0
         return 0
     table = report.pop("table")
     t = report["train"]
     return emit(args, report, f"{report['model']}: {report['parameters']:,} parameters on {report['device']}"
                 + (f" (AMP {report['amp']})" if report["amp"] else "") + f", {report['world_size']} process(es); "
-                f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s']:.0f} samples/s); "
+                f"{t['rows']} training rows x {t['epochs']} epochs in {t['seconds']:.1f} s ({t['samples_per_s'] or 0:.0f} samples/s"
+                + (", resumed" if t["resumed"] else "") + "); "
                 f"test rows {report['test']['rows']} -> {report['checkpoint']}\n{table}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.rank import RankEvaluateJob, evaluate_run
+
+    job = config_from_args(args, RankEvaluateJob, what="rank evaluate")
+    report = evaluate_run(job.run, job.log, batch_size=job.batch_size, device=job.device)
+    table = report.pop("table")
+    return emit(args, report, f"{report['model']} on {report['rows']} {report['split']} rows of {report['log']}\n{table}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.rank import RankPredictJob, predict_run
+
+    job = config_from_args(args, RankPredictJob, what="rank predict")
+    summary = predict_run(job.run, job.log, job.out, batch_size=job.batch_size, device=job.device)
+    return emit(args, summary, f"{summary['rows']} rows scored by {summary['model']} ({', '.join(summary['columns'])}) -> {summary['out']}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.rank import RankExportJob, export_run
+
+    job = config_from_args(args, RankExportJob, what="rank export")
+    report = export_run(job.run, job.out, onnx=job.onnx, rows=job.rows)
+    onnx = "ranker.onnx" if report["onnx"] else f"no ONNX ({report['onnx_skipped']})"
+    return emit(args, report, f"{report['model']} -> {job.out}: ranker.pt2, {onnx}; exported vs eager max |diff| "
+                f"{report['max_abs_diff']:.2e} on {report['check_rows']} test rows")

@@ -1,13 +1,16 @@
 """Multi-task, multi-domain rankers and their trainer (PAPERS.md: PEPNet, HoME).
 
 - ``RANKERS``: ``pepnet`` (:class:`PEPNet`: :class:`GateNU`, :class:`EPNet`, :class:`PPNet`),
-  ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``shared_bottom`` (:class:`SharedBottom`);
+  ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``ple`` (:class:`PLE`, CGC levels),
+  ``esmm`` (:class:`ESMM`, pCTR x pCVR over the entire space), ``shared_bottom`` (:class:`SharedBottom`);
   every one takes an :class:`mmrec.features.InputSchema` and a config, embeds a
   :class:`mmrec.features.RankBatch` (:class:`FeatureEmbedding`, DIN :class:`TargetAttention` over
   the history) and returns ``(B, K)`` logits.
 - Training: :class:`RankConfig` / :func:`load_config` (the YAML of ``mmrec rank train``; the job
   itself is :func:`mmrec.pipelines.rank.train`, also importable here as ``train``),
-  :func:`predict`, :func:`masked_bce`, :func:`load_ranker` / :func:`save_checkpoint`.
+  :func:`predict`, :func:`masked_bce`, :func:`load_ranker` / :func:`save_checkpoint`;
+  :func:`prepare_scoring` (a saved run's inputs for ``mmrec rank evaluate|predict``);
+  :mod:`mmrec.rankers.export` (``torch.export`` / ONNX programs for serving).
 - Metrics: :func:`auc`, :func:`uauc_gauc`, :func:`metrics_table`.
 - Data: :func:`simulate` writes a SYNTHETIC multi-task, multi-domain log with planted effects.
 - Live gifting (MMBee): :class:`GTR` / :class:`GTRConfig` (SIM search + DIN, MFQ segment vectors, GIE
@@ -19,7 +22,8 @@ from mmrec.rankers.attention import TargetAttention
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
 from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
 from mmrec.rankers.config import DataConfig, FeatureConfig, HistoryConfig, OptimConfig, RankConfig, load_config
-from mmrec.rankers.data import RankData, build_provider, prepare_data
+from mmrec.rankers.data import RankData, build_provider, prepare_data, prepare_scoring
+from mmrec.rankers.esmm import ESMM, ESMMConfig
 from mmrec.rankers.gates import GateNU
 from mmrec.rankers.gtr import GTR, GTRConfig
 from mmrec.rankers.gtr_data import GTRData, prepare_gtr_data
@@ -30,17 +34,19 @@ from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table, uauc_gauc
 from mmrec.rankers.mmoe import MMoE, MMoEConfig
 from mmrec.rankers.pepnet import EPNet, PEPNet, PEPNetConfig, PPNet
+from mmrec.rankers.ple import CGC, PLE, PLEConfig
 from mmrec.rankers.shared_bottom import SharedBottom, SharedBottomConfig
 from mmrec.rankers.simulate import SimulationConfig, simulate
 from mmrec.rankers.predict import predict
 
 __all__ = [
     "GTR", "GTRConfig", "GTRData", "build_gtr", "load_gtr", "predict_gtr", "prepare_gtr_data", "save_gtr", "train_gtr",
+    "CGC", "ESMM", "ESMMConfig", "PLE", "PLEConfig",
     "RANKERS", "DataConfig", "EPNet", "FeatureConfig", "FeatureEmbedding", "GateNU", "HistoryConfig", "HoME",
     "HoMEConfig", "MMoE", "MMoEConfig", "OptimConfig", "PEPNet", "PEPNetConfig", "PPNet", "RankConfig", "RankData",
     "Ranker", "RankerConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
     "build_provider", "format_table", "load_config", "load_ranker", "masked_bce", "metrics_table", "predict",
-    "prepare_data", "save_checkpoint", "simulate", "train", "uauc_gauc",
+    "prepare_data", "prepare_scoring", "save_checkpoint", "simulate", "train", "uauc_gauc",
 ]
 
 

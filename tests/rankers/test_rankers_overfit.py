@@ -14,6 +14,8 @@ def test_ranker_overfits_a_small_batch(name, tiny_schema, tiny_batch):
     model = RANKERS.get(name)(tiny_schema, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch = tiny_batch
+    if name == "esmm":  # a conversion label is ESMM's click-and-convert label y & z: 1 only on clicked rows
+        batch.labels[:, 1:] *= batch.labels[:, :1]
     first = None
     for _ in range(150):
         loss, _ = masked_bce(model(batch), batch.labels, batch.label_mask)
