@@ -211,7 +211,7 @@ def test_readme_is_one_screen_of_what_install_jobs_and_links():
     lines = text.splitlines()
     assert len(lines) <= 130, f"README has {len(lines)} lines"
     first_screen = "\n".join(lines[:45])
-    for needed in ('pip install -e ".[cpu]"', ".[gpu]", "make demo", "make test", "| stage | output |"):
+    for needed in ('pip install -e ".[cpu]"', ".[gpu]", "make demo", "make test", "| stage | output |", "mmrec extract"):
         assert needed in first_screen, f"{needed!r} is not on the README's first screen"
     for job in ("mmrec extract", "mmrec quantize", "mmrec index build"):
         assert job in text
