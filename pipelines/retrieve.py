@@ -13,7 +13,8 @@
   The run folder holds ``model.safetensors``, ``config.json``, ``vocab.json`` and ``metrics.json``.
 - :func:`evaluate_run` (``mmrec retrieve evaluate``): validation as above, or ``test``: a file of
   ``user<TAB>item`` lines in raw ids, each item predicted from the user's whole sequence; unknown users
-  or items are skipped and counted.
+  or items are skipped and counted. Both report ``tail``: the metrics over targets with <= 5
+  training interactions (training = the histories for validation, the whole sequences for test).
 - :func:`serve_run` (``mmrec retrieve serve``): the validation users' interest vectors searched in a
   FAISS index (``mmrec.pipelines.index.build_index``: ``exact`` = ``faiss:Flat``, ``auto`` or any
   factory) over the run's item vectors; a user with k interests is k queries, merged by max score.
@@ -208,7 +209,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
     if job.model in COUNTED:
         counted = COUNTED[job.model]().fit(history)
         tensors, max_len = counted.state(), job.model_config.max_len
-        report["validation"] = evaluate(counted.score, history, targets, max_len=max_len)
+        report["validation"] = evaluate(counted.score, history, targets, max_len=max_len, train_counts=history.item_counts())
         model_config = None
         report["train"] = {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))}
     else:
@@ -224,8 +225,10 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
         generator = torch.Generator().manual_seed(job.seed)
 
+        train_counts = history.item_counts()
+
         def validate(m):
-            return evaluate(m.score, history, targets, max_len=model_config.max_len)
+            return evaluate(m.score, history, targets, max_len=model_config.max_len, train_counts=train_counts)
 
         loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve {job.model}")
         result = fit(model, optimizer, samples.epochs(job.batch_size, job.seed),
@@ -309,7 +312,9 @@ def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str |
         users, targets, skipped = _read_test(Path(test), data)
         history = Sequences.from_lists([seqs[u] for u in users], seqs.n_items)
         report.update(split="test", skipped=skipped)
-    return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history)}
+    train_counts = (history if test is None else seqs).item_counts()
+    return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history,
+                                 train_counts=train_counts)}
 
 
 def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarray:

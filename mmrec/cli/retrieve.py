@@ -53,8 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _metrics_line(m: dict) -> str:
+    tail = m.get("tail")
+    tail_text = (f"; long tail (target seen <= {tail['max_train_interactions']}x in training, {tail['users']:,} users): "
+                 f"Recall@10 {tail['recall@10']:.4f}  NDCG@10 {tail['ndcg@10']:.4f}") if tail else ""
     return (f"Recall@5 {m['recall@5']:.4f}  NDCG@5 {m['ndcg@5']:.4f}  Recall@10 {m['recall@10']:.4f}  "
-            f"NDCG@10 {m['ndcg@10']:.4f}  ({m['users']:,} users, full ranking over {m['items']:,} items, history {m['history']})")
+            f"NDCG@10 {m['ndcg@10']:.4f}  ({m['users']:,} users, full ranking over {m['items']:,} items, history {m['history']}){tail_text}")
 
 
 def _train(args: argparse.Namespace) -> int:
