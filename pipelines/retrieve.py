@@ -18,8 +18,9 @@
 - :func:`serve_run` (``mmrec retrieve serve``): the validation users' interest vectors searched in a
   FAISS index (``mmrec.pipelines.index.build_index``: ``exact`` = ``faiss:Flat``, ``auto`` or any
   factory) over the run's item vectors; a user with k interests is k queries, merged by max score.
-  Reports recall@k against exact search over the same vectors, distance computations per query and
-  the validation Recall@10 through the index.
+  ``tree``: the MISS tree (:class:`mmrec.index.IndexTree`) over the same item vectors, beam search.
+  Reports recall@k against exact search over the same vectors, items scored (distance computations)
+  per query and the validation Recall@10 through the index.
 """
 
 from __future__ import annotations
@@ -332,52 +333,104 @@ def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarr
     return out
 
 
+def _interests(model: KuaiFormer, history: Sequences, users: np.ndarray, max_len: int) -> np.ndarray:
+    """Interest vectors of ``users`` ``(U, k, D)``."""
+    with torch.no_grad():
+        return torch.cat([model(torch.as_tensor(history.padded(users[i : i + 1024], max_len)))
+                          for i in range(0, len(users), 1024)]).numpy()
+
+
+def _exact_top(queries: np.ndarray, items: np.ndarray, n_int: int, k: int) -> np.ndarray:
+    top = (torch.as_tensor(queries) @ torch.as_tensor(items).T).topk(k, dim=1)
+    return _merge(top.values.numpy(), top.indices.numpy(), n_int, k)
+
+
+def _recall_vs(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
+
+
 def serve_run(run: str | Path, *, kind: str = "auto", k: int = 100, out: str | Path | None = None,
-              max_users: int | None = 2000, progress: bool = False) -> dict[str, Any]:
-    """Search the validation users' interests through an index of ``kind`` over the run's item vectors."""
+              max_users: int | None = 2000, progress: bool = False, beam: int | None = None, branching: int = 16,
+              target_recall: float = 0.9) -> dict[str, Any]:
+    """Search the validation users' interests through an index of ``kind`` over the run's item vectors.
+
+    ``kind`` ``tree``: the MISS tree (:class:`mmrec.index.IndexTree`, ``branching`` children per node)
+    searched by beam search; ``beam`` None picks the smallest beam of a doubling sweep whose recall@k
+    against exact search reaches ``target_recall`` on up to 500 *other* validation users (the users
+    reported are not the ones the beam was chosen on); the sweep is in the report under ``beams``.
+    Items scored per query counts every tree node scored (inner nodes and items).
+    """
     from mmrec.index.exact import faiss_module
     from mmrec.index.faiss_index import FaissIndex
     from mmrec.pipelines.index import build_index
 
-    faiss = faiss_module()
     model, config = load_run(run)
     if not isinstance(model, KuaiFormer):
         raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
     seqs, _ = read_sequences(config["data"])
     history, targets = seqs.split_last()
     users = np.arange(len(history)) if max_users is None else np.arange(min(max_users, len(history)))
+    interests = _interests(model, history, users, config["max_len"])  # (U, k, D)
     with torch.no_grad():
-        interests = torch.cat([model(torch.as_tensor(history.padded(users[i : i + 1024], config["max_len"])))
-                               for i in range(0, len(users), 1024)]).numpy()  # (U, k, D)
-        items = model.item_vectors().numpy()
+        items = np.ascontiguousarray(model.item_vectors().numpy(), dtype=np.float32)
     n_int = interests.shape[1]
     queries = np.ascontiguousarray(interests.reshape(-1, interests.shape[2]), dtype=np.float32)
     keys = [ITEM_KEY.format(i) for i in range(len(items))]
     k = min(k, len(items))
-    exact_scores = torch.as_tensor(queries) @ torch.as_tensor(items).T
-    top = exact_scores.topk(k, dim=1)
-    truth = _merge(top.values.numpy(), top.indices.numpy(), n_int, k)
-    index = build_index(np.ascontiguousarray(items), out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",
-                        keys=keys, progress=progress, metric="ip", k=min(10, k))
-    stats = faiss.cvar.indexIVF_stats
-    stats.reset()
-    start = time.perf_counter()
-    scores, rows = index.search(queries, k)
-    seconds = time.perf_counter() - start
+    truth = _exact_top(queries, items, n_int, k)
+    extra: dict[str, Any] = {}
+    if kind == "tree":
+        from mmrec.index.tree import IndexTree
+
+        index = IndexTree.build(items, out, {"branching": branching, "metric": "ip", "k": min(10, k)}, keys=keys, progress=progress)
+        if beam is None:
+            tune_users = np.arange(len(users), min(len(users) + 500, len(history)))
+            if not len(tune_users):
+                tune_users = users
+            tune_q = np.ascontiguousarray(_interests(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
+            tune_truth = _exact_top(tune_q, items, n_int, k)
+            sweep, b = [], 1
+            while True:
+                s, r, nodes = index.search_with_count(tune_q, k, beam=b)
+                sweep.append({"beam": b, f"recall@{k}_vs_exact": round(_recall_vs(_merge(s, r, n_int, k), tune_truth, k), 4),
+                              "items_scored_per_query": round(nodes, 1), "scored_fraction": round(nodes / len(items), 4)})
+                widest = max(index.node_counts()[:-1] or [1])
+                if sweep[-1][f"recall@{k}_vs_exact"] >= target_recall or b >= widest:
+                    break
+                b = min(2 * b, widest)
+            beam = b
+            extra["beams"] = sweep
+            extra["beam_tuned_on_users"] = int(len(tune_users))
+        start = time.perf_counter()
+        scores, rows, scored = index.search_with_count(queries, k, beam=beam)
+        seconds = time.perf_counter() - start
+        extra.update(beam=int(beam), branching=int(branching), tree_nodes_per_level=index.node_counts())
+        factory = f"tree(branching={branching}, beam={beam})"
+    else:
+        faiss = faiss_module()
+        index = build_index(items, out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",
+                            keys=keys, progress=progress, metric="ip", k=min(10, k))
+        stats = faiss.cvar.indexIVF_stats
+        stats.reset()
+        start = time.perf_counter()
+        scores, rows = index.search(queries, k)
+        seconds = time.perf_counter() - start
+        family = index.info.get("family", "")
+        scored = stats.ndis / len(queries) if family.startswith("ivf") else float(len(items)) if "flat" in family or family == "" else None
+        if family.startswith("hnsw"):
+            scored = None  # HNSW's visit count is not exposed per search here
+        factory = index.info.get("factory")
+        extra["search_params"] = index.info.get("search_params")
+        extra["index_type"] = type(index).__name__ if not isinstance(index, FaissIndex) else "faiss"
     found = _merge(scores, rows, n_int, k)
-    family = index.info.get("family", "")
-    scored = stats.ndis / len(queries) if family.startswith("ivf") else float(len(items)) if "flat" in family or family == "" else None
-    if family.startswith("hnsw"):
-        scored = None  # HNSW's visit count is not exposed per search here
-    recall = float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
     hit10 = float(np.mean([targets[u] in f[:10] for u, f in zip(users, found)]))
     hit10_exact = float(np.mean([targets[u] in t[:10] for u, t in zip(users, truth)]))
     return finite_json({
-        "run": str(run), "kind": kind, "factory": index.info.get("factory"), "users": int(len(users)), "interests": int(n_int),
-        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": recall,
+        "run": str(run), "kind": kind, "factory": factory, "users": int(len(users)), "interests": int(n_int),
+        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": _recall_vs(found, truth, k),
         "items_scored_per_query": scored, "items_scored_per_user": None if scored is None else scored * n_int,
+        "scored_fraction": None if scored is None else scored / len(items),
         "queries_per_s": round(len(queries) / seconds, 1) if seconds > 0 else None,
         "validation_recall@10": hit10, "validation_recall@10_exact": hit10_exact,
-        "search_params": index.info.get("search_params"), "out": None if out is None else str(out),
-        "index_type": type(index).__name__ if not isinstance(index, FaissIndex) else "faiss",
+        "out": None if out is None else str(out), **extra,
     })

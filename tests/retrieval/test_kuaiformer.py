@@ -94,3 +94,16 @@ def test_cli_evaluate_test_file_and_serving(planted_data, tmp_path, capsys):
     assert ivf["items_scored_per_query"] < 40 and 0 < ivf["recall@20_vs_exact"] <= 1
     assert main(["retrieve", "serve", "--run", str(root / "kf"), "--kind", "exact", "--k", "10"]) == 0
     assert "recall@10 vs exact 1.0000" in capsys.readouterr().out
+
+
+def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
+    root = planted_data
+    full = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150)
+    assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["items_scored_per_query"] >= 40  # beam = widest level: exhaustive
+    narrow = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150)
+    assert narrow["items_scored_per_query"] < 0.5 * full["items_scored_per_query"] and narrow["recall@10_vs_exact"] < 1.0
+    tuned = serve_run(root / "kf", kind="tree", k=10, branching=4, max_users=150, target_recall=0.9)
+    chosen = tuned["beams"][-1]
+    assert chosen["beam"] == tuned["beam"] and tuned["beam_tuned_on_users"] == 150  # users 150..299, not the reported ones
+    assert chosen["recall@10_vs_exact"] >= 0.9 and all(b["recall@10_vs_exact"] < 0.9 for b in tuned["beams"][:-1])
+    assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']})"
