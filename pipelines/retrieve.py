@@ -3,8 +3,10 @@
 - :func:`train` (:class:`TrainJob`, ``mmrec retrieve train``): over a data folder of ``mmrec seq
   import``, each user's last item is the validation target and the items before it the training part.
   ``kuaiformer`` (:class:`~mmrec.retrieval.kuaiformer.KuaiFormer`: k interest queries, in-batch softmax
-  with logQ correction, one training sample per (user, position) of the training part) and ``sasrec``
-  (the same backbone, ids only, one vector read at every position, full softmax) train through
+  with logQ correction) and ``sasrec`` (the same backbone, ids only, one interest; full softmax, or
+  ``loss="inbatch"``) read each user's sequence once per epoch with a training sample at every
+  position (:meth:`KuaiFormer.interests_at`: the interests after each prefix in one pass); a batch
+  holds about ``batch_size`` samples (positions) of users of similar length. Both train through
   :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
   figures are those of the selected epoch, optimistic by that selection; ``pop`` and ``cooc``
   (:mod:`mmrec.retrieval.baselines`) are counted. ``emb`` (an ``emb-*.parquet`` folder keyed
@@ -62,7 +64,7 @@ class TrainJob:
     logq: bool = field(default=True, metadata={"help": "logQ correction of the in-batch softmax"})
     uniform_negatives: int = field(default=0, metadata={"help": "uniform negatives added to the in-batch candidates"})
     temperature: float = field(default=1.0, metadata={"help": "logits are divided by this"})
-    batch_size: int = field(default=256, metadata={"help": "training samples (kuaiformer) or sequences (sasrec) per step"})
+    batch_size: int = field(default=256, metadata={"help": "training samples (positions of users' sequences) per step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batch order"})
@@ -108,38 +110,36 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
 
 
 class _Samples:
-    """Training batches over the training part: (user, position) samples (queries readout) or whole sequences (last)."""
+    """Training batches over the training part: each user's last ``max_len + 1`` training items, read
+    once, with a target at every position (item ``t + 1`` after the prefix ending at ``t``)."""
 
-    def __init__(self, seqs: Sequences, readout: str, max_len: int) -> None:
-        self.seqs, self.readout, self.max_len = seqs, readout, max_len
-        if readout == "queries":  # one sample per position t >= 1: history items[:t] -> items[t]
-            lengths = seqs.lengths
-            self.users = np.repeat(np.arange(len(seqs)), np.maximum(lengths - 1, 0))
-            self.ends = seqs.offsets[self.users] + np.concatenate([np.arange(1, n) for n in lengths if n > 1] or [np.zeros(0, np.int64)])
-            targets = seqs.items[self.ends]
-        else:  # every user with >= 2 training items; inputs items[:-1], targets items[1:]
-            self.users = np.flatnonzero(seqs.lengths >= 2)
-            self.ends = seqs.offsets[self.users + 1] - 1
-            first = np.maximum(seqs.offsets[self.users] + 1, self.ends + 1 - max_len)
-            targets = np.concatenate([seqs.items[a : b + 1] for a, b in zip(first, self.ends)] or [np.zeros(0, np.int64)])
+    def __init__(self, seqs: Sequences, max_len: int) -> None:
+        self.seqs, self.max_len = seqs, max_len
+        self.users = np.flatnonzero(seqs.lengths >= 2)
+        self.ends = seqs.offsets[self.users + 1] - 1
+        first = np.maximum(seqs.offsets[self.users] + 1, self.ends + 1 - max_len)
+        self.targets_per_user = self.ends + 1 - first  # (S,) training samples of each user
+        targets = np.concatenate([seqs.items[a : b + 1] for a, b in zip(first, self.ends)] or [np.zeros(0, np.int64)])
         counts = np.bincount(targets, minlength=seqs.n_items) + 1.0  # add-one: items never a target keep a finite log q
         self.log_p = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
     def __len__(self) -> int:
-        return len(self.users)
+        return int(self.targets_per_user.sum())
 
     def epochs(self, batch_size: int, seed: int):
-        """``batches(epoch)`` for :func:`fit`: shuffled, then bucketed by history length within chunks of
-        32 batches (padding to the longest history of a random batch wastes most of the compute)."""
-        chunks = shuffled_batches(len(self), batch_size * 32, seed=seed)
-        lengths = np.minimum(self.ends - self.seqs.offsets[self.users], self.max_len)
+        """``batches(epoch)`` for :func:`fit`: users shuffled, sorted by length within chunks of about 32
+        batches (padding to the longest history of a random batch wastes most of the compute), cut into
+        batches of about ``batch_size`` targets, the batches of a chunk in random order."""
+        per_chunk = max(1, int(32 * batch_size / max(self.targets_per_user.mean(), 1)))
+        chunks = shuffled_batches(len(self.users), per_chunk, seed=seed)
 
         def batches(epoch: int):
             g = np.random.default_rng([seed, epoch])
             for chunk in chunks(epoch):
                 chunk = chunk.numpy()
-                parts = np.array_split(chunk[np.argsort(lengths[chunk], kind="stable")],
-                                       max(1, math.ceil(len(chunk) / batch_size)))
+                chunk = chunk[np.argsort(self.targets_per_user[chunk], kind="stable")]
+                cut = np.searchsorted(np.cumsum(self.targets_per_user[chunk]), np.arange(batch_size, len(self) + batch_size, batch_size))
+                parts = [p for p in np.split(chunk, np.unique(np.minimum(cut + 1, len(chunk)))) if len(p)]
                 for i in g.permutation(len(parts)):
                     yield self.batch(torch.as_tensor(parts[i]))
 
@@ -153,10 +153,7 @@ class _Samples:
         pos = ends[:, None] - length + np.arange(length)  # (B, L) positions before the end
         valid = pos >= starts[:, None]
         hist = np.where(valid, self.seqs.items[np.clip(pos, 0, None)], -1)
-        if self.readout == "queries":
-            targets = self.seqs.items[ends]
-        else:
-            targets = np.where(valid, self.seqs.items[np.clip(pos + 1, 0, None)], -1)  # (B, L)
+        targets = np.where(valid, self.seqs.items[np.clip(pos + 1, 0, None)], -1)  # (B, L)
         return {"history": torch.as_tensor(hist), "targets": torch.as_tensor(targets)}
 
 
@@ -167,11 +164,8 @@ def _step(job: TrainJob, model: KuaiFormer, samples: _Samples, device: torch.dev
 
     def step(net, batch):
         hist, targets = batch["history"].to(device), batch["targets"].to(device)
-        if samples.readout == "queries":
-            users = net(hist)  # (B, k, D)
-        else:
-            keep = targets >= 0
-            users, targets = model.positions(hist)[keep][:, None], targets[keep]  # (V, 1, D), (V,)
+        keep = targets >= 0
+        users, targets = model.interests_at(hist)[keep], targets[keep]  # (V, k, D), (V,)
         if loss_kind == "full":
             return full_softmax_loss(users, targets, model.item_vectors(), job.temperature)
         negatives = None
@@ -220,7 +214,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         model = KuaiFormer(model_config)
         model.set_item_features(codes, content)
         model.to(device)
-        samples = _Samples(history, model_config.readout, model_config.max_len)
+        samples = _Samples(history, model_config.max_len)
         if len(samples) == 0:
             raise InputError(f"{data}: no training samples (every training part has < 2 items)")
         optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)

@@ -27,6 +27,9 @@ def test_causal_mask_future_items_never_change_earlier_outputs(readout):
     assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6)  # positions before the change read the same items
     assert not torch.allclose(a[:, 5:], b[:, 5:], atol=1e-4)
     assert not torch.allclose(model(hist), model(changed), atol=1e-4)  # the interests read the whole history
+    every, every_changed = model.interests_at(hist), model.interests_at(changed)  # (1, L, k, D): training's one pass
+    assert torch.allclose(every[:, :5], every_changed[:, :5], atol=1e-6) and not torch.allclose(every[:, 5:], every_changed[:, 5:], atol=1e-4)
+    assert torch.allclose(every[:, -1], model(hist), atol=1e-5)  # the last position's interests are the served ones
 
 
 def test_logq_correction_follows_the_formula():
