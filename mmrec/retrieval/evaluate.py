@@ -27,9 +27,7 @@ Scorer = Callable[[np.ndarray], torch.Tensor | np.ndarray]  # (B, L) histories, 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target among all items, ties counted against it: ``(B,)`` int64."""
     true = scores.gather(1, targets[:, None])  # (B, 1)
-    higher = (scores > true).sum(1)
-    ties = (scores == true).sum(1) - 1
-    return higher + ties
+    return (scores >= true).sum(1) - 1  # higher + ties other than the target itself, in one pass
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (5, 10)) -> dict[str, float]:
