@@ -110,3 +110,24 @@ def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
     assert chosen["beam"] == tuned["beam"] and tuned["beam_tuned_on_users"] == 150  # users 150..299, not the reported ones
     assert chosen["recall@10_vs_exact"] >= 0.9 and all(b["recall@10_vs_exact"] < 0.9 for b in tuned["beams"][:-1])
     assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']})"
+
+
+def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_size():
+    from mmrec.pipelines.retrieve import _Samples
+    from mmrec.retrieval import Sequences
+
+    rng = np.random.default_rng(0)
+    seqs = Sequences.from_lists([rng.integers(0, 50, size=int(rng.integers(2, 30))).tolist() for _ in range(200)], 50)
+    samples = _Samples(seqs, max_len=10)
+    expected = sum(min(n - 1, 10) for n in seqs.lengths)
+    assert len(samples) == expected
+    seen = []
+    for batch in samples.epochs(batch_size=32, seed=0)(0):
+        n = int((batch["targets"] >= 0).sum())
+        assert n <= 32 + 10  # one user past the budget at most
+        hist, targets = batch["history"], batch["targets"]
+        seen += [(tuple(hist[r, : c + 1][hist[r, : c + 1] >= 0].tolist()), int(targets[r, c])) for r, c in zip(*np.nonzero(targets.numpy() >= 0))]
+    assert len(seen) == expected
+    window = [max(0, len(seqs[u]) - 11) for u in range(len(seqs))]  # each user's last 11 items: 10 inputs, 10 targets
+    truth = [(tuple(seqs[u][window[u] : t].tolist()), int(seqs[u][t])) for u in range(len(seqs)) for t in range(window[u] + 1, len(seqs[u]))]
+    assert sorted(seen) == sorted(truth)
