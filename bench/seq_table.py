@@ -6,7 +6,8 @@
 Imports each data set from ``--data-root`` (``mmrec seq import --format lcrec``) into ``--out``, trains
 every variant x seed with :func:`mmrec.pipelines.retrieve.train` (epochs capped by ``--epochs`` and
 ``--max-minutes``; early stopping on validation NDCG@10) and prints Recall/NDCG@5/10 (mean ± std over
-seeds), epochs, training samples/s and wall time; all figures go to ``OUT/seq_table.json``.
+seeds), Recall@10 over the long tail (targets with <= 5 training interactions), epochs, training
+samples/s and wall time; all figures go to ``OUT/seq_table.json``.
 Content / code variants read ``--emb-root/DS`` (``mmrec extract`` output over the imported shards)
 and ``--codes-root/DS/codes.parquet`` (``mmrec quantize``). Validation figures are selected on the same
 split by early stopping (the protocol's test items are not in the data folder).
@@ -29,6 +30,7 @@ VARIANTS = {
     "kuaiformer+codes": {"model": "kuaiformer", "codes": True},
 }
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+COLUMNS = (*METRICS, "tail_recall@10")  # tail: targets with <= 5 training interactions
 
 
 def main(argv=None) -> int:
@@ -86,7 +88,9 @@ def main(argv=None) -> int:
                 report = train(data, out / "runs" / ds / f"{variant}-s{seed}", job, progress=False)
                 wall = time.perf_counter() - start
                 t = report["train"]
+                tail = report["validation"]["tail"]
                 entry = {"dataset": ds, "variant": variant, "seed": seed, **{m: report["validation"][m] for m in METRICS},
+                         "tail_recall@10": tail["recall@10"], "tail_ndcg@10": tail["ndcg@10"], "tail_users": tail["users"],
                          "epochs": len(t.get("history", [])) or None, "best_epoch": t.get("best_epoch"),
                          "samples_per_s": t.get("samples_per_s"), "train_s": t.get("seconds"), "wall_s": round(wall, 1),
                          "stopped": t.get("stopped")}
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
                 print(json.dumps(entry), flush=True)
             rows.append((ds, variant, runs))
     (out / "seq_table.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{'dataset':<11}{'variant':<20}" + "".join(f"{m:>18}" for m in METRICS) + f"{'epochs':>8}{'samples/s':>11}{'wall s':>8}")
+    print(f"\n{'dataset':<11}{'variant':<20}" + "".join(f"{m:>18}" for m in COLUMNS) + f"{'epochs':>8}{'samples/s':>11}{'wall s':>8}")
     for ds, variant, runs in rows:
         def cell(m):
             values = [r[m] for r in runs]
@@ -104,7 +108,7 @@ def main(argv=None) -> int:
 
         sps = [r["samples_per_s"] for r in runs if r["samples_per_s"]]
         epochs = [r["epochs"] for r in runs if r["epochs"]]
-        print(f"{ds:<11}{variant:<20}" + "".join(f"{cell(m):>18}" for m in METRICS)
+        print(f"{ds:<11}{variant:<20}" + "".join(f"{cell(m):>18}" for m in COLUMNS)
               + f"{(statistics.mean(epochs) if epochs else 0):>8.0f}{(statistics.mean(sps) if sps else 0):>11.0f}"
               + f"{statistics.mean(r['wall_s'] for r in runs):>8.0f}")
     return 0

@@ -3,8 +3,10 @@
 - :func:`train` (:class:`TrainJob`, ``mmrec retrieve train``): over a data folder of ``mmrec seq
   import``, each user's last item is the validation target and the items before it the training part.
   ``kuaiformer`` (:class:`~mmrec.retrieval.kuaiformer.KuaiFormer`: k interest queries, in-batch softmax
-  with logQ correction, one training sample per (user, position) of the training part) and ``sasrec``
-  (the same backbone, ids only, one vector read at every position, full softmax) train through
+  with logQ correction) and ``sasrec`` (the same backbone, ids only, one interest; full softmax, or
+  ``loss="inbatch"``) read each user's sequence once per epoch with a training sample at every
+  position (:meth:`KuaiFormer.interests_at`: the interests after each prefix in one pass); a batch
+  holds about ``batch_size`` samples (positions) of users of similar length. Both train through
   :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
   figures are those of the selected epoch, optimistic by that selection; ``pop`` and ``cooc``
   (:mod:`mmrec.retrieval.baselines`) are counted. ``emb`` (an ``emb-*.parquet`` folder keyed
@@ -13,12 +15,14 @@
   The run folder holds ``model.safetensors``, ``config.json``, ``vocab.json`` and ``metrics.json``.
 - :func:`evaluate_run` (``mmrec retrieve evaluate``): validation as above, or ``test``: a file of
   ``user<TAB>item`` lines in raw ids, each item predicted from the user's whole sequence; unknown users
-  or items are skipped and counted.
+  or items are skipped and counted. Both report ``tail``: the metrics over targets with <= 5
+  training interactions (training = the histories for validation, the whole sequences for test).
 - :func:`serve_run` (``mmrec retrieve serve``): the validation users' interest vectors searched in a
   FAISS index (``mmrec.pipelines.index.build_index``: ``exact`` = ``faiss:Flat``, ``auto`` or any
   factory) over the run's item vectors; a user with k interests is k queries, merged by max score.
-  Reports recall@k against exact search over the same vectors, distance computations per query and
-  the validation Recall@10 through the index.
+  ``tree``: the MISS tree (:class:`mmrec.index.IndexTree`) over the same item vectors, beam search.
+  Reports recall@k against exact search over the same vectors, items scored (distance computations)
+  per query and the validation Recall@10 through the index.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class TrainJob:
     logq: bool = field(default=True, metadata={"help": "logQ correction of the in-batch softmax"})
     uniform_negatives: int = field(default=0, metadata={"help": "uniform negatives added to the in-batch candidates"})
     temperature: float = field(default=1.0, metadata={"help": "logits are divided by this"})
-    batch_size: int = field(default=256, metadata={"help": "training samples (kuaiformer) or sequences (sasrec) per step"})
+    batch_size: int = field(default=256, metadata={"help": "training samples (positions of users' sequences) per step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batch order"})
@@ -106,38 +110,36 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
 
 
 class _Samples:
-    """Training batches over the training part: (user, position) samples (queries readout) or whole sequences (last)."""
+    """Training batches over the training part: each user's last ``max_len + 1`` training items, read
+    once, with a target at every position (item ``t + 1`` after the prefix ending at ``t``)."""
 
-    def __init__(self, seqs: Sequences, readout: str, max_len: int) -> None:
-        self.seqs, self.readout, self.max_len = seqs, readout, max_len
-        if readout == "queries":  # one sample per position t >= 1: history items[:t] -> items[t]
-            lengths = seqs.lengths
-            self.users = np.repeat(np.arange(len(seqs)), np.maximum(lengths - 1, 0))
-            self.ends = seqs.offsets[self.users] + np.concatenate([np.arange(1, n) for n in lengths if n > 1] or [np.zeros(0, np.int64)])
-            targets = seqs.items[self.ends]
-        else:  # every user with >= 2 training items; inputs items[:-1], targets items[1:]
-            self.users = np.flatnonzero(seqs.lengths >= 2)
-            self.ends = seqs.offsets[self.users + 1] - 1
-            first = np.maximum(seqs.offsets[self.users] + 1, self.ends + 1 - max_len)
-            targets = np.concatenate([seqs.items[a : b + 1] for a, b in zip(first, self.ends)] or [np.zeros(0, np.int64)])
+    def __init__(self, seqs: Sequences, max_len: int) -> None:
+        self.seqs, self.max_len = seqs, max_len
+        self.users = np.flatnonzero(seqs.lengths >= 2)
+        self.ends = seqs.offsets[self.users + 1] - 1
+        first = np.maximum(seqs.offsets[self.users] + 1, self.ends + 1 - max_len)
+        self.targets_per_user = self.ends + 1 - first  # (S,) training samples of each user
+        targets = np.concatenate([seqs.items[a : b + 1] for a, b in zip(first, self.ends)] or [np.zeros(0, np.int64)])
         counts = np.bincount(targets, minlength=seqs.n_items) + 1.0  # add-one: items never a target keep a finite log q
         self.log_p = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
     def __len__(self) -> int:
-        return len(self.users)
+        return int(self.targets_per_user.sum())
 
     def epochs(self, batch_size: int, seed: int):
-        """``batches(epoch)`` for :func:`fit`: shuffled, then bucketed by history length within chunks of
-        32 batches (padding to the longest history of a random batch wastes most of the compute)."""
-        chunks = shuffled_batches(len(self), batch_size * 32, seed=seed)
-        lengths = np.minimum(self.ends - self.seqs.offsets[self.users], self.max_len)
+        """``batches(epoch)`` for :func:`fit`: users shuffled, sorted by length within chunks of about 32
+        batches (padding to the longest history of a random batch wastes most of the compute), cut into
+        batches of about ``batch_size`` targets, the batches of a chunk in random order."""
+        per_chunk = max(1, int(32 * batch_size / max(self.targets_per_user.mean(), 1)))
+        chunks = shuffled_batches(len(self.users), per_chunk, seed=seed)
 
         def batches(epoch: int):
             g = np.random.default_rng([seed, epoch])
             for chunk in chunks(epoch):
                 chunk = chunk.numpy()
-                parts = np.array_split(chunk[np.argsort(lengths[chunk], kind="stable")],
-                                       max(1, math.ceil(len(chunk) / batch_size)))
+                chunk = chunk[np.argsort(self.targets_per_user[chunk], kind="stable")]
+                cut = np.searchsorted(np.cumsum(self.targets_per_user[chunk]), np.arange(batch_size, len(self) + batch_size, batch_size))
+                parts = [p for p in np.split(chunk, np.unique(np.minimum(cut + 1, len(chunk)))) if len(p)]
                 for i in g.permutation(len(parts)):
                     yield self.batch(torch.as_tensor(parts[i]))
 
@@ -151,10 +153,7 @@ class _Samples:
         pos = ends[:, None] - length + np.arange(length)  # (B, L) positions before the end
         valid = pos >= starts[:, None]
         hist = np.where(valid, self.seqs.items[np.clip(pos, 0, None)], -1)
-        if self.readout == "queries":
-            targets = self.seqs.items[ends]
-        else:
-            targets = np.where(valid, self.seqs.items[np.clip(pos + 1, 0, None)], -1)  # (B, L)
+        targets = np.where(valid, self.seqs.items[np.clip(pos + 1, 0, None)], -1)  # (B, L)
         return {"history": torch.as_tensor(hist), "targets": torch.as_tensor(targets)}
 
 
@@ -165,11 +164,8 @@ def _step(job: TrainJob, model: KuaiFormer, samples: _Samples, device: torch.dev
 
     def step(net, batch):
         hist, targets = batch["history"].to(device), batch["targets"].to(device)
-        if samples.readout == "queries":
-            users = net(hist)  # (B, k, D)
-        else:
-            keep = targets >= 0
-            users, targets = model.positions(hist)[keep][:, None], targets[keep]  # (V, 1, D), (V,)
+        keep = targets >= 0
+        users, targets = model.interests_at(hist)[keep], targets[keep]  # (V, k, D), (V,)
         if loss_kind == "full":
             return full_softmax_loss(users, targets, model.item_vectors(), job.temperature)
         negatives = None
@@ -208,7 +204,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
     if job.model in COUNTED:
         counted = COUNTED[job.model]().fit(history)
         tensors, max_len = counted.state(), job.model_config.max_len
-        report["validation"] = evaluate(counted.score, history, targets, max_len=max_len)
+        report["validation"] = evaluate(counted.score, history, targets, max_len=max_len, train_counts=history.item_counts())
         model_config = None
         report["train"] = {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))}
     else:
@@ -218,14 +214,16 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         model = KuaiFormer(model_config)
         model.set_item_features(codes, content)
         model.to(device)
-        samples = _Samples(history, model_config.readout, model_config.max_len)
+        samples = _Samples(history, model_config.max_len)
         if len(samples) == 0:
             raise InputError(f"{data}: no training samples (every training part has < 2 items)")
         optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
         generator = torch.Generator().manual_seed(job.seed)
 
+        train_counts = history.item_counts()
+
         def validate(m):
-            return evaluate(m.score, history, targets, max_len=model_config.max_len)
+            return evaluate(m.score, history, targets, max_len=model_config.max_len, train_counts=train_counts)
 
         loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve {job.model}")
         result = fit(model, optimizer, samples.epochs(job.batch_size, job.seed),
@@ -309,7 +307,9 @@ def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str |
         users, targets, skipped = _read_test(Path(test), data)
         history = Sequences.from_lists([seqs[u] for u in users], seqs.n_items)
         report.update(split="test", skipped=skipped)
-    return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history)}
+    train_counts = (history if test is None else seqs).item_counts()
+    return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history,
+                                 train_counts=train_counts)}
 
 
 def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarray:
@@ -327,52 +327,104 @@ def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarr
     return out
 
 
+def _interests(model: KuaiFormer, history: Sequences, users: np.ndarray, max_len: int) -> np.ndarray:
+    """Interest vectors of ``users`` ``(U, k, D)``."""
+    with torch.no_grad():
+        return torch.cat([model(torch.as_tensor(history.padded(users[i : i + 1024], max_len)))
+                          for i in range(0, len(users), 1024)]).numpy()
+
+
+def _exact_top(queries: np.ndarray, items: np.ndarray, n_int: int, k: int) -> np.ndarray:
+    top = (torch.as_tensor(queries) @ torch.as_tensor(items).T).topk(k, dim=1)
+    return _merge(top.values.numpy(), top.indices.numpy(), n_int, k)
+
+
+def _recall_vs(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
+
+
 def serve_run(run: str | Path, *, kind: str = "auto", k: int = 100, out: str | Path | None = None,
-              max_users: int | None = 2000, progress: bool = False) -> dict[str, Any]:
-    """Search the validation users' interests through an index of ``kind`` over the run's item vectors."""
+              max_users: int | None = 2000, progress: bool = False, beam: int | None = None, branching: int = 16,
+              target_recall: float = 0.9) -> dict[str, Any]:
+    """Search the validation users' interests through an index of ``kind`` over the run's item vectors.
+
+    ``kind`` ``tree``: the MISS tree (:class:`mmrec.index.IndexTree`, ``branching`` children per node)
+    searched by beam search; ``beam`` None picks the smallest beam of a doubling sweep whose recall@k
+    against exact search reaches ``target_recall`` on up to 500 *other* validation users (the users
+    reported are not the ones the beam was chosen on); the sweep is in the report under ``beams``.
+    Items scored per query counts every tree node scored (inner nodes and items).
+    """
     from mmrec.index.exact import faiss_module
     from mmrec.index.faiss_index import FaissIndex
     from mmrec.pipelines.index import build_index
 
-    faiss = faiss_module()
     model, config = load_run(run)
     if not isinstance(model, KuaiFormer):
         raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
     seqs, _ = read_sequences(config["data"])
     history, targets = seqs.split_last()
     users = np.arange(len(history)) if max_users is None else np.arange(min(max_users, len(history)))
+    interests = _interests(model, history, users, config["max_len"])  # (U, k, D)
     with torch.no_grad():
-        interests = torch.cat([model(torch.as_tensor(history.padded(users[i : i + 1024], config["max_len"])))
-                               for i in range(0, len(users), 1024)]).numpy()  # (U, k, D)
-        items = model.item_vectors().numpy()
+        items = np.ascontiguousarray(model.item_vectors().numpy(), dtype=np.float32)
     n_int = interests.shape[1]
     queries = np.ascontiguousarray(interests.reshape(-1, interests.shape[2]), dtype=np.float32)
     keys = [ITEM_KEY.format(i) for i in range(len(items))]
     k = min(k, len(items))
-    exact_scores = torch.as_tensor(queries) @ torch.as_tensor(items).T
-    top = exact_scores.topk(k, dim=1)
-    truth = _merge(top.values.numpy(), top.indices.numpy(), n_int, k)
-    index = build_index(np.ascontiguousarray(items), out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",
-                        keys=keys, progress=progress, metric="ip", k=min(10, k))
-    stats = faiss.cvar.indexIVF_stats
-    stats.reset()
-    start = time.perf_counter()
-    scores, rows = index.search(queries, k)
-    seconds = time.perf_counter() - start
+    truth = _exact_top(queries, items, n_int, k)
+    extra: dict[str, Any] = {}
+    if kind == "tree":
+        from mmrec.index.tree import IndexTree
+
+        index = IndexTree.build(items, out, {"branching": branching, "metric": "ip", "k": min(10, k)}, keys=keys, progress=progress)
+        if beam is None:
+            tune_users = np.arange(len(users), min(len(users) + 500, len(history)))
+            if not len(tune_users):
+                tune_users = users
+            tune_q = np.ascontiguousarray(_interests(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
+            tune_truth = _exact_top(tune_q, items, n_int, k)
+            sweep, b = [], 1
+            while True:
+                s, r, nodes = index.search_with_count(tune_q, k, beam=b)
+                sweep.append({"beam": b, f"recall@{k}_vs_exact": round(_recall_vs(_merge(s, r, n_int, k), tune_truth, k), 4),
+                              "items_scored_per_query": round(nodes, 1), "scored_fraction": round(nodes / len(items), 4)})
+                widest = max(index.node_counts()[:-1] or [1])
+                if sweep[-1][f"recall@{k}_vs_exact"] >= target_recall or b >= widest:
+                    break
+                b = min(2 * b, widest)
+            beam = b
+            extra["beams"] = sweep
+            extra["beam_tuned_on_users"] = int(len(tune_users))
+        start = time.perf_counter()
+        scores, rows, scored = index.search_with_count(queries, k, beam=beam)
+        seconds = time.perf_counter() - start
+        extra.update(beam=int(beam), branching=int(branching), tree_nodes_per_level=index.node_counts())
+        factory = f"tree(branching={branching}, beam={beam})"
+    else:
+        faiss = faiss_module()
+        index = build_index(items, out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",
+                            keys=keys, progress=progress, metric="ip", k=min(10, k))
+        stats = faiss.cvar.indexIVF_stats
+        stats.reset()
+        start = time.perf_counter()
+        scores, rows = index.search(queries, k)
+        seconds = time.perf_counter() - start
+        family = index.info.get("family", "")
+        scored = stats.ndis / len(queries) if family.startswith("ivf") else float(len(items)) if "flat" in family or family == "" else None
+        if family.startswith("hnsw"):
+            scored = None  # HNSW's visit count is not exposed per search here
+        factory = index.info.get("factory")
+        extra["search_params"] = index.info.get("search_params")
+        extra["index_type"] = type(index).__name__ if not isinstance(index, FaissIndex) else "faiss"
     found = _merge(scores, rows, n_int, k)
-    family = index.info.get("family", "")
-    scored = stats.ndis / len(queries) if family.startswith("ivf") else float(len(items)) if "flat" in family or family == "" else None
-    if family.startswith("hnsw"):
-        scored = None  # HNSW's visit count is not exposed per search here
-    recall = float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
     hit10 = float(np.mean([targets[u] in f[:10] for u, f in zip(users, found)]))
     hit10_exact = float(np.mean([targets[u] in t[:10] for u, t in zip(users, truth)]))
     return finite_json({
-        "run": str(run), "kind": kind, "factory": index.info.get("factory"), "users": int(len(users)), "interests": int(n_int),
-        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": recall,
+        "run": str(run), "kind": kind, "factory": factory, "users": int(len(users)), "interests": int(n_int),
+        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": _recall_vs(found, truth, k),
         "items_scored_per_query": scored, "items_scored_per_user": None if scored is None else scored * n_int,
+        "scored_fraction": None if scored is None else scored / len(items),
         "queries_per_s": round(len(queries) / seconds, 1) if seconds > 0 else None,
         "validation_recall@10": hit10, "validation_recall@10_exact": hit10_exact,
-        "search_params": index.info.get("search_params"), "out": None if out is None else str(out),
-        "index_type": type(index).__name__ if not isinstance(index, FaissIndex) else "faiss",
+        "out": None if out is None else str(out), **extra,
     })

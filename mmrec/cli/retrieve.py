@@ -42,10 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-history", action="store_true", help="drop the user's history items from the ranking")
     add_command(
         rsub, "serve", _serve,
-        help="search the validation users' interest vectors through FAISS; recall vs exact, items scored per query",
+        help="search the validation users' interest vectors through FAISS or the MISS tree; recall vs exact, items scored per query",
         description="k interests = k queries merged by max score, against exact search over the same item vectors.",
         arguments={"--run": "run folder of `mmrec retrieve train`",
-                   "--kind": dict(default="auto", help="exact, auto or a FAISS factory (e.g. IVF64,Flat) (default auto)"),
+                   "--kind": dict(default="auto", help="exact, auto, tree (the MISS tree, beam search) or a FAISS factory "
+                                 "(e.g. IVF64,Flat) (default auto)"),
+                   "--beam": dict(type=int, default=None, help="tree beam (default: the smallest reaching --target-recall "
+                                  "on other validation users)"),
+                   "--branching": dict(type=int, default=16, help="tree children per node (default 16)"),
+                   "--target-recall": dict(type=float, default=0.9, help="recall@k vs exact the tree beam is chosen for (default 0.9)"),
                    "--k": dict(type=int, default=100, help="items retrieved per user (default 100)"),
                    "--users": dict(type=int, default=2000, help="validation users searched (default 2000)"),
                    "--out": dict(default=None, help="write the index folder here")},
@@ -53,8 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _metrics_line(m: dict) -> str:
+    tail = m.get("tail")
+    tail_text = (f"; long tail (target seen <= {tail['max_train_interactions']}x in training, {tail['users']:,} users): "
+                 f"Recall@10 {tail['recall@10']:.4f}  NDCG@10 {tail['ndcg@10']:.4f}") if tail else ""
     return (f"Recall@5 {m['recall@5']:.4f}  NDCG@5 {m['ndcg@5']:.4f}  Recall@10 {m['recall@10']:.4f}  "
-            f"NDCG@10 {m['ndcg@10']:.4f}  ({m['users']:,} users, full ranking over {m['items']:,} items, history {m['history']})")
+            f"NDCG@10 {m['ndcg@10']:.4f}  ({m['users']:,} users, full ranking over {m['items']:,} items, history {m['history']}){tail_text}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -83,7 +91,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from mmrec.pipelines.retrieve import serve_run
 
-    r = serve_run(args.run, kind=args.kind, k=args.k, out=args.out, max_users=args.users, progress=not args.json)
+    r = serve_run(args.run, kind=args.kind, k=args.k, out=args.out, max_users=args.users, progress=not args.json,
+                  beam=args.beam, branching=args.branching, target_recall=args.target_recall)
     scored = "n/a" if r["items_scored_per_query"] is None else f"{r['items_scored_per_query']:.0f}"
     recall = r[f"recall@{r['k']}_vs_exact"]
     return emit(args, r, f"{r['factory']}: recall@{r['k']} vs exact {recall:.4f}, items scored per query "

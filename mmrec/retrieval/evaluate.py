@@ -6,7 +6,9 @@ the same (ties are broken against the true item, so a constant scorer earns noth
 mean of [rank < K]; NDCG@K = mean of 1 / log2(rank + 2) where rank < K (one relevant item, so IDCG =
 1). No negatives are sampled. History items stay in the ranking unless ``exclude_history`` is set
 (then every item of the history, the target too if it was seen before, scores -inf, as RecBole does);
-the report says which under ``history``.
+the report says which under ``history``. With ``train_counts`` (each item's interactions in the
+training data) the report adds ``tail``: the same metrics over the users whose target has at most
+``tail_max`` training interactions (the long tail, where content and codes should help ids most).
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ Scorer = Callable[[np.ndarray], torch.Tensor | np.ndarray]  # (B, L) histories, 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target among all items, ties counted against it: ``(B,)`` int64."""
     true = scores.gather(1, targets[:, None])  # (B, 1)
-    higher = (scores > true).sum(1)
-    ties = (scores == true).sum(1) - 1
-    return higher + ties
+    return (scores >= true).sum(1) - 1  # higher + ties other than the target itself, in one pass
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (5, 10)) -> dict[str, float]:
@@ -42,11 +42,13 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (5, 10)) -> dict[s
 
 
 def evaluate(scorer: Scorer, histories: Sequences, targets: np.ndarray, *, max_len: int = 50, ks: Sequence[int] = (5, 10),
-             exclude_history: bool = False, batch_size: int = 512, return_ranks: bool = False) -> dict:
+             exclude_history: bool = False, batch_size: int = 512, return_ranks: bool = False,
+             train_counts: np.ndarray | None = None, tail_max: int = 5) -> dict:
     """Score ``targets[u]`` given ``histories[u]`` (its last ``max_len`` items) for every user ``u``.
 
     Returns ``{"users", "items", "recall@K", "ndcg@K", "history": "kept" | "excluded"}`` (plus
-    ``ranks`` with ``return_ranks``).
+    ``ranks`` with ``return_ranks``, and ``tail`` = ``{"max_train_interactions", "users", "recall@K",
+    "ndcg@K"}`` with ``train_counts`` of shape ``(n_items,)``).
     """
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) != len(histories):
@@ -68,6 +70,12 @@ def evaluate(scorer: Scorer, histories: Sequences, targets: np.ndarray, *, max_l
     ranks_all = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
     report = {"users": int(len(targets)), "items": int(histories.n_items), **metrics_from_ranks(ranks_all, ks),
               "history": "excluded" if exclude_history else "kept"}
+    if train_counts is not None:
+        train_counts = np.asarray(train_counts)
+        if train_counts.shape != (histories.n_items,):
+            raise UsageError(f"train_counts has shape {train_counts.shape}, expected ({histories.n_items},)")
+        tail = train_counts[targets] <= tail_max
+        report["tail"] = {"max_train_interactions": int(tail_max), "users": int(tail.sum()), **metrics_from_ranks(ranks_all[tail], ks)}
     if return_ranks:
         report["ranks"] = ranks_all
     return report

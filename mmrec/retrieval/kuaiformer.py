@@ -6,8 +6,10 @@ Retrieval as next-item prediction (PAPERS.md, "Retrieval with the representation
   + a linear projection of a fixed content embedding (``mmrec extract`` / ``mmrec align``); any of
   the three can be switched off ([I]: the paper's item token, our sum);
 - a causal pre-LN transformer over the last ``max_len`` items of the history (left-padded; learned
-  positions counted from the most recent item), followed by ``interests`` learnable query tokens whose
-  outputs are the user's interest vectors ``u_1..u_k`` (``readout="queries"``); ``readout="last"``
+  positions counted from the most recent item), followed by ``interests`` learnable query tokens
+  (plus the position embedding of the most recent item) whose outputs are the interest vectors ``u_1..u_k``
+  (``readout="queries"``); :meth:`KuaiFormer.interests_at` computes the interests after every
+  prefix of a sequence in one pass, which is how training reads every position; ``readout="last"``
   reads one vector at every position instead, which is SASRec (Kang & McAuley 2018) with shared
   input/output item embeddings;
 - the score of item ``i`` is ``max_k <u_k, e_i>`` (max over interests, [I]) for training and serving;
@@ -121,26 +123,70 @@ class KuaiFormer(nn.Module):
             out = out + self.content_proj(self.content[items])
         return out
 
-    def _encode(self, history: torch.Tensor) -> torch.Tensor:
+    def _tokens(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Item tokens ``(B, L, D)`` with positions counted back from the end of the window (the most
+        recent item is position 0), ``valid`` (B, L) and the position of each slot ``(L,)``."""
         history = torch.as_tensor(history, device=self.pos.weight.device)[:, -self.config.max_len :]
-        b, length = history.shape
-        valid = history >= 0  # (B, L)
-        x = self.item_vectors(history.clamp(min=0)) * valid[..., None]  # (B, L, D)
-        x = x + self.pos(torch.arange(length - 1, -1, -1, device=x.device))
+        length = history.shape[1]
+        valid = history >= 0  # (B, L), left-padded
+        pos = torch.arange(length - 1, -1, -1, device=history.device)  # (L,)
+        x = (self.item_vectors(history.clamp(min=0)) + self.pos(pos)) * valid[..., None]
+        return x, valid, pos
+
+    def _run(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        x = F.dropout(x, self.config.dropout, self.training)
+        for block in self.blocks:
+            x = block(x, allowed[:, None])
+        return self.norm(x)
+
+    def _encode(self, history: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(B, T, D)``: the history positions, then (readout queries) the ``k`` query tokens,
+        which carry the position of the most recent item (0)."""
+        x, valid, pos = self._tokens(history)
+        b = x.shape[0]
         if self.queries is not None:
-            x = torch.cat([x, self.queries.expand(b, -1, -1)], 1)  # (B, T = L + k, D)
+            x = torch.cat([x, (self.queries + self.pos(pos[-1:])).expand(b, -1, -1)], 1)  # (B, T = L + k, D)
             valid = torch.cat([valid, valid.new_ones(b, self.config.interests)], 1)
         t = x.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         allowed = (causal & valid[:, None, :]) | torch.eye(t, dtype=torch.bool, device=x.device)  # (B, T, T)
-        x = F.dropout(x, self.config.dropout, self.training)
-        for block in self.blocks:
-            x = block(x, allowed[:, None])
-        return self.norm(x)  # (B, T, D)
+        return self._run(x, allowed)
 
     def positions(self, history: torch.Tensor) -> torch.Tensor:
         """Outputs at the history positions ``(B, L, D)``: position ``j`` has read items ``<= j`` only."""
         return self._encode(history)[:, : min(history.shape[1], self.config.max_len)]
+
+    def interests_at(self, history: torch.Tensor) -> torch.Tensor:
+        """Interest vectors after every prefix in one pass: ``(B, L, k, D)``; entry ``j`` reads items
+        ``<= j`` only, and the last entry equals ``forward(history)`` (one vector per position with
+        readout ``last``, which is SASRec's training readout).
+
+        For readout ``queries`` each position ``j`` gets its own ``k`` query tokens, carrying item
+        ``j``'s position, which read the items ``<= j`` and the earlier queries of their group; items
+        never read queries. One pass over ``L (1 + k)`` tokens replaces ``L`` passes over the prefixes
+        (``~L^2 / 2`` tokens). As in SASRec, positions count back from the end of the window, so an
+        earlier prefix's most recent item is not at position 0: the model learns recency relative to
+        the query's own position.
+        """
+        if self.queries is None:
+            return self.positions(history)[:, :, None]
+        x, valid, pos = self._tokens(history)
+        b, length, d = x.shape
+        k = self.config.interests
+        queries = (self.queries[None] + self.pos(pos)[:, None]).reshape(1, length * k, d).expand(b, -1, -1)  # (B, L k, D)
+        n = length * (1 + k)
+        owner = torch.cat([torch.arange(length), torch.arange(length).repeat_interleave(k)]).to(x.device)  # position of each token
+        is_query = torch.arange(n, device=x.device) >= length
+        slot = torch.cat([torch.zeros(length, dtype=torch.long), torch.arange(k).repeat(length)]).to(x.device)
+        item_reads = ~is_query[:, None] & ~is_query[None, :] & (owner[None, :] <= owner[:, None])
+        query_reads_item = is_query[:, None] & ~is_query[None, :] & (owner[None, :] <= owner[:, None])
+        query_reads_query = (is_query[:, None] & is_query[None, :] & (owner[:, None] == owner[None, :])
+                             & (slot[None, :] <= slot[:, None]))
+        pattern = item_reads | query_reads_item | query_reads_query  # (T, T)
+        valid_all = torch.cat([valid, valid.repeat_interleave(k, 1)], 1)  # (B, T)
+        allowed = (pattern & valid_all[:, None, :]) | torch.eye(n, dtype=torch.bool, device=x.device)
+        h = self._run(torch.cat([x, queries], 1), allowed)  # (B, T, D)
+        return h[:, length:].reshape(b, length, k, d)
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         """Interest vectors ``(B, k, D)`` (``k`` = 1 with readout ``last``)."""
@@ -155,7 +201,10 @@ class KuaiFormer(nn.Module):
 
 def interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """``(B, k, D)`` interests x ``(C, D)`` items -> ``(B, C)`` max over interests."""
-    return torch.einsum("bkd,cd->bkc", users, items).amax(1)
+    out = users[:, 0] @ items.T
+    for j in range(1, users.shape[1]):  # a running max: no (B, k, C) tensor (1.4x faster for 12k items)
+        out = torch.maximum(out, users[:, j] @ items.T)
+    return out
 
 
 def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vectors: torch.Tensor, *,

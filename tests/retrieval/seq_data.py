@@ -27,3 +27,29 @@ def write_lcrec(folder: Path, name: str, sequences: list[list[int]], texts: dict
     if texts is not None:
         (folder / f"{name}.item.json").write_text(json.dumps(texts))
     return folder
+
+
+def planted_groups(users: int = 400, groups: int = 8, per_group: int = 5, length: int = 8, seed: int = 0):
+    """SYNTHETIC content-only rule: items come in ``groups`` of ``per_group`` frequent items plus one
+    rare item each; a user walks group ``g`` -> ``g + 1`` picking a random frequent item. Every user's
+    last item (the validation target) is the next group's rare item for half of the users: a rare
+    item never occurs in the training part, so its id embedding stays untrained and only its group
+    (visible in the content vector and the code) tells where it belongs.
+
+    Returns ``(sequences, group of each item (n_items,))``; item ``g * (per_group + 1) + per_group``
+    is group ``g``'s rare item.
+    """
+    rng = np.random.default_rng(seed)
+    size = per_group + 1
+    group_of = np.repeat(np.arange(groups), size)
+    out = []
+    for u in range(users):
+        g = int(rng.integers(groups))
+        seq = []
+        for _ in range(length):
+            seq.append(g * size + int(rng.integers(per_group)))
+            g = (g + 1) % groups
+        if u % 2:
+            seq[-1] = ((g - 1) % groups) * size + per_group
+        out.append(seq)
+    return out, group_of

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmrec.errors import UsageError
 from mmrec.retrieval import Sequences, evaluate, metrics_from_ranks, target_ranks
 
 
@@ -61,3 +62,19 @@ def test_history_items_are_kept_unless_excluded():
     dropped = evaluate(favours_history, seqs, targets, exclude_history=True, return_ranks=True)
     assert kept["ranks"].tolist() == [2, 1] and dropped["ranks"].tolist() == [0, 0]
     assert (kept["history"], dropped["history"]) == ("kept", "excluded")
+
+
+def test_long_tail_metrics_cover_only_targets_with_few_training_interactions():
+    seqs = Sequences.from_lists([[1], [2], [3], [4]], 6)
+    targets = np.array([0, 0, 5, 5])
+    counts = np.array([100, 0, 0, 0, 0, 3])  # item 0 is popular, item 5 is in the tail
+
+    def knows_popular(hist):  # ranks item 0 first, item 5 last
+        return torch.tensor([[5.0, 1, 1, 1, 1, 0]]).expand(len(hist), -1)
+
+    m = evaluate(knows_popular, seqs, targets, train_counts=counts, tail_max=5, ks=(1,))
+    assert m["recall@1"] == 0.5
+    assert m["tail"] == {"max_train_interactions": 5, "users": 2, "recall@1": 0.0, "ndcg@1": 0.0}
+    assert "tail" not in evaluate(knows_popular, seqs, targets, ks=(1,))
+    with pytest.raises(UsageError, match="train_counts"):
+        evaluate(knows_popular, seqs, targets, train_counts=counts[:3])

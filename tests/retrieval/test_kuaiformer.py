@@ -27,6 +27,9 @@ def test_causal_mask_future_items_never_change_earlier_outputs(readout):
     assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6)  # positions before the change read the same items
     assert not torch.allclose(a[:, 5:], b[:, 5:], atol=1e-4)
     assert not torch.allclose(model(hist), model(changed), atol=1e-4)  # the interests read the whole history
+    every, every_changed = model.interests_at(hist), model.interests_at(changed)  # (1, L, k, D): training's one pass
+    assert torch.allclose(every[:, :5], every_changed[:, :5], atol=1e-6) and not torch.allclose(every[:, 5:], every_changed[:, 5:], atol=1e-4)
+    assert torch.allclose(every[:, -1], model(hist), atol=1e-5)  # the last position's interests are the served ones
 
 
 def test_logq_correction_follows_the_formula():
@@ -94,3 +97,37 @@ def test_cli_evaluate_test_file_and_serving(planted_data, tmp_path, capsys):
     assert ivf["items_scored_per_query"] < 40 and 0 < ivf["recall@20_vs_exact"] <= 1
     assert main(["retrieve", "serve", "--run", str(root / "kf"), "--kind", "exact", "--k", "10"]) == 0
     assert "recall@10 vs exact 1.0000" in capsys.readouterr().out
+
+
+def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
+    root = planted_data
+    full = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150)
+    assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["items_scored_per_query"] >= 40  # beam = widest level: exhaustive
+    narrow = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150)
+    assert narrow["items_scored_per_query"] < 0.5 * full["items_scored_per_query"] and narrow["recall@10_vs_exact"] < 1.0
+    tuned = serve_run(root / "kf", kind="tree", k=10, branching=4, max_users=150, target_recall=0.9)
+    chosen = tuned["beams"][-1]
+    assert chosen["beam"] == tuned["beam"] and tuned["beam_tuned_on_users"] == 150  # users 150..299, not the reported ones
+    assert chosen["recall@10_vs_exact"] >= 0.9 and all(b["recall@10_vs_exact"] < 0.9 for b in tuned["beams"][:-1])
+    assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']})"
+
+
+def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_size():
+    from mmrec.pipelines.retrieve import _Samples
+    from mmrec.retrieval import Sequences
+
+    rng = np.random.default_rng(0)
+    seqs = Sequences.from_lists([rng.integers(0, 50, size=int(rng.integers(2, 30))).tolist() for _ in range(200)], 50)
+    samples = _Samples(seqs, max_len=10)
+    expected = sum(min(n - 1, 10) for n in seqs.lengths)
+    assert len(samples) == expected
+    seen = []
+    for batch in samples.epochs(batch_size=32, seed=0)(0):
+        n = int((batch["targets"] >= 0).sum())
+        assert n <= 32 + 10  # one user past the budget at most
+        hist, targets = batch["history"], batch["targets"]
+        seen += [(tuple(hist[r, : c + 1][hist[r, : c + 1] >= 0].tolist()), int(targets[r, c])) for r, c in zip(*np.nonzero(targets.numpy() >= 0))]
+    assert len(seen) == expected
+    window = [max(0, len(seqs[u]) - 11) for u in range(len(seqs))]  # each user's last 11 items: 10 inputs, 10 targets
+    truth = [(tuple(seqs[u][window[u] : t].tolist()), int(seqs[u][t])) for u in range(len(seqs)) for t in range(window[u] + 1, len(seqs[u]))]
+    assert sorted(seen) == sorted(truth)
