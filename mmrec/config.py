@@ -10,10 +10,11 @@ and the dataclass's ``__post_init__`` does the rest. :func:`replace_config` appl
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 from mmrec.errors import UsageError
 
@@ -115,6 +116,50 @@ def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         raise UsageError(f"{what} {path}: not valid {kind} ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{what} {path}: expected a mapping of config fields, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str | int], Any]:
+    """``"optim.lr=0.01"`` -> ``(["optim", "lr"], 0.01)``: the value parsed as JSON when it parses
+    (``[16, 8]``, ``true``, ``null``), else kept as a string; a number in the path indexes a list
+    (``features.0.dim=32``)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UsageError(f"--set expects KEY=VALUE with KEY a dotted config path (optim.lr=0.01), got {item!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return [int(part) if part.isdigit() else part for part in key.split(".")], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` (a config mapping) with every ``KEY=VALUE`` of ``overrides`` (``--set``) set in place;
+    the result is checked when it is built (an unknown field names its dotted path)."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node: Any = data
+        for depth, part in enumerate(path[:-1]):
+            where = ".".join(map(str, path[: depth + 1]))
+            if isinstance(node, list):
+                if not isinstance(part, int) or part >= len(node):
+                    raise UsageError(f"--set {item}: {where} is not an entry of a {len(node)}-entry list")
+                node = node[part]
+            elif isinstance(node, dict):
+                if node.get(str(part)) is None:  # a section missing from (or null in) the YAML
+                    node[str(part)] = {}
+                node = node[str(part)]
+            else:
+                raise UsageError(f"--set {item}: {where} is a value, not a section")
+        last = path[-1]
+        if isinstance(node, list):
+            if not isinstance(last, int) or last >= len(node):
+                raise UsageError(f"--set {item}: index {last} is not an entry of a {len(node)}-entry list")
+            node[last] = value
+        elif isinstance(node, dict):
+            node[str(last)] = value
+        else:
+            raise UsageError(f"--set {item}: {'.'.join(map(str, path[:-1]))} is a value, not a section")
     return data
 
 

@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-
-from mmrec.config import build_config, replace_config
 from mmrec.crossdomain.config import CDRConfig
+
+from mmrec.config import apply_overrides as set_overrides
+from mmrec.config import build_config
 from mmrec.errors import UsageError
 from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.threads import announce_threads
 
 if TYPE_CHECKING:  # torch and the models load when a job runs, not when the CLI builds its parser
     import torch
-
     from mmrec.crossdomain.data import CDRData
 
 
@@ -73,19 +73,11 @@ class CDRExportJob:
 
 
 def apply_overrides(config: CDRConfig | dict | None, overrides: Sequence[str] = ()) -> CDRConfig:
-    """``config`` with ``KEY=VALUE`` overrides (values parsed as JSON when they parse, else kept as
-    strings); an unknown key is one error naming it and the known fields."""
+    """``config`` with ``KEY=VALUE`` overrides (:func:`mmrec.config.apply_overrides`: values parsed as JSON
+    when they parse, else kept as strings); an unknown key is one error naming it and the known fields."""
     config = build_config(CDRConfig, config, "cdr")
-    values: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE with KEY a CDRConfig field, got {item!r}")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
-    return replace_config(config, "cdr", **values)
+    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
+    return build_config(CDRConfig, set_overrides(base, overrides), "cdr")
 
 
 def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None = None,
@@ -148,10 +140,9 @@ def save_run(out: str | Path, model: torch.nn.Module, config: CDRConfig, data: C
 
 def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
     """Rebuild a saved run's model (eval mode), config and training data."""
-    from safetensors.torch import load_file
-
     from mmrec.crossdomain.data import CDRData, Domain
     from mmrec.crossdomain.train import build_model
+    from safetensors.torch import load_file
 
     run = Path(run)
     for name in ("config.json", "data.json", "model.safetensors"):
@@ -207,7 +198,6 @@ def user_vectors(model: torch.nn.Module, config: CDRConfig, data: CDRData, domai
     """Target-domain user vectors ``(len(users), D)`` float32 of user indices ``users`` (eval mode);
     a user cold in ``domain`` gets its cross-domain vector."""
     import torch
-
     from mmrec.crossdomain.data import domain_histories
 
     hist = domain_histories(data, config.maxlen)

@@ -32,15 +32,14 @@ stops early on their mean AUC over the tasks and keeps the best epoch's weights.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from mmrec.config import apply_overrides, from_dict, read_yaml
 from mmrec.errors import UsageError
 from mmrec.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
 from mmrec.rankers.base import RANKERS, RankerConfig
-from mmrec.config import from_dict, read_yaml
 
 FEATURE_KINDS = ("embeddings", "codes", "encoder", "code_cross", "user_dense")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
@@ -222,50 +221,6 @@ def _resolve(path: str | None, base: Path) -> str | None:
     if path is None or Path(path).is_absolute():
         return path
     return str(base / path)
-
-
-def parse_override(item: str) -> tuple[list[str | int], Any]:
-    """``"optim.lr=0.01"`` -> ``(["optim", "lr"], 0.01)``: the value parsed as JSON when it parses
-    (``[16, 8]``, ``true``, ``null``), else kept as a string; a number in the path indexes a list
-    (``features.0.dim=32``)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise UsageError(f"--set expects KEY=VALUE with KEY a dotted RankConfig path (optim.lr=0.01), got {item!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return [int(part) if part.isdigit() else part for part in key.split(".")], value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``data`` (a RankConfig mapping) with every ``KEY=VALUE`` of ``overrides`` set in place; the
-    result is checked when it is built (an unknown field names its dotted path)."""
-    for item in overrides:
-        path, value = parse_override(item)
-        node: Any = data
-        for depth, part in enumerate(path[:-1]):
-            where = ".".join(map(str, path[: depth + 1]))
-            if isinstance(node, list):
-                if not isinstance(part, int) or part >= len(node):
-                    raise UsageError(f"--set {item}: {where} is not an entry of a {len(node)}-entry list")
-                node = node[part]
-            elif isinstance(node, dict):
-                if node.get(str(part)) is None:  # a section missing from (or null in) the YAML
-                    node[str(part)] = {}
-                node = node[str(part)]
-            else:
-                raise UsageError(f"--set {item}: {where} is a value, not a section")
-        last = path[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last >= len(node):
-                raise UsageError(f"--set {item}: index {last} is not an entry of a {len(node)}-entry list")
-            node[last] = value
-        elif isinstance(node, dict):
-            node[str(last)] = value
-        else:
-            raise UsageError(f"--set {item}: {'.'.join(map(str, path[:-1]))} is a value, not a section")
-    return data
 
 
 def load_config(source: "RankConfig | dict[str, Any] | str | Path", overrides: Sequence[str] = ()) -> RankConfig:
