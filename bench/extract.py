@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peers import ensure_venv
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "ViT-B-32"
@@ -68,41 +69,10 @@ def _log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
-def _peer_versions(venv: Path) -> dict[str, str] | None:
-    """Versions of the peer's packages, or None when the venv is missing or broken."""
-    python = venv / "bin" / "python"
-    if not (python.is_file() and (venv / "bin" / "clip-retrieval").is_file()):
-        return None
-    code = (
-        "import json, importlib.metadata as m, clip_retrieval.clip_inference.main, open_clip;"
-        f"print(json.dumps({{p: m.version(p) for p in {PEER_VERSIONS!r}}}))"
-    )
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
-    return json.loads(done.stdout) if done.returncode == 0 else None
-
-
 def ensure_peer(venv: Path, work: Path) -> dict[str, Any]:
-    """Make clip-retrieval's own venv unless a working one is there; returns what was done and versions."""
-    versions = _peer_versions(venv)
-    if versions is not None:
-        _log(f"reusing peer venv {venv} (clip-retrieval {versions['clip-retrieval']})")
-        return {"venv": str(venv), "installed_now": False, "install_s": None, "versions": versions}
-    log_path = work / "peer-install.log"
-    _log(f"making peer venv {venv}: python3 -m venv, then pip install {' '.join(PEER_PACKAGES)}")
-    _log(f"(torch comes from local disk; a few minutes and ~6 GB; pip output in {log_path})")
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        for cmd in (["python3", "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", *PEER_PACKAGES]):
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-                sys.exit(f"peer install failed: {' '.join(cmd)}; see {log_path}")
-    seconds = time.perf_counter() - start
-    versions = _peer_versions(venv)
-    if versions is None:
-        sys.exit(f"peer venv {venv} was made but clip_retrieval does not import; see {log_path}")
-    _log(f"peer venv ready in {seconds:.0f} s: {versions}")
-    return {"venv": str(venv), "installed_now": True, "install_s": round(seconds, 1), "versions": versions}
+    """Make clip-retrieval's own venv unless a working one is there (:func:`bench.peers.ensure_venv`)."""
+    return ensure_venv("clip-retrieval", venv, work, packages=PEER_PACKAGES,
+                       module="clip_retrieval.clip_inference.main, open_clip", distributions=PEER_VERSIONS)
 
 
 def make_shards(work: Path, samples: int, shard_size: int) -> str:
