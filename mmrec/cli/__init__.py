@@ -1,6 +1,6 @@
 """The ``mmrec`` command line: thin argument parsing over the public Python functions.
 
-One module per command group (``mmrec/cli/<group>.py``), each with ``register(sub)`` that adds its
+One module per command group (``mmrec/cli/<group>.py``), each with ``cli``, a :class:`~mmrec.cli._args.Commands` whose decorated handlers are its
 parser(s) and binds the handler; every handler calls the same function a Python user calls. Options
 that a job config dataclass holds are generated from its fields (:mod:`mmrec.cli._args`), so no default
 is written twice. User-facing failures print one ``mmrec: error: ...`` line and exit with 2 (usage) or
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in GROUPS:
-        importlib.import_module(f"mmrec.cli.{group}").register(sub)
+        importlib.import_module(f"mmrec.cli.{group}").cli.register(sub)
     return parser
 
 
