@@ -102,9 +102,10 @@ def _open_npy(path: Path) -> np.ndarray:
 
 def npy_metadata(path: Path) -> Path:
     """The metadata file of clip-retrieval's layout beside ``ROOT/X_emb/X_emb_I.npy``:
-    ``ROOT/metadata/metadata_I.parquet`` (it may not exist)."""
-    index = re.search(r"_(\d+)$", path.stem)
-    return path.parent.parent / "metadata" / f"metadata_{index.group(1) if index else path.stem}.parquet"
+    ``ROOT/metadata/metadata_I.parquet`` (it may not exist); ``I`` is a number, or a shard name in
+    ``mmrec extract``'s files."""
+    part = path.stem.removeprefix(f"{path.parent.name}_")
+    return path.parent.parent / "metadata" / f"metadata_{part}.parquet"
 
 
 def column_dim(path: Path, column: str, id_column: str = "key") -> int:
