@@ -71,7 +71,7 @@ def _metric(text, name, **labels):
 def test_binds_loopback_and_reports_health(server):
     assert server.server_address[0] == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
     status, body = _call(server, "GET", "/health")
-    assert status == 200 and body == {"status": "ok", "kind": "faiss", "n": 4000, "dim": 32, "metric": "ip"}
+    assert status == 200 and body == {"status": "ok", "kind": "faiss", "n": 4000, "dim": 32, "metric": "ip", "text_queries": False}
 
 
 def test_search_by_vectors_and_by_keys(server, topics_data):
