@@ -224,7 +224,7 @@ def test_openapi_documents_the_request_model(server):
     status, spec = _call(server, "GET", "/openapi.json")
     assert status == 200 and set(spec["paths"]) >= {"/search", "/health", "/metrics"}
     schema = spec["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"vectors", "keys", "k"} and schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {"vectors", "keys", "text", "k"} and schema["additionalProperties"] is False
     status, html = _call(server, "GET", "/docs")
     assert status == 200 and "swagger" in html.lower()
 
