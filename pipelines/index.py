@@ -59,7 +59,8 @@ class BuildConfig:
     emb: str = field(default="", metadata={"help": "embeddings: a folder (of emb-*.parquet, *.npy or *.parquet), a Parquet or .npy file, or a glob"})
     out: str = field(default="", metadata={"help": "output index folder"})
     kind: str = field(default="auto", metadata={"help": "auto, faiss:<factory> (e.g. faiss:IVF1024,Flat) or tree"})
-    column: str = field(default="fused", metadata={"help": "vector column of Parquet input: fused, image, text, audio, embedding ..."})
+    column: str = field(default="fused", metadata={"help": "vector column of Parquet input: fused, image, text, audio, embedding ...",
+                                                   "aliases": ("--vector-column",)})
     id_column: str = field(default="key", metadata={"help": ID_COLUMN_HELP})
     faiss: FaissConfig = field(default_factory=FaissConfig)
     tree: TreeConfig = field(default_factory=TreeConfig)
@@ -114,7 +115,7 @@ class AddConfig:
 
     index: str = field(default="", metadata={"help": "index folder"})
     emb: str = field(default="", metadata={"help": "new embeddings: a folder, Parquet or .npy file, or a glob"})
-    column: str | None = field(default=None, metadata={"help": "vector column (default: the index's)"})
+    column: str | None = field(default=None, metadata={"help": "vector column (default: the index's)", "aliases": ("--vector-column",)})
     id_column: str = field(default="key", metadata={"help": ID_COLUMN_HELP})
 
 

@@ -38,7 +38,7 @@ class QuantizeJob:
     ``options`` are further fields of the method's config (``{"niter": 5}``, ``{"epochs": 10}`` ...)."""
 
     method: str = field(default="rq-kmeans", metadata={"help": "quantizer: rq-kmeans, balanced, vq or rq-vae"})
-    column: str = field(default="fused", metadata={"help": "vector column to quantize (Parquet input)"})
+    column: str = field(default="fused", metadata={"help": "vector column to quantize (Parquet input)", "aliases": ("--vector-column",)})
     id_column: str = field(default="key", metadata={"help": ID_COLUMN_HELP})
     levels: int | None = field(default=None, metadata={"help": "code levels (for vq: the K nearest items); none keeps the method's"})
     codebook_size: int | None = field(default=None, metadata={

@@ -101,7 +101,7 @@ def test_index_build_and_eval_from_an_autofaiss_parquet_on_the_cli(tmp_path, vec
     _autofaiss(folder / "part-1.parquet", x[300:], np.arange(300, len(x)))
     index = tmp_path / "index"
     assert main(["index", "build", "--emb", str(folder), "--out", str(index), "--kind", "faiss:Flat",
-                 "--column", "embedding", "--id-column", "item_id", "--json"]) == 0
+                 "--vector-column", "embedding", "--id-column", "item_id", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["n"] == len(x) and info["source"]["id_column"] == "item_id"
     assert main(["index", "search", "--index", str(index), "--key", "7", "--k", "5", "--json"]) == 0
