@@ -4,17 +4,17 @@ index without a text encoder. SYNTHETIC titles on two planted topics."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import threading
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 
-from mmrec.index.server import make_server, text_encoder_for  # noqa: E402
+from index_data import running_server as _running  # noqa: E402
+
+from mmrec.index.server import text_encoder_for  # noqa: E402
 from mmrec.pipelines.extract import extract  # noqa: E402
 from mmrec.pipelines.index import build_index  # noqa: E402
 
@@ -32,19 +32,6 @@ def titles(tmp_path_factory):
         (root / "titles" / f"{'music' if i < 4 else 'food'}-{i}.txt").write_text(text)
     extract(str(root / "titles"), root / "emb", image=None, text=MINILM, audio=None, num_workers=0, progress=False)
     return root / "emb", root
-
-
-@contextlib.contextmanager
-def _running(index, **overrides):
-    srv = make_server(index, port=0, **overrides)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=10)
 
 
 def _post(srv, body):
