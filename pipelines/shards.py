@@ -133,16 +133,12 @@ def read_samples(path: str) -> Iterator[dict[str, Any]]:
 
 def _folder_samples(path: str) -> Iterator[dict[str, Any]]:
     fs, root, files = _folder_files(path)
-    sample: dict[str, Any] = {}
-    for file in files:  # sorted, so the files of one sample are adjacent
+    by_key: dict[str, dict[str, str]] = {}
+    for file in files:
         stem, ext = file[len(root) + 1 :].rsplit(".", 1)
-        if sample and sample["__key__"] != stem:
-            yield sample
-            sample = {}
-        sample["__key__"] = stem
-        sample[_FILE_FIELDS[ext.lower()]] = fs.cat_file(file)
-    if sample:
-        yield sample
+        by_key.setdefault(stem, {})[_FILE_FIELDS[ext.lower()]] = file
+    for key in sorted(by_key):  # bytes are read one sample at a time
+        yield {"__key__": key, **{name: fs.cat_file(file) for name, file in by_key[key].items()}}
 
 
 def raw_inputs(sample: dict[str, Any], modality: str) -> list[Any] | None:

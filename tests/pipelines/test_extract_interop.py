@@ -71,7 +71,7 @@ def _write_files(fs, root):
     files = {
         "cat.png": _image((200, 30, 30), "PNG"), "cat.txt": b"a red cat", "cat.json": b'{"item_id": 1, "tags": ["pet"]}',
         "dog.jpeg": _image((30, 30, 200), "JPEG"), "dog.txt": b"a blue dog", "dog.json": b'{"item_id": 2}',
-        "more/fish.txt": b"a fish", "notes.md": b"not a sample field",
+        "more/fish.txt": b"a fish", "notes.md": b"not a sample field", "cat.v2.txt": b"a cat, second take",
     }
     for name, data in files.items():
         fs.makedirs(f"{root}/{name}".rsplit("/", 1)[0], exist_ok=True)
@@ -84,15 +84,14 @@ def test_folder_of_files_is_paired_by_stem_and_resumes(tmp_path):
     files = _write_files(fsspec.filesystem("file"), str(folder))
     out = tmp_path / "emb"
     manifest = extract(str(folder), out, **TEXT_IMAGE)
-    assert manifest["done"][0]["shard"] == "photos" and manifest["samples"] == 3
+    assert manifest["done"][0]["shard"] == "photos" and manifest["samples"] == 4
     table = pq.read_table(out / "emb-photos.parquet")
-    assert table.column("key").to_pylist() == ["cat", "dog", "more/fish"]
-    texts = load_encoder("hf-text:tiny").embed(["a red cat", "a blue dog", "a fish"]).numpy()
+    assert table.column("key").to_pylist() == ["cat", "cat.v2", "dog", "more/fish"]  # a dotted stem is its own sample
+    texts = load_encoder("hf-text:tiny").embed(["a red cat", "a cat, second take", "a blue dog", "a fish"]).numpy()
     np.testing.assert_allclose(np.asarray(table.column("text").to_pylist(), np.float32), texts, atol=1e-5)
-    image = table.column("image").to_pylist()
-    assert image[0] is not None and image[1] is not None and image[2] is None  # the fish has no cover
+    assert [v is not None for v in table.column("image").to_pylist()] == [True, False, True, False]
     assert [None if j is None else json.loads(j) for j in table.column("json").to_pylist()] == [
-        json.loads(files["cat.json"]), json.loads(files["dog.json"]), None]
+        json.loads(files["cat.json"]), None, json.loads(files["dog.json"]), None]
 
     assert extract(str(folder), out, **TEXT_IMAGE)["runs"][0]["shards_skipped"] == 1
     (folder / "cat.txt").write_bytes(b"a red cat, renamed")  # another input: refused, not silently mixed
@@ -122,7 +121,7 @@ def test_memory_and_file_urls_read_tars_and_folders_like_local_paths(sample_dir,
     from_memory = extract("memory://bucket/photos", tmp_path / "m", **TEXT_ONLY)
     _write_files(fsspec.filesystem("file"), str(tmp_path / "photos"))
     from_file = extract(f"file://{tmp_path / 'photos'}", tmp_path / "f", **TEXT_ONLY)
-    assert from_memory["samples"] == from_file["samples"] == 3
+    assert from_memory["samples"] == from_file["samples"] == 4
     a, b = pq.read_table(tmp_path / "m" / "emb-photos.parquet"), pq.read_table(tmp_path / "f" / "emb-photos.parquet")
     assert a.column("key").equals(b.column("key")) and a.column("text").equals(b.column("text"))
     with pytest.raises(UsageError, match="not found"):
