@@ -1,9 +1,21 @@
 """The one embedding store: vectors read in batches from the Parquet files of ``mmrec extract`` /
-``mmrec align`` (or an in-memory array); every stage that reads ``emb-*.parquet`` reads it here.
+``mmrec align``, from ``.npy`` matrices (clip-retrieval's layout) or an in-memory array; every stage
+that reads embeddings reads them here.
 
-A Parquet source is a folder (its ``emb-*.parquet``), one file, a glob or a list of files, each with a
-string ``key`` column and a fixed-size-list float column (``fused``, ``image``, ``text``, ``audio`` or
-any other). Files are read row group by row group, so memory is the batch size, not the input size.
+A source is a folder, one file, a glob or a list of files. A folder means its ``emb-*.parquet``;
+without any, its ``*.npy``; without those, its ``*.parquet``.
+
+- Parquet: an id column (``id_column``, default ``key``; integers are read as their decimal strings)
+  and a float list column (``column``: ``fused``, ``image``, ... in extract's files, ``embedding`` in
+  autofaiss's), fixed-size or variable-length lists all of one length. Files are read row group by
+  row group, so memory is the batch size, not the input size.
+- ``.npy``: one ``(n, d)`` float matrix per file, memory-mapped and read in blocks; ``column`` does
+  not apply. [I] Its ids come from the sibling metadata file of clip-retrieval's layout
+  (``ROOT/img_emb/img_emb_3.npy`` -> ``ROOT/metadata/metadata_3.parquet``, column ``id_column``; a
+  boolean column ``has_img_emb`` there marks rows without a vector, as a null does in Parquet) and,
+  without one, are row numbers across the source's ``.npy`` files (``"0"``, ``"1"`` ...), as for an
+  array.
+
 Rows whose vector is null (a modality the sample lacked) are skipped and counted; a NaN or infinite
 vector is an error that names the file and the key. A file that is not Parquet (or is cut short) is
 an :class:`~mmrec.errors.InputError` that names it. Index row ids are positions in the stream of
@@ -15,18 +27,22 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
 from mmrec.io import atomic_path, open_parquet, write_json
 
 BATCH_ROWS = 65536
+ID_COLUMN_HELP = ("id column of Parquet embeddings (autofaiss users: their own id column); for .npy input, the column of "
+                  "the sibling metadata/metadata_I.parquet (row numbers without one)")
 
 
 @dataclass
@@ -37,64 +53,115 @@ class Batch:
     vectors: np.ndarray
 
 
+def _natural(path: Path) -> tuple:
+    """Sort key that puts ``img_emb_2.npy`` before ``img_emb_10.npy``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    for pattern in ("emb-*.parquet", "*.npy", "*.parquet"):
+        found = sorted(folder.glob(pattern), key=_natural)
+        if found:
+            return found
+    raise UsageError(f"no emb-*.parquet, .npy or .parquet files in folder {folder}")
+
+
 def embedding_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The Parquet files of ``spec``: a folder (its ``emb-*.parquet``), a file, a glob or a list of them."""
+    """The embedding files of ``spec``: a folder (its ``emb-*.parquet``, else its ``*.npy``, else its
+    ``*.parquet``), a file, a glob or a list of them."""
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     files: list[Path] = []
     for s in map(str, specs):
         if os.path.isdir(s):
-            found = sorted(Path(s).glob("emb-*.parquet"))
-            if not found:
-                raise UsageError(f"no emb-*.parquet files in folder {s}")
-            files += found
+            files += _folder_files(Path(s))
         elif glob.has_magic(s):
-            files += sorted(Path(p) for p in glob.glob(s))
+            files += sorted((Path(p) for p in glob.glob(s)), key=_natural)
         elif os.path.isfile(s):
             files.append(Path(s))
         else:
-            raise UsageError(f"embeddings {'file' if s.endswith('.parquet') else 'folder'} not found: {s}")
+            kind = "file" if s.endswith((".parquet", ".npy")) else "folder"
+            raise UsageError(f"embeddings {kind} not found: {s}")
     if not files:
-        raise UsageError(f"no Parquet files match {spec!r}")
+        raise UsageError(f"no embedding files match {spec!r}")
     return list(dict.fromkeys(files))
 
 
-def column_dim(path: Path, column: str) -> int:
-    """Width of the fixed-size float list ``column`` of an embedding file; errors name the file and column."""
+def _is_npy(path: Path) -> bool:
+    return path.suffix == ".npy"
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    try:
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable .npy file ({err})") from None
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating):
+        raise InputError(f"{path}: expected a 2-d float matrix, got shape {matrix.shape} of {matrix.dtype}")
+    return matrix
+
+
+def npy_metadata(path: Path) -> Path:
+    """The metadata file of clip-retrieval's layout beside ``ROOT/X_emb/X_emb_I.npy``:
+    ``ROOT/metadata/metadata_I.parquet`` (it may not exist); ``I`` is a number, or a shard name in
+    ``mmrec extract``'s files."""
+    part = path.stem.removeprefix(f"{path.parent.name}_")
+    return path.parent.parent / "metadata" / f"metadata_{part}.parquet"
+
+
+def column_dim(path: Path, column: str, id_column: str = "key") -> int:
+    """Width of the float list ``column`` of a Parquet embedding file (of the matrix of a ``.npy``
+    file); errors name the file and column."""
+    if _is_npy(path):
+        return _open_npy(path).shape[1]
     schema = open_parquet(path, "embeddings file").schema_arrow
-    if "key" not in schema.names:
-        raise UsageError(f"{path}: no 'key' column (columns: {', '.join(schema.names)})")
+    if id_column not in schema.names:
+        raise UsageError(f"{path}: no id column {id_column!r} (columns: {', '.join(schema.names)}); pick one with --id-column")
     if column not in schema.names:
-        vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
+        vectors = [f.name for f in schema if _is_float_list(f.type)]
         raise UsageError(f"{path}: no column {column!r}; vector columns: {', '.join(vectors) or '(none)'}")
     kind = schema.field(column).type
-    if not (pa.types.is_fixed_size_list(kind) and pa.types.is_floating(kind.value_type)):
-        raise UsageError(f"{path}: column {column!r} is {kind}, expected a fixed-size list of floats")
-    return kind.list_size
+    if not _is_float_list(kind):
+        raise UsageError(f"{path}: column {column!r} is {kind}, expected a list of floats")
+    if pa.types.is_fixed_size_list(kind):
+        return kind.list_size
+    for rb in _record_batches(path, BATCH_ROWS, [column]):
+        lengths = pc.list_value_length(rb.column(column)).drop_null()
+        if len(lengths):
+            return int(lengths[0].as_py())
+    raise UsageError(f"{path}: column {column!r} has no non-null vector to take its dim from")
+
+
+def _is_float_list(kind: pa.DataType) -> bool:
+    return (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_floating(kind.value_type)
 
 
 class EmbeddingSource:
-    """Batches of ``(keys, vectors)`` from Parquet files or an array; :func:`open_source` makes one."""
+    """Batches of ``(keys, vectors)`` from Parquet or ``.npy`` files or an array; :func:`open_source` makes one."""
 
-    def __init__(self, *, dim: int, column: str, files: list[Path] | None = None, array: np.ndarray | None = None, keys: pa.Array | None = None) -> None:
+    def __init__(self, *, dim: int, column: str, files: list[Path] | None = None, array: np.ndarray | None = None,
+                 keys: pa.Array | None = None, id_column: str = "key", key_offset: int = 0) -> None:
         self.dim = dim
         self.column = column
+        self.id_column = id_column
         self.files = files or []
         self._array = array
         self._keys = keys
+        self._key_offset = key_offset
         self.skipped_null = 0  # null vectors passed over by the last full read
 
     @property
     def max_rows(self) -> int:
-        """Rows in the input, nulls included (from the Parquet footers)."""
+        """Rows in the input, nulls included (from the Parquet footers and ``.npy`` headers)."""
         if self._array is not None:
             return len(self._array)
-        return sum(open_parquet(f, "embeddings file").metadata.num_rows for f in self.files)
+        return sum(len(_open_npy(f)) if _is_npy(f) else open_parquet(f, "embeddings file").metadata.num_rows for f in self.files)
 
     def describe(self) -> dict:
         """What was read, for ``index.json``."""
         if self._array is not None:
             return {"type": "array", "rows": len(self._array), "column": self.column}
-        return {"type": "parquet", "files": [str(f.resolve()) for f in self.files], "column": self.column}
+        kind = "npy" if all(map(_is_npy, self.files)) else "parquet"
+        return {"type": kind, "files": [str(f.resolve()) for f in self.files], "column": self.column, "id_column": self.id_column}
 
     def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
         """Every non-null row once, in order, ``batch_rows`` at most per batch."""
@@ -103,20 +170,60 @@ class EmbeddingSource:
             for start in range(0, len(self._array), batch_rows):
                 yield Batch(self._keys[start : start + batch_rows], self._array[start : start + batch_rows])
             return
+        row = self._key_offset  # row-number ids of .npy files without metadata
         for path in self.files:
-            for rb in _record_batches(path, batch_rows, ["key", self.column]):
-                col, keys = rb.column(self.column), rb.column("key")
+            if _is_npy(path):
+                yield from self._npy_batches(path, batch_rows, row)
+                row += len(_open_npy(path))
+                continue
+            for rb in _record_batches(path, batch_rows, [self.id_column, self.column]):
+                col, keys = rb.column(self.column), rb.column(self.id_column)
                 if col.null_count:
                     valid = col.is_valid()
                     self.skipped_null += col.null_count
                     col, keys = col.filter(valid), keys.filter(valid)
                 if len(col) == 0:
                     continue
-                vectors = np.ascontiguousarray(np.asarray(col.flatten()).reshape(-1, self.dim), dtype=np.float32)
-                bad = ~np.isfinite(vectors).all(axis=1)
-                if bad.any():
-                    raise UsageError(f"{path}: column {self.column!r} of key {keys[int(np.argmax(bad))].as_py()!r} has NaN or inf")
-                yield Batch(keys.cast(pa.string()), vectors)
+                if not pa.types.is_fixed_size_list(col.type):
+                    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+                    if (lengths != self.dim).any():
+                        wrong = int(np.argmax(lengths != self.dim))
+                        raise InputError(f"{path}: column {self.column!r} of key {keys[wrong].as_py()!r} has "
+                                         f"{lengths[wrong]} values, other rows {self.dim}")
+                yield self._checked(path, keys.cast(pa.string()), np.asarray(col.flatten()).reshape(-1, self.dim))
+
+    def _npy_batches(self, path: Path, batch_rows: int, first_row: int) -> Iterator[Batch]:
+        matrix = _open_npy(path)  # (n, d), memory-mapped
+        keys, present = self._npy_keys(path, len(matrix), first_row)
+        for start in range(0, len(matrix), batch_rows):
+            block_keys, block = keys[start : start + batch_rows], matrix[start : start + batch_rows]
+            if present is not None:
+                keep = present[start : start + batch_rows]
+                self.skipped_null += int((~keep).sum())
+                block_keys, block = block_keys.filter(pa.array(keep)), block[keep]
+            if len(block):
+                yield self._checked(path, block_keys, block)
+
+    def _npy_keys(self, path: Path, rows: int, first_row: int) -> tuple[pa.Array, np.ndarray | None]:
+        meta = npy_metadata(path)
+        if not meta.is_file():
+            return pa.array([str(first_row + i) for i in range(rows)], pa.string()), None
+        names = open_parquet(meta, "metadata file").schema_arrow.names
+        if self.id_column not in names:
+            raise UsageError(f"{meta}: no id column {self.id_column!r} for {path} (columns: {', '.join(names)}); pick one with --id-column")
+        flag = f"has_{path.parent.name}"
+        table = pq.read_table(meta, columns=[self.id_column, *([flag] if flag in names else [])])
+        if table.num_rows != rows:
+            raise InputError(f"{meta} has {table.num_rows} rows, {path} has {rows}")
+        present = table.column(flag).to_numpy(zero_copy_only=False).astype(bool) if flag in names else None
+        return table.column(self.id_column).combine_chunks().cast(pa.string()), present
+
+    def _checked(self, path: Path, keys: pa.Array, vectors: np.ndarray) -> Batch:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            raise UsageError(f"{path}: column {self.column!r} of key {keys[int(np.argmax(bad))].as_py()!r} has NaN or inf")
+        return Batch(keys, vectors)
 
 
 def _record_batches(path: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -133,33 +240,40 @@ def _record_batches(path: Path, batch_rows: int, columns: list[str]) -> Iterator
 
 
 def open_source(
-    data: str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray,
+    data: "str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray | EmbeddingSource",
     *,
     column: str = "fused",
+    id_column: str = "key",
     keys: Sequence[str] | None = None,
     key_offset: int = 0,
     dim: int | None = None,
 ) -> EmbeddingSource:
-    """An :class:`EmbeddingSource` over Parquet files (folder, file, glob, list) or an ``(n, d)`` array.
+    """An :class:`EmbeddingSource` over Parquet / ``.npy`` files (folder, file, glob, list) or an ``(n, d)``
+    array; an :class:`EmbeddingSource` passes through (``dim`` checked).
 
-    For an array, ``keys`` name its rows (default: their index row numbers, ``key_offset + i``).
+    ``column`` / ``id_column``: the vector and id columns of Parquet files. For an array (and for
+    ``.npy`` files without metadata) rows are named ``key_offset + i``, or by ``keys`` for an array.
     ``dim`` checks the vectors' dimension (adding to an existing index).
     """
+    if isinstance(data, EmbeddingSource):
+        if dim is not None and data.dim != dim:
+            raise UsageError(f"the embeddings have dim {data.dim}, the index has dim {dim}")
+        return data
     if isinstance(data, (str, os.PathLike)) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike))):
         if keys is not None:
-            raise UsageError("keys= is for array input; Parquet input carries its own 'key' column")
+            raise UsageError("keys= is for array input; files carry their own ids")
         files = embedding_files(data)
         found = None
         for f in files:
-            d = column_dim(f, column)
+            d = column_dim(f, column, id_column)
             if found is not None and d != found:
                 raise InputError(f"{f}: column {column!r} has dim {d}, other files have {found}")
             found = d
         if dim is not None and found != dim:
             raise UsageError(f"column {column!r} has dim {found}, the index has dim {dim}")
-        source = EmbeddingSource(dim=found, column=column, files=files)
+        source = EmbeddingSource(dim=found, column=column, files=files, id_column=id_column, key_offset=key_offset)
         if source.max_rows == 0:
-            raise UsageError(f"no rows in {len(files)} Parquet file(s) of {data!r}")
+            raise UsageError(f"no rows in {len(files)} embedding file(s) of {data!r}")
         return source
     from mmrec.quantization.kmeans import check_vectors  # mmrec.quantization imports this module
 
@@ -201,9 +315,10 @@ def sample_rows(source: EmbeddingSource, size: int, *, seed: int = 0) -> tuple[n
     return keep_rows[order], np.ascontiguousarray(keep_vec[order]), n
 
 
-def read_embeddings(data: str | os.PathLike | Sequence[str | os.PathLike], column: str = "fused") -> tuple[list[str], np.ndarray]:
+def read_embeddings(data: str | os.PathLike | Sequence[str | os.PathLike], column: str = "fused", *,
+                    id_column: str = "key") -> tuple[list[str], np.ndarray]:
     """``(keys, vectors (n, d) float32)`` of every non-null row of ``column``, in file order; keys must be unique."""
-    source = open_source(data, column=column)
+    source = open_source(data, column=column, id_column=id_column)
     keys: list[str] = []
     chunks = []
     for batch in source.batches():

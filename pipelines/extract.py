@@ -1,10 +1,22 @@
 """``mmrec extract``: batch embedding extraction over webdataset shards, resumable and scaled out.
 
-For every input shard ``NAME.tar`` the job writes ``emb-NAME.parquet`` (``key``, one fixed-size-list
-float32 column per modality, ``fused``; encoders, dims and counts in the file metadata under
-``mmrec``), ``errors-NAME.jsonl`` when samples failed (key, field, reason), and refreshes
-``manifest.json`` for the folder. [I] Output files keep the whole shard stem (``emb-items-000123``
-rather than ``emb-000123``) so one folder can hold items and live segments without collisions.
+For every input shard ``NAME.tar`` (or folder of files ``NAME``, local or remote:
+:mod:`mmrec.pipelines.shards`) the job writes ``emb-NAME.parquet`` (``key``, one fixed-size-list
+float32 column per modality, ``fused``, and ``json``: the sample's metadata object as JSON text, null
+without one; encoders, dims and counts in the file metadata under ``mmrec``), ``errors-NAME.jsonl``
+when samples failed (key, field, reason), and refreshes ``manifest.json`` for the folder. [I] Output
+files keep the whole shard stem (``emb-items-000123`` rather than ``emb-000123``) so one folder can
+hold items and live segments without collisions.
+
+``output_format="npy"`` also writes clip-retrieval's layout beside the Parquet files (which stay: they
+mark complete shards for resume and are what every mmrec job reads): ``img_emb/img_emb_NAME.npy``,
+``text_emb/``, ``audio_emb/``, ``fused_emb/`` (float32 ``(rows, dim)``, the rows of the Parquet file,
+zeros where a sample lacks the modality) and ``metadata/metadata_NAME.parquet`` (``key``, a boolean
+``has_img_emb`` ... per matrix, and the top-level fields of each sample's ``json`` as columns, as
+clip-retrieval's ``enable_metadata`` writes them; a field named like one of ours becomes
+``json_<name>``; a field whose values mix types is kept as JSON text). [I] Files are named after the
+shard rather than numbered (clip-retrieval's ``img_emb_0.npy``) so a rerun over more shards keeps
+every name; :mod:`mmrec.store` reads both.
 
 Exactly once: the errors file, then the Parquet file, are written to temp names and renamed, so an
 ``emb-`` file exists only when its shard is complete; a rerun skips complete shards and redoes the
@@ -64,6 +76,7 @@ from mmrec.pipelines.shards import (
     ShardBatches,
     ShardEnd,
     expand_shards,
+    shard_identity,
     shard_name,
 )
 
@@ -74,6 +87,8 @@ from mmrec.io import atomic_open, atomic_path, write_json
 from mmrec.threads import announce_threads, use_threads
 
 MODALITIES = ("image", "text", "audio")
+OUTPUT_FORMATS = ("parquet", "npy")
+NPY_FOLDERS = {"image": "img_emb", "text": "text_emb", "audio": "audio_emb", "fused": "fused_emb"}  # clip-retrieval's names
 
 
 @dataclass
@@ -110,6 +125,9 @@ class ExtractConfig:
         "help": "redo shards whose output exists, also outputs of another job (other encoders, fuser or input)"})
     retry_failed: bool = field(default=False, metadata={
         "help": "also redo shards that have per-sample errors (shards that ended on a read error are always redone)"})
+    output_format: str = field(default="parquet", metadata={
+        "choices": OUTPUT_FORMATS, "help": "npy: also write clip-retrieval's layout (img_emb/, text_emb/, ... .npy and "
+        "metadata/*.parquet with the samples' json fields) beside the emb-*.parquet files"})
 
     def __post_init__(self) -> None:
         if not any((self.image, self.text, self.audio)):
@@ -124,6 +142,8 @@ class ExtractConfig:
         unknown = set(self.weights) - set(MODALITIES)
         if unknown:
             raise UsageError(f"weights for unknown modality {sorted(unknown)}; use {MODALITIES}")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise UsageError(f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if (self.shard_id is None) != (self.num_shards is None):
@@ -160,6 +180,7 @@ def _pad(vectors: torch.Tensor, owners: torch.Tensor, rows: int) -> tuple[torch.
 class _ShardBuffer:
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.metadata: list[str | None] = []
         self.columns: dict[str, list[torch.Tensor]] = {}
         self.present: dict[str, list[torch.Tensor]] = {}
 
@@ -227,6 +248,7 @@ class Extractor:
         if fused is not None:
             vectors["fused"], present["fused"] = fused, torch.stack(list(present.values())).any(0)
         buffer.keys += batch.keys
+        buffer.metadata += batch.metadata
         for name, v in vectors.items():
             buffer.columns.setdefault(name, []).append(v.float().cpu())
             buffer.present.setdefault(name, []).append(present[name].cpu())
@@ -253,12 +275,53 @@ class Extractor:
             chunks = buffer.columns.get(name)
             arrays.append(_vector_column(chunks, buffer.present[name], dims[name]) if chunks else pa.nulls(0, column_type))
             fields.append(pa.field(name, column_type))
+        arrays.append(pa.array(buffer.metadata, pa.string()))
+        fields.append(pa.field("json", pa.string()))
+        if self.config.output_format == "npy":
+            self._write_npy(out, end.shard, buffer, dims)
         meta = {**self.metadata(), "shard": end.shard, "rows": len(buffer.keys), "errors": len(end.errors),
                 "read_error": any(e["field"] == "tar" for e in end.errors), **stats}
         schema = pa.schema(fields, metadata={"mmrec": json.dumps(meta), "model": json.dumps(meta["encoders"]), "dim": json.dumps(dims)})
         with atomic_path(out / f"emb-{end.shard}.parquet") as tmp:
             pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
         return len(buffer.keys)
+
+
+    def _write_npy(self, out: Path, shard: str, buffer: _ShardBuffer, dims: dict[str, int]) -> None:
+        """clip-retrieval's layout for one shard: the matrices, then (marking them complete) the metadata."""
+        flags = {}
+        for name in [*self.encoders, *(["fused"] if self.fused_dim else [])]:
+            folder = NPY_FOLDERS[name]
+            chunks = buffer.columns.get(name)
+            matrix = torch.cat(chunks).numpy().astype(np.float32) if chunks else np.zeros((0, dims[name]), np.float32)
+            present = torch.cat(buffer.present[name]).numpy() if chunks else np.zeros(0, bool)
+            matrix[~present] = 0.0
+            (out / folder).mkdir(exist_ok=True)
+            with atomic_path(out / folder / f"{folder}_{shard}.npy") as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, matrix)
+            flags[f"has_{folder}"] = pa.array(present, pa.bool_())
+        columns = {"key": pa.array(buffer.keys, pa.string()), **flags}
+        for name, values in _metadata_columns(buffer.metadata).items():
+            columns[f"json_{name}" if name in columns else name] = values
+        (out / "metadata").mkdir(exist_ok=True)
+        with atomic_path(out / "metadata" / f"metadata_{shard}.parquet") as tmp:
+            pq.write_table(pa.table(columns), tmp)
+
+
+def _metadata_columns(metadata: list[str | None]) -> dict[str, pa.Array]:
+    """The top-level fields of each row's JSON object as columns (null where a row lacks one); a field
+    whose values Arrow cannot put in one column (mixed types) as JSON text."""
+    rows = [json.loads(m) if m is not None else {} for m in metadata]
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            columns[name] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+    return columns
 
 
 def _os_reason(err: OSError) -> str:
@@ -282,7 +345,8 @@ def _check_writable(out: Path) -> None:
 
 
 def _shard_fingerprint(job: dict[str, Any], path: str) -> dict[str, Any]:
-    return {**job, "input": str(Path(path).resolve()), "input_bytes": os.path.getsize(path)}
+    where, size = shard_identity(path)
+    return {**job, "input": where, "input_bytes": size}
 
 
 def _differences(found: dict[str, Any] | None, expected: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
@@ -336,7 +400,13 @@ def _plan(out: Path, shards: list[str], mine: list[str], config: ExtractConfig, 
     if conflicts:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise UsageError(f"refusing output folder: {conflicts[0]}{more}")
-    return [s for s in mine if s in redo or not (out / f"emb-{shard_name(s)}.parquet").exists()]
+    return [s for s in mine if s in redo or not _complete(out, shard_name(s), config)]
+
+
+def _complete(out: Path, name: str, config: ExtractConfig) -> bool:
+    """Whether shard ``name`` has all its outputs (its ``emb-`` file is written last, its npy metadata before it)."""
+    npy_done = config.output_format != "npy" or (out / "metadata" / f"metadata_{name}.parquet").exists()
+    return npy_done and (out / f"emb-{name}.parquet").exists()
 
 
 def _write_manifest(out: Path, shards: list[str], runs: list[dict[str, Any]], metadata: dict[str, Any]) -> dict:
@@ -407,7 +477,8 @@ def _extract(input: str | list[str], out: str | Path, config: ExtractConfig, pro
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     extractor = Extractor(config, device)
     todo = _plan(out, shards, mine, config, extractor.fingerprint)
-    for stale in (p for s in todo for p in out.glob(f".tmp-*-{shard_name(s)}.*")):
+    stale_patterns = (".tmp-*-{}.*", "*/.tmp-*_{}.*")  # emb- / errors- files; npy matrices and metadata
+    for stale in (p for s in todo for pattern in stale_patterns for p in out.glob(pattern.format(shard_name(s)))):
         stale.unlink(missing_ok=True)  # left by a killed run
     start, samples = time.perf_counter(), 0
     if todo:

@@ -45,7 +45,7 @@ from mmrec.index.kinds import load_index, parse_kind
 from mmrec.index.tree import IndexTree, ScorerConfig, TreeConfig
 from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.logs import iter_log, log_sources
-from mmrec.store import open_source, read_embeddings
+from mmrec.store import ID_COLUMN_HELP, open_source, read_embeddings
 from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 from mmrec.training import LoopConfig
 
@@ -56,10 +56,12 @@ from mmrec.training import LoopConfig
 class BuildConfig:
     """``mmrec index build``: an index folder over embeddings; ``faiss`` / ``tree`` by ``kind``."""
 
-    emb: str = field(default="", metadata={"help": "embeddings: a folder of emb-*.parquet, a Parquet file or a glob"})
+    emb: str = field(default="", metadata={"help": "embeddings: a folder (of emb-*.parquet, *.npy or *.parquet), a Parquet or .npy file, or a glob"})
     out: str = field(default="", metadata={"help": "output index folder"})
     kind: str = field(default="auto", metadata={"help": "auto, faiss:<factory> (e.g. faiss:IVF1024,Flat) or tree"})
-    column: str = field(default="fused", metadata={"help": "vector column: fused, image, text, audio ..."})
+    column: str = field(default="fused", metadata={"help": "vector column of Parquet input: fused, image, text, audio, embedding ...",
+                                                   "aliases": ("--vector-column",)})
+    id_column: str = field(default="key", metadata={"help": ID_COLUMN_HELP})
     faiss: FaissConfig = field(default_factory=FaissConfig)
     tree: TreeConfig = field(default_factory=TreeConfig)
 
@@ -99,7 +101,8 @@ def build(config: BuildConfig | dict | str, *, progress: bool = True) -> dict[st
     cls, _ = parse_kind(config.kind)
     options = asdict(config.tree) if cls is IndexTree else {k: v for k, v in asdict(config.faiss).items() if k != "factory"}
     with output_folder(config.out, "index folder"):
-        index = build_index(config.emb, config.out, config.kind, column=config.column, progress=progress, **options)
+        source = open_source(config.emb, column=config.column, id_column=config.id_column)
+        index = build_index(source, config.out, config.kind, column=config.column, progress=progress, **options)
     return {**index.info, "out": config.out}
 
 
@@ -111,13 +114,18 @@ class AddConfig:
     """``mmrec index add``: new embedding shards added to a saved FAISS index in place."""
 
     index: str = field(default="", metadata={"help": "index folder"})
-    emb: str = field(default="", metadata={"help": "new embeddings: a folder, Parquet file or glob"})
-    column: str | None = field(default=None, metadata={"help": "vector column (default: the index's)"})
+    emb: str = field(default="", metadata={"help": "new embeddings: a folder, Parquet or .npy file, or a glob"})
+    column: str | None = field(default=None, metadata={"help": "vector column (default: the index's)", "aliases": ("--vector-column",)})
+    id_column: str = field(default="key", metadata={"help": ID_COLUMN_HELP})
 
 
-def add_to_index(folder: str | Path, data: Any, *, column: str | None = None, keys: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Add new embeddings (e.g. new ``emb-*.parquet`` shards) to a saved index and rewrite it."""
+def add_to_index(folder: str | Path, data: Any, *, column: str | None = None, id_column: str = AddConfig.id_column,
+                 keys: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Add new embeddings (e.g. new ``emb-*.parquet`` shards) to a saved index and rewrite it; ``.npy``
+    rows without metadata are named by their row numbers after the index's last."""
     index = load_index(folder, mmap=False)
+    if keys is None and not isinstance(data, np.ndarray):
+        data = open_source(data, column=column or index.info["column"], id_column=id_column, key_offset=index.n, dim=index.dim)
     event = index.add(data, column=column, keys=keys, progress=progress)
     index.save(folder)
     return {**event, "n": index.n}
@@ -126,7 +134,7 @@ def add_to_index(folder: str | Path, data: Any, *, column: str | None = None, ke
 def add(config: AddConfig | dict | str, *, progress: bool = True) -> dict[str, Any]:
     """Run an :class:`AddConfig`: ``{rows, source, add_s, n}``."""
     config = build_config(AddConfig, config, "index add")
-    return add_to_index(config.index, config.emb, column=config.column, progress=progress)
+    return add_to_index(config.index, config.emb, column=config.column, id_column=config.id_column, progress=progress)
 
 
 @dataclass
@@ -197,35 +205,62 @@ class EvalConfig:
             raise UsageError(f"n_queries and every k must be >= 1, got {self.n_queries}, {self.ks}")
 
 
-def _recorded_sources(index: BaseIndex) -> list[str]:
+def _recorded_source(index: BaseIndex, data: Any) -> Any:
+    """``data`` (default: the embeddings the index was built from and added to, as its ``index.json``
+    records them) opened with the index's column, id column and dim."""
     parts = [index.info["source"], *(add["source"] for add in index.info.get("adds", []))]
-    if any(p["type"] != "parquet" for p in parts):
-        raise UsageError("this index was built (or added to) from in-memory arrays: pass the embeddings as data=")
-    return [f for p in parts for f in p["files"]]
+    if data is None:
+        if any(p["type"] == "array" for p in parts):
+            raise UsageError("this index was built (or added to) from in-memory arrays: pass the embeddings as data=")
+        data = [f for p in parts for f in p["files"]]
+    return open_source(data, column=index.info["column"], id_column=parts[0].get("id_column", "key"), dim=index.dim)
 
 
-def plot_curve(points: list[dict[str, Any]], path: str | Path, *, title: str, tuned: Any = None, k: int = 10) -> Path:
-    """Write recall@k vs QPS (log scale) as a PNG (matplotlib, Agg backend), atomically."""
+def curve_figure(points: list[dict[str, Any]], *, title: str, param: str | None = None,
+                 chosen: dict[str, Any] | None = None, target: float | None = None, k: int = 10) -> Any:
+    """Recall@k vs QPS (log scale) as a matplotlib figure (Agg backend).
+
+    ``points``: ``{"value", "recall", "qps"}`` per value of the swept search knob ``param`` (``nprobe``,
+    ``efSearch``, ``beam``), each labelled ``param=value``; ``chosen``, the point of the index's tuned
+    value (measured, it need not be on the sweep), is starred and ``target`` drawn as a dashed line. An index without a knob (Flat) is one point, no curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot([p["qps"] for p in points], [p["recall"] for p in points], marker="o")
-    for p in points:
-        if p["value"] is not None:
-            ax.annotate(str(p["value"]), (p["qps"], p["recall"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        if tuned is not None and p["value"] == tuned:
-            ax.plot([p["qps"]], [p["recall"]], marker="*", markersize=14, color="tab:red", label=f"tuned ({tuned})")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    qps, recall = [p["qps"] for p in points], [p["recall"] for p in points]
+    if param is None:
+        ax.plot(qps, recall, marker="o", ls="none", color="tab:blue")
+        ax.annotate(f"exact search, no knob to sweep: {qps[0]:.0f} QPS", (qps[0], recall[0]), textcoords="offset points",
+                    xytext=(6, -12), fontsize=9)
+    else:
+        ax.plot(qps, recall, marker="o", color="tab:blue", label=f"{param} swept")
+        for p in points:
+            ax.annotate(f"{param}={p['value']}", (p["qps"], p["recall"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        if chosen is not None and chosen["value"] is not None:
+            ax.plot([chosen["qps"]], [chosen["recall"]], marker="*", markersize=16, ls="none", color="tab:red",
+                    label=f"chosen: {param}={chosen['value']} (recall {chosen['recall']:.3f}, {chosen['qps']:.0f} QPS)")
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"target recall@{k} = {target:g}")
     ax.set_xscale("log")
-    ax.set_xlabel("queries per second (batch)")
-    ax.set_ylabel(f"recall@{k} vs exact")
-    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("queries per second (one batch, log scale)")
+    ax.set_ylabel(f"recall@{k} vs exact search")
+    ax.set_ylim(min(0.0, min(recall)) if min(recall) < 0.5 else min(recall) - 0.1, 1.03)
+    ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
-    if tuned is not None:
-        ax.legend(loc="lower left")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="lower left", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot_curve(points: list[dict[str, Any]], path: str | Path, **options: Any) -> Path:
+    """Write :func:`curve_figure` (``options``: its keywords) as a PNG, atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = curve_figure(points, **options)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -249,14 +284,18 @@ def evaluate_index(
     folder = None if isinstance(index, BaseIndex) else Path(index)
     if folder is not None:
         index = load_index(folder)
-    source = open_source(data if data is not None else _recorded_sources(index), column=index.info["column"], dim=index.dim)
+    source = _recorded_source(index, data)
     report = evaluate_source(index, source, queries=queries, n_queries=n_queries, ks=ks, seed=seed)
     k = 10 if 10 in ks else ks[0]
     if png is not None or folder is not None:
         png = Path(png) if png is not None else folder / "recall-qps.png"
         points = report.get("curve") or [{"value": None, "recall": report["recall"][str(k)], "qps": report["qps"]}]
-        title = f"{index.info.get('factory') or index.kind}: {index.n} x {index.dim}"
-        report["png"] = str(plot_curve(points, png, title=title, tuned=report["search_params"].get(index.param_name), k=k))
+        param = index.param_name if report.get("curve") else None
+        title = f"{index.info.get('factory') or index.kind} index of {index.n} vectors (dim {index.dim}): recall@{k} vs speed"
+        target = index.info.get("tuning", {}).get("target_recall") if param else None
+        chosen = {"value": report["search_params"].get(param), "recall": report["recall"][str(k)], "qps": report["qps"]}
+        report["png"] = str(plot_curve(points, png, title=title, param=param, chosen=chosen if param else None,
+                                       target=target, k=k))
     if out_json is not None:
         write_json(out_json, report)
     return report
@@ -436,5 +475,5 @@ def _train_tree(config: TrainTreeConfig, start: float, threads: int) -> dict[str
 
 __all__ = [
     "AddConfig", "BuildConfig", "EvalConfig", "SearchConfig", "TrainTreeConfig", "add", "add_to_index", "build",
-    "build_index", "evaluate", "evaluate_index", "plot_curve", "search", "search_index", "train_tree",
+    "build_index", "curve_figure", "evaluate", "evaluate_index", "plot_curve", "search", "search_index", "train_tree",
 ]

@@ -1,6 +1,7 @@
 """``mmrec quantize``: codes for every item of an embeddings folder, with their report (a job).
 
-Reads one vector column of ``mmrec extract`` / ``mmrec align`` output, fits the chosen quantizer
+Reads one vector column of ``mmrec extract`` / ``mmrec align`` output (or any embeddings the store
+reads: ``.npy`` matrices, a Parquet file with its own ``id_column``; :mod:`mmrec.store`), fits the chosen quantizer
 (:data:`mmrec.quantization.QUANTIZERS`: ``rq-kmeans``, ``balanced``, ``vq``, ``rq-vae``; the job's
 options are :class:`QuantizeJob`) and writes into ``out``:
 ``codebook.safetensors`` (:meth:`CodeQuantizer.save`), ``codes.parquet`` (``key, c1..cL``),
@@ -27,7 +28,7 @@ from mmrec.quantization.collisions import DEDUP_METHODS, add_suffix
 from mmrec.quantization.files import save_codes
 from mmrec.quantization.kmeans import check_vectors
 from mmrec.quantization.report import code_report, plot_usage
-from mmrec.store import read_embeddings
+from mmrec.store import ID_COLUMN_HELP, read_embeddings
 from mmrec.threads import THREADS_HELP, use_threads
 
 
@@ -37,7 +38,8 @@ class QuantizeJob:
     ``options`` are further fields of the method's config (``{"niter": 5}``, ``{"epochs": 10}`` ...)."""
 
     method: str = field(default="rq-kmeans", metadata={"help": "quantizer: rq-kmeans, balanced, vq or rq-vae"})
-    column: str = field(default="fused", metadata={"help": "vector column to quantize"})
+    column: str = field(default="fused", metadata={"help": "vector column to quantize (Parquet input)", "aliases": ("--vector-column",)})
+    id_column: str = field(default="key", metadata={"help": ID_COLUMN_HELP})
     levels: int | None = field(default=None, metadata={"help": "code levels (for vq: the K nearest items); none keeps the method's"})
     codebook_size: int | None = field(default=None, metadata={
         "help": "codes per level (for vq: the bank size); none keeps the method's"})
@@ -82,7 +84,7 @@ def quantize(emb: str | Path, out: str | Path, config: QuantizeJob | dict | str 
 
 def _quantize(emb: str | Path, out: Path, job: QuantizeJob, quantizer: Any, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
-    keys, x = read_embeddings(emb, job.column)
+    keys, x = read_embeddings(emb, job.column, id_column=job.id_column)
     x = check_vectors(x, name=f"embeddings {job.column!r} in {emb}")
     codes = quantizer.fit_transform(x, progress=progress)
     fit_s = time.perf_counter() - start

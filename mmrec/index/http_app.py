@@ -11,7 +11,9 @@ whose parser stops at 200 nested levels, so a 100k-deep body costs microseconds 
 Every failure answers JSON ``{"error": "..."}``: 400 malformed JSON, too deep, or not an object;
 404 unknown path; 405 wrong method; 413 body over ``max_body_bytes`` or batch over ``max_batch``;
 422 a well-formed request that cannot be answered (unknown field, wrong types, wrong dimension,
-non-finite values, unknown keys, bad ``k``).
+non-finite values, unknown keys, bad ``k``, text queries to an index without a text encoder).
+``{"text": [...]}`` queries are embedded by the server's text encoder in a worker thread, then
+searched as vectors.
 
 Searches run in worker threads, at most ``search_concurrency`` at once. Requests that arrive while
 those run wait, and the next free thread takes all waiting requests of the same ``k`` as one FAISS
@@ -51,21 +53,27 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class SearchRequest(BaseModel):
-    """One batch of queries: ``vectors`` or ``keys`` of indexed items, exactly one of the two."""
+    """One batch of queries: ``vectors``, ``keys`` of indexed items or ``text``, exactly one of them."""
 
     model_config = ConfigDict(extra="forbid")
 
     vectors: list[list[Annotated[float, Strict()]]] | None = Field(None, description="query vectors (q, dim)")
     keys: list[str] | None = Field(None, description="keys of indexed items to search by")
+    text: list[str] | None = Field(None, description="query texts, embedded by the index's text encoder")
     k: int = Field(10, ge=1, strict=True, description="neighbours per query, at most the server's max_k")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "SearchRequest":
-        if (self.vectors is None) == (self.keys is None):
-            raise ValueError("give exactly one of 'vectors' or 'keys'")
-        if not (self.vectors or self.keys):
-            raise ValueError("'vectors' / 'keys' must be a non-empty list")
+        given = [q for q in (self.vectors, self.keys, self.text) if q is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'vectors', 'keys' or 'text'")
+        if not given[0]:
+            raise ValueError("'vectors' / 'keys' / 'text' must be a non-empty list")
         return self
+
+    @property
+    def queries(self) -> list[Any]:
+        return next(q for q in (self.vectors, self.keys, self.text) if q is not None)
 
 
 class Hit(BaseModel):
@@ -77,7 +85,7 @@ class Hit(BaseModel):
 class SearchResponse(BaseModel):
     results: list[list[Hit]] = Field(description="hits per query, best first")
     k: int
-    took_ms: float = Field(description="milliseconds from the checked request to its hits (waiting for a search thread included)")
+    took_ms: float = Field(description="milliseconds from the checked request to its hits (embedding text queries and waiting for a search thread included)")
 
 
 class Health(BaseModel):
@@ -86,13 +94,15 @@ class Health(BaseModel):
     n: int
     dim: int
     metric: str
+    text_queries: bool = Field(description="whether {'text': [...]} queries are answered")
 
 
 class Error(BaseModel):
     error: str
 
 
-_HINTS = {"vectors": "'vectors' must be a list of lists of numbers", "keys": "'keys' must be a list of strings"}
+_HINTS = {"vectors": "'vectors' must be a list of lists of numbers", "keys": "'keys' must be a list of strings",
+          "text": "'text' must be a list of strings"}
 
 
 def _reject(status: int, message: str) -> HTTPException:
@@ -245,8 +255,9 @@ class _Metered:
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
-def create_app(index: BaseIndex, config: "ServerConfig") -> FastAPI:
-    """The FastAPI app answering searches over ``index`` within ``config``'s limits."""
+def create_app(index: BaseIndex, config: "ServerConfig", *, text_encoder: Any = None, no_text: str = "") -> FastAPI:
+    """The FastAPI app answering searches over ``index`` within ``config``'s limits; ``text_encoder``
+    (an :class:`~mmrec.encoders.Encoder`) embeds text queries, else they get 422 with ``no_text``."""
     metrics = _Metrics()
     batcher = _Batcher(index, config.search_concurrency, metrics)
 
@@ -274,7 +285,8 @@ def create_app(index: BaseIndex, config: "ServerConfig") -> FastAPI:
 
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "kind": index.kind, "n": index.n, "dim": index.dim, "metric": index.metric}
+        return {"status": "ok", "kind": index.kind, "n": index.n, "dim": index.dim, "metric": index.metric,
+                "text_queries": text_encoder is not None}
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     async def prometheus() -> Response:
@@ -292,11 +304,17 @@ def create_app(index: BaseIndex, config: "ServerConfig") -> FastAPI:
             raise _reject(*_validation_message(err, config.max_k)) from None
         if query.k > config.max_k:
             raise _reject(422, f"k must be an integer in 1..{config.max_k}, got {query.k}")
-        batch = len(query.vectors if query.keys is None else query.keys)
+        batch = len(query.queries)
         if batch > config.max_batch:
             raise _reject(413, f"batch of {batch} queries is over the limit of {config.max_batch}")
-        queries, by_rows = _checked(index, query)
         start = time.perf_counter()
+        if query.text is not None:
+            if text_encoder is None:
+                raise _reject(422, no_text or "this server has no text encoder")
+            queries = await anyio.to_thread.run_sync(lambda: text_encoder.embed(query.text).float().numpy())  # (q, d)
+            by_rows = False
+        else:
+            queries, by_rows = _checked(index, query)
         results = await batcher.search(queries, by_rows, query.k)
         metrics.queries.inc(batch)
         took_ms = round((time.perf_counter() - start) * 1000, 3)

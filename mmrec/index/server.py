@@ -1,9 +1,16 @@
 """The HTTP search API over a loaded index: FastAPI on uvicorn, loopback by default (``mmrec[serve]``).
 
 - ``GET /health`` → ``{"status": "ok", "kind", "n", "dim", "metric"}``
-- ``POST /search`` with ``{"vectors": [[...], ...], "k": 10}`` or ``{"keys": ["item-1", ...], "k": 10}``
-  → ``{"results": [[{"key", "row", "score"}, ...] per query], "k", "took_ms"}``
+- ``POST /search`` with ``{"vectors": [[...], ...], "k": 10}``, ``{"keys": ["item-1", ...], "k": 10}`` or
+  ``{"text": ["a red cat", ...], "k": 10}`` → ``{"results": [[{"key", "row", "score"}, ...] per query], "k", "took_ms"}``
 - ``GET /metrics`` (Prometheus text format), ``GET /openapi.json`` and ``/docs`` (OpenAPI)
+
+Text queries, as clip-retrieval's back end takes them: when the index holds text-encoder vectors
+(column ``text``, the ``text_emb`` matrices of extract's npy layout, or ``fused`` of a job whose only
+encoder was text, with ``concat`` / ``mean`` fusion, which leaves the text vector unchanged), the
+server loads that encoder offline from the ``manifest.json`` of the embeddings folder recorded in
+``index.json`` (spec and local weights path as extract wrote them) and embeds the texts with it
+(:func:`text_encoder_for`). Any other index answers text queries with 422 and the reason.
 
 Routes, request models, error codes and metrics are :mod:`mmrec.index.http_app`. This module binds
 the socket (backlog ``backlog``) and runs uvicorn on it: one event loop, at most ``max_connections``
@@ -13,6 +20,7 @@ after ``keep_alive_s`` idle, searches in at most ``search_concurrency`` threads.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -47,6 +55,9 @@ class ServerConfig:
     max_connections: int = field(default=512, metadata={"help": "open connections and in-flight requests; more get 503"})
     backlog: int = field(default=2048, metadata={"help": "listen backlog: connections the kernel queues before they are accepted"})
     keep_alive_s: float = field(default=30.0, metadata={"help": "seconds an idle keep-alive connection stays open"})
+    text_encoder: str | None = field(default="auto", metadata={
+        "help": "encoder of {'text': [...]} queries: auto = the text encoder recorded in the embeddings' manifest.json, "
+        "when the index holds its vectors; none = no text queries; or an encoder spec", "metavar": "SPEC"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -57,6 +68,50 @@ class ServerConfig:
             self.search_concurrency = _usable_cores()
         if self.search_concurrency < 1 or self.keep_alive_s <= 0:
             raise UsageError(f"search_concurrency must be >= 1 and keep_alive_s > 0, got {self.search_concurrency}, {self.keep_alive_s}")
+
+
+def _manifest(index: BaseIndex) -> tuple[dict[str, Any] | None, str]:
+    """The ``manifest.json`` of the embeddings the index was built from (beside them, or one folder up
+    for extract's npy layout), and the folder name the vectors came from."""
+    files = index.info.get("source", {}).get("files") or []
+    if not files:
+        return None, ""
+    folder = Path(files[0]).parent
+    for candidate in (folder / "manifest.json", folder.parent / "manifest.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text()), folder.name
+    return None, folder.name
+
+
+def text_encoder_for(index: BaseIndex, spec: str | None = "auto") -> tuple[Any, str]:
+    """``(encoder, "")`` for the text queries of ``index``, or ``(None, why not)``.
+
+    ``spec`` ``"auto"``: the text encoder of the index's embeddings (module docstring), with the local
+    weights recorded in their manifest; None: no text queries; another spec: that encoder (offline
+    default weights), trusted to match the index's vectors."""
+    from mmrec.encoders import load_encoder
+
+    if spec is None:
+        return None, "text queries are off on this server (--text-encoder none)"
+    if spec != "auto":
+        encoder = load_encoder(spec, device="cpu").for_inference()
+    else:
+        manifest, folder = _manifest(index)
+        column = index.info.get("column")
+        if manifest is None or "text" not in manifest.get("encoders", {}):
+            return None, (f"this index (column {column!r}) was not built from text-encoder embeddings with a manifest.json "
+                          "(mmrec extract --text ...); search it by 'vectors' or 'keys'")
+        encoders, fuse = manifest["encoders"], manifest.get("fuse")
+        text_only = set(encoders) == {"text"} and fuse in ("concat", "mean")
+        if not (folder == "text_emb" or column == "text" or (column == "fused" and text_only)):
+            return None, (f"this index holds column {column!r} of {', '.join(sorted(encoders))} embeddings (fuse {fuse!r}), "
+                          "not text-encoder vectors; build it with --column text to search it by 'text'")
+        weights = encoders["text"].get("weights") or {}
+        encoder = load_encoder(encoders["text"]["name"], weights=weights.get("path") if weights.get("kind") in ("file", "folder") else None,
+                               device="cpu").for_inference()
+    if encoder.modality != "text" or encoder.dim != index.dim:
+        return None, f"text encoder {encoder.name} gives {encoder.modality} vectors of dim {encoder.dim}; the index has dim {index.dim}"
+    return encoder, ""
 
 
 def _require_serve() -> Any:
@@ -77,7 +132,8 @@ class IndexServer:
         uvicorn, http_app = _require_serve()
         self.index = index
         self.config = config
-        self.app = http_app.create_app(index, config)
+        encoder, why_not = text_encoder_for(index, config.text_encoder)
+        self.app = http_app.create_app(index, config, text_encoder=encoder, no_text=why_not)
         try:
             family, kind, proto = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][:3]
             # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,3 +27,20 @@ def write_shard(path, keys, vectors, column: str = "fused", null_rows=()) -> Non
     col = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1], mask=pa.array(mask))
     pq.write_table(pa.table({"key": pa.array(keys, pa.string()), column: col}), path, row_group_size=1000)
 
+
+
+@contextlib.contextmanager
+def running_server(index, **overrides):
+    """A server of ``index`` (object or folder) on a free loopback port, serving in a thread until the block ends."""
+    from mmrec.index.server import make_server
+
+    srv = make_server(index, port=0, **overrides)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()

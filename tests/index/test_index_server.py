@@ -1,7 +1,6 @@
 """The HTTP search API on the real server (uvicorn on a free loopback port): answers, rejects bad
 requests with 4xx and a message, keeps serving, holds 64 concurrent keep-alive clients, counts in /metrics."""
 
-import contextlib
 import http.client
 import json
 import re
@@ -13,28 +12,15 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the server needs the 'serve' extra")
 
+from index_data import running_server as _running  # noqa: E402
+
 from mmrec.index import build_index  # noqa: E402
-from mmrec.index.server import make_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def index(topics_data):
     x, _, keys = topics_data
     return build_index(x, None, "faiss:IVF64,Flat", keys=keys, progress=False, n_queries=200)
-
-
-@contextlib.contextmanager
-def _running(index, **overrides):
-    srv = make_server(index, port=0, **overrides)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +57,7 @@ def _metric(text, name, **labels):
 def test_binds_loopback_and_reports_health(server):
     assert server.server_address[0] == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
     status, body = _call(server, "GET", "/health")
-    assert status == 200 and body == {"status": "ok", "kind": "faiss", "n": 4000, "dim": 32, "metric": "ip"}
+    assert status == 200 and body == {"status": "ok", "kind": "faiss", "n": 4000, "dim": 32, "metric": "ip", "text_queries": False}
 
 
 def test_search_by_vectors_and_by_keys(server, topics_data):
@@ -224,7 +210,7 @@ def test_openapi_documents_the_request_model(server):
     status, spec = _call(server, "GET", "/openapi.json")
     assert status == 200 and set(spec["paths"]) >= {"/search", "/health", "/metrics"}
     schema = spec["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"vectors", "keys", "k"} and schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {"vectors", "keys", "text", "k"} and schema["additionalProperties"] is False
     status, html = _call(server, "GET", "/docs")
     assert status == 200 and "swagger" in html.lower()
 

@@ -38,7 +38,8 @@ def _assert_same_outputs(a, b):
     for name in ta:
         assert ta[name].column_names == tb[name].column_names
         assert ta[name].column("key").to_pylist() == tb[name].column("key").to_pylist()
-        for col in ta[name].column_names[1:]:
+        assert ta[name].column("json").to_pylist() == tb[name].column("json").to_pylist()
+        for col in ta[name].column_names[1:-1]:
             np.testing.assert_array_equal(
                 np.asarray(ta[name].column(col).to_pylist(), dtype=np.float32),
                 np.asarray(tb[name].column(col).to_pylist(), dtype=np.float32),
@@ -51,7 +52,7 @@ def test_cli_output_matches_python_api(sample_dir, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["samples"] == 48 and manifest["errors"] == 0 and manifest["pending"] == []
     table = pq.read_table(out / "emb-items-000001.parquet")
-    assert table.column_names == ["key", "image", "text", "audio", "fused"]
+    assert table.column_names == ["key", "image", "text", "audio", "fused", "json"]
     meta = json.loads(table.schema.metadata[b"mmrec"])
     assert meta["encoders"]["text"]["name"] == "hf-text:tiny" and meta["fused_dim"] == 96
 

@@ -183,7 +183,7 @@ def test_fingerprint_mismatch_is_refused_in_one_line_or_redone_with_overwrite(sa
         extract(str(moved), out, **IMAGE_ONLY)
 
     assert main([*other, "--overwrite"]) == 0
-    assert pq.read_table(out / "emb-items-000000.parquet").column_names == ["key", "image", "text", "fused"]
+    assert pq.read_table(out / "emb-items-000000.parquet").column_names == ["key", "image", "text", "fused", "json"]
     assert main(other) == 0  # same job again: skipped, not refused
     assert "0 samples in" in capsys.readouterr().out
 
