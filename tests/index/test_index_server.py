@@ -167,7 +167,9 @@ def test_sequential_keep_alive_requests_do_not_wait_for_delayed_acks(server):
         assert _call(server, "POST", "/search", {"keys": ["item-00001"], "k": 2}, conn=conn)[0] == 200
         took.append(time.perf_counter() - start)
     conn.close()
-    assert sorted(took)[10] < 0.02  # a reply held back by Nagle waits ~40 ms for the client's delayed ACK
+    # a reply held back by Nagle waits for the client's delayed ACK (~40 ms) on EVERY request; the fastest of
+    # 20 is far below that unless the stall is there, however loaded the machine (a median is not)
+    assert min(took) < 0.03
 
 
 def test_connections_beyond_max_connections_get_503_and_serving_resumes(index):
