@@ -18,7 +18,9 @@ Metrics: each peer trains with its own loop and selects its epoch with its own v
 own encoder over the validation history, the last ``--max-len`` items) and its output item
 embeddings, and *mmrec's* evaluator (:func:`mmrec.retrieval.evaluate.evaluate`: full ranking over
 all items, ties against the true item) ranks every tool the same way, history kept (the protocol)
-and history excluded (RecBole's habit; its own figures are reported beside for the check). Both
+and, beside it, history excluded. Neither peer masks the history for sequential models, so each
+peer's own validation figures (``own_validation``) must equal mmrec's history-kept ranking of its
+vectors: the check that every tool is scored on the same target. Both
 peers score by the dot product of the last position's output and the item embedding (no item bias),
 so the exported vectors give the peer's own scores; the worker checks that on a few users against
 the peer's own scoring call (``max_abs_diff``), and reports one user's history and target as the
@@ -33,7 +35,7 @@ cap of training time and ``--patience`` (epochs without a better validation NDCG
 loss are each tool's default (RecBole: CE over all items, dropout 0.5; cornac: CE over the batch plus
 2048 shared popularity negatives, dropout 0.2; mmrec sasrec: full softmax, kuaiformer: in-batch with
 logQ). The table says when a tool stopped at a cap (``stopped``: epochs / time / early_stop).
-Writes ``OUT/seq-peer.json`` and prints the table, with mmrec's best / each peer for samples/s and
+Writes ``OUT/DS/seq-peer.json`` and ``OUT/seq-peer.json`` (one entry per data set) and prints the table, with mmrec's best / each peer for samples/s and
 NDCG@10. Peers live in their own venvs (:func:`bench.peers.ensure_venv`); this file is also their
 worker (``--worker recbole|cornac --spec FILE``), so it imports only the standard library and numpy
 at the top.
@@ -105,6 +107,10 @@ class _Clock:
         self.deadline = time.perf_counter() + 60 * spec["max_minutes"]
         self.stopped = "epochs"
 
+    def over(self) -> bool:
+        """Past the training-time cap (checked after every step, as :func:`mmrec.training.fit` does)."""
+        return time.perf_counter() > self.deadline
+
     def add(self, seconds: float, samples: int, score: float) -> bool:
         """Record an epoch; True when the run should stop (time cap or patience)."""
         self.epochs.append({"epoch": len(self.epochs) + 1, "seconds": round(seconds, 3), "samples": int(samples),
@@ -118,7 +124,7 @@ class _Clock:
             return True
         if self.stale >= self.spec["patience"]:
             self.stopped = "early_stop"
-        elif time.perf_counter() > self.deadline:
+        elif self.over():
             self.stopped = "time"
         return self.stopped != "epochs"
 
@@ -128,6 +134,26 @@ class _Clock:
         return {"epochs": len(self.epochs), "best_epoch": self.best_epoch, "stopped": self.stopped,
                 "train_s": round(seconds, 3), "samples": samples,
                 "samples_per_s": samples / seconds if seconds else None, "history": self.epochs}
+
+
+class _CappedLoader:
+    """RecBole's training loader, its batches counted and cut off once the time cap has passed."""
+
+    def __init__(self, loader, clock: _Clock) -> None:
+        self.loader, self.clock, self.samples = loader, clock, 0
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.clock.over():
+                return
+            self.samples += len(batch)
+            yield batch
 
 
 def _worker_recbole(spec: dict) -> dict:
@@ -156,14 +182,16 @@ def _worker_recbole(spec: dict) -> dict:
     model = SASRec(config, train_data.dataset).to("cpu")
     trainer = Trainer(config, model)
     clock, best_state, own = _Clock(spec), None, None
+    loader = _CappedLoader(train_data, clock)
     for epoch in range(spec["epochs"]):
+        loader.samples = 0
         t0 = time.perf_counter()
-        trainer._train_epoch(train_data, epoch, show_progress=False)  # RecBole's own epoch: its sampler, loss, optimizer
+        trainer._train_epoch(loader, epoch, show_progress=False)  # RecBole's own epoch: its sampler, loss, optimizer
         seconds = time.perf_counter() - t0
         score, result = trainer._valid_epoch(valid_data, show_progress=False)
         if clock.best_epoch is None or score > clock.best:
             best_state, own = copy.deepcopy(model.state_dict()), {k: float(v) for k, v in result.items()}
-        if clock.add(seconds, len(train_data.dataset), score):  # one augmented sample = one target
+        if clock.add(seconds, loader.samples, score):  # one augmented sample = one target
             break
     model.load_state_dict(best_state)
     model.eval()
@@ -190,7 +218,7 @@ def _worker_recbole(spec: dict) -> dict:
     u0 = int(order[0])
     hist0 = [tok_item[i] for i in inter["item_id_list"][u0][: int(inter["item_length"][u0])].tolist()]
     np.savez(Path(spec["out"]) / "vectors.npz", users=user_vecs.detach().numpy(), items=item_vecs.detach().numpy())
-    return {**clock.report(), "own_validation_history_excluded": own, "max_abs_diff": diff,
+    return {**clock.report(), "own_validation": own, "max_abs_diff": diff,
             "id_check": {"user": tok_user[int(inter["user_id"][u0])], "history_tail": hist0[-3:],
                          "history_len": len(hist0), "target": tok_item[int(inter["item_id"][u0])]},
             "train_rows": len(train_data.dataset)}
@@ -223,6 +251,8 @@ def _worker_cornac(spec: dict) -> dict:
             return
         t0 = time.perf_counter()
         for batch in inner_iter(*args, **kwargs):
+            if clock.over():
+                break
             if len(batch[1]) >= 2:  # cornac skips batches of one
                 state["samples"] += len(batch[1])
             yield batch
@@ -259,7 +289,7 @@ def _worker_cornac(spec: dict) -> dict:
     raw = list(iid.keys())
     seq0 = [raw[i] for i in items_of[hists[0]]]
     np.savez(Path(spec["out"]) / "vectors.npz", users=user_vecs.detach().numpy(), items=item_vecs.detach().numpy())
-    return {**clock.report(), "own_validation_history_kept": {"ndcg@10": clock.best}, "max_abs_diff": diff,
+    return {**clock.report(), "own_validation": {"ndcg@10": clock.best}, "max_abs_diff": diff,
             "id_check": {"user": list(uid.keys())[0], "history_tail": seq0[:-1][-3:], "history_len": len(seq0) - 1,
                          "target": seq0[-1]}, "train_rows": int(len(train_set.uir_tuple[0]))}
 
@@ -409,6 +439,7 @@ def main(argv=None) -> int:
     rows: dict[str, dict] = {}
     for tool in args.tools.split(","):
         print(f"[seq-peer] {name}: {tool} ...", flush=True)
+        load_before = os.getloadavg()
         run = out / "runs" / tool
         run.mkdir(parents=True, exist_ok=True)
         if tool in WORKERS:
@@ -419,6 +450,7 @@ def main(argv=None) -> int:
             rows[tool] = peer
         else:
             rows[tool] = {**_mmrec(tool.split("-", 1)[1], data, run, args), "versions": {"mmrec": md.version("mmrec"), "torch": torch.__version__}}
+        rows[tool]["load_avg_1min"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]  # before, after
         print(json.dumps({k: v for k, v in rows[tool].items() if k != "history"}), flush=True)
     ours = {k: r for k, r in rows.items() if k.startswith("mmrec")}
     best = max(ours, key=lambda k: ours[k]["ndcg@10"]) if ours else None
@@ -432,7 +464,9 @@ def main(argv=None) -> int:
               "split": "validation: each user's last listed item from the items before it; full ranking over all items",
               "tools": rows, "ratio_best_mmrec_over_peer": ratios}
     (out / "seq-peer.json").write_text(json.dumps(result, indent=2))
-    (Path(args.out) / "seq-peer.json").write_text(json.dumps(result, indent=2))
+    merged_path = Path(args.out) / "seq-peer.json"
+    merged = json.loads(merged_path.read_text()) if merged_path.is_file() else {}
+    merged_path.write_text(json.dumps({**merged, name: result}, indent=2))
     print(f"\n{name} (validation; history kept unless 'excl'; epochs = run (best))")
     print(_table(rows))
     for peer, r in ratios.items():
