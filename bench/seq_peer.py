@@ -307,7 +307,7 @@ def _run_peer(name: str, venv: str | None, spec: dict, out: Path, timeout_s: flo
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"])}
     start = time.perf_counter()
     done = subprocess.run([peer_python(made["venv"]), str(Path(__file__).resolve()), "--worker", name, "--spec",
-                           str(out / "spec.json")], env=env, cwd=out, capture_output=True, text=True, timeout=timeout_s)
+                           str((out / "spec.json").resolve())], env=env, cwd=out, capture_output=True, text=True, timeout=timeout_s)
     wall = time.perf_counter() - start
     (out / "worker.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
