@@ -20,7 +20,9 @@ embeddings, and *mmrec's* evaluator (:func:`mmrec.retrieval.evaluate.evaluate`: 
 all items, ties against the true item) ranks every tool the same way, history kept (the protocol)
 and, beside it, history excluded. Neither peer masks the history for sequential models, so each
 peer's own validation figures (``own_validation``) must equal mmrec's history-kept ranking of its
-vectors: the check that every tool is scored on the same target. Both
+vectors: the check that every tool is scored on the same target (cornac scores one user at a time,
+minutes per pass here, so its own pass reads the first ``--cornac-val-users`` users, and mmrec's
+ranking over the same users is reported beside it). Both
 peers score by the dot product of the last position's output and the item embedding (no item bias),
 so the exported vectors give the peer's own scores; the worker checks that on a few users against
 the peer's own scoring call (``max_abs_diff``), and reports one user's history and target as the
@@ -221,7 +223,7 @@ def _worker_recbole(spec: dict) -> dict:
     return {**clock.report(), "own_validation": own, "max_abs_diff": diff,
             "id_check": {"user": tok_user[int(inter["user_id"][u0])], "history_tail": hist0[-3:],
                          "history_len": len(hist0), "target": tok_item[int(inter["item_id"][u0])]},
-            "train_rows": len(train_data.dataset)}
+            "samples_per_epoch": len(train_data.dataset)}
 
 
 def _worker_cornac(spec: dict) -> dict:
@@ -239,8 +241,13 @@ def _worker_cornac(spec: dict) -> dict:
     sid = OrderedDict((str(u), u) for u in range(spec["n_users"]))
     train_set = SequentialDataset.build(read_usit(cdir / "train.usit"), fmt="USIT", global_uid_map=uid,
                                         global_sid_map=sid, global_iid_map=iid, seed=spec["seed"])
-    val_set = SequentialDataset.build(read_usit(cdir / "valid.usit"), fmt="USIT", global_uid_map=uid,
-                                      global_sid_map=OrderedDict(sid), global_iid_map=iid, seed=spec["seed"])
+    rows = read_usit(cdir / "valid.usit")
+    val_set = SequentialDataset.build(rows, fmt="USIT", global_uid_map=uid, global_sid_map=OrderedDict(sid),
+                                      global_iid_map=iid, seed=spec["seed"])
+    own_users = min(spec["cornac_val_users"] or spec["n_users"], spec["n_users"])
+    own_val = val_set if own_users == spec["n_users"] else SequentialDataset.build(
+        [r for r in rows if int(r[0]) < own_users], fmt="USIT", global_uid_map=uid, global_sid_map=OrderedDict(sid),
+        global_iid_map=iid, seed=spec["seed"])  # cornac validates one user at a time: its own pass reads the first users
     clock = _Clock(spec)
     state = {"t0": None, "seconds": 0.0, "samples": 0, "stop": False}
     inner_iter, inner_val = recom.session_seq_iter, recom.val_score
@@ -271,7 +278,7 @@ def _worker_cornac(spec: dict) -> dict:
     model = SASRec(embedding_dim=spec["dim"], max_len=spec["max_len"], num_blocks=spec["layers"], num_heads=spec["heads"],
                    batch_size=spec["batch_size"], learning_rate=spec["lr"], n_epochs=spec["epochs"], seed=spec["seed"],
                    model_selection="best", val_eval_every=1, val_k=10, val_metric="ndcg", verbose=False)
-    model.fit(train_set, val_set)
+    model.fit(train_set, own_val)
     net = model.model.eval()
     hists = [val_set.sessions[s] for s in range(spec["n_users"])]
     items_of = val_set.uir_tuple[1]
@@ -289,9 +296,10 @@ def _worker_cornac(spec: dict) -> dict:
     raw = list(iid.keys())
     seq0 = [raw[i] for i in items_of[hists[0]]]
     np.savez(Path(spec["out"]) / "vectors.npz", users=user_vecs.detach().numpy(), items=item_vecs.detach().numpy())
-    return {**clock.report(), "own_validation": {"ndcg@10": clock.best}, "max_abs_diff": diff,
+    return {**clock.report(), "own_validation": {"ndcg@10": clock.best}, "own_validation_users": own_users, "max_abs_diff": diff,
             "id_check": {"user": list(uid.keys())[0], "history_tail": seq0[:-1][-3:], "history_len": len(seq0) - 1,
-                         "target": seq0[-1]}, "train_rows": int(len(train_set.uir_tuple[0]))}
+                         "target": seq0[-1]},
+            "samples_per_epoch": sum(max(len(m) - 1, 0) for m in train_set.sessions.values())}
 
 
 WORKERS = {"recbole": _worker_recbole, "cornac": _worker_cornac}
@@ -330,14 +338,19 @@ class _RowScorer:
         return rows @ self.items.T
 
 
-def _ranked(vectors: Path, history, targets, max_len: int, train_counts) -> dict:
-    from mmrec.retrieval.evaluate import evaluate
+def _ranked(vectors: Path, history, targets, max_len: int, train_counts, own_users: int | None) -> dict:
+    """mmrec's ranking of a peer's vectors; ``own_users``: also over the first users only (those of the peer's own pass)."""
+    from mmrec.retrieval.evaluate import evaluate, metrics_from_ranks
 
     v = np.load(vectors)
-    kept = evaluate(_RowScorer(v["users"], v["items"]), history, targets, max_len=max_len, train_counts=train_counts)
+    kept = evaluate(_RowScorer(v["users"], v["items"]), history, targets, max_len=max_len, train_counts=train_counts,
+                    return_ranks=True)
     excluded = evaluate(_RowScorer(v["users"], v["items"]), history, targets, max_len=max_len, exclude_history=True)
-    return {**{m: kept[m] for m in METRICS}, "tail_recall@10": kept["tail"]["recall@10"],
-            "excluded": {m: excluded[m] for m in METRICS}}
+    out = {**{m: kept[m] for m in METRICS}, "tail_recall@10": kept["tail"]["recall@10"],
+           "excluded": {m: excluded[m] for m in METRICS}}
+    if own_users:
+        out["mmrec_on_own_validation_users"] = metrics_from_ranks(kept["ranks"][:own_users])
+    return out
 
 
 def _id_check(check: dict, seqs, raw_json: dict, vocab: dict) -> dict:
@@ -352,7 +365,7 @@ def _id_check(check: dict, seqs, raw_json: dict, vocab: dict) -> dict:
             "peer_target_raw": vocab["items"][int(check["target"])], "source_tail": source[-4:], "match": bool(ok)}
 
 
-def _mmrec(model: str, data: Path, out: Path, args) -> dict:
+def _mmrec(model: str, data: Path, out: Path, args, history) -> dict:
     from mmrec.pipelines.retrieve import evaluate_run, train
 
     job = {"model": model, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
@@ -366,7 +379,8 @@ def _mmrec(model: str, data: Path, out: Path, args) -> dict:
     return {**{m: v[m] for m in METRICS}, "tail_recall@10": v["tail"]["recall@10"],
             "excluded": {m: excluded[m] for m in METRICS}, "epochs": len(t["history"]), "best_epoch": t["best_epoch"],
             "stopped": t["stopped"], "train_s": t["seconds"], "samples": t["samples"], "samples_per_s": t["samples_per_s"],
-            "wall_s": round(wall, 1), "history": t["history"]}
+            "wall_s": round(wall, 1), "history": t["history"],
+            "samples_per_epoch": int(np.minimum(np.maximum(history.lengths - 1, 0), args.max_len).sum())}  # last max_len targets of a user
 
 
 def _table(rows: dict) -> str:
@@ -398,6 +412,8 @@ def main(argv=None) -> int:
     p.add_argument("--patience", type=int, default=3, help="epochs without a better validation NDCG@10")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cornac-val-users", type=int, default=2000,
+                   help="users of cornac's own validation pass (epoch selection, the check); 0 = all. It scores one user at a time")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -433,7 +449,8 @@ def main(argv=None) -> int:
     spec = {"name": name, "recbole_dir": str((out / "recbole").resolve()), "cornac_dir": str((out / "cornac").resolve()),
             "n_users": len(seqs), "n_items": seqs.n_items, "max_len": args.max_len, "dim": args.dim, "layers": args.layers,
             "heads": args.heads, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
-            "max_minutes": args.max_minutes, "patience": args.patience, "threads": args.threads, "seed": args.seed}
+            "max_minutes": args.max_minutes, "patience": args.patience, "threads": args.threads, "seed": args.seed,
+            "cornac_val_users": args.cornac_val_users}
     import importlib.metadata as md
 
     rows: dict[str, dict] = {}
@@ -445,11 +462,12 @@ def main(argv=None) -> int:
         if tool in WORKERS:
             peer = _run_peer(tool, getattr(args, f"{tool}_venv"), {**spec, "out": str(run.resolve())}, run,
                              timeout_s=60 * args.max_minutes * 3 + 600)
-            peer.update(_ranked(run / "vectors.npz", history, targets, args.max_len, train_counts))
+            peer.update(_ranked(run / "vectors.npz", history, targets, args.max_len, train_counts,
+                                peer.get("own_validation_users", len(seqs))))
             peer["id_check"] = _id_check(peer["id_check"], seqs, raw_json, vocab)
             rows[tool] = peer
         else:
-            rows[tool] = {**_mmrec(tool.split("-", 1)[1], data, run, args), "versions": {"mmrec": md.version("mmrec"), "torch": torch.__version__}}
+            rows[tool] = {**_mmrec(tool.split("-", 1)[1], data, run, args, history), "versions": {"mmrec": md.version("mmrec"), "torch": torch.__version__}}
         rows[tool]["load_avg_1min"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]  # before, after
         print(json.dumps({k: v for k, v in rows[tool].items() if k != "history"}), flush=True)
     ours = {k: r for k, r in rows.items() if k.startswith("mmrec")}
