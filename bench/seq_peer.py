@@ -70,8 +70,7 @@ def write_recbole_inter(offsets: np.ndarray, items: np.ndarray, path: Path) -> i
     with open(path, "w", encoding="utf-8") as f:
         f.write("user_id:token\titem_id:token\ttimestamp:float\n")
         for u in range(len(offsets) - 1):
-            for pos, item in enumerate(items[offsets[u]:offsets[u + 1]]):
-                f.write(f"{u}\t{int(item)}\t{pos}\n")
+            f.writelines(f"{u}\t{int(item)}\t{pos}\n" for pos, item in enumerate(items[offsets[u]:offsets[u + 1]]))
     return int(offsets[-1])
 
 
@@ -297,7 +296,7 @@ def _worker_cornac(spec: dict) -> dict:
     seq0 = [raw[i] for i in items_of[hists[0]]]
     np.savez(Path(spec["out"]) / "vectors.npz", users=user_vecs.detach().numpy(), items=item_vecs.detach().numpy())
     return {**clock.report(), "own_validation": {"ndcg@10": clock.best}, "own_validation_users": own_users, "max_abs_diff": diff,
-            "id_check": {"user": list(uid.keys())[0], "history_tail": seq0[:-1][-3:], "history_len": len(seq0) - 1,
+            "id_check": {"user": next(iter(uid)), "history_tail": seq0[:-1][-3:], "history_len": len(seq0) - 1,
                          "target": seq0[-1]},
             "samples_per_epoch": sum(max(len(m) - 1, 0) for m in train_set.sessions.values())}
 
@@ -315,7 +314,7 @@ def _run_peer(name: str, venv: str | None, spec: dict, out: Path, timeout_s: flo
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"])}
     start = time.perf_counter()
     done = subprocess.run([peer_python(made["venv"]), str(Path(__file__).resolve()), "--worker", name, "--spec",
-                           str((out / "spec.json").resolve())], env=env, cwd=out, capture_output=True, text=True, timeout=timeout_s)
+                           str((out / "spec.json").resolve())], env=env, cwd=out, capture_output=True, text=True, timeout=timeout_s, check=False)
     wall = time.perf_counter() - start
     (out / "worker.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
@@ -353,14 +352,17 @@ def _ranked(vectors: Path, history, targets, max_len: int, train_counts, own_use
     return out
 
 
-def _id_check(check: dict, seqs, raw_json: dict, vocab: dict) -> dict:
+def _id_check(check: dict, raw_json: dict, vocab: dict, max_len: int) -> dict:
     """Does the peer hold user ``check['user']``'s history and target as the source file lists them?"""
     u = int(check["user"])
     raw_user = vocab["users"][u]
     source = [str(i) for i in raw_json[raw_user]]
-    as_raw = lambda toks: [vocab["items"][int(t)] for t in toks]  # noqa: E731
+
+    def as_raw(tokens: list[str]) -> list[str]:
+        return [vocab["items"][int(t)] for t in tokens]
+
     ok = as_raw(check["history_tail"]) == source[:-1][-3:] and vocab["items"][int(check["target"])] == source[-1] \
-        and check["history_len"] == min(len(source) - 1, len(seqs[u]) - 1)
+        and check["history_len"] in (len(source) - 1, min(len(source) - 1, max_len))  # whole or last max_len
     return {"raw_user": raw_user, "peer_history_tail_raw": as_raw(check["history_tail"]),
             "peer_target_raw": vocab["items"][int(check["target"])], "source_tail": source[-4:], "match": bool(ok)}
 
@@ -430,6 +432,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from mmrec.pipelines.retrieve import _vocab
     from mmrec.pipelines.seq_import import import_sequences
+
     from mmrec.retrieval.data import read_sequences
 
     torch.set_num_threads(args.threads)
@@ -464,7 +467,7 @@ def main(argv=None) -> int:
                              timeout_s=60 * args.max_minutes * 3 + 600)
             peer.update(_ranked(run / "vectors.npz", history, targets, args.max_len, train_counts,
                                 peer.get("own_validation_users", len(seqs))))
-            peer["id_check"] = _id_check(peer["id_check"], seqs, raw_json, vocab)
+            peer["id_check"] = _id_check(peer["id_check"], raw_json, vocab, args.max_len)
             rows[tool] = peer
         else:
             rows[tool] = {**_mmrec(tool.split("-", 1)[1], data, run, args, history), "versions": {"mmrec": md.version("mmrec"), "torch": torch.__version__}}

@@ -4,9 +4,9 @@ import importlib.util
 from pathlib import Path
 
 from mmrec.pipelines.seq_import import import_sequences
-from mmrec.retrieval.data import read_sequences
-
 from seq_data import planted, write_lcrec
+
+from mmrec.retrieval.data import read_sequences
 
 _spec = importlib.util.spec_from_file_location("seq_peer", Path(__file__).resolve().parents[2] / "bench" / "seq_peer.py")
 seq_peer = importlib.util.module_from_spec(_spec)
