@@ -188,6 +188,7 @@ class Options:
     exclude: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     dest_prefix: str = ""
+    prefix: str = ""
 
 
 def add_group(sub: argparse._SubParsersAction, name: str, *, help: str, description: str) -> argparse._SubParsersAction:
@@ -208,7 +209,8 @@ def add_command(sub: argparse._SubParsersAction, name: str, run: Callable[[argpa
     for options in configs:
         options = options if isinstance(options, Options) else Options(options)
         add_config_arguments(parser.add_argument_group(options.title) if options.title else parser, options.cls,
-                             exclude=options.exclude, required=options.required, dest_prefix=options.dest_prefix)
+                             exclude=options.exclude, required=options.required, prefix=options.prefix,
+                             dest_prefix=options.dest_prefix)
     if json_help is not None:
         parser.add_argument("--json", action="store_true", help=json_help)
     parser.set_defaults(_run=run)
