@@ -42,6 +42,23 @@ class _Windows:
     def __len__(self) -> int:
         return len(self.ends)
 
+    def epochs(self, batch_size: int, seed: int):
+        """``batches(epoch)`` for :func:`fit`: samples shuffled, sorted by history length within chunks
+        of 32 batches (most histories are short: padding every batch to ``max_len`` wastes most of the
+        encoder), cut into batches, the batches of a chunk in random order."""
+        lengths = np.minimum(self.ends - self.starts, self.max_len)
+        chunks = shuffled_batches(len(self), 32 * batch_size, seed=seed)
+
+        def batches(epoch: int):
+            g = np.random.default_rng([seed, epoch])
+            for chunk in chunks(epoch):
+                chunk = chunk[torch.as_tensor(np.argsort(lengths[chunk.numpy()], kind="stable"))]
+                parts = chunk.split(batch_size)
+                for i in g.permutation(len(parts)):
+                    yield self.batch(parts[i])
+
+        return batches
+
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.numpy()
         ends, starts = self.ends[idx], self.starts[idx]
@@ -78,10 +95,9 @@ def train_generative(job: Any, history: Sequences, targets: np.ndarray, codes: n
     def step(net, batch):
         return model.loss(batch["history"].to(device), batch["targets"].to(device))
 
-    order = shuffled_batches(len(windows), job.batch_size, seed=job.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
     loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve generative ({config.arch})")
-    result = fit(model, optimizer, lambda epoch: (windows.batch(i) for i in order(epoch)), step, config=loop,
+    result = fit(model, optimizer, windows.epochs(job.batch_size, job.seed), step, config=loop,
                  evaluate=validate, monitor="ndcg@10", size=lambda b: len(b["targets"]))
     info = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
             "parameters": model.parameter_counts()["total"], "parameter_counts": model.parameter_counts(),

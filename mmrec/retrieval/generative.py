@@ -108,6 +108,15 @@ class _SelfAttention(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         return F.dropout(self.out(_merge_heads(a)), self.dropout, self.training)
 
+    def step(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple]:
+        """One new token ``x`` (N, 1, D) reading the cached keys / values ``(N, t, D)`` of the tokens
+        before it and itself (incremental causal attention, eval only); returns ``(out, cache)``."""
+        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 1), torch.cat([past[1], v], 1)
+        a = F.scaled_dot_product_attention(*(_split_heads(p, self.heads) for p in (q, k, v)))
+        return self.out(_merge_heads(a)), (k, v)
+
 
 class _CrossAttention(nn.Module):
     """Queries from the decoder; keys / values ``(B, H, T, Dh)`` given (precomputed once per history)."""
@@ -155,6 +164,23 @@ class _DecoderBlock(nn.Module):
 
         x = self_part(cross_part(x)) if self.cross_first else cross_part(self_part(x))
         return x + self.ffn(x)
+
+    def step(self, x: torch.Tensor, past: tuple | None, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """:meth:`forward` for one new token per sequence ``x`` (B, W, 1, D), the self-attention cache
+        ``past`` (keys, values ``(B W, t, D)``) of the tokens before it; returns ``(out, cache)``."""
+        b, w, _, d = x.shape
+        cache = past
+
+        def self_part(x):
+            nonlocal cache
+            out, cache = self.self_attn.step(x.reshape(b * w, 1, d), past)
+            return x + out.view(b, w, 1, d)
+
+        def cross_part(x):
+            return x + self.cross(x.reshape(b, w, d), k, v, mask).view(b, w, 1, d)
+
+        x = self_part(cross_part(x)) if self.cross_first else cross_part(self_part(x))
+        return x + self.ffn(x), cache
 
 
 class _Context(nn.Module):
@@ -256,10 +282,24 @@ class GenerativeRetriever(nn.Module):
             x = block(x, k, v, mask)
         return self.decoder_norm(x)
 
-    def next_log_probs(self, context: tuple, prefix: torch.Tensor) -> torch.Tensor:
-        """``log p(c_{t+1} | prefix, h)`` over level ``t + 1``'s codes: ``(B, W, K_{t+1})`` for prefixes ``(B, W, t)``."""
-        level = prefix.shape[-1]
-        return F.log_softmax(self.heads[level](self.hidden(context, prefix)[:, :, -1]).float(), -1)
+    def decode_step(self, context: tuple, last: torch.Tensor | None, caches: list | None) -> tuple[torch.Tensor, list]:
+        """``log p(c_{t+1} | c_<=t, h)``, incrementally (eval): ``last`` (B, W) = the code of level ``t`` just chosen
+        for each of ``W`` sequences (None at the start: BOS), ``caches`` their self-attention caches
+        (None at the start; reorder them with the beams). Returns ``(log p over level t + 1 (B, W, K), caches)``."""
+        pairs, mask = context
+        if last is None:
+            level, b = 0, mask.shape[0]
+            tokens = torch.full((b, 1), BOS, dtype=torch.long, device=mask.device)
+        else:
+            level = caches[0][0].shape[1]
+            tokens = last + self.offsets[level - 1]
+        x = (self.tokens(tokens) + self.decoder_pos.weight[level])[:, :, None]  # (B, W, 1, D)
+        out = []
+        for i, (block, (k, v)) in enumerate(zip(self.decoder, pairs)):
+            x, cache = block.step(x, None if caches is None else caches[i], k, v, mask)
+            out.append(cache)
+        h = self.decoder_norm(x[:, :, 0])
+        return F.log_softmax(self.heads[level](h).float(), -1), out
 
     def level_log_probs(self, context: tuple, tuples: torch.Tensor) -> list[torch.Tensor]:
         """Teacher forcing: per level ``l`` the log-probabilities ``(B, W, K_l)`` given the true ``c_<l``."""

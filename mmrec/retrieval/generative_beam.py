@@ -88,25 +88,34 @@ def beam_search(model: GenerativeRetriever, trie: CodeTrie, history: np.ndarray 
     device = model.start.device
     context = model.encode(history)
     b = context[1].shape[0]
-    prefix = torch.zeros(b, 1, 0, dtype=torch.long, device=device)  # (B, W, t) codes so far
     node = torch.zeros(b, 1, dtype=torch.long, device=device)  # trie node of each beam
     score = torch.zeros(b, 1, device=device)
-    for level, child in enumerate(trie.child):
-        child = child.to(device)
-        logp = model.next_log_probs(context, prefix)  # (B, W, K)
-        nxt = child[node]  # (B, W, K) node after each code, -1 = no item
+    code, caches = None, None
+    for child in trie.child:
+        logp, caches = model.decode_step(context, code, caches)  # (B, W, K): the decoder reads each new code once
+        nxt = child.to(device)[node]  # (B, W, K) node after each code, -1 = no item
         cand = torch.where(nxt >= 0, score[..., None] + logp, -torch.inf).flatten(1)  # (B, W K)
         size = logp.shape[-1]
         score, idx = cand.topk(min(w, cand.shape[1]), dim=1)  # (B, W')
         parent, code = idx // size, idx % size
         node = nxt.flatten(1).gather(1, idx).clamp(min=0)
-        prefix = torch.cat([prefix.gather(1, parent[..., None].expand(-1, -1, level)), code[..., None]], -1)
+        caches = [_reorder(cache, parent) for cache in caches]
     tuples = torch.where(torch.isfinite(score), node, -1)
     if tuples.shape[1] < w:
         pad = w - tuples.shape[1]
         tuples = torch.cat([tuples, tuples.new_full((b, pad), -1)], 1)
         score = torch.cat([score, score.new_full((b, pad), -torch.inf)], 1)
     return tuples, score
+
+
+def _reorder(cache: tuple[torch.Tensor, torch.Tensor], parent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention keys / values ``(B W_old, t, D)`` of the surviving beams' parents -> ``(B W_new, t, D)``."""
+    b, w = parent.shape
+    out = []
+    for c in cache:
+        c = c.view(b, -1, *c.shape[1:])  # (B, W_old, t, D)
+        out.append(c.gather(1, parent[:, :, None, None].expand(-1, -1, *c.shape[2:])).flatten(0, 1))
+    return out[0], out[1]
 
 
 def evaluate_generative(model: GenerativeRetriever, histories: Sequences, targets: np.ndarray, *, max_len: int,
@@ -126,17 +135,17 @@ def evaluate_generative(model: GenerativeRetriever, histories: Sequences, target
     target_tuples = trie.item_tuple[targets]
     was_training = model.training
     model.eval()
-    ranks, seconds = [], 0.0
+    ranks_all, seconds = np.zeros(len(targets), np.int64), 0.0
+    by_length = np.argsort(np.minimum(histories.lengths, max_len), kind="stable")  # batches of similar length: little padding
     for start in range(0, len(targets), batch_size):
-        users = np.arange(start, min(start + batch_size, len(targets)))
+        users = by_length[start : start + batch_size]
         t0 = time.perf_counter()
         tuples, _ = beam_search(model, trie, histories.padded(users, max_len), w)
         tuples = tuples.cpu().numpy()
         seconds += time.perf_counter() - t0
         hit = (tuples == target_tuples[users, None]) & (target_tuples[users, None] >= 0)  # (B, W)
-        ranks.append(np.where(hit.any(1), hit.argmax(1), w))
+        ranks_all[users] = np.where(hit.any(1), hit.argmax(1), w)
     model.train(was_training)
-    ranks_all = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
     report = {"users": int(len(targets)), "items": int(histories.n_items), **metrics_from_ranks(ranks_all, ks),
               "history": "kept", "beam": int(w), "targets_without_codes": int((target_tuples < 0).sum()),
               "beam_users_per_s": round(len(targets) / seconds, 1) if seconds > 0 else None}
