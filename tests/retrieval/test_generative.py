@@ -73,6 +73,8 @@ def test_learns_the_planted_code_rule_far_above_chance(planted_run, arch):
     chance = 10 / 64
     assert report["validation"]["recall@10"] > 2.5 * chance  # knowing c1 alone gives 10 / 16 = 0.625
     assert report["train"]["arch"] == arch and report["train"]["code_tuples"] == 64
+    history = report["train"]["history"]  # validation NDCG@10 after every epoch; the best epoch is kept
+    assert report["validation"]["ndcg@10"] == max(h["metric"] for h in history) == history[report["train"]["best_epoch"] - 1]["metric"]
     model, config = load_run(root / arch)
     seqs, _ = read_sequences(root / "data")
     history, targets = seqs.split_last()
@@ -128,9 +130,10 @@ def test_constrained_beams_are_items_scored_by_their_exact_log_likelihood(arch):
     assert torch.equal(wide[:, :30], full) and (wide[:, 30:] == -1).all()
 
 
-def test_beam_matches_the_exact_ranking_of_all_tuples_on_a_trained_model(planted_run):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_matches_the_exact_ranking_of_all_tuples_on_a_trained_model(planted_run, arch):
     root, _ = planted_run
-    model, _ = load_run(root / "encoder-decoder")
+    model, _ = load_run(root / arch)
     trie = CodeTrie.of(model)
     history = np.random.default_rng(1).integers(0, 64, (64, 5))
     tuples, _ = beam_search(model, trie, history, beam=20)
