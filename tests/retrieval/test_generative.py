@@ -50,15 +50,18 @@ def planted_codes(users: int = 500, length: int = 8, seed: int = 0):
     return sequences, codes
 
 
+def write_planted(root):
+    """The planted sequences imported into ``root / "data"``; their codes keyed by item index in ``root / "codes.parquet"``."""
+    sequences, codes = planted_codes()
+    import_sequences(write_lcrec(root / "src", "G", sequences), "G", root / "data")
+    raw = np.array(pq.read_table(root / "data" / "items.parquet", columns=["raw_item"]).column(0).to_pylist(), dtype=int)
+    save_codes(root / "codes.parquet", [ITEM_KEY.format(i) for i in range(len(raw))], codes[raw], info={"method": "SYNTHETIC"})
+
+
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("generative")
-    sequences, codes = planted_codes()
-    write_lcrec(root / "src", "G", sequences)
-    import_sequences(root / "src", "G", root / "data")
-    raw = pq.read_table(root / "data" / "items.parquet", columns=["raw_item"]).column(0).to_pylist()
-    save_codes(root / "codes.parquet", [ITEM_KEY.format(i) for i in range(len(raw))], codes[[int(r) for r in raw]],
-               info={"method": "SYNTHETIC"})
+    write_planted(root)
     reports = {arch: train(root / "data", root / arch, {"model": "generative", "codes": str(root / "codes.parquet"),
                                                          "batch_size": 128, "lr": 3e-3, "generative": {**TINY, "arch": arch},
                                                          "loop": {"epochs": 5, "progress": False}})
