@@ -95,6 +95,9 @@ def test_saved_run_gives_the_same_beams_and_metrics(planted_run, arch, tmp_path)
     evaluated = evaluate_run(root / arch)
     for key in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
         assert evaluated[key] == pytest.approx(reports[arch]["validation"][key])
+    (tmp_path / "test.tsv").write_text("u0\t5\nu1\t9\nnobody\t1\n")  # raw ids, predicted from the whole sequences
+    tested = evaluate_run(root / arch, test=tmp_path / "test.tsv")
+    assert tested["split"] == "test" and tested["users"] == 2 and tested["skipped"]["unknown_user"] == 1
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "again.safetensors"))
     again = GenerativeRetriever(build_config(GenerativeConfig, config["model"]))
     again.load_state_dict(load_file(str(tmp_path / "again.safetensors")))
