@@ -115,11 +115,12 @@ def _sparse_codes(seed: int = 1):
     return np.concatenate([distinct, distinct[:10]])  # item 30 + j shares item j's tuple
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_constrained_beams_are_items_scored_by_their_exact_log_likelihood(arch):
+@pytest.mark.parametrize("form", [{"arch": "encoder-decoder"}, {"arch": "lazy-decoder"},
+                                  {"arch": "lazy-decoder", "decoder_layers": 2, "kv_groups": 2}])
+def test_constrained_beams_are_items_scored_by_their_exact_log_likelihood(form):
     torch.manual_seed(0)
     codes = _sparse_codes()
-    model = GenerativeRetriever(GenerativeConfig(n_items=40, code_sizes=SIZES, arch=arch, **TINY)).eval()
+    model = GenerativeRetriever(GenerativeConfig(n_items=40, code_sizes=SIZES, **{**TINY, **form})).eval()
     model.set_codes(codes)
     trie = CodeTrie.of(model)
     assert len(trie) == 30 and list(trie.items_of(trie.item_tuple[3])) == [3, 33]
@@ -179,6 +180,10 @@ def test_lazy_decoder_moves_parameters_from_the_encoder_to_the_decoder():
     assert lazy.parameter_counts()["context"] < encdec.parameter_counts()["context"] / 5  # no encoder blocks
     assert lazy.parameter_counts()["decoder"] > encdec.parameter_counts()["decoder"]
     assert abs(lazy.parameter_counts()["total"] - encdec.parameter_counts()["total"]) < 0.1 * encdec.parameter_counts()["total"]
+    grouped = GenerativeRetriever(GenerativeConfig(arch="lazy-decoder", decoder_layers=4, kv_groups=2, **sizes))
+    assert grouped.parameter_counts()["context"] - lazy.parameter_counts()["context"] == 32 * 64 + 64 + 2 * 32  # one more K/V pair
+    with pytest.raises(UsageError, match="kv_groups"):
+        GenerativeConfig(arch="lazy-decoder", decoder_layers=2, kv_groups=3)
 
 
 def test_cli_trains_and_evaluates_a_generative_run(planted_run, tmp_path, capsys):
