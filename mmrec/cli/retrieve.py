@@ -10,10 +10,12 @@ import argparse
 
 from mmrec.cli._args import Commands, Options, config_from_args, emit
 from mmrec.pipelines.retrieve import TrainJob
+from mmrec.retrieval.generative import GenerativeConfig
 from mmrec.retrieval.kuaiformer import RetrieverConfig
 from mmrec.training import LoopConfig
 
 _LOOP_EXCLUDE = ("checkpoint", "resume", "desc", "progress")
+_GEN_EXCLUDE = ("n_items", "code_sizes")
 
 
 cli = Commands("retrieve", __doc__)
@@ -31,22 +33,24 @@ def _metrics_line(m: dict) -> str:
     "train",
     arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder"},
     configs=(
-        Options(TrainJob, exclude=("model_config", "loop")),
+        Options(TrainJob, exclude=("model_config", "loop", "generative")),
         Options(RetrieverConfig, "model (RetrieverConfig)", exclude=("n_items", "code_sizes", "content_dim")),
         Options(LoopConfig, "training loop (LoopConfig)", exclude=_LOOP_EXCLUDE, dest_prefix="loop_"),
+        Options(GenerativeConfig, "--model generative (GenerativeConfig)", exclude=_GEN_EXCLUDE, prefix="gen-",
+                dest_prefix="gen_"),
     ),
 )
 def _train(args: argparse.Namespace) -> int:
     """train a retriever; run folder with model.safetensors, config.json, vocab.json, metrics.json
 
     KuaiFormer (k interest queries, in-batch softmax with logQ correction), SASRec (ids, one interest, full
-    softmax), pop or cooc; early stopping on validation NDCG@10.
+    softmax), pop, cooc, or generative (TIGER encoder-decoder or OneRec-V2 lazy decoder over the semantic IDs of
+    --codes; its sizes are the --gen-* options); early stopping on validation NDCG@10.
     """
-    from mmrec.pipelines.retrieve import TrainJob, train
-    from mmrec.retrieval.kuaiformer import RetrieverConfig
-    from mmrec.training import LoopConfig
+    from mmrec.pipelines.retrieve import train
 
-    job = config_from_args(args, TrainJob, exclude=("model_config", "loop"), what="retrieve train",
+    job = config_from_args(args, TrainJob, exclude=("model_config", "loop", "generative"), what="retrieve train",
+                           generative=config_from_args(args, GenerativeConfig, exclude=_GEN_EXCLUDE, dest_prefix="gen_"),
                            model_config=config_from_args(args, RetrieverConfig, exclude=("n_items", "code_sizes", "content_dim")),
                            loop=config_from_args(args, LoopConfig, exclude=_LOOP_EXCLUDE, dest_prefix="loop_"))
     report = train(args.data, args.out, job, progress=not args.json)
