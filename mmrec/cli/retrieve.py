@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--target-recall": dict(type=float, default=0.9, help="recall@k vs exact the tree beam is chosen for (default 0.9)"),
                    "--k": dict(type=int, default=100, help="items retrieved per user (default 100)"),
                    "--users": dict(type=int, default=2000, help="validation users searched (default 2000)"),
-                   "--out": dict(default=None, help="write the index folder here")},
+                   "--out": dict(default=None, help="write the index folder here"),
+                   "--joint": dict(action="store_true", help="tree: one beam per user, nodes scored by the best interest")},
     )
 
 
@@ -92,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mmrec.pipelines.retrieve import serve_run
 
     r = serve_run(args.run, kind=args.kind, k=args.k, out=args.out, max_users=args.users, progress=not args.json,
-                  beam=args.beam, branching=args.branching, target_recall=args.target_recall)
+                  beam=args.beam, branching=args.branching, target_recall=args.target_recall, joint=args.joint)
     scored = "n/a" if r["items_scored_per_query"] is None else f"{r['items_scored_per_query']:.0f}"
     recall = r[f"recall@{r['k']}_vs_exact"]
     return emit(args, r, f"{r['factory']}: recall@{r['k']} vs exact {recall:.4f}, items scored per query "
