@@ -362,7 +362,7 @@ def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int,
 
 
 def serve_run(run: str | Path, *, kind: str = "auto", k: int = 100, out: str | Path | None = None,
-              max_users: int | None = 2000, progress: bool = False, beam: int | None = None, branching: int = 16,
+              max_users: int | None = 2000, progress: bool = False, beam: int | None = None, branching: int = 32,
               target_recall: float = 0.9, joint: bool = False) -> dict[str, Any]:
     """Search the validation users' interests through an index of ``kind`` over the run's item vectors.
 

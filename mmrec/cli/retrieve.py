@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "(e.g. IVF64,Flat) (default auto)"),
                    "--beam": dict(type=int, default=None, help="tree beam (default: the smallest reaching --target-recall "
                                   "on other validation users)"),
-                   "--branching": dict(type=int, default=16, help="tree children per node (default 16)"),
+                   "--branching": dict(type=int, default=32, help="tree children per node (default 32)"),
                    "--target-recall": dict(type=float, default=0.9, help="recall@k vs exact the tree beam is chosen for (default 0.9)"),
                    "--k": dict(type=int, default=100, help="items retrieved per user (default 100)"),
                    "--users": dict(type=int, default=2000, help="validation users searched (default 2000)"),
