@@ -7,9 +7,14 @@ Imports each data set from ``--data-root`` (``mmrec seq import --format lcrec``)
 every variant x seed with :func:`mmrec.pipelines.retrieve.train` (epochs capped by ``--epochs`` and
 ``--max-minutes``; early stopping on validation NDCG@10) and prints Recall/NDCG@5/10 (mean ± std over
 seeds), Recall@10 over the long tail (targets with <= 5 training interactions), epochs, training
-samples/s and wall time; all figures go to ``OUT/seq_table.json``.
-Content / code variants read ``--emb-root/DS`` (``mmrec extract`` output over the imported shards)
-and ``--codes-root/DS/codes.parquet`` (``mmrec quantize``). Validation figures are selected on the same
+samples/s, wall time and whether the run hit the time cap; all figures go to
+``OUT/seq_table-<datasets>.json``. For the first seed of each learned variant the validation users'
+interests are also served (:func:`mmrec.pipelines.retrieve.serve_run`, ``--serve-users`` users, k=100)
+through FAISS ``auto`` and the MISS tree; the table shows their queries/s and recall@100 against exact search.
+Content / code variants read ``--emb-root/DS`` (``mmrec extract`` output over the imported shards),
+``--codes-root/DS/codes.parquet`` (``mmrec quantize`` over those embeddings) and
+``--qarm-codes-root/DS/codes.parquet`` (``mmrec quantize`` over ``mmrec align --positive train`` output:
+QARM-aligned embeddings, pairs mined from the training part only). Validation figures are selected on the same
 split by early stopping (the protocol's test items are not in the data folder).
 """
 
@@ -27,7 +32,8 @@ VARIANTS = {
     "sasrec": {"model": "sasrec"},
     "kuaiformer": {"model": "kuaiformer"},
     "kuaiformer+content": {"model": "kuaiformer", "emb": True},
-    "kuaiformer+codes": {"model": "kuaiformer", "codes": True},
+    "kuaiformer+codes": {"model": "kuaiformer", "codes": "codes_root"},
+    "kuaiformer+qarm-codes": {"model": "kuaiformer", "codes": "qarm_codes_root"},
 }
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 COLUMNS = (*METRICS, "tail_recall@10")  # tail: targets with <= 5 training interactions
@@ -41,11 +47,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--out", default="bench-out/seq")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--max-minutes", type=float, default=8.0, help="training minutes per run")
+    p.add_argument("--max-minutes", type=float, default=8.0, help="training minutes per run (the cap)")
+    p.add_argument("--serve-users", type=int, default=1000, help="validation users served through FAISS and the tree (0: no serving)")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--emb-root", default=None)
     p.add_argument("--codes-root", default=None)
+    p.add_argument("--qarm-codes-root", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainJob field for the learned variants (e.g. lr=0.002, model_config.dim=128)")
     args = p.parse_args(argv)
@@ -53,7 +61,7 @@ def main(argv=None) -> int:
     import torch
     import yaml
 
-    from mmrec.pipelines.retrieve import train
+    from mmrec.pipelines.retrieve import serve_run, train
     from mmrec.pipelines.seq_import import import_sequences
 
     torch.set_num_threads(args.threads)
@@ -80,12 +88,13 @@ def main(argv=None) -> int:
                 if spec.get("emb"):
                     job["emb"] = str(Path(args.emb_root) / ds)
                 if spec.get("codes"):
-                    job["codes"] = str(Path(args.codes_root) / ds / "codes.parquet")
+                    job["codes"] = str(Path(getattr(args, spec["codes"])) / ds / "codes.parquet")
                 if spec["model"] not in ("pop", "cooc"):
                     for k, v in sets.items():
                         job[k] = {**job.get(k, {}), **v} if isinstance(v, dict) else v
                 start = time.perf_counter()
-                report = train(data, out / "runs" / ds / f"{variant}-s{seed}", job, progress=False)
+                run = out / "runs" / ds / f"{variant}-s{seed}"
+                report = train(data, run, job, progress=False)
                 wall = time.perf_counter() - start
                 t = report["train"]
                 tail = report["validation"]["tail"]
@@ -93,13 +102,20 @@ def main(argv=None) -> int:
                          "tail_recall@10": tail["recall@10"], "tail_ndcg@10": tail["ndcg@10"], "tail_users": tail["users"],
                          "epochs": len(t.get("history", [])) or None, "best_epoch": t.get("best_epoch"),
                          "samples_per_s": t.get("samples_per_s"), "train_s": t.get("seconds"), "wall_s": round(wall, 1),
-                         "stopped": t.get("stopped")}
+                         "stopped": t.get("stopped"), "hit_cap": t.get("stopped") == "time"}
+                if args.serve_users and spec["model"] not in ("pop", "cooc") and not runs:
+                    for kind in ("auto", "tree"):
+                        served = serve_run(run, kind=kind, k=100, max_users=args.serve_users)
+                        entry[f"{kind}_queries_per_s"] = served["queries_per_s"]
+                        entry[f"{kind}_recall@100_vs_exact"] = served["recall@100_vs_exact"]
+                        entry[f"{kind}_scored_fraction"] = served["scored_fraction"]
                 results.append(entry)
                 runs.append(entry)
                 print(json.dumps(entry), flush=True)
             rows.append((ds, variant, runs))
-    (out / "seq_table.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{'dataset':<11}{'variant':<20}" + "".join(f"{m:>18}" for m in COLUMNS) + f"{'epochs':>8}{'samples/s':>11}{'wall s':>8}")
+    (out / f"seq_table-{args.datasets.replace(',', '-')}.json").write_text(json.dumps(results, indent=2))
+    print(f"\n{'dataset':<11}{'variant':<23}" + "".join(f"{m:>18}" for m in COLUMNS)
+          + f"{'epochs':>8}{'samples/s':>11}{'train s':>9}{'capped':>7}{'faiss q/s':>10}{'tree q/s':>9}{'tree R@100':>11}")
     for ds, variant, runs in rows:
         def cell(m):
             values = [r[m] for r in runs]
@@ -108,9 +124,12 @@ def main(argv=None) -> int:
 
         sps = [r["samples_per_s"] for r in runs if r["samples_per_s"]]
         epochs = [r["epochs"] for r in runs if r["epochs"]]
-        print(f"{ds:<11}{variant:<20}" + "".join(f"{cell(m):>18}" for m in COLUMNS)
+        first = runs[0]
+        print(f"{ds:<11}{variant:<23}" + "".join(f"{cell(m):>18}" for m in COLUMNS)
               + f"{(statistics.mean(epochs) if epochs else 0):>8.0f}{(statistics.mean(sps) if sps else 0):>11.0f}"
-              + f"{statistics.mean(r['wall_s'] for r in runs):>8.0f}")
+              + f"{statistics.mean(r['train_s'] or 0 for r in runs):>9.0f}{sum(r['hit_cap'] for r in runs):>5}/{len(runs)}"
+              + f"{first.get('auto_queries_per_s') or '-':>10}{first.get('tree_queries_per_s') or '-':>9}"
+              + f"{first.get('tree_recall@100_vs_exact') or 0:>11.3f}")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mmrec.cli._args import Commands, Options, config_from_args, emit
-from mmrec.pipelines.retrieve import TrainJob
+from mmrec.pipelines.retrieve import EvaluateJob, ServeJob, TrainJob
 from mmrec.retrieval.generative import GenerativeConfig
 from mmrec.retrieval.kuaiformer import RetrieverConfig
 from mmrec.training import LoopConfig
@@ -60,15 +60,7 @@ def _train(args: argparse.Namespace) -> int:
                 f"validation: {_metrics_line(report['validation'])}")
 
 
-@cli.command(
-    "evaluate",
-    arguments={
-        "--run": "run folder of `mmrec retrieve train`",
-        "--test": dict(default=None, help="user<TAB>item file in the source's raw ids"),
-        "--data": dict(default=None, help="data folder (default: the run's)"),
-        "--exclude-history": dict(action="store_true", help="drop the user's history items from the ranking"),
-    },
-)
+@cli.command("evaluate", configs=(Options(EvaluateJob, required=("run",)),))
 def _evaluate(args: argparse.Namespace) -> int:
     """leave-one-out Recall/NDCG@5/10 of a run over all items (validation, or --test FILE)
 
@@ -77,34 +69,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     """
     from mmrec.pipelines.retrieve import evaluate_run
 
-    report = evaluate_run(args.run, test=args.test, data=args.data, exclude_history=args.exclude_history)
+    job = config_from_args(args, EvaluateJob, what="retrieve evaluate")
+    report = evaluate_run(job.run, test=job.test, data=job.data, exclude_history=job.exclude_history)
     skipped = f"; skipped {report['skipped']}" if "skipped" in report else ""
     return emit(args, report, f"{report['model']} {report['split']}: {_metrics_line(report)}{skipped}")
 
 
-@cli.command(
-    "serve",
-    arguments={
-        "--run": "run folder of `mmrec retrieve train`",
-        "--kind": dict(
-            default="auto",
-            help="exact, auto, tree (the MISS tree, beam search) or a FAISS factory "
-            "(e.g. IVF64,Flat) (default auto)",
-        ),
-        "--beam": dict(
-            type=int,
-            default=None,
-            help="tree beam (default: the smallest reaching --target-recall on other validation users)",
-        ),
-        "--branching": dict(type=int, default=16, help="tree children per node (default 16)"),
-        "--target-recall": dict(
-            type=float, default=0.9, help="recall@k vs exact the tree beam is chosen for (default 0.9)"
-        ),
-        "--k": dict(type=int, default=100, help="items retrieved per user (default 100)"),
-        "--users": dict(type=int, default=2000, help="validation users searched (default 2000)"),
-        "--out": dict(default=None, help="write the index folder here"),
-    },
-)
+@cli.command("serve", arguments={"--run": "run folder of `mmrec retrieve train`"}, configs=(ServeJob,))
 def _serve(args: argparse.Namespace) -> int:
     """search the validation users' interest vectors through FAISS or the MISS tree; recall vs exact, items scored per query
 
@@ -112,8 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     """
     from mmrec.pipelines.retrieve import serve_run
 
-    r = serve_run(args.run, kind=args.kind, k=args.k, out=args.out, max_users=args.users, progress=not args.json,
-                  beam=args.beam, branching=args.branching, target_recall=args.target_recall)
+    r = serve_run(args.run, config_from_args(args, ServeJob, what="retrieve serve"), progress=not args.json)
     scored = "n/a" if r["items_scored_per_query"] is None else f"{r['items_scored_per_query']:.0f}"
     recall = r[f"recall@{r['k']}_vs_exact"]
     return emit(args, r, f"{r['factory']}: recall@{r['k']} vs exact {recall:.4f}, items scored per query "

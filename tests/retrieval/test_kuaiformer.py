@@ -112,6 +112,20 @@ def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
     assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']})"
 
 
+def test_joint_tree_search_shares_one_beam_among_a_users_interests(planted_data):
+    root = planted_data
+    full = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150, joint=True)
+    assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["joint"]  # exhaustive beam: exact max over interests
+    joint = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=2, max_users=150, joint=True)
+    apart = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=2, max_users=150)
+    assert joint["interests"] == 2 and joint["factory"] == "tree(branching=4, beam=2, joint)"
+    # one beam per user visits about the nodes of one interest's search (subtrees differ in width);
+    # each node it visits costs k dot products, as k separate searches do
+    assert joint["items_scored_per_query"] == pytest.approx(apart["items_scored_per_query"], rel=0.05)
+    assert joint["items_scored_per_user"] == pytest.approx(2 * joint["items_scored_per_query"])
+    assert 0 < joint["recall@10_vs_exact"] < 1.0
+
+
 def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_size():
     from mmrec.pipelines.retrieve import _Samples
     from mmrec.retrieval import Sequences
