@@ -90,20 +90,25 @@ class HeldoutEvaluator:
             seen = np.concatenate([dom.train, heldout])
             self.sets[d] = (heldout, sample_candidates(heldout, seen, dom.n_items, seed=seed))
 
+    def evaluate_fn(self, score_fn: Callable[[int, np.ndarray, np.ndarray], torch.Tensor]) -> dict[str, dict[str, float]]:
+        """``{domain name: metrics}`` of ``score_fn(domain, users (b,), candidates (b, C)) -> (b, C)``."""
+        return {self.data.domains[d].name: evaluate_scores(lambda users, items, d=d: score_fn(d, users, items),
+                                                           heldout, candidates)
+                for d, (heldout, candidates) in self.sets.items()}
+
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, dict[str, float]]:
         was = model.training
         model.eval()
         tables = model.item_tables()
-        out = {}
-        for d, (heldout, candidates) in self.sets.items():
-            def score(users: np.ndarray, items: np.ndarray, d=d) -> torch.Tensor:
-                users = torch.as_tensor(users)
-                own, other = self.hist[d][users], self.hist[1 - d][users]
-                cold = (own < 0).all(1)
-                user = model.user_vectors(d, users, own, other, cold, tables)
-                return model.score(d, user, torch.as_tensor(items), tables)
 
-            out[self.data.domains[d].name] = evaluate_scores(score, heldout, candidates)
+        def score(d: int, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
+            users = torch.as_tensor(users)
+            own, other = self.hist[d][users], self.hist[1 - d][users]
+            cold = (own < 0).all(1)
+            user = model.user_vectors(d, users, own, other, cold, tables)
+            return model.score(d, user, torch.as_tensor(items), tables, users=users)
+
+        out = self.evaluate_fn(score)
         model.train(was)
         return out

@@ -33,6 +33,10 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     config = build_config(CDRConfig, config, "cdr")
     model = CDR_MODELS.get(config.model).from_config(config, data, state)
     model.objective = config.objective
+    if config.count_residual and model.cross_domain:
+        from mmrec.crossdomain.residual import CountResidual
+
+        model.residual = CountResidual(data)
     return model
 
 
