@@ -170,7 +170,8 @@ BASELINES.register("item_knn", ItemKNN)
 def fit_baseline(name: str, data: CDRData, target: int, **params) -> CrossDomainBaseline:
     """Baseline ``name`` (registry :data:`BASELINES`) from the other domain of ``data`` to domain ``target``."""
     x = [binary_matrix(d.train, data.n_users, d.n_items) for d in data.domains]
-    return BASELINES.get(name)(x[1 - target], x[target], **params)
+    shared = sp.diags(data.shared_mask().astype(np.float64))  # another person's source row says nothing
+    return BASELINES.get(name)((shared @ x[1 - target]).tocsr(), x[target], **params)
 
 
 def evaluate_baseline(baseline: CrossDomainBaseline, data: CDRData, target: int, *,

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mmrec.crossdomain.data import CDRData
+from mmrec.crossdomain.data import CDRData, other_histories
 from mmrec.errors import UsageError
 
 KS = (1, 5, 10)
@@ -82,6 +82,7 @@ class HeldoutEvaluator:
     def __init__(self, data: CDRData, hist: tuple[torch.Tensor, torch.Tensor], targets: dict[int, np.ndarray],
                  seed: int) -> None:
         self.data, self.hist, self.sets = data, hist, {}
+        self.other = other_histories(data, hist)
         for d, heldout in targets.items():
             dom = data.domains[d]
             if dom.n_items < 1000 + 100:
@@ -104,7 +105,7 @@ class HeldoutEvaluator:
 
         def score(d: int, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
             users = torch.as_tensor(users)
-            own, other = self.hist[d][users], self.hist[1 - d][users]
+            own, other = self.hist[d][users], self.other[1 - d][users]
             cold = (own < 0).all(1)
             user = model.user_vectors(d, users, own, other, cold, tables)
             return model.score(d, user, torch.as_tensor(items), tables, users=users)

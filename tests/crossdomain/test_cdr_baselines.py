@@ -95,3 +95,25 @@ def test_single_domain_never_gets_the_residual(partner):
     assert "residual" not in build_model(CDRConfig(model="single-domain", dim=8), data)._modules
     net = build_model(CDRConfig(model="unicdr", dim=8), data)
     assert isinstance(net.residual.weight, torch.nn.Parameter) and "residual.weight" in net.state_dict()
+
+
+def test_users_not_shared_by_the_domains_carry_no_cross_domain_signal(tmp_path):
+    from mmrec.crossdomain.data import CDRData, Domain, domain_histories, other_histories
+    from mmrec.pipelines.cdr_data import common_users
+
+    def pair(shared):
+        return CDRData(domains=(Domain("t", "t", 3, TGT), Domain("s", "s", 3, SRC)), n_users=6, shared_users=shared)
+
+    # users 0, 1 shared: user 2's source row (item 1) is another person's, its target item 1 no co-count
+    count = fit_baseline("count", pair(2), 0)
+    assert np.array_equal(count.g.toarray(), [[2, 1, 0], [1, 0, 0], [0, 0, 0]])
+    assert np.array_equal(fit_baseline("count", pair(None), 0).g.toarray(), [[2, 1, 0], [1, 1, 0], [0, 0, 0]])
+    hist = domain_histories(pair(2), 2)
+    other = other_histories(pair(2), hist)
+    assert (other[1][2:] == -1).all() and torch.equal(other[1][:2], hist[1][:2]) and (hist[1][2] >= 0).any()
+    # the pair folders' data-info files name the shared users; the smaller of two counts is kept
+    for name, n in (("a_b", 9928), ("b_a", 9828)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}_data_info.txt").write_text(f"common user num {n}\nwrite data finished!\n")
+    assert common_users((tmp_path / "a_b", tmp_path / "b_a")) == 9828
+    assert common_users((tmp_path, tmp_path)) is None
