@@ -5,8 +5,9 @@ Each run is ``mmrec.pipelines.cdr.train_cdr`` (the same function as ``mmrec cdr 
 on both ``valid.txt`` files (the only held-out data in the folder). Finished runs are appended to
 ``OUT/results.jsonl`` and skipped when the script is started again, so a killed grid resumes. The
 markdown table (mean ± std over seeds of NDCG@10, HR@10 and MRR per model x target domain, and
-seconds per run) is printed at the end and written to ``OUT/table.md``, with a non-learned reference row
-per direction: the cross-domain co-occurrence count of :func:`cooccurrence_reference`.
+seconds per run) is printed at the end and written to ``OUT/table.md``, with the non-learned and shallow
+baseline rows of :func:`baseline_rows` per direction (co-occurrence count, cross-domain EASE, item-kNN on
+the same candidates; computed once per pair and kept in ``results.jsonl`` like the runs).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/cdr_table.py --data /work/shared/data/amazon-cdr --out bench-out/cdr
 """
@@ -24,31 +25,35 @@ MODELS = ("single-domain", "unicdr", "unicdr+", "farm")  # table row order (base
 PAIRS = ("sport_cloth", "game_video")
 
 
-def cooccurrence_reference(data_dir: str, pair: str) -> dict[str, dict[str, float]]:
-    """Metrics of a non-learned score: for a cold user, the number of training users who interacted
-    with both one of the user's other-domain items and the candidate (a cross-domain item-CF count),
-    ties broken by target-domain popularity; same candidates as the models (evaluator seed 0)."""
-    import scipy.sparse as sp
+BASELINE_GRID = {"count": {}, "ease": {"lam": (100.0, 1000.0)}, "item_knn": {"k": (50, 200)}}  # tuned on valid
 
-    from mmrec.crossdomain import metrics_from_ranks, ranks, sample_candidates
+
+def baseline_rows(data_dir: str, pair: str) -> list[dict]:
+    """One result row per baseline of :data:`BASELINE_GRID` for ``pair``: both directions, the grid's
+    parameter picked per direction on valid NDCG@10 (mmrec.crossdomain.baselines.tune_baseline), the
+    models' candidates (evaluator seed 0); ``seconds``: fit + evaluation of both directions, every grid value."""
+    from mmrec.crossdomain.baselines import evaluate_baseline, fit_baseline, tune_baseline
     from mmrec.pipelines.cdr_data import load_pair
 
     data = load_pair(data_dir, pair)
-    x = [sp.csr_matrix((np.ones(len(d.train), np.float32), (d.train[:, 0], d.train[:, 1])),
-                       shape=(data.n_users, d.n_items)).minimum(1) for d in data.domains]
-    out = {}
-    for t, dom in enumerate(data.domains):
-        other = x[1 - t]
-        scores = (other @ (other.T @ x[t])).tocsr()  # (users, target items) co-occurrence counts
-        pop = np.asarray(x[t].sum(0)).ravel()
-        cand = sample_candidates(dom.valid, np.concatenate([dom.train, dom.valid]), dom.n_items, seed=0)
-        s = np.take_along_axis(np.asarray(scores[dom.valid[:, 0]].todense()), cand, 1) + 1e-6 * pop[cand]
-        out[dom.name] = metrics_from_ranks(ranks(s))
-    return out
+    rows = []
+    for name, grid in BASELINE_GRID.items():
+        metrics, params, seconds = {}, {}, 0.0
+        for t, dom in enumerate(data.domains):
+            t0 = time.perf_counter()
+            if grid:
+                (param, values), = grid.items()
+                params[dom.name], metrics[dom.name] = tune_baseline(name, data, t, param, values)
+            else:
+                metrics[dom.name] = evaluate_baseline(fit_baseline(name, data, t), data, t)
+            seconds += time.perf_counter() - t0
+        rows.append({"pair": pair, "model": name, "seed": None, "seconds": round(seconds, 1), "metrics": metrics,
+                     "params": params})
+    return rows
 
 
-def table(rows: list[dict], reference: dict | None = None) -> str:
-    """Markdown table from result rows (one per model x pair x seed) and reference metrics by (pair, target)."""
+def table(rows: list[dict]) -> str:
+    """Markdown table from result rows (one per model x pair x seed; baselines have seed None)."""
     out = ["| target (source → target) | model | NDCG@10 | HR@10 | MRR | seeds | s / run |",
            "|---|---|---:|---:|---:|---:|---:|"]
     targets = []
@@ -59,8 +64,8 @@ def table(rows: list[dict], reference: dict | None = None) -> str:
     for pair, target in targets:
         names = pair.split("_")
         source = names[1] if target == names[0] else names[0]
-        labels = [m for m in MODELS if any(r["model"] == m for r in rows)]
-        labels += [r["model"] for r in rows if r["model"] not in labels and r["model"] not in MODELS]
+        labels = [m for m in (*MODELS, *BASELINE_GRID) if any(r["model"] == m for r in rows)]
+        labels += [r["model"] for r in rows if r["model"] not in labels]
         for model in dict.fromkeys(labels):
             runs = [r for r in rows if r["pair"] == pair and r["model"] == model and target in r["metrics"]]
             if not runs:
@@ -70,12 +75,13 @@ def table(rows: list[dict], reference: dict | None = None) -> str:
                 v = np.array([r["metrics"][target][metric] for r in runs])
                 cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}")
             seconds = np.mean([r["seconds"] for r in runs])
+            baseline = runs[0]["seed"] is None
+            if baseline:  # deterministic: one run, no spread
+                cells = [f"{runs[0]['metrics'][target][m]:.4f}" for m in ("NDCG@10", "HR@10", "MRR")]
+                params = runs[0]["params"].get(target, {})
+                model = f"*{model}*" + (f" ({', '.join(f'{k} {v:g}' for k, v in params.items())})" if params else "")
             out.append(f"| {target} ({source} → {target}) | {model} | " + " | ".join(cells)
-                       + f" | {len(runs)} | {seconds:.0f} |")
-        if reference and (pair, target) in reference:
-            m = reference[(pair, target)]
-            out.append(f"| {target} ({source} → {target}) | *co-occurrence count (not learned)* | {m['NDCG@10']:.4f} | "
-                       f"{m['HR@10']:.4f} | {m['MRR']:.4f} | – | – |")
+                       + f" | {'–' if baseline else len(runs)} | {seconds:.0f} |")
     return "\n".join(out)
 
 
@@ -90,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="CDRConfig override for every run (an ablation); rows are labelled model[KEY=VALUE,...]")
     parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
     parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
-    parser.add_argument("--no-reference", dest="reference", action="store_false",
-                        help="leave out the non-learned co-occurrence rows")
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false",
+                        help="leave out the count / EASE / item-kNN rows")
+    parser.add_argument("--epochs", type=int, help="CDRConfig.epochs of every run (not part of the row label)")
+    parser.add_argument("--max-minutes", type=float, help="CDRConfig.max_minutes of every run (not in the label)")
     args = parser.parse_args(argv)
 
     from mmrec.io import atomic_open
@@ -101,6 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    if not args.table_only and args.baselines:
+        for pair in args.pairs:
+            if any(r["pair"] == pair and r["seed"] is None for r in rows):
+                continue
+            for row in baseline_rows(args.data, pair):
+                rows.append(row)
+                with open(results, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{pair} {row['model']} {row['params']}: " + ", ".join(
+                    f"{t} NDCG@10 {m['NDCG@10']:.4f}" for t, m in row["metrics"].items()), flush=True)
     if not args.table_only:
         for seed in args.seeds:
             for pair in args.pairs:
@@ -109,10 +127,12 @@ def main(argv: list[str] | None = None) -> None:
                     if any(r["pair"] == pair and r["model"] == label and r["seed"] == seed for r in rows):
                         continue
                     t0 = time.perf_counter()
-                    config = apply_overrides({"model": model, "seed": seed}, args.set)
+                    caps = {k: v for k, v in (("epochs", args.epochs), ("max_minutes", args.max_minutes)) if v is not None}
+                    config = apply_overrides({"model": model, "seed": seed, **caps}, args.set)
                     run_dir = out / "runs" / f"{pair}-{model}-{seed}" if args.save_runs else None
                     report = train_cdr(args.data, pair, out=run_dir, config=config)
-                    row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics")}
+                    row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics", "stopped")}
+                    row["steps"] = sum(h["steps"] for h in report["history"])
                     row["model"] = label
                     row["config"] = report["config"]
                     rows.append(row)
@@ -121,11 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{pair} {label} seed {seed}: " + ", ".join(
                         f"{t} NDCG@10 {m['NDCG@10']:.4f}" for t, m in report["metrics"].items())
                         + f" ({time.perf_counter() - t0:.0f} s, best epoch {report['best_epoch']})", flush=True)
-    reference = {}
-    if args.reference:
-        for pair in args.pairs:
-            reference.update({(pair, t): m for t, m in cooccurrence_reference(args.data, pair).items()})
-    text = table(rows, reference)
+    text = table([r for r in rows if r["pair"] in args.pairs])
     with atomic_open(out / "table.md") as f:
         f.write(text + "\n")
     print(text)

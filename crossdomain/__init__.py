@@ -1,5 +1,6 @@
 """mmrec.crossdomain — cold-start cross-domain user modelling: UniCDR, UniCDR+, FARM and a single-domain
-baseline over two domains sharing users, with the 1-vs-999 ranking protocol.
+baseline over two domains sharing users, the count / EASE / item-kNN baselines and the count residual,
+with the 1-vs-999 ranking protocol.
 
 Models and algorithms over arrays only; reading pair folders / behaviour logs and writing run folders is
 :mod:`mmrec.pipelines.cdr`. Names are imported on first use (transformers' lazy module), so the CLI can
@@ -17,8 +18,11 @@ _EXPORTS = {
     "Aggregator": "aggregators", "ItemSimilarity": "aggregators", "MeanPool": "aggregators",
     "PositionAttention": "aggregators", "UserAttention": "aggregators", "ease_weights": "aggregators",
     "CDRModel": "base",
+    "BASELINES": "baselines", "CoCount": "baselines", "CrossEASE": "baselines", "ItemKNN": "baselines",
+    "evaluate_baseline": "baselines", "fit_baseline": "baselines", "tune_baseline": "baselines",
     "Batch": "data", "CDRData": "data", "Domain": "data", "domain_histories": "data", "histories": "data",
-    "log_pair": "data", "make_batch": "data",
+    "log_pair": "data", "make_batch": "data", "other_histories": "data",
+    "CountResidual": "residual",
     "HeldoutEvaluator": "evaluate", "evaluate_scores": "evaluate", "metrics_from_ranks": "evaluate",
     "ranks": "evaluate", "sample_candidates": "evaluate",
     "FARM": "farm", "FrequencyFilter": "farm",

@@ -30,6 +30,7 @@ class CDRModel(nn.Module):
 
     objective = "bce"
     default_aggregator = "mean"  # CDRConfig.aggregator when none is given
+    cross_domain = True  # False: the model never reads the other domain (no count residual)
 
     @classmethod
     def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> "CDRModel":
@@ -43,13 +44,23 @@ class CDRModel(nn.Module):
                      cold: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, domain: int, user: torch.Tensor, items: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
-        """``user`` ``(B, D)``, ``items`` ``(B, C)`` -> scores ``(B, C)``."""
-        return (user[:, None, :] * tables[domain][items]).sum(-1)
+    def score(self, domain: int, user: torch.Tensor, items: torch.Tensor, tables: list[torch.Tensor],
+              users: torch.Tensor | None = None) -> torch.Tensor:
+        """``user`` ``(B, D)``, ``items`` ``(B, C)`` -> scores ``(B, C)``; with the user ids ``users``, plus
+        the count residual when the model has one (:mod:`~mmrec.crossdomain.residual`)."""
+        return self.with_residual((user[:, None, :] * tables[domain][items]).sum(-1), domain, users, items)
+
+    def with_residual(self, scores: torch.Tensor, domain: int, users: torch.Tensor | None,
+                      items: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``(B, C)`` (or ``(B, C, T)``) plus the residual of ``users`` at ``items``, if any."""
+        if users is None or "residual" not in self._modules:
+            return scores
+        extra = self.residual(domain, users, items)
+        return scores + (extra[..., None] if scores.ndim == 3 else extra)
 
     def bce(self, batch: Batch, user: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
         items = torch.cat([batch.pos[:, None], batch.neg], 1)  # (B, 1 + K)
-        logits = self.score(batch.domain, user, items, tables)
+        logits = self.score(batch.domain, user, items, tables, users=batch.users)
         if self.objective == "softmax":
             return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
         target = torch.zeros_like(logits)

@@ -39,6 +39,9 @@ class CDRConfig:
     eval_seed: int = field(default=0, metadata={"help": "seed of the 999 evaluation negatives"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads while training (restored after)"})
     max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes"})
+    count_residual: bool = field(default=True, metadata={
+        "help": "add w·log(1 + leave-one-out cross-domain co-count) to the score (crossdomain.residual); "
+                "never in single-domain"})
     ease_items: int = field(default=4000, metadata={"help": "items the EASE weights of item_similarity are solved on"})
     # UniCDR+ and FARM
     gnn_layers: int = field(default=1, metadata={"help": "LightGCN layers over the item graph (unicdr+, farm)"})

@@ -45,6 +45,12 @@ class CDRData:
     tasks: tuple[str, ...] = ("interaction",)
     user_vocab: list[str] | None = None  # raw user ids of a Parquet log, index -> raw id
     item_content: tuple[np.ndarray, np.ndarray] | None = None  # per-domain (n_items, E) multimodal item vectors
+    shared_users: int | None = None  # users 0..N-1 are the same person in both domains; None = every user
+
+    def shared_mask(self) -> np.ndarray:
+        """``(n_users,)`` bool: the users whose two domains' rows belong to one person."""
+        n = self.n_users if self.shared_users is None else self.shared_users
+        return np.arange(self.n_users) < n
 
     def domain_index(self, name: str) -> int:
         names = [d.name for d in self.domains]
@@ -117,6 +123,16 @@ def domain_histories(data: CDRData, maxlen: int) -> tuple[torch.Tensor, torch.Te
     return tuple(torch.as_tensor(histories(d.train, data.n_users, maxlen)) for d in data.domains)
 
 
+def other_histories(data: CDRData, hist: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``hist`` as the *other* domain's history: empty rows for users not shared by the two domains
+    (:attr:`CDRData.shared_users`: on the Amazon pairs only the common users' ids name one person in
+    both domains; the other ids coincide by re-indexing and belong to two different people)."""
+    if data.shared_users is None:
+        return hist
+    alien = torch.as_tensor(~data.shared_mask())[:, None]
+    return tuple(h.masked_fill(alien, -1) for h in hist)
+
+
 def item_degrees(pairs: np.ndarray, n_items: int) -> np.ndarray:
     """Training interactions per item ``(n_items,)``."""
     return np.bincount(pairs[:, 1], minlength=n_items)
@@ -142,16 +158,18 @@ class Batch:
 
 def make_batch(domain: int, users: torch.Tensor, pos: torch.Tensor, hist: tuple[torch.Tensor, torch.Tensor],
                n_items: int, *, negatives: int, interaction_mask: float, domain_mask: float,
-               labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> Batch:
+               labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               other_hist: tuple[torch.Tensor, torch.Tensor] | None = None) -> Batch:
     """Build a batch: uniform negatives of the domain, target masking, interaction and domain masking.
 
     Every copy of the target item is removed from the own history (no leakage); then each history item
     is dropped with probability ``interaction_mask``; with probability ``domain_mask`` a sample loses
-    its whole own-domain history and is flagged ``cold``.
+    its whole own-domain history and is flagged ``cold``. ``other_hist``: the histories read as the other
+    domain's (:func:`other_histories`; default ``hist``).
     """
     b = len(users)
     own = hist[domain][users].clone()  # (B, L)
-    other = hist[1 - domain][users].clone()
+    other = (hist if other_hist is None else other_hist)[1 - domain][users].clone()
     own[own == pos[:, None]] = -1
     if interaction_mask > 0:
         own[torch.rand(own.shape, generator=generator) < interaction_mask] = -1

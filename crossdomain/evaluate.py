@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mmrec.crossdomain.data import CDRData
+from mmrec.crossdomain.data import CDRData, other_histories
 from mmrec.errors import UsageError
 
 KS = (1, 5, 10)
@@ -82,6 +82,7 @@ class HeldoutEvaluator:
     def __init__(self, data: CDRData, hist: tuple[torch.Tensor, torch.Tensor], targets: dict[int, np.ndarray],
                  seed: int) -> None:
         self.data, self.hist, self.sets = data, hist, {}
+        self.other = other_histories(data, hist)
         for d, heldout in targets.items():
             dom = data.domains[d]
             if dom.n_items < 1000 + 100:
@@ -90,20 +91,25 @@ class HeldoutEvaluator:
             seen = np.concatenate([dom.train, heldout])
             self.sets[d] = (heldout, sample_candidates(heldout, seen, dom.n_items, seed=seed))
 
+    def evaluate_fn(self, score_fn: Callable[[int, np.ndarray, np.ndarray], torch.Tensor]) -> dict[str, dict[str, float]]:
+        """``{domain name: metrics}`` of ``score_fn(domain, users (b,), candidates (b, C)) -> (b, C)``."""
+        return {self.data.domains[d].name: evaluate_scores(lambda users, items, d=d: score_fn(d, users, items),
+                                                           heldout, candidates)
+                for d, (heldout, candidates) in self.sets.items()}
+
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, dict[str, float]]:
         was = model.training
         model.eval()
         tables = model.item_tables()
-        out = {}
-        for d, (heldout, candidates) in self.sets.items():
-            def score(users: np.ndarray, items: np.ndarray, d=d) -> torch.Tensor:
-                users = torch.as_tensor(users)
-                own, other = self.hist[d][users], self.hist[1 - d][users]
-                cold = (own < 0).all(1)
-                user = model.user_vectors(d, users, own, other, cold, tables)
-                return model.score(d, user, torch.as_tensor(items), tables)
 
-            out[self.data.domains[d].name] = evaluate_scores(score, heldout, candidates)
+        def score(d: int, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
+            users = torch.as_tensor(users)
+            own, other = self.hist[d][users], self.other[1 - d][users]
+            cold = (own < 0).all(1)
+            user = model.user_vectors(d, users, own, other, cold, tables)
+            return model.score(d, user, torch.as_tensor(items), tables, users=users)
+
+        out = self.evaluate_fn(score)
         model.train(was)
         return out

@@ -146,8 +146,10 @@ def item_encoder_inputs(config, data, state: dict[str, torch.Tensor] | None = No
     n_items = tuple(d.n_items for d in data.domains)
     degrees = tuple(degree_buckets(d.train, d.n_items) for d in data.domains)
     edge_index = None
-    if config.gnn_layers:
-        edge_index = co_interaction_graph(tuple(d.train for d in data.domains), n_items, data.n_users,
+    if config.gnn_layers:  # a user not shared by the two domains is two people: two graph rows
+        second = data.domains[1].train.copy()
+        second[:, 0] += np.where(data.shared_mask()[second[:, 0]], 0, data.n_users)
+        edge_index = co_interaction_graph((data.domains[0].train, second), n_items, 2 * data.n_users,
                                           topk=config.gnn_topk, cross=config.gnn_cross)
     content = None
     if state and "content.0" in state:

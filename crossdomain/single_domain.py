@@ -23,6 +23,7 @@ class SingleDomain(CDRModel):
     """Two independent single-domain models; ``other`` histories are accepted and ignored."""
 
     default_aggregator = "mean"
+    cross_domain = False
 
     def __init__(self, n_users: int, n_items: tuple[int, int], *, dim: int = 128, aggregator: str = "mean",
                  lam: float = 0.5, dropout: float = 0.3, maxlen: int = 10) -> None:

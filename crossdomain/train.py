@@ -21,7 +21,7 @@ import torch
 
 from mmrec.config import build_config
 from mmrec.crossdomain.config import CDRConfig
-from mmrec.crossdomain.data import Batch, CDRData, domain_histories, make_batch
+from mmrec.crossdomain.data import Batch, CDRData, domain_histories, make_batch, other_histories
 from mmrec.crossdomain.evaluate import HeldoutEvaluator
 from mmrec.crossdomain.registry import CDR_MODELS
 from mmrec.errors import UsageError
@@ -33,6 +33,10 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     config = build_config(CDRConfig, config, "cdr")
     model = CDR_MODELS.get(config.model).from_config(config, data, state)
     model.objective = config.objective
+    if config.count_residual and model.cross_domain:
+        from mmrec.crossdomain.residual import CountResidual
+
+        model.residual = CountResidual(data)
     return model
 
 
@@ -83,6 +87,7 @@ def train_model(data: CDRData, config: CDRConfig | dict | None = None, *, target
 def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator):
     """``batches(epoch)`` for :func:`fit`: each domain's pairs permuted and cut, the batches shuffled
     together; negatives and masks are drawn from ``gen`` as each batch is made."""
+    other = other_histories(data, hist)
     train = [(torch.as_tensor(d.train[:, 0]), torch.as_tensor(d.train[:, 1]),
               None if d.labels is None else torch.as_tensor(d.labels)) for d in data.domains]
 
@@ -96,7 +101,7 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator)
             users, items, labels = train[d]
             yield make_batch(d, users[idx], items[idx], hist, data.domains[d].n_items, negatives=config.negatives,
                              interaction_mask=config.interaction_mask, domain_mask=config.domain_mask,
-                             labels=None if labels is None else labels[idx], generator=gen)
+                             labels=None if labels is None else labels[idx], generator=gen, other_hist=other)
 
     return batches
 
@@ -130,7 +135,7 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
         parts = {k: v for k, v in entry.items()
                  if k not in ("epoch", "loss", "steps", "seconds", "samples_per_s", "metric")}
         history.append({"epoch": entry["epoch"], "seconds": round(entry["seconds"] + eval_seconds, 2), "loss": parts,
-                        "valid_ndcg10": _ndcg10(metrics)})
+                        "steps": entry["steps"], "valid_ndcg10": _ndcg10(metrics)})
     # nothing held out: no selection, the last epoch is kept
     best_epoch = result.best_epoch if evaluator.sets else len(history)
     metrics = evaluated[best_epoch - 1][0] if evaluator.sets else {}

@@ -111,7 +111,8 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
 
 
 def _data_info(data: CDRData, pair: str) -> dict[str, Any]:
-    return {"pair": pair, "n_users": data.n_users, "tasks": list(data.tasks), "user_vocab": data.user_vocab,
+    return {"pair": pair, "n_users": data.n_users, "shared_users": data.shared_users, "tasks": list(data.tasks),
+            "user_vocab": data.user_vocab,
             "domains": [{"name": d.name, "folder": d.folder, "n_items": d.n_items, "item_vocab": d.item_vocab}
                         for d in data.domains]}
 
@@ -158,7 +159,7 @@ def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
                               train=tensors[f"train.{d}"].numpy(), labels=None if labels is None else labels.numpy(),
                               item_vocab=dom["item_vocab"]))
     data = CDRData(domains=(domains[0], domains[1]), n_users=info["n_users"], tasks=tuple(info["tasks"]),
-                   user_vocab=info["user_vocab"])
+                   user_vocab=info["user_vocab"], shared_users=info.get("shared_users"))
     extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     model = build_model(config, data, state=extra)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -198,15 +199,16 @@ def user_vectors(model: torch.nn.Module, config: CDRConfig, data: CDRData, domai
     """Target-domain user vectors ``(len(users), D)`` float32 of user indices ``users`` (eval mode);
     a user cold in ``domain`` gets its cross-domain vector."""
     import torch
-    from mmrec.crossdomain.data import domain_histories
+    from mmrec.crossdomain.data import domain_histories, other_histories
 
     hist = domain_histories(data, config.maxlen)
+    cross = other_histories(data, hist)
     vectors = []
     with torch.no_grad():
         tables = model.item_tables()
         for start in range(0, len(users), batch):
             u = torch.as_tensor(users[start:start + batch])
-            own, other = hist[domain][u], hist[1 - domain][u]
+            own, other = hist[domain][u], cross[1 - domain][u]
             vectors.append(model.user_vectors(domain, u, own, other, (own < 0).all(1), tables).numpy())
     return np.concatenate(vectors).astype(np.float32)
 

@@ -77,7 +77,22 @@ def load_pair(data: str | Path, pair: str) -> CDRData:
         n_items = int(max(train[:, 1].max(), -1 if valid is None else valid[:, 1].max())) + 1
         domains.append(Domain(name=name, folder=folder.name, n_items=n_items, train=train, valid=valid))
     n_users = int(max(max(d.train[:, 0].max(), -1 if d.valid is None else d.valid[:, 0].max()) for d in domains)) + 1
-    return CDRData(domains=(domains[0], domains[1]), n_users=n_users)
+    return CDRData(domains=(domains[0], domains[1]), n_users=n_users, shared_users=common_users(folders))
+
+
+def common_users(folders: tuple[Path, Path]) -> int | None:
+    """The number of users shared by the pair from its ``*_data_info.txt`` files (``common user num N``:
+    ids ``0..N-1`` name one person in both domains; the rest coincide by re-indexing), or None without them.
+
+    [I] The Amazon folders of one pair carry two such files with different counts (9828 / 9928,
+    2179 / 2193); the smaller one is the one the held-out users fit (their ids are all below it)."""
+    counts = []
+    for folder in folders:
+        for info in sorted(folder.glob("*_data_info.txt")):
+            for line in info.read_text(encoding="utf-8").splitlines():
+                if line.startswith("common user num"):
+                    counts.append(int(line.split()[-1]))
+    return min(counts) if counts else None
 
 
 def load_log_pair(log: str | Path, domains: tuple[str, str], *, tasks: tuple[str, ...] = ()) -> CDRData:

@@ -36,3 +36,25 @@ def write_pair(root: Path, *, users: int = 240, items: tuple[int, int] = (1200, 
         for name, rows in (("train.txt", train), ("valid.txt", valid)):
             (folder / name).write_text("".join(f"{u}\t{i}\n" for u, i in rows))
     return out
+
+
+def write_partner_pair(root: Path, *, users: int = 800, items: int = 1200, per_user: int = 4, cold: int = 60,
+                       seed: int = 0) -> dict:
+    """SYNTHETIC pair whose only signal is in co-interactions: source item j of domain ``aa`` has one
+    partner ``π(j)`` in ``bb`` (a random permutation); every user takes ``per_user`` uniform random items
+    in ``aa`` and their partners in ``bb``. No groups, no popularity: a cold user of ``bb`` (the first
+    ``cold`` users, ``aa`` rows only) is recovered only by linking its ``aa`` items to their partners
+    through the other users who took both."""
+    rng = np.random.default_rng(seed)
+    partner = rng.permutation(items)
+    rows = {0: ([], []), 1: ([], [])}  # domain -> (train, valid)
+    for u in range(users):
+        chosen = rng.choice(items, per_user, replace=False)
+        rows[0][0].extend((u, j) for j in chosen)
+        (rows[1][1] if u < cold else rows[1][0]).extend((u, partner[j]) for j in chosen[:2 if u < cold else None])
+    for d, folder in ((0, root / "aa_bb"), (1, root / "bb_aa")):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, pairs in zip(("train.txt", "valid.txt"), rows[d]):
+            if pairs:
+                (folder / name).write_text("".join(f"{u}\t{i}\n" for u, i in pairs))
+    return {"partner": partner}
