@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -183,3 +184,25 @@ def replace_config(config: T, what: str = "", **overrides: Any) -> T:
         return config
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
     return from_dict(type(config), {**base, **overrides}, what)
+
+
+def check_bounds(config: Any) -> None:
+    """The one range check of config fields: a field whose ``metadata`` has ``min`` and/or ``max``
+    (inclusive) must hold a number in that range (``None`` passes: "unset"; NaN fails; an ``int``
+    field also refuses floats and bools); the first that does not raises one :class:`UsageError` naming it.
+    Configs call it first thing in ``__post_init__``."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        low, high = f.metadata.get("min"), f.metadata.get("max")
+        value = getattr(config, f.name)
+        if (low is None and high is None) or value is None:
+            continue
+        integral = hints[f.name] is int or (typing.get_origin(hints[f.name]) in (typing.Union, types.UnionType)
+                                           and int in typing.get_args(hints[f.name]))
+        kind = numbers.Integral if integral else numbers.Real
+        if (isinstance(value, bool) or not isinstance(value, kind) or value != value  # NaN
+                or (low is not None and value < low) or (high is not None and value > high)):
+            bound = (f"in [{low}, {high}]" if low is not None and high is not None
+                     else f">= {low}" if low is not None else f"<= {high}")
+            raise UsageError(f"{f.name} must be {'an integer ' if integral else ''}{bound}, got {value!r}")
+

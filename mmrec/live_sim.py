@@ -61,7 +61,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmrec.config import build_config, replace_config
+from mmrec.config import build_config, check_bounds, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.io import atomic_path, write_json
 from mmrec.logs import check_schema, iter_log, log_sources
@@ -90,41 +90,32 @@ _NOTE = "SYNTHETIC live-streaming data from mmrec.live_sim, not real behaviour; 
 class LiveSimConfig:
     """Sizes and effect strengths of the SYNTHETIC live world (see the module docstring)."""
 
-    users: int = field(default=4000, metadata={"help": "users"})
-    authors: int = field(default=200, metadata={"help": "authors"})
-    topics: int = field(default=8, metadata={"help": "planted content topics"})
-    communities: int = field(default=8, metadata={"help": "planted co-gifting communities"})
-    days: int = field(default=14, metadata={"help": "days of log"})
-    live_impressions: float = field(default=60.0, metadata={"help": "mean live rows per user"})
-    video_ratio: float = field(default=9.0, metadata={"help": "short-video rows per live row"})
-    videos_per_author: int = field(default=30, metadata={"help": "short videos per author"})
-    segment_seconds: int = field(default=300, metadata={"help": "length of a live segment in seconds"})
+    users: int = field(default=4000, metadata={"help": "users", "min": 1})
+    authors: int = field(default=200, metadata={"help": "authors", "min": 2})
+    topics: int = field(default=8, metadata={"help": "planted content topics", "min": 2})
+    communities: int = field(default=8, metadata={"help": "planted co-gifting communities", "min": 1})
+    days: int = field(default=14, metadata={"help": "days of log", "min": 1})
+    live_impressions: float = field(default=60.0, metadata={"help": "mean live rows per user", "min": 0})
+    video_ratio: float = field(default=9.0, metadata={"help": "short-video rows per live row", "min": 0})
+    videos_per_author: int = field(default=30, metadata={"help": "short videos per author", "min": 1})
+    segment_seconds: int = field(default=300, metadata={"help": "length of a live segment in seconds", "min": 1})
     gift_rate: float = field(default=0.01, metadata={"help": "gifts / watches in the live domain"})
     gift_match: float = field(default=0.6, metadata={"help": "gift logit per unit of K * interest in the current segment topic"})
     gift_community: float = field(default=1.5, metadata={"help": "gift logit bonus for an author of the user's community"})
-    propensity_sigma: float = field(default=1.2, metadata={"help": "sigma of the lognormal per-user gift propensity"})
+    propensity_sigma: float = field(default=1.2, metadata={"help": "sigma of the lognormal per-user gift propensity", "min": 0})
     author_charisma: float = field(default=0.7, metadata={"help": "std of a per-author gift logit (some streamers draw more gifts)"})
-    token_dim: int = field(default=32, metadata={"help": "width of the segment token vectors"})
-    frame_tokens: int = field(default=4, metadata={"help": "frame tokens per segment"})
-    speech_tokens: int = field(default=2, metadata={"help": "speech tokens per segment"})
-    comment_tokens: int = field(default=6, metadata={"help": "most comment tokens per segment"})
-    token_noise: float = field(default=1.0, metadata={"help": "std of the noise on every token"})
-    shard_segments: int = field(default=0, metadata={"help": "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)"})
-    shard_size: int = field(default=100, metadata={"help": "segments per shard"})
-    row_group_size: int = field(default=65536, metadata={"help": "rows per Parquet row group of the log"})
-    seed: int = field(default=0, metadata={"help": "random seed (same seed, same bytes)"})
+    token_dim: int = field(default=32, metadata={"help": "width of the segment token vectors", "min": 2})
+    frame_tokens: int = field(default=4, metadata={"help": "frame tokens per segment", "min": 1})
+    speech_tokens: int = field(default=2, metadata={"help": "speech tokens per segment", "min": 1})
+    comment_tokens: int = field(default=6, metadata={"help": "most comment tokens per segment", "min": 2})
+    token_noise: float = field(default=1.0, metadata={"help": "std of the noise on every token", "min": 0})
+    shard_segments: int = field(default=0, metadata={"help": "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)", "min": 0})
+    shard_size: int = field(default=100, metadata={"help": "segments per shard", "min": 1})
+    row_group_size: int = field(default=65536, metadata={"help": "rows per Parquet row group of the log", "min": 1})
+    seed: int = field(default=0, metadata={"help": "random seed (same seed, same bytes)", "min": 0})
 
     def __post_init__(self) -> None:
-        ints = {"users": 1, "authors": 2, "topics": 2, "communities": 1, "days": 1, "videos_per_author": 1,
-                "segment_seconds": 1, "token_dim": 2, "frame_tokens": 1, "speech_tokens": 1, "comment_tokens": 2,
-                "shard_segments": 0, "shard_size": 1, "row_group_size": 1, "seed": 0}
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("live_impressions", "video_ratio", "token_noise", "propensity_sigma"):
-            if not getattr(self, name) >= 0:
-                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        check_bounds(self)
         if not 0.0 < self.gift_rate < 1.0:
             raise UsageError(f"gift_rate must be in (0, 1), got {self.gift_rate}")
         if self.shard_segments:

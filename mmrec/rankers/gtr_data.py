@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from mmrec.config import build_config, replace_config
+from mmrec.config import build_config, check_bounds, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.rankers.gtr import KINDS
 
@@ -137,9 +137,9 @@ class GTRDataConfig:
 
     train_start: float = field(default=0.5, metadata={"help": "fraction of the log's time span before which rows only feed the GIE graphs"})
     train_end: float = field(default=0.8, metadata={"help": "fraction of the time span where training rows end and test rows begin"})
-    search_length: int = field(default=20, metadata={"help": "SIM hard-search sequence: latest behaviours on authors of the target's category"})
-    recent_length: int = field(default=30, metadata={"help": "recent sequence: latest behaviours of any category"})
-    gift_length: int = field(default=10, metadata={"help": "gift sequence: latest gifts"})
+    search_length: int = field(default=20, metadata={"help": "SIM hard-search sequence: latest behaviours on authors of the target's category", "min": 1})
+    recent_length: int = field(default=30, metadata={"help": "recent sequence: latest behaviours of any category", "min": 1})
+    gift_length: int = field(default=10, metadata={"help": "gift sequence: latest gifts", "min": 1})
     sequences_at: str = field(default="split", metadata={
         "help": "when sequences are cut: at the start of the row's split, of its day, or just before the row",
         "choices": ("split", "day", "event")})
@@ -149,9 +149,7 @@ class GTRDataConfig:
             raise UsageError(f"need 0 < train_start < train_end < 1, got {self.train_start}, {self.train_end}")
         if self.sequences_at not in ("split", "day", "event"):
             raise UsageError(f"sequences_at must be split, day or event, got {self.sequences_at!r}")
-        for name in ("search_length", "recent_length", "gift_length"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_bounds(self)
 
 
 def prepare_gtr_data(world: LiveWorld | str | Path, config: GTRDataConfig | dict[str, Any] | None = None, *,

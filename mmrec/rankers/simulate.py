@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmrec.config import build_config, replace_config
+from mmrec.config import build_config, check_bounds, replace_config
 from mmrec.errors import UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
 
@@ -57,13 +57,13 @@ _NOTE = "SYNTHETIC data from mmrec.rankers.simulate, not real behaviour; see its
 class SimulationConfig:
     """Sizes and effect strengths of the simulated log (SYNTHETIC)."""
 
-    users: int = field(default=500, metadata={"help": "users"})
-    items: int = field(default=2000, metadata={"help": "items"})
-    authors: int = field(default=150, metadata={"help": "authors (each mostly posts one topic)"})
-    topics: int = field(default=8, metadata={"help": "item topics"})
-    content_dim: int = field(default=32, metadata={"help": "width of the item content vectors"})
-    impressions: int = field(default=60, metadata={"help": "mean impressions per user (uniform in [n/2, 3n/2])"})
-    days: int = field(default=30, metadata={"help": "days the log spans"})
+    users: int = field(default=500, metadata={"help": "users", "min": 1})
+    items: int = field(default=2000, metadata={"help": "items", "min": 1})
+    authors: int = field(default=150, metadata={"help": "authors (each mostly posts one topic)", "min": 1})
+    topics: int = field(default=8, metadata={"help": "item topics", "min": 2})
+    content_dim: int = field(default=32, metadata={"help": "width of the item content vectors", "min": 1})
+    impressions: int = field(default=60, metadata={"help": "mean impressions per user (uniform in [n/2, 3n/2])", "min": 1})
+    days: int = field(default=30, metadata={"help": "days the log spans", "min": 1})
     lifetime: float = field(default=0.5, metadata={"help": "share of the period an item stays showable"})
     like_strength: float = field(default=2.5, metadata={"help": "scale S of the like logit's planted effects"})
     like_affinity: tuple[float, float, float] = field(default=(1.0, 0.0, 0.5), metadata={
@@ -75,13 +75,11 @@ class SimulationConfig:
     seed: int = field(default=0, metadata={"help": "random seed (same arguments, same bytes)"})
 
     def __post_init__(self) -> None:
-        for name in ("users", "items", "authors", "topics", "content_dim", "impressions", "days"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"simulation {name} must be >= 1, got {getattr(self, name)}")
+        check_bounds(self)
         if len(self.like_affinity) != len(DOMAINS) or len(self.like_taste) != len(DOMAINS):
             raise UsageError(f"like_affinity and like_taste need one weight per domain {DOMAINS}")
-        if self.topics < 2 or not 0 < self.lifetime <= 1 or not 0 <= self.taste_flip <= 1:
-            raise UsageError("simulation needs topics >= 2, lifetime in (0, 1] and taste_flip in [0, 1]")
+        if not 0 < self.lifetime <= 1 or not 0 <= self.taste_flip <= 1:
+            raise UsageError("simulation needs lifetime in (0, 1] and taste_flip in [0, 1]")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
