@@ -1,4 +1,4 @@
-"""`mmrec retrieve train|evaluate|serve`: sequential retrievers (KuaiFormer, SASRec, pop, cooc)."""
+"""`mmrec retrieve train|evaluate|export|serve`: sequential retrievers (KuaiFormer, SASRec, pop, cooc)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ _LOOP_EXCLUDE = ("checkpoint", "resume", "desc", "progress")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.pipelines.retrieve import TrainJob
+    from mmrec.pipelines.retrieve import ExportJob, TrainJob
     from mmrec.retrieval.kuaiformer import RetrieverConfig
     from mmrec.training import LoopConfig
 
@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--data": dict(default=None, help="data folder (default: the run's)")},
     )
     p.add_argument("--exclude-history", action="store_true", help="drop the user's history items from the ranking")
+    add_command(
+        rsub, "export", _export,
+        help="write a run's item vectors as an emb-*.parquet folder keyed item-NNNNNN (for mmrec quantize)",
+        description="The learned item vectors of a kuaiformer / sasrec run, so that `mmrec quantize` makes "
+        "collaborative semantic IDs from them.",
+        arguments={"--run": "run folder of `mmrec retrieve train`", "--out": "embeddings folder"},
+        configs=(ExportJob,),
+    )
     add_command(
         rsub, "serve", _serve,
         help="search the validation users' interest vectors through FAISS or the MISS tree; recall vs exact, items scored per query",
@@ -86,6 +94,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(args.run, test=args.test, data=args.data, exclude_history=args.exclude_history)
     skipped = f"; skipped {report['skipped']}" if "skipped" in report else ""
     return emit(args, report, f"{report['model']} {report['split']}: {_metrics_line(report)}{skipped}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmrec.pipelines.retrieve import ExportJob, export_run
+
+    m = export_run(args.run, args.out, config_from_args(args, ExportJob, what="retrieve export"))
+    return emit(args, m, f"{m['samples']:,} item vectors of dim {m['dim']} ({m['untrained_items']:,} never in training) -> {args.out}")
 
 
 def _serve(args: argparse.Namespace) -> int:
