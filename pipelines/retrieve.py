@@ -49,10 +49,11 @@ from mmrec.io import atomic_path, finite_json, read_safetensors, write_json
 from mmrec.retrieval.baselines import CoOccurrence, Popularity
 from mmrec.retrieval.data import ITEM_KEY, ITEMS_FILE, Sequences, read_sequences
 from mmrec.retrieval.evaluate import evaluate
+from mmrec.retrieval.generative import GenerativeConfig
 from mmrec.retrieval.kuaiformer import LOSSES, KuaiFormer, RetrieverConfig, full_softmax_loss, sampled_softmax_loss
 from mmrec.training import LoopConfig, fit, shuffled_batches
 
-MODELS = ("kuaiformer", "sasrec", "pop", "cooc")
+MODELS = ("kuaiformer", "sasrec", "pop", "cooc", "generative")
 COUNTED = {"pop": Popularity, "cooc": CoOccurrence}
 
 
@@ -60,7 +61,7 @@ COUNTED = {"pop": Popularity, "cooc": CoOccurrence}
 class TrainJob:
     """Options of ``mmrec retrieve train`` (the model's sizes are :class:`RetrieverConfig`)."""
 
-    model: str = field(default="kuaiformer", metadata={"help": "kuaiformer, sasrec, pop or cooc", "choices": MODELS})
+    model: str = field(default="kuaiformer", metadata={"help": "kuaiformer, sasrec, pop, cooc or generative (needs codes)", "choices": MODELS})
     emb: str | None = field(default=None, metadata={"help": "content embeddings folder (emb-*.parquet keyed item-NNNNNN)"})
     emb_column: str = field(default="fused", metadata={"help": "vector column of emb"})
     codes: str | None = field(default=None, metadata={"help": "codes.parquet of mmrec quantize (keyed item-NNNNNN)"})
@@ -74,6 +75,7 @@ class TrainJob:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batch order"})
     model_config: RetrieverConfig = field(default_factory=RetrieverConfig)
+    generative: GenerativeConfig = field(default_factory=GenerativeConfig)  # sizes of --model generative
     loop: LoopConfig = field(default_factory=LoopConfig)  # evaluated every epoch; best epoch restored; stops early with patience
 
     def __post_init__(self) -> None:
@@ -85,6 +87,8 @@ class TrainJob:
             raise UsageError("batch_size must be >= 2, uniform_negatives >= 0 and temperature > 0")
         if self.model == "sasrec" and (self.emb or self.codes):
             raise UsageError("sasrec uses ids only; give emb / codes to kuaiformer")
+        if self.model == "generative" and (self.emb or not self.codes):
+            raise UsageError("generative reads code tuples only: give codes (codes.parquet of mmrec quantize), no emb")
 
 
 def _aligned(keys: list[str], values: np.ndarray, n_items: int, fill: float, what: str) -> tuple[np.ndarray, int]:
@@ -212,6 +216,14 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         report["validation"] = evaluate(counted.score, history, targets, max_len=max_len, train_counts=history.item_counts())
         model_config = None
         report["train"] = {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))}
+    elif job.model == "generative":
+        from mmrec.pipelines.retrieve_generative import train_generative
+
+        codes, _, feature_info = _item_features(job, seqs.n_items)
+        model, report["validation"], report["train"] = train_generative(job, history, targets, codes, progress=progress)
+        model_config, max_len = model.config, model.config.max_len
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        report["train"].update(feature_info)
     else:
         codes, content, feature_info = _item_features(job, seqs.n_items)
         model_config = _model_config(job, seqs.n_items, codes, content)
@@ -268,6 +280,10 @@ def load_run(run: str | Path, *, device: str = "cpu") -> tuple[Any, dict[str, An
     name = config["job"]["model"]
     if name in COUNTED:
         return COUNTED[name]().load_state(tensors), config
+    if name == "generative":
+        from mmrec.pipelines.retrieve_generative import load_generative
+
+        return load_generative(config["model"], tensors, device), config
     model = KuaiFormer(build_config(RetrieverConfig, config["model"], "model"))
     model.load_state_dict(tensors)
     return model.to(resolve_device(device)).eval(), config
@@ -313,6 +329,12 @@ def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str |
         history = Sequences.from_lists([seqs[u] for u in users], seqs.n_items)
         report.update(split="test", skipped=skipped)
     train_counts = (history if test is None else seqs).item_counts()
+    if report["model"] == "generative":
+        from mmrec.retrieval.generative_beam import evaluate_generative
+
+        if exclude_history:
+            raise UsageError("exclude_history: beam search ranks code tuples, not all items; not supported for generative runs")
+        return {**report, **evaluate_generative(scorer, history, targets, max_len=config["max_len"], train_counts=train_counts)}
     return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history,
                                  train_counts=train_counts)}
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Options, add_command, add_config_arguments, add_group, config_from_args, emit
 
 _LOOP_EXCLUDE = ("checkpoint", "resume", "desc", "progress")
+_GEN_EXCLUDE = ("n_items", "code_sizes")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mmrec.pipelines.retrieve import ExportJob, TrainJob
+    from mmrec.retrieval.generative import GenerativeConfig
     from mmrec.retrieval.kuaiformer import RetrieverConfig
     from mmrec.training import LoopConfig
 
@@ -20,16 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train retrievers on a `mmrec seq import` folder (last item per user = validation), "
         "evaluate with Recall/NDCG@5/10 over all items, serve the user vectors through FAISS.",
     )
-    add_command(
+    p = add_command(
         rsub, "train", _train,
         help="train a retriever; run folder with model.safetensors, config.json, vocab.json, metrics.json",
         description="KuaiFormer (k interest queries, in-batch softmax with logQ correction), SASRec (ids, one "
         "interest, full softmax), pop or cooc; early stopping on validation NDCG@10.",
         arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder"},
-        configs=(Options(TrainJob, exclude=("model_config", "loop")),
+        configs=(Options(TrainJob, exclude=("model_config", "loop", "generative")),
                  Options(RetrieverConfig, "model (RetrieverConfig)", exclude=("n_items", "code_sizes", "content_dim")),
                  Options(LoopConfig, "training loop (LoopConfig)", exclude=_LOOP_EXCLUDE, dest_prefix="loop_")),
     )
+    add_config_arguments(p.add_argument_group("--model generative (GenerativeConfig)"), GenerativeConfig, exclude=_GEN_EXCLUDE,
+                         prefix="gen-", dest_prefix="gen_")
     p = add_command(
         rsub, "evaluate", _evaluate,
         help="leave-one-out Recall/NDCG@5/10 of a run over all items (validation, or --test FILE)",
@@ -75,10 +79,12 @@ def _metrics_line(m: dict) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from mmrec.pipelines.retrieve import TrainJob, train
+    from mmrec.retrieval.generative import GenerativeConfig
     from mmrec.retrieval.kuaiformer import RetrieverConfig
     from mmrec.training import LoopConfig
 
-    job = config_from_args(args, TrainJob, exclude=("model_config", "loop"), what="retrieve train",
+    job = config_from_args(args, TrainJob, exclude=("model_config", "loop", "generative"), what="retrieve train",
+                           generative=config_from_args(args, GenerativeConfig, exclude=_GEN_EXCLUDE, dest_prefix="gen_"),
                            model_config=config_from_args(args, RetrieverConfig, exclude=("n_items", "code_sizes", "content_dim")),
                            loop=config_from_args(args, LoopConfig, exclude=_LOOP_EXCLUDE, dest_prefix="loop_"))
     report = train(args.data, args.out, job, progress=not args.json)

@@ -1,0 +1,100 @@
+"""``mmrec retrieve train --model generative``: the generative retriever's part of :mod:`mmrec.pipelines.retrieve`.
+
+:func:`train_generative` trains :class:`~mmrec.retrieval.generative.GenerativeRetriever` on the
+training part of a ``mmrec seq import`` folder, with the item codes of ``--codes`` (``codes.parquet``
+of ``mmrec quantize``, keyed ``item-NNNNNN``). Samples are every position of every training sequence
+(GRID's and cornac's sliding window): the item at position ``t >= 1`` is the target, the
+``max_len`` items before it the history; targets without codes are left out. Training runs through
+:func:`mmrec.training.fit` with validation NDCG@10 from constrained beam search
+(:func:`~mmrec.retrieval.generative_beam.evaluate_generative`) after every epoch, the best epoch
+restored; ``loop.patience`` stops early. The run folder is written by
+:func:`mmrec.pipelines.retrieve.train` like every retriever's (``model.safetensors`` holds the item
+codes too, so a run needs no codes file to be evaluated).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrec.config import build_config, replace_config
+from mmrec.device import resolve_device
+from mmrec.errors import InputError
+from mmrec.retrieval.data import Sequences
+from mmrec.retrieval.generative import GenerativeConfig, GenerativeRetriever
+from mmrec.retrieval.generative_beam import CodeTrie, evaluate_generative
+from mmrec.training import fit, shuffled_batches
+
+
+class _Windows:
+    """Training samples: every position ``t >= 1`` of each sequence whose item has codes; the history
+    is the ``max_len`` items before ``t``."""
+
+    def __init__(self, seqs: Sequences, max_len: int, has_codes: np.ndarray) -> None:
+        self.seqs, self.max_len = seqs, max_len
+        starts = np.repeat(seqs.offsets[:-1], seqs.lengths)
+        pos = np.arange(len(seqs.items))
+        keep = (pos > starts) & has_codes[seqs.items]
+        self.ends, self.starts = pos[keep], starts[keep]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.numpy()
+        ends, starts = self.ends[idx], self.starts[idx]
+        length = int(min(self.max_len, (ends - starts).max()))
+        pos = ends[:, None] - length + np.arange(length)  # (B, T) the items before each target
+        history = np.where(pos >= starts[:, None], self.seqs.items[np.clip(pos, 0, None)], -1)
+        return {"history": torch.as_tensor(history), "targets": torch.as_tensor(self.seqs.items[ends])}
+
+
+def model_config(base: GenerativeConfig, n_items: int, codes: np.ndarray) -> GenerativeConfig:
+    """``base`` with ``n_items`` and the code sizes (largest code + 1 per level) of ``codes`` ``(n_items, L)``."""
+    return replace_config(base, "retrieve.generative", n_items=n_items, code_sizes=tuple(int(c) + 1 for c in codes.max(0)))
+
+
+def train_generative(job: Any, history: Sequences, targets: np.ndarray, codes: np.ndarray, *,
+                     progress: bool = True) -> tuple[GenerativeRetriever, dict[str, Any], dict[str, Any]]:
+    """Train on ``history`` (training parts), validate on ``targets``; ``job`` is a
+    :class:`~mmrec.pipelines.retrieve.TrainJob`, ``codes`` ``(n_items, L)`` (-1 = no codes).
+    Returns ``(model, validation metrics of the best epoch, training report)``."""
+    config = model_config(job.generative, history.n_items, codes)
+    device = resolve_device(job.loop.device)
+    model = GenerativeRetriever(config)
+    model.set_codes(codes)
+    model.to(device)
+    windows = _Windows(history, config.max_len, (model.item_codes >= 0).all(1).cpu().numpy())
+    if len(windows) == 0:
+        raise InputError("no training samples: every training part has < 2 items, or no target has codes")
+    trie = CodeTrie.of(model)
+    train_counts = history.item_counts()
+
+    def validate(m):
+        return evaluate_generative(m, history, targets, max_len=config.max_len, train_counts=train_counts, trie=trie)
+
+    def step(net, batch):
+        return model.loss(batch["history"].to(device), batch["targets"].to(device))
+
+    order = shuffled_batches(len(windows), job.batch_size, seed=job.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
+    loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve generative ({config.arch})")
+    result = fit(model, optimizer, lambda epoch: (windows.batch(i) for i in order(epoch)), step, config=loop,
+                 evaluate=validate, monitor="ndcg@10", size=lambda b: len(b["targets"]))
+    info = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
+            "parameters": model.parameter_counts()["total"], "parameter_counts": model.parameter_counts(),
+            "arch": config.arch, "code_tuples": len(trie),
+            "tuples_with_several_items": int((np.diff(trie.slot_offsets) > 1).sum())}
+    return model, result.best_metrics, info
+
+
+def load_generative(model: dict[str, Any], tensors: dict[str, torch.Tensor], device: str) -> GenerativeRetriever:
+    """The model of a run's ``config.json`` ``model`` entry with its weights, in eval mode on ``device``."""
+    net = GenerativeRetriever(build_config(GenerativeConfig, model, "model"))
+    net.load_state_dict(tensors)
+    return net.to(resolve_device(device)).eval()
+
+
+__all__ = ["load_generative", "model_config", "train_generative"]
