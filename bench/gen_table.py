@@ -186,7 +186,8 @@ def _cornac(args, ds: str, data: Path, emb: Path, out: Path, seed: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "features.npy", features)
     (work / "sequences.json").write_text(json.dumps([seqs[u].tolist() for u in range(len(seqs))]))
-    spec = {"work": str(work), "seed": seed, "threads": args.threads, "users": args.peer_users,
+    train_minutes = args.beauty_max_minutes if ds == "Beauty" else args.max_minutes
+    spec = {"work": str(work), "seed": seed, "threads": args.threads, "users": args.peer_users, "train_minutes": train_minutes,
             "config": {"n_epochs": args.cornac_epochs, "n_beams": 20, "max_len": 20, **args.cornac_set}}
     (work / "spec.json").write_text(json.dumps(spec))
     minutes = args.cornac_max_minutes
@@ -226,6 +227,18 @@ def _cornac_worker(spec_path: str) -> int:
     config = {**GRID_CONFIG, **spec["config"], "seed": spec["seed"], "device": "cpu"}
     model = TIGER(**config)
     start = time.perf_counter()
+    if spec["train_minutes"]:  # mmrec's max_minutes: the epoch in progress ends at the deadline
+        import cornac.models.tiger.recom_tiger as recom
+
+        deadline, batches = start + 60 * spec["train_minutes"], recom.session_seq_iter
+
+        def capped(*a, **k):
+            for batch in batches(*a, **k):
+                if time.perf_counter() > deadline:
+                    return
+                yield batch
+
+        recom.session_seq_iter = capped
     model.fit(method.train_set, method.val_set)
     train_s = time.perf_counter() - start
     iid = method.global_iid_map
@@ -242,7 +255,7 @@ def _cornac_worker(spec_path: str) -> int:
         ranks.append(int((scores > scores[target]).sum()) if scores[target] > -1e9 else 10**9)
     score_s = time.perf_counter() - start
     ranks = np.array(ranks)
-    result = {"train_s": round(train_s, 1), "users": len(ranks), "beam_users_per_s": round(len(ranks) / score_s, 1),
+    result = {"train_s": round(train_s, 1), "users": len(ranks), "train_minutes_cap": spec["train_minutes"], "beam_users_per_s": round(len(ranks) / score_s, 1),
               "recipe": "GRID_CONFIG", "overrides": spec["config"],
               "parameters": sum(p.numel() for p in model.model.parameters())}
     for k in (5, 10):
