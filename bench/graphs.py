@@ -158,18 +158,19 @@ def scipy_expand(graph, metapath: str, k: int) -> dict[int, list[int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=12_000_000)
-    parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--authors", type=int, default=50_000)
-    parser.add_argument("--communities", type=int, default=100)
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--max-steps", type=int, default=0, help="cap on the GraphCL epoch's batches; 0 = the whole epoch (default)")
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "bench-out" / "graphs"))
-    parser.add_argument("--json-out", default=None, help="default OUT/graphs-bench.json")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--rows", type=int, default=12_000_000, help="rows of the SYNTHETIC live log")
+    parser.add_argument("--users", type=int, default=1_000_000, help="users of the log")
+    parser.add_argument("--authors", type=int, default=50_000, help="authors of the log")
+    parser.add_argument("--communities", type=int, default=100, help="planted communities (chance purity 1 / this)")
+    parser.add_argument("--k", type=int, default=20, help="top-k authors kept per source row by the expansion")
+    parser.add_argument("--max-steps", type=int, default=0, help="cap on the GraphCL epoch's batches; 0 = the whole epoch")
+    parser.add_argument("--batch-size", type=int, default=1024, help="GraphCL seed nodes per batch")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the log and of GraphCL")
+    parser.add_argument("--out", default=str(REPO / "bench-out" / "graphs"), help="work folder")
+    parser.add_argument("--json-out", default=None, help="report file; none = OUT/graphs-bench.json")
     args = parser.parse_args(argv)
 
     import torch

@@ -25,8 +25,8 @@ What it measures, in one run on this machine:
    plus the vectors of the probed lists, counted exactly per query), and IVF's recall at the tree's
    candidate count by log-linear interpolation.
 4. **Server.** ``mmrec index serve`` on 127.0.0.1 (a subprocess) over mmrec's auto index; client
-   threads in this process send single-vector requests, then 32-vector batches, each for a bounded
-   time (``--server-seconds``): requests/s, vectors/s, p50/p99 latency. Client and server share the
+   asyncio clients in this process (bench/serve.py's load) send single-vector requests, then
+   32-vector batches, each for a bounded time (``--server-seconds``): requests/s, vectors/s, p50/p99 latency. Client and server share the
    same 2 cores.
 
 Caveat: the machine (2 cores) is shared with other engineers' jobs, so absolute timings are noisy;
@@ -40,20 +40,19 @@ on stdout and to ``bench-out/index-bench.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
 import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peers import ensure_venv
+from serve import run_one
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_PACKAGES = ["autofaiss", "faiss-cpu", "pyarrow<26"]
@@ -149,20 +148,9 @@ def exact_truth(work: Path, emb: Path, queries: np.ndarray) -> np.ndarray:
 
 # -- peers and children ---------------------------------------------------------------------------
 def ensure_peer(venv: Path, work: Path) -> dict[str, Any]:
-    """autofaiss's own venv, made unless a working one is there."""
-    python = venv / "bin" / "python"
-    probe = "import json, importlib.metadata as m, autofaiss, faiss; print(json.dumps({p: m.version(p) for p in ('autofaiss', 'faiss-cpu', 'numpy')}))"
-    if python.is_file():
-        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
-        if done.returncode == 0:
-            return {"venv": str(venv), "installed_now": False, "versions": json.loads(done.stdout)}
-    log = work / "peer-install.log"
-    _log(f"making peer venv {venv}: pip install {' '.join(PEER_PACKAGES)} (log in {log})")
-    with open(log, "w") as out:
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, stdout=out, stderr=out)
-        subprocess.run([str(venv / "bin" / "pip"), "install", *PEER_PACKAGES], check=True, stdout=out, stderr=out)
-    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
-    return {"venv": str(venv), "installed_now": True, "versions": json.loads(done.stdout)}
+    """autofaiss's own venv, made unless a working one is there (:func:`peers.ensure_venv`)."""
+    return ensure_venv("autofaiss", venv, work, packages=PEER_PACKAGES, module="autofaiss, faiss",
+                       distributions=["autofaiss", "faiss-cpu", "numpy"])
 
 
 def run_child(python: str, code: str, args: list[str], log: Path) -> dict[str, Any]:
@@ -248,50 +236,18 @@ def tree_vs_ivf(work: Path, emb: Path, queries: np.ndarray, truth: np.ndarray, b
 
 
 def server_load(index_dir: Path, queries: np.ndarray, seconds: float, clients: int) -> dict[str, Any]:
-    """Requests/s of ``mmrec index serve`` on loopback, single vectors then batches of 32."""
-    proc = subprocess.Popen([sys.executable, "-m", "mmrec", "index", "serve", "--index", str(index_dir), "--port", "0"], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        host_port = proc.stdout.readline().split("http://")[1].split()[0]
-        host, port = host_port.rsplit(":", 1)
-        out = {"host": host, "clients": clients, "seconds_each": seconds}
-        for batch in (1, 32):
-            bodies = [json.dumps({"vectors": queries[i : i + batch].tolist(), "k": 10}).encode() for i in range(0, len(queries) - batch, batch)]
-            latencies: list[float] = []
-            errors = [0]
-            lock = threading.Lock()
-            stop = time.perf_counter() + seconds
-
-            def client(c: int) -> None:
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                i = c
-                while time.perf_counter() < stop:
-                    t = time.perf_counter()
-                    conn.request("POST", "/search", body=bodies[i % len(bodies)], headers={"Content-Type": "application/json"})
-                    resp = conn.getresponse()
-                    resp.read()
-                    with lock:
-                        latencies.append((time.perf_counter() - t) * 1000)
-                        errors[0] += resp.status != 200
-                    i += clients
-                conn.close()
-
-            start = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                list(pool.map(client, range(clients)))
-            elapsed = time.perf_counter() - start
-            out[f"batch{batch}"] = {
-                "requests": len(latencies),
-                "errors": errors[0],
-                "requests_per_s": round(len(latencies) / elapsed, 1),
-                "vectors_per_s": round(len(latencies) * batch / elapsed, 1),
-                "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-                "p99_ms": round(float(np.percentile(latencies, 99)), 2),
-            }
-            _log(f"server batch {batch}: {out[f'batch{batch}']}")
-        return out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """Requests/s of ``mmrec index serve`` on loopback, single vectors then batches of 32, under the
+    asyncio load of ``bench/serve.py`` (:func:`serve.run_one`)."""
+    argv = [sys.executable, "-m", "mmrec", "index", "serve", "--index", str(index_dir), "--port", "0"]
+    out: dict[str, Any] = {"clients": clients, "seconds_each": seconds}
+    for batch in (1, 32):
+        bodies = [json.dumps({"vectors": queries[i : i + batch].tolist(), "k": 10}).encode() for i in range(0, len(queries) - batch, batch)]
+        result = run_one("uvicorn", argv, bodies, clients, seconds)
+        out["host"] = result.pop("host")
+        out[f"batch{batch}"] = {**result, "vectors_per_s": round(result["requests_per_s"] * batch, 1),
+                                "errors": result["non_200"] + result["connection_errors"]}
+        _log(f"server batch {batch}: {out[f'batch{batch}']}")
+    return out
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -388,7 +344,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"| {p['beam']} | {p['candidates']} | {p['recall@10']:.3f} | {cell(p['ivf_recall@10_at_same_candidates'])} | {p['recall@100']:.3f} | {cell(p['ivf_recall@100_at_same_candidates'])} | {p['qps']:.0f} |")
     lines.append("IVF points: " + ", ".join(f"nprobe {q['nprobe']}: {q['candidates']} cand., r@10 {q['recall@10']:.3f}, r@100 {q['recall@100']:.3f}" for q in t["ivf"]))
     s = report["server"]
-    lines += ["", f"## mmrec index serve on {s['host']}, {s['clients']} client threads, {s['seconds_each']} s each", "| batch | requests/s | vectors/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+    lines += ["", f"## mmrec index serve on {s['host']}, {s['clients']} asyncio clients, {s['seconds_each']} s each", "| batch | requests/s | vectors/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
     for b in (1, 32):
         r = s[f"batch{b}"]
         lines.append(f"| {b} | {r['requests_per_s']:.0f} | {r['vectors_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")

@@ -20,6 +20,10 @@ DEFAULT_DIR = REPO / "bench-out"
 
 # name -> (pip requirements, module whose import proves the venv works, distributions whose versions are reported)
 PEERS: dict[str, tuple[list[str], str, list[str]]] = {
+    "torch-rechub": (["torch==2.14.1", "torchvision==0.29.1", "torch-rechub"], "torch_rechub",
+                     ["torch-rechub", "torch", "numpy"]),
+    "vector-quantize-pytorch": (["torch==2.14.1", "vector-quantize-pytorch"], "vector_quantize_pytorch",
+                                ["vector-quantize-pytorch", "torch", "numpy"]),
     "cornac": (["torch==2.14.1", "cornac==3.0.1"], "cornac", ["cornac", "torch", "numpy"]),
     "recbole": (["torch==2.14.1", "recbole==1.2.1", "numpy<2", "pandas<2.3", "scipy<1.14"], "recbole",
                 ["recbole", "torch", "numpy", "pandas", "scipy"]),

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peers import ensure_venv
 
 REPO = Path(__file__).resolve().parents[1]
 # OpenMP threads that spin while waiting lose most of their time on a machine shared with other jobs;
 # passive waiting is set before FAISS and torch load, the same for every contender.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-PEER_PACKAGES = ["torch==2.14.1", "vector-quantize-pytorch"]
 
 PEER_SCRIPT = r'''
 import json, sys, time
@@ -118,16 +118,8 @@ def mmrec_rq(x: np.ndarray, levels: int, k: int, niter: int, seed: int, *, balan
 
 
 def ensure_peer(venv: Path, work: Path) -> None:
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import vector_quantize_pytorch"]
-    if python.is_file() and subprocess.run(check, capture_output=True).returncode == 0:
-        _log(f"reusing peer venv {venv}")
-        return
-    _log(f"making peer venv {venv}: pip install {' '.join(PEER_PACKAGES)} (torch from local disk, ~6 GB)")
-    with open(work / "peer-install.log", "w") as log:
-        for cmd in (["python3", "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", *PEER_PACKAGES]):
-            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-                sys.exit(f"peer install failed; see {work / 'peer-install.log'}")
+    """vector-quantize-pytorch's own venv, made unless a working one is there (:func:`peers.ensure_venv`)."""
+    ensure_venv("vector-quantize-pytorch", venv, work)
 
 
 def run_peer(venv: Path, work: Path, x_path: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -53,9 +53,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peers import ensure_venv
 
 REPO = Path(__file__).resolve().parents[1]
-PEER_STEPS = [["torch==2.14.1", "torchvision==0.29.1"], ["torch-rechub"]]
 TASKS = ["click", "like"]
 COLUMNS = ["user_id", "item_id", "author_id", "domain", "c1", "c2", "c3"]
 EMBED_DIM = 16
@@ -116,33 +116,10 @@ def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _peer_version(venv: Path) -> str | None:
-    python = venv / "bin" / "python"
-    if not python.is_file():
-        return None
-    done = subprocess.run([str(python), "-c", "import importlib.metadata as m, torch_rechub; print(m.version('torch-rechub'))"],
-                          capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def ensure_peer(venv: Path) -> dict[str, Any]:
-    """torch-rechub's own venv, made unless a working one is there."""
-    version = _peer_version(venv)
-    if version:
-        _log(f"reusing peer venv {venv} (torch-rechub {version})")
-        return {"venv": str(venv), "installed_now": False, "torch_rechub": version}
-    log_path = venv.parent / f"{venv.name}-install.log"
-    _log(f"making peer venv {venv} (torch from local disk; a few minutes, ~6 GB; pip output in {log_path})")
-    with open(log_path, "w") as log:
-        for cmd in (["python3", "-m", "venv", str(venv)], *([str(venv / "bin" / "pip"), "install", *s] for s in PEER_STEPS)):
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-                sys.exit(f"peer install failed: {' '.join(cmd)}; see {log_path}")
-    version = _peer_version(venv)
-    if not version:
-        sys.exit(f"peer venv {venv} was made but torch_rechub does not import; see {log_path}")
-    return {"venv": str(venv), "installed_now": True, "torch_rechub": version}
+    """torch-rechub's own venv, made unless a working one is there (:func:`peers.ensure_venv`)."""
+    peer = ensure_venv("torch-rechub", venv)
+    return {**peer, "torch_rechub": peer["versions"]["torch-rechub"]}
 
 
 def _child(python: str, code: str, args: list[str], threads: int, log: Path) -> dict[str, Any]:

@@ -144,12 +144,14 @@ def _metrics_count(host: str, port: int) -> float:
     return float(line.group(1)) if line else 0.0
 
 
-def run_one(name: str, argv: list[str], bodies: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
+def run_one(name: str, argv: list[str], bodies: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """Start the server ``argv`` (it prints its ``http://HOST:PORT``), warm it up, put ``clients`` on it
+    for ``seconds`` with ``bodies`` as ``POST /search`` requests, stop it; the load's figures."""
     proc, host, port = _start(argv)
     try:
         asyncio.run(_load(host, port, bodies[:8], 4, 0.3))  # warm-up, not counted
         before = _metrics_count(host, port) if name == "uvicorn" else None
-        result = asyncio.run(_load(host, port, bodies, args.clients, args.seconds))
+        result = {"host": host, **asyncio.run(_load(host, port, bodies, clients, seconds))}
         if before is not None:
             result["server_counted"] = int(_metrics_count(host, port) - before)
         print(f"  {name}: {result}", flush=True)
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             order = list(servers) if round_ % 2 == 0 else list(servers)[::-1]
             print(f"round {round_ + 1}: {' then '.join(order)}, {args.clients} clients, {args.seconds} s each", flush=True)
             for name in order:
-                runs[name].append(run_one(name, servers[name], bodies, args))
+                runs[name].append(run_one(name, servers[name], bodies, args.clients, args.seconds))
     finally:
         os.unlink(handle.name)
 

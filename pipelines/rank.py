@@ -170,34 +170,34 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
     return report
 
 
+@dataclass(kw_only=True)
+class _Scoring:
+    """How a saved run scores rows: the options :class:`RankEvaluateJob` and :class:`RankPredictJob` share."""
+
+    batch_size: int = field(default=8192, metadata={"help": "rows per forward pass"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda or cuda:N"})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
 @dataclass
-class RankEvaluateJob:
+class RankEvaluateJob(_Scoring):
     """What ``mmrec rank evaluate`` scores."""
 
     run: str = field(metadata={"help": "run folder written by mmrec rank train (model.safetensors, vocab.json, metrics.json)"})
     log: str | None = field(default=None, metadata={
         "help": "behaviour log to score, every row (none = the test rows of the run's own log)"})
-    batch_size: int = field(default=8192, metadata={"help": "rows per forward pass"})
-    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda or cuda:N"})
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
-class RankPredictJob:
+class RankPredictJob(_Scoring):
     """What ``mmrec rank predict`` writes."""
 
     run: str = field(metadata={"help": "run folder written by mmrec rank train"})
     log: str = field(metadata={"help": "behaviour log to score; label columns may be missing (the history's positive one aside)"})
     out: str = field(metadata={"help": "output Parquet: the log's id columns and ts, then probs_<task> per task, in the log's row order"})
-    batch_size: int = field(default=8192, metadata={"help": "rows per forward pass"})
-    device: str = field(default="cpu", metadata={"help": "auto, cpu, cuda or cuda:N"})
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass

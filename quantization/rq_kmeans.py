@@ -17,6 +17,7 @@ a collision-aware level (:mod:`mmrec.quantization.collisions`) that ``transform`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,7 +35,6 @@ class RQKMeansConfig:
     niter: int = 20
     nredo: int = 1
     seed: int = 0
-    balanced: bool = False
     dedup: str | None = None  # None or "level"; "suffix" is added outside the quantizer
     gpu: bool | None = None  # None: use faiss-gpu when present
 
@@ -50,6 +50,7 @@ class RQKMeans(CodeQuantizer):
 
     method = "rq-kmeans"
     config_class = RQKMeansConfig
+    balanced: ClassVar[bool] = False  # OneRec's balanced k-means at every level (BalancedRQKMeans)
     codebooks: np.ndarray | None = None
 
     @property
@@ -65,7 +66,7 @@ class RQKMeans(CodeQuantizer):
         books = []
         for level in tqdm(range(cfg.levels), desc=self.method, unit="level", disable=not progress):
             seed = cfg.seed + level
-            if cfg.balanced:
+            if self.balanced:
                 centroids, labels = balanced_kmeans(residual, cfg.codebook_size, niter=cfg.niter, seed=seed)
             else:
                 centroids = kmeans(residual, cfg.codebook_size, niter=cfg.niter, nredo=cfg.nredo, seed=seed, gpu=cfg.gpu)
@@ -103,6 +104,4 @@ class BalancedRQKMeans(RQKMeans):
     """RQ-Kmeans with OneRec's balanced k-means at every level."""
 
     method = "balanced"
-
-    def __init__(self, config: RQKMeansConfig | dict | None = None, **overrides) -> None:
-        super().__init__(config, **{**overrides, "balanced": True})
+    balanced = True

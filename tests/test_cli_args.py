@@ -95,3 +95,26 @@ def test_emit_prints_json_or_the_text_or_nothing(capsys):
     assert capsys.readouterr().out == "line 1\nline 2\n"
     emit(argparse.Namespace(json=False), {}, None)
     assert capsys.readouterr().out == ""
+
+
+def test_a_run_imports_only_the_module_of_its_command():
+    """`mmrec --help` lists every command from the modules' sources without importing torch; a command
+    imports its own module only; the listed help is the help the full parser has."""
+    import subprocess
+    import sys
+
+    from mmrec.cli import GROUPS, _declared, build_parser
+
+    code = ("import sys; from mmrec.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('IMPORTED', 'torch' in sys.modules, 'mmrec.cli.rank' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "sample-data" in out and "retrieve" in out
+    assert out.strip().endswith("IMPORTED False False")
+
+    full = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    listed = {name: help for group in GROUPS for name, help in _declared(group).items()}
+    assert listed == {c.dest: c.help for c in full._choices_actions}
+    only_rank = next(a for a in build_parser("rank")._actions if isinstance(a, argparse._SubParsersAction))
+    assert "train" in only_rank.choices["rank"]._subparsers._group_actions[0].choices
+    assert only_rank.choices["index"]._subparsers is None  # listed, not built

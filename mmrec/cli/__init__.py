@@ -1,7 +1,8 @@
 """The ``mmrec`` command line: thin argument parsing over the public Python functions.
 
-One module per command group (``mmrec/cli/<group>.py``), each with ``register(sub)`` that adds its
-parser(s) and binds the handler; every handler calls the same function a Python user calls. Options
+One module per command group (``mmrec/cli/<group>.py``), each with ``cli``, a
+:class:`~mmrec.cli._args.Commands` that its decorated handlers join; a run imports only the module of
+the command it names. Every handler calls the same function a Python user calls. Options
 that a job config dataclass holds are generated from its fields (:mod:`mmrec.cli._args`), so no default
 is written twice. User-facing failures print one ``mmrec: error: ...`` line and exit with 2 (usage) or
 1 (data): command-line mistakes (:class:`mmrec.cli._args.Parser`), :class:`~mmrec.errors.MMRecError`,
@@ -13,20 +14,42 @@ usage error (2), any other OS fault a runtime one (1).
 from __future__ import annotations
 
 import argparse
+import ast
 import errno
 import importlib
+import importlib.util
 import sys
 import warnings
+from pathlib import Path
 from typing import Sequence
 
-from mmrec.cli._args import Parser
+from mmrec.cli._args import Parser, doc_parts
 from mmrec.errors import MMRecError
 
 # command groups in --help order: module names under mmrec.cli
 GROUPS = ("data", "extract", "quantize", "index", "rank", "graph", "live", "cdr", "seq", "retrieve", "demo")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _declared(module: str) -> dict[str, str]:
+    """The top-level commands a CLI module declares, ``{name: help}``, read from its source without
+    importing it (so ``mmrec --help`` and each command import only what they use): its group
+    (``cli = Commands("GROUP", __doc__)``, help from the module docstring) or its ``@cli.command``
+    handlers (help from their docstrings)."""
+    tree = ast.parse(Path(importlib.util.find_spec(f"mmrec.cli.{module}").origin).read_text())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) == "Commands" and node.value.args):
+            return {node.value.args[0].value: doc_parts(ast.get_docstring(tree))[0]}
+    return {d.args[0].value: doc_parts(ast.get_docstring(node))[0]
+            for node in tree.body if isinstance(node, ast.FunctionDef)
+            for d in node.decorator_list
+            if isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``mmrec`` parser. With ``command`` (the first word of the command line) only the module that
+    declares it is imported and gets its full parsers; the other commands are listed with their help
+    only ("" imports none: ``mmrec --help``). Without it every module is imported (every parser complete)."""
     from mmrec import __version__
 
     parser = Parser(
@@ -37,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in GROUPS:
-        importlib.import_module(f"mmrec.cli.{group}").register(sub)
+        declared = _declared(group)
+        if command is None or command in declared:
+            importlib.import_module(f"mmrec.cli.{group}").cli.register(sub)
+        else:
+            for name, help in declared.items():
+                sub.add_parser(name, help=help)
     return parser
 
 
@@ -59,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # torch-geometric scripts a helper with torch.jit.script when imported, and torch 2.14 warns about
     # that on every `cdr` / `graph` / `live` run; nothing a user of the command can act on.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), ""))
     args = parser.parse_args(argv)
     try:
         return args._run(args)

@@ -6,9 +6,13 @@ annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...
 ``""``) from the field's ``metadata``, and the default from the field itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
 (through :func:`mmrec.config.build_config`, so ``__post_init__`` checks them).
 
-Every command is declared the same way: :func:`add_group` for ``mmrec GROUP ACTION``, :func:`add_command`
-for one parser with its plain options, the options of its config dataclasses (:class:`Options`), ``--json``
-and its handler; a handler ends with :func:`emit`, the report as JSON or its text line(s).
+Every command is declared the same way, by decorating its handler with :meth:`Commands.command`: the
+handler's docstring is the command's help (first paragraph, one line in ``mmrec GROUP --help``) and
+description (the rest, in ``mmrec GROUP ACTION --help``); the decorator names the plain options and the
+config dataclasses (:class:`Options`) whose fields become options, and ``--json``. A group's help and
+description are its module's docstring. :meth:`Commands.register` builds the parsers with
+:func:`add_group` and :func:`add_command`; a handler ends with :func:`emit`, the report as JSON or its
+text line(s).
 
 :class:`Parser` is the parser class of every command: a command-line mistake is one line (the bad
 option or command, the closest valid one, where ``--help`` is) and exit code 2.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import inspect
 import json
 import re
 import sys
@@ -183,6 +188,7 @@ class Options:
     exclude: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     dest_prefix: str = ""
+    prefix: str = ""  # of the flags (``--gen-dim``), where two configs of one command share field names
 
 
 def add_group(sub: argparse._SubParsersAction, name: str, *, help: str, description: str) -> argparse._SubParsersAction:
@@ -203,11 +209,47 @@ def add_command(sub: argparse._SubParsersAction, name: str, run: Callable[[argpa
     for options in configs:
         options = options if isinstance(options, Options) else Options(options)
         add_config_arguments(parser.add_argument_group(options.title) if options.title else parser, options.cls,
-                             exclude=options.exclude, required=options.required, dest_prefix=options.dest_prefix)
+                             exclude=options.exclude, required=options.required, prefix=options.prefix,
+                             dest_prefix=options.dest_prefix)
     if json_help is not None:
         parser.add_argument("--json", action="store_true", help=json_help)
     parser.set_defaults(_run=run)
     return parser
+
+
+def doc_parts(doc: str | None) -> tuple[str, str]:
+    """``(help, description)`` of a docstring: its first paragraph on one line, and the other paragraphs
+    (the first one again when there are none)."""
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(doc or "").split("\n\n") if p.strip()] or [""]
+    return paragraphs[0], " ".join(paragraphs[1:]) or paragraphs[0]
+
+
+class Commands:
+    """The commands one CLI module declares by decorating their handlers with :meth:`command`; under
+    ``mmrec GROUP ACTION`` when ``group`` is given (its help and description from ``doc``, the module's
+    docstring), else top-level commands."""
+
+    def __init__(self, group: str | None = None, doc: str | None = None) -> None:
+        self.group, self.doc = group, doc
+        self._commands: list[tuple[str, Callable[[argparse.Namespace], int], dict[str, Any]]] = []
+
+    def command(self, name: str, *, arguments: Mapping[str, str | dict[str, Any]] | None = None,
+                configs: Iterable[type | Options] = (), json_help: str | None = "print the report as JSON"):
+        """Decorator: the handler becomes command ``NAME`` (the keywords of :func:`add_command`; help and
+        description from the handler's docstring, :func:`doc_parts`)."""
+        def decorator(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+            self._commands.append((name, run, dict(arguments=arguments, configs=tuple(configs), json_help=json_help)))
+            return run
+        return decorator
+
+    def register(self, sub: argparse._SubParsersAction) -> None:
+        """Add this module's parsers (its group, then each command) to ``sub``."""
+        if self.group is not None:
+            help, description = doc_parts(self.doc)
+            sub = add_group(sub, self.group, help=help, description=description)
+        for name, run, keywords in self._commands:
+            help, description = doc_parts(run.__doc__)
+            add_command(sub, name, run, help=help, description=description, **keywords)
 
 
 def emit(args: argparse.Namespace, report: Any, text: str | None, *, default: Callable[[Any], Any] | None = None) -> int:

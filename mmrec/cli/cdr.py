@@ -1,59 +1,54 @@
-"""`mmrec cdr train|evaluate|export`: cross-domain models (options from the job dataclasses of
-:mod:`mmrec.pipelines.cdr` and :class:`mmrec.crossdomain.config.CDRConfig`)."""
+"""cross-domain cold-start models (UniCDR, UniCDR+, FARM, single-domain) on user<TAB>item pair data
+
+Train cross-domain user models on both domains of a pair (folders a_b/ and b_a/ with train.txt, valid.txt, or a
+Parquet behaviour log) and rank each held-out item of the cold-start users among 999 sampled negatives (MRR,
+NDCG@5/10, HR@1/5/10).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 
-from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Commands, Options, config_from_args, emit
+from mmrec.crossdomain.config import CDRConfig
+from mmrec.crossdomain.registry import CDR_MODELS
+from mmrec.pipelines.cdr import CDREvaluateJob, CDRExportJob, CDRTrainJob
+
+cli = Commands("cdr", __doc__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.crossdomain.config import CDRConfig
-    from mmrec.crossdomain.registry import CDR_MODELS
-    from mmrec.pipelines.cdr import CDREvaluateJob, CDRExportJob, CDRTrainJob
-
-    csub = add_group(
-        sub, "cdr",
-        help="cross-domain cold-start models (UniCDR, UniCDR+, FARM, single-domain) on user<TAB>item pair data",
-        description="Train cross-domain user models on both domains of a pair (folders a_b/ and b_a/ with "
-        "train.txt, valid.txt, or a Parquet behaviour log) and rank each held-out item of the cold-start users "
-        "among 999 sampled negatives (MRR, NDCG@5/10, HR@1/5/10).",
-    )
-    p = add_command(
-        csub, "train", _train,
-        help="train on a pair and evaluate on the valid.txt of both domains (or --target)",
-        description="Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the "
-        "best epoch (mean NDCG@10 of the targets); write config.json, data.json, model.safetensors, "
-        "metrics.json to --out.",
-        arguments={"--model": dict(required=True, choices=CDR_MODELS.names(),
-                                   help=dataclasses.fields(CDRConfig)[0].metadata["help"])},
-        configs=(Options(CDRTrainJob, required=("data", "pair")),
-                 Options(CDRConfig, "model and training (CDRConfig)", exclude=("model",))),
-    )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any CDRConfig field (value parsed as JSON when it parses)")
-    add_command(
-        csub, "evaluate", _evaluate,
-        help="evaluate a trained run on a user<TAB>item file of one domain",
-        description="Rank each (user, item) of FILE among 999 sampled negatives with a saved run.",
-        configs=(Options(CDREvaluateJob, required=("run", "test")),),
-        json_help="print the result as JSON",
-    )
-    add_command(
-        csub, "export", _export,
-        help="write a run's target-domain user vectors keyed by raw user id",
-        description="Write every user's target-domain vector (cold-start users included) to OUT in "
-        "the extract layout (key = raw user id, fused = vector), a user-side feature for mmrec rank.",
-        configs=(Options(CDRExportJob, required=("run", "out", "target")),),
-        json_help="print the manifest as JSON",
-    )
-
-
+@cli.command(
+    "train",
+    arguments={
+        "--model": dict(
+            required=True, choices=CDR_MODELS.names(), help=dataclasses.fields(CDRConfig)[0].metadata["help"]
+        ),
+        "--set": dict(
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override any CDRConfig field (value parsed as JSON when it parses)",
+        ),
+    },
+    configs=(
+        Options(CDRTrainJob, required=("data", "pair")),
+        Options(CDRConfig, "model and training (CDRConfig)", exclude=("model",)),
+    ),
+)
 def _train(args: argparse.Namespace) -> int:
+    """train on a pair and evaluate on the valid.txt of both domains (or --target)
+
+    Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the best epoch (mean NDCG@10 of
+    the targets); write config.json, data.json, model.safetensors, metrics.json to --out.
+    """
     from mmrec.crossdomain.config import CDRConfig
-    from mmrec.pipelines.cdr import CDRTrainJob, apply_overrides, format_table, train_cdr
+    from mmrec.pipelines.cdr import (
+        CDRTrainJob,
+        apply_overrides,
+        format_table,
+        train_cdr,
+    )
 
     job = config_from_args(args, CDRTrainJob, what="cdr train")
     config = apply_overrides(config_from_args(args, CDRConfig, what="cdr"), args.set)
@@ -63,7 +58,14 @@ def _train(args: argparse.Namespace) -> int:
                 + "\n" + format_table(list(report["metrics"].items())))
 
 
+@cli.command(
+    "evaluate", configs=(Options(CDREvaluateJob, required=("run", "test")),), json_help="print the result as JSON"
+)
 def _evaluate(args: argparse.Namespace) -> int:
+    """evaluate a trained run on a user<TAB>item file of one domain
+
+    Rank each (user, item) of FILE among 999 sampled negatives with a saved run.
+    """
     from mmrec.pipelines.cdr import CDREvaluateJob, evaluate_run, format_table
 
     job = config_from_args(args, CDREvaluateJob, what="cdr evaluate")
@@ -71,7 +73,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return emit(args, result, format_table([(result["target"], result["metrics"])]))
 
 
+@cli.command(
+    "export",
+    configs=(Options(CDRExportJob, required=("run", "out", "target")),),
+    json_help="print the manifest as JSON",
+)
 def _export(args: argparse.Namespace) -> int:
+    """write a run's target-domain user vectors keyed by raw user id
+
+    Write every user's target-domain vector (cold-start users included) to OUT in the extract layout (key = raw
+    user id, fused = vector), a user-side feature for mmrec rank.
+    """
     from mmrec.pipelines.cdr import CDRExportJob, export_user_features
 
     job = config_from_args(args, CDRExportJob, what="cdr export")

@@ -4,32 +4,36 @@ from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import add_command, emit
+from mmrec.cli._args import Commands, emit
 from mmrec.cli._args import positive_int as _positive_int
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    add_command(
-        sub, "sample-data", _sample_data,
-        help="write SYNTHETIC webdataset shards (items and live segments) with planted topics",
-        description="Write SYNTHETIC webdataset shards of items (cover, title, audio, json) and live "
-        "segments (frames, comments, speech, json) whose content follows planted latent topics, so "
-        "later stages can be checked for recovering them.",
-        arguments={
-            "--out": "output folder",
-            "--items": dict(type=_positive_int, default=200, help="number of items (default 200)"),
-            "--segments": dict(type=_positive_int, default=40, help="number of live segments (default 40)"),
-            "--seed": dict(type=int, default=0, help="random seed; same seed, same data (default 0)"),
-            "--topics": dict(type=int, default=8, help="number of planted topics (default 8)"),
-            "--shard-size": dict(type=int, default=100, help="samples per tar shard (default 100)"),
-            "--users": dict(type=_positive_int, default=100,
-                            help="users in the SYNTHETIC behaviour log behaviour.parquet; 0 = no log (default 100)"),
-        },
-        json_help="print the summary as JSON",
-    )
+cli = Commands()
 
 
+@cli.command(
+    "sample-data",
+    arguments={
+        "--out": "output folder",
+        "--items": dict(type=_positive_int, default=200, help="number of items (default 200)"),
+        "--segments": dict(type=_positive_int, default=40, help="number of live segments (default 40)"),
+        "--seed": dict(type=int, default=0, help="random seed; same seed, same data (default 0)"),
+        "--topics": dict(type=int, default=8, help="number of planted topics (default 8)"),
+        "--shard-size": dict(type=int, default=100, help="samples per tar shard (default 100)"),
+        "--users": dict(
+            type=_positive_int,
+            default=100,
+            help="users in the SYNTHETIC behaviour log behaviour.parquet; 0 = no log (default 100)",
+        ),
+    },
+    json_help="print the summary as JSON",
+)
 def _sample_data(args: argparse.Namespace) -> int:
+    """write SYNTHETIC webdataset shards (items and live segments) with planted topics
+
+    Write SYNTHETIC webdataset shards of items (cover, title, audio, json) and live segments (frames, comments,
+    speech, json) whose content follows planted latent topics, so later stages can be checked for recovering
+    them.
+    """
     from mmrec.sample_data import write_sample_data
 
     summary = write_sample_data(

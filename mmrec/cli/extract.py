@@ -8,29 +8,13 @@ import sys
 import warnings
 from typing import Iterator
 
-from mmrec.cli._args import Options, add_command, config_from_args, emit
+from mmrec.cli._args import Commands, Options, config_from_args, emit
+from mmrec.pipelines.extract import ExtractConfig
 
 _MODALITIES = ("image", "text", "audio")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.pipelines.extract import ExtractConfig
-
-    p = add_command(
-        sub, "extract", _extract,
-        help="embed every sample of webdataset shards into Parquet, resumable",
-        description="Embed every item / live segment of webdataset shards with image, text and speech "
-        "encoders; one emb-NAME.parquet per shard, errors-NAME.jsonl for failed samples, manifest.json. "
-        "Complete shards of the same job are skipped on rerun, shards that ended on a read error are redone, "
-        "and a folder holding another job's outputs is refused. Each encoder's weight provenance is recorded; "
-        "no image weights ship offline, so pass --image-weights FILE for meaningful image vectors. "
-        "Under torchrun each rank takes its own shards.",
-        arguments={"--input": "shards: 'DIR/items-{000000..000099}.tar', a glob or a folder", "--out": "output folder"},
-        configs=(Options(ExtractConfig, exclude=("weights",)),),
-        json_help="print the manifest as JSON",
-    )
-    for modality in _MODALITIES:
-        p.add_argument(f"--{modality}-weights", default=None, metavar="PATH", help=f"local checkpoint for the {modality} encoder")
+cli = Commands()
 
 
 @contextlib.contextmanager
@@ -52,7 +36,28 @@ def _one_line_weight_warnings() -> Iterator[None]:
         yield
 
 
+@cli.command(
+    "extract",
+    arguments={
+        "--input": "shards: 'DIR/items-{000000..000099}.tar', a glob or a folder",
+        "--out": "output folder",
+        **{
+            f"--{m}-weights": dict(default=None, metavar="PATH", help=f"local checkpoint for the {m} encoder")
+            for m in _MODALITIES
+        },
+    },
+    configs=(Options(ExtractConfig, exclude=("weights",)),),
+    json_help="print the manifest as JSON",
+)
 def _extract(args: argparse.Namespace) -> int:
+    """embed every sample of webdataset shards into Parquet, resumable
+
+    Embed every item / live segment of webdataset shards with image, text and speech encoders; one emb-
+    NAME.parquet per shard, errors-NAME.jsonl for failed samples, manifest.json. Complete shards of the same job
+    are skipped on rerun, shards that ended on a read error are redone, and a folder holding another job's
+    outputs is refused. Each encoder's weight provenance is recorded; no image weights ship offline, so pass
+    --image-weights FILE for meaningful image vectors. Under torchrun each rank takes its own shards.
+    """
     from mmrec.pipelines.extract import ExtractConfig, extract
 
     for m in _MODALITIES:

@@ -1,7 +1,8 @@
-"""`mmrec graph build|expand|train|export`: MMBee GIE graphs (jobs in :mod:`mmrec.pipelines.graph`).
+"""MMBee GIE: gifting graphs, metapath expansion, GraphCL node embeddings
 
-Options come from the job configs (``GraphConfig``, ``GraphExpandConfig``, ``GraphCLConfig``), so
-their defaults and help live in the dataclass fields only.
+Build the U2A gifting / watching and A2A Swing graphs from a live behaviour log, expand users and authors along
+metapaths into a Parquet store, pre-train node embeddings with GraphCL over a sampled GraphSAGE encoder, and
+export them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Commands, Options, config_from_args, emit
+from mmrec.graphs.build import GraphConfig
+from mmrec.graphs.graphcl import GraphCLConfig
+from mmrec.pipelines.graph import GraphExpandConfig
 from mmrec.threads import THREADS_HELP
 
 _JSON_HELP = "print the summary as JSON"
@@ -22,71 +26,26 @@ def _metapath_default() -> str:
     return " and ".join(f.default)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.graphs.build import GraphConfig
-    from mmrec.graphs.graphcl import GraphCLConfig
-    from mmrec.pipelines.graph import GraphExpandConfig
-
-    gsub = add_group(
-        sub, "graph",
-        help="MMBee GIE: gifting graphs, metapath expansion, GraphCL node embeddings",
-        description="Build the U2A gifting / watching and A2A Swing graphs from a live behaviour log, expand "
-        "users and authors along metapaths into a Parquet store, pre-train node embeddings with GraphCL "
-        "over a sampled GraphSAGE encoder, and export them.",
-    )
-    add_command(
-        gsub, "build", _build,
-        help="graphs from behaviour log(s) into a folder (safetensors + graph.json)",
-        description="Stream live behaviour log(s) (user_id, author_id, watch, gift, gift_value) into "
-        "the U2A gifts / watches graphs and the A2A Swing graph; writes graph.safetensors and graph.json.",
-        arguments={"--logs": dict(required=True, nargs="+", help="Parquet log file(s), or a folder with live-behaviour.parquet"),
-                   "--out": "output graph folder"},
-        configs=(Options(GraphConfig, exclude=("progress",)),),
-        json_help=_JSON_HELP,
-    )
-    add_command(
-        gsub, "expand", _expand,
-        help="top-k metapath neighbours of every user / author into Parquet",
-        description="Expand every source node along metapaths (e.g. user>author>author, "
-        "author>user>author, user-watches>author>author) and keep the top-k by path-weight product.",
-        arguments={"--graph": "graph folder from mmrec graph build",
-                   "--out": "output Parquet (src_type, src_id, metapath, dst_ids, scores)",
-                   "--metapath": dict(dest="metapaths", action="append", default=None,
-                                      help=f"metapath, repeatable (default {_metapath_default()})")},
-        configs=(Options(GraphExpandConfig, exclude=("metapaths", "progress")),),
-        json_help=_JSON_HELP,
-    )
-    add_command(
-        gsub, "train", _train,
-        help="GraphCL pre-training of node embeddings on a graph folder",
-        description="Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, "
-        "NT-Xent) on mini-batches of sampled neighbourhoods; writes model.safetensors, "
-        "embeddings.safetensors and train.json.",
-        arguments={
-            "--graph": "graph folder from mmrec graph build",
-            "--out": "output run folder",
-            "--author-emb": dict(default=None, nargs="+", metavar="PATH",
-                                 help="author attributes: Parquet keyed by author_id, or mmrec extract output (a folder of "
-                                 "emb-*.parquet, files or a glob; segment-keyed, needs --logs)"),
-            "--emb-column": dict(default=None, help="vector column of --author-emb (default fused, or the only one)"),
-            "--logs": dict(nargs="+", default=None, metavar="PATH",
-                           help="maps segment keys to authors for segment-keyed --author-emb: the live log (or its folder) "
-                           "or segments.parquet"),
-            "--threads": dict(type=int, default=None, metavar="N", help=THREADS_HELP),
-        },
-        configs=(Options(GraphCLConfig, exclude=("edge_types", "progress")),),
-        json_help=_JSON_HELP,
-    )
-    add_command(
-        gsub, "export", _export,
-        help="a training run's node embeddings as Parquet",
-        description="Write node_type, node_id, vector rows for every node of a mmrec graph train run.",
-        arguments={"--run": "run folder from mmrec graph train", "--out": "output Parquet"},
-        json_help=_JSON_HELP,
-    )
+cli = Commands("graph", __doc__)
 
 
+@cli.command(
+    "build",
+    arguments={
+        "--logs": dict(
+            required=True, nargs="+", help="Parquet log file(s), or a folder with live-behaviour.parquet"
+        ),
+        "--out": "output graph folder",
+    },
+    configs=(Options(GraphConfig, exclude=("progress",)),),
+    json_help=_JSON_HELP,
+)
 def _build(args: argparse.Namespace) -> int:
+    """graphs from behaviour log(s) into a folder (safetensors + graph.json)
+
+    Stream live behaviour log(s) (user_id, author_id, watch, gift, gift_value) into the U2A gifts / watches
+    graphs and the A2A Swing graph; writes graph.safetensors and graph.json.
+    """
     from mmrec.graphs.build import GraphConfig
     from mmrec.pipelines.graph import graph_build
 
@@ -97,7 +56,27 @@ def _build(args: argparse.Namespace) -> int:
                 + ", ".join(f"{k.replace('__', ' ')} {v}" for k, v in summary["edges"].items()))
 
 
+@cli.command(
+    "expand",
+    arguments={
+        "--graph": "graph folder from mmrec graph build",
+        "--out": "output Parquet (src_type, src_id, metapath, dst_ids, scores)",
+        "--metapath": dict(
+            dest="metapaths",
+            action="append",
+            default=None,
+            help=f"metapath, repeatable (default {_metapath_default()})",
+        ),
+    },
+    configs=(Options(GraphExpandConfig, exclude=("metapaths", "progress")),),
+    json_help=_JSON_HELP,
+)
 def _expand(args: argparse.Namespace) -> int:
+    """top-k metapath neighbours of every user / author into Parquet
+
+    Expand every source node along metapaths (e.g. user>author>author, author>user>author, user-
+    watches>author>author) and keep the top-k by path-weight product.
+    """
     from mmrec.pipelines.graph import GraphExpandConfig, graph_expand
 
     extra = {"metapaths": tuple(args.metapaths)} if args.metapaths else {}
@@ -108,7 +87,37 @@ def _expand(args: argparse.Namespace) -> int:
         f"{m}: {v['sources']} sources, {v['mean_neighbours']} neighbours each" for m, v in summary["metapaths"].items()))
 
 
+@cli.command(
+    "train",
+    arguments={
+        "--graph": "graph folder from mmrec graph build",
+        "--out": "output run folder",
+        "--author-emb": dict(
+            default=None,
+            nargs="+",
+            metavar="PATH",
+            help="author attributes: Parquet keyed by author_id, or mmrec extract output (a folder of "
+            "emb-*.parquet, files or a glob; segment-keyed, needs --logs)",
+        ),
+        "--emb-column": dict(default=None, help="vector column of --author-emb (default fused, or the only one)"),
+        "--logs": dict(
+            nargs="+",
+            default=None,
+            metavar="PATH",
+            help="maps segment keys to authors for segment-keyed --author-emb: the live log (or its folder) "
+            "or segments.parquet",
+        ),
+        "--threads": dict(type=int, default=None, metavar="N", help=THREADS_HELP),
+    },
+    configs=(Options(GraphCLConfig, exclude=("edge_types", "progress")),),
+    json_help=_JSON_HELP,
+)
 def _train(args: argparse.Namespace) -> int:
+    """GraphCL pre-training of node embeddings on a graph folder
+
+    Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, NT-Xent) on mini-batches
+    of sampled neighbourhoods; writes model.safetensors, embeddings.safetensors and train.json.
+    """
     from mmrec.graphs.graphcl import GraphCLConfig
     from mmrec.pipelines.graph import graph_train
 
@@ -122,7 +131,16 @@ def _train(args: argparse.Namespace) -> int:
                 + " ".join(f"{x:.3f}" for x in report["epoch_loss"]) + f"; embeddings ({summary['dim']}-d) -> {args.out}")
 
 
+@cli.command(
+    "export",
+    arguments={"--run": "run folder from mmrec graph train", "--out": "output Parquet"},
+    json_help=_JSON_HELP,
+)
 def _export(args: argparse.Namespace) -> int:
+    """a training run's node embeddings as Parquet
+
+    Write node_type, node_id, vector rows for every node of a mmrec graph train run.
+    """
     from mmrec.pipelines.graph import graph_export
 
     summary = graph_export(args.run, args.out)

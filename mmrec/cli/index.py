@@ -1,14 +1,14 @@
-"""`mmrec index build|add|search|eval|serve|train-tree`: FAISS and MISS-tree indexes.
+"""build, add to, search, evaluate and serve FAISS / MISS-tree indexes; train the tree's scorer
 
-Every option comes from a config dataclass (:mod:`mmrec.pipelines.index`, :mod:`mmrec.index`), so its
-default and help are written once, there; each action calls the job function of the same name.
+Indexes over the Parquet embeddings of mmrec extract / mmrec align: FAISS with an automatic choice under memory
+and latency budgets, tuned to a recall target, or the MISS index tree.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import Options, add_command, add_group, config_from_args, config_values, emit
+from mmrec.cli._args import Commands, Options, config_from_args, config_values, emit
 from mmrec.index.faiss_index import FaissConfig
 from mmrec.index.server import ServerConfig
 from mmrec.index.tree import ScorerConfig, TreeConfig
@@ -25,68 +25,25 @@ _SHARED = ("metric", "target_recall", "k", "n_queries", "seed")  # FAISS and tre
 _LOOP_EXCLUDE = ("progress", "desc")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    isub = add_group(
-        sub, "index",
-        help="build, add to, search, evaluate and serve FAISS / MISS-tree indexes; train the tree's scorer",
-        description="Indexes over the Parquet embeddings of mmrec extract / mmrec align: FAISS with an "
-        "automatic choice under memory and latency budgets, tuned to a recall target, or the MISS index tree.",
-    )
-    add_command(
-        isub, "build", _build,
-        help="build an index folder (index file, ids.parquet, index.json with measured recall and QPS)",
-        description="Build an index over embeddings, streaming them; auto picks Flat, HNSW, IVF-Flat, IVF-SQ8 or "
-        "OPQ-IVF-PQ from N, dim, --max-memory and --max-query-ms, then tunes nprobe/efSearch to --target-recall. "
-        "--kind tree builds the MISS tree (--branching, --niter); train its scorer with mmrec index train-tree.",
-        configs=(Options(BuildConfig, exclude=("faiss", "tree"), required=("emb", "out")),
-                 Options(FaissConfig, "FAISS (and shared) options", exclude=("factory",)),
-                 Options(TreeConfig, "tree options (--kind tree)", exclude=_SHARED)),
-        json_help="print index.json",
-    )
-    add_command(
-        isub, "add", _add,
-        help="add new embedding shards to a FAISS index in place",
-        description="Add new emb-*.parquet shards to a saved FAISS index (same column and dim; keys must stay unique).",
-        configs=(Options(AddConfig, required=("index", "emb")),),
-        json_help="print the add event as JSON",
-    )
-    add_command(
-        isub, "search", _search,
-        help="nearest neighbours of indexed keys or of query vectors",
-        description="Search an index by the keys of indexed items or by vectors from a .npy file.",
-        arguments={"--key": dict(dest="keys", action="append", help="key of an indexed item (repeatable)")},
-        configs=(Options(SearchConfig, exclude=("keys",), required=("index",)),),
-        json_help="print the hits as JSON",
-    )
-    add_command(
-        isub, "eval", _eval,
-        help="recall@1/10/100 vs exact search, QPS, and a recall-vs-QPS PNG",
-        description="Evaluate an index against exact search over the embeddings it was built from.",
-        configs=(Options(EvalConfig, required=("index",)),),
-    )
-    add_command(
-        isub, "serve", _serve,
-        help="HTTP search API over an index (loopback by default; needs mmrec[serve])",
-        description="Serve POST /search ({'vectors': [[...]], 'k': 10} or {'keys': [...]}), GET /health, GET /metrics "
-        "(Prometheus) and OpenAPI docs at /docs, with FastAPI on uvicorn (pip install 'mmrec[serve]').",
-        arguments={"--index": "index folder"},
-        configs=(ServerConfig,),
-        json_help=None,
-    )
-    add_command(
-        isub, "train-tree", _train_tree,
-        help="train the MISS tree's node scorer (Co-GSU + MM-GSU) from a behaviour log",
-        description="Train the node scorer of a tree built by 'mmrec index build --kind tree' on the positives of a "
-        "behaviour log (user histories through Co-GSU and MM-GSU; user vectors from --user-emb or the mean of the "
-        "history), save it with the tree and report recall@k of held-out positives against exhaustive scoring and baselines.",
-        configs=(Options(TrainTreeConfig, exclude=("scorer", "loop"), required=("index", "log")),
-                 Options(ScorerConfig, "node scorer"),
-                 Options(LoopConfig, "training loop", exclude=_LOOP_EXCLUDE)),
-        json_help="print the report",
-    )
+cli = Commands("index", __doc__)
 
 
+@cli.command(
+    "build",
+    configs=(
+        Options(BuildConfig, exclude=("faiss", "tree"), required=("emb", "out")),
+        Options(FaissConfig, "FAISS (and shared) options", exclude=("factory",)),
+        Options(TreeConfig, "tree options (--kind tree)", exclude=_SHARED),
+    ),
+    json_help="print index.json",
+)
 def _build(args: argparse.Namespace) -> int:
+    """build an index folder (index file, ids.parquet, index.json with measured recall and QPS)
+
+    Build an index over embeddings, streaming them; auto picks Flat, HNSW, IVF-Flat, IVF-SQ8 or OPQ-IVF-PQ from
+    N, dim, --max-memory and --max-query-ms, then tunes nprobe/efSearch to --target-recall. --kind tree builds
+    the MISS tree (--branching, --niter); train its scorer with mmrec index train-tree.
+    """
     from mmrec.pipelines.index import build
 
     config = config_from_args(args, BuildConfig, exclude=("faiss", "tree"), what="index build",
@@ -103,7 +60,14 @@ def _build(args: argparse.Namespace) -> int:
     ), default=str)
 
 
+@cli.command(
+    "add", configs=(Options(AddConfig, required=("index", "emb")),), json_help="print the add event as JSON"
+)
 def _add(args: argparse.Namespace) -> int:
+    """add new embedding shards to a FAISS index in place
+
+    Add new emb-*.parquet shards to a saved FAISS index (same column and dim; keys must stay unique).
+    """
     from mmrec.pipelines.index import add
 
     config = config_from_args(args, AddConfig, what="index add")
@@ -112,7 +76,17 @@ def _add(args: argparse.Namespace) -> int:
                 default=str)
 
 
+@cli.command(
+    "search",
+    arguments={"--key": dict(dest="keys", action="append", help="key of an indexed item (repeatable)")},
+    configs=(Options(SearchConfig, exclude=("keys",), required=("index",)),),
+    json_help="print the hits as JSON",
+)
 def _search(args: argparse.Namespace) -> int:
+    """nearest neighbours of indexed keys or of query vectors
+
+    Search an index by the keys of indexed items or by vectors from a .npy file.
+    """
     from mmrec.pipelines.index import search
 
     config = config_from_args(args, SearchConfig, what="index search", keys=tuple(args.keys or ()))
@@ -124,7 +98,12 @@ def _search(args: argparse.Namespace) -> int:
     return emit(args, report, "\n".join(lines) if lines else None, default=str)
 
 
+@cli.command("eval", configs=(Options(EvalConfig, required=("index",)),))
 def _eval(args: argparse.Namespace) -> int:
+    """recall@1/10/100 vs exact search, QPS, and a recall-vs-QPS PNG
+
+    Evaluate an index against exact search over the embeddings it was built from.
+    """
     from mmrec.pipelines.index import evaluate
 
     report = evaluate(config_from_args(args, EvalConfig, what="index eval"))
@@ -134,14 +113,35 @@ def _eval(args: argparse.Namespace) -> int:
                 f"  {recalls}  {report['qps']:.0f} QPS  {report['ms_per_query']:.2f} ms/query  -> {report['png']}", default=str)
 
 
+@cli.command("serve", arguments={"--index": "index folder"}, configs=(ServerConfig,), json_help=None)
 def _serve(args: argparse.Namespace) -> int:
+    """HTTP search API over an index (loopback by default; needs mmrec[serve])
+
+    Serve POST /search ({'vectors': [[...]], 'k': 10} or {'keys': [...]}), GET /health, GET /metrics
+    (Prometheus) and OpenAPI docs at /docs, with FastAPI on uvicorn (pip install 'mmrec[serve]').
+    """
     from mmrec.index.server import serve_index
 
     serve_index(args.index, config_from_args(args, ServerConfig, what="index serve"))
     return 0
 
 
+@cli.command(
+    "train-tree",
+    configs=(
+        Options(TrainTreeConfig, exclude=("scorer", "loop"), required=("index", "log")),
+        Options(ScorerConfig, "node scorer"),
+        Options(LoopConfig, "training loop", exclude=_LOOP_EXCLUDE),
+    ),
+    json_help="print the report",
+)
 def _train_tree(args: argparse.Namespace) -> int:
+    """train the MISS tree's node scorer (Co-GSU + MM-GSU) from a behaviour log
+
+    Train the node scorer of a tree built by 'mmrec index build --kind tree' on the positives of a behaviour log
+    (user histories through Co-GSU and MM-GSU; user vectors from --user-emb or the mean of the history), save it
+    with the tree and report recall@k of held-out positives against exhaustive scoring and baselines.
+    """
     from mmrec.pipelines.index import train_tree
 
     config = config_from_args(args, TrainTreeConfig, exclude=("scorer", "loop"), what="index train-tree",

@@ -1,4 +1,8 @@
-"""`mmrec live simulate|train`: the SYNTHETIC live world and GTR."""
+"""SYNTHETIC live-streaming world and the MMBee gift ranker (GTR with MFQ and GIE)
+
+Write a SYNTHETIC live-streaming world (users, authors, drifting live segments, watch / like / comment / gift
+and short-video logs with planted structure) and train MMBee's GTR on it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,14 @@ import argparse
 import dataclasses
 from typing import Any
 
-from mmrec.cli._args import Options, add_command, add_group, config_from_args, config_values, emit, positive_int
+from mmrec.cli._args import (
+    Commands,
+    Options,
+    config_from_args,
+    config_values,
+    emit,
+    positive_int,
+)
 from mmrec.live_sim import LiveSimConfig
 from mmrec.pipelines.live import LiveTrainConfig
 from mmrec.rankers.gtr_data import GTRDataConfig
@@ -14,37 +25,7 @@ from mmrec.rankers.gtr_data import GTRDataConfig
 _TRAIN_EXCLUDED = ("mfq_options", "model", "samples")  # dicts and the nested data config: YAML (--config) only
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    lsub = add_group(
-        sub, "live",
-        help="SYNTHETIC live-streaming world and the MMBee gift ranker (GTR with MFQ and GIE)",
-        description="Write a SYNTHETIC live-streaming world (users, authors, drifting live segments, watch / "
-        "like / comment / gift and short-video logs with planted structure) and train MMBee's GTR on it.",
-    )
-    p = add_command(
-        lsub, "simulate", _simulate,
-        help="write a SYNTHETIC live behaviour log, segment tokens and (optionally) segment shards",
-        description="Write live-behaviour.parquet, users/authors/segments.parquet, segment-tokens.safetensors "
-        "and live.json (SYNTHETIC; see mmrec.live_sim), plus --shards segments as webdataset shards for mmrec extract.",
-        arguments={"--out": "output folder"},
-        configs=(LiveSimConfig,),
-        json_help="print the summary as JSON",
-    )
-    p.add_argument("--shards", dest="shard_segments", type=positive_int, default=argparse.SUPPRESS,
-                   metavar="N", help="same as --shard-segments")
-    add_command(
-        lsub, "train", _train,
-        help="train GTR (SIM + DIN; --mfq segment fusion, --gie graph expansion) on a simulator folder",
-        description="Train MMBee's GTR on a mmrec live simulate folder: by default the first half of the time span "
-        "feeds the GIE graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes gtr.safetensors, mfq.safetensors (with --mfq; "
-        "what mmrec extract --fuse mfq --fusion-weights reads) and metrics.json.",
-        arguments={
-            "--data": "folder written by mmrec live simulate",
-            "--out": "output folder",
-            "--config": dict(default=None, metavar="YAML", help="LiveTrainConfig fields; options given here override it"),
-        },
-        configs=(Options(LiveTrainConfig, exclude=_TRAIN_EXCLUDED), Options(GTRDataConfig, "time split and sequences")),
-    )
+cli = Commands("live", __doc__)
 
 
 def _given(args: argparse.Namespace, parser_defaults: dict[str, Any], names: list[str]) -> dict[str, Any]:
@@ -52,7 +33,27 @@ def _given(args: argparse.Namespace, parser_defaults: dict[str, Any], names: lis
     return {n: getattr(args, n) for n in names if getattr(args, n) != parser_defaults.get(n)}
 
 
+@cli.command(
+    "simulate",
+    arguments={
+        "--out": "output folder",
+        "--shards": dict(
+            dest="shard_segments",
+            type=positive_int,
+            default=argparse.SUPPRESS,
+            metavar="N",
+            help="same as --shard-segments",
+        ),
+    },
+    configs=(LiveSimConfig,),
+    json_help="print the summary as JSON",
+)
 def _simulate(args: argparse.Namespace) -> int:
+    """write a SYNTHETIC live behaviour log, segment tokens and (optionally) segment shards
+
+    Write live-behaviour.parquet, users/authors/segments.parquet, segment-tokens.safetensors and live.json
+    (SYNTHETIC; see mmrec.live_sim), plus --shards segments as webdataset shards for mmrec extract.
+    """
     from mmrec.live_sim import simulate_live
 
     summary = simulate_live(args.out, config_from_args(args, LiveSimConfig, what="live simulator"))
@@ -62,7 +63,24 @@ def _simulate(args: argparse.Namespace) -> int:
                 + (f", {len(summary['files']['shards'])} shard(s)" if summary["files"]["shards"] else ""))
 
 
+@cli.command(
+    "train",
+    arguments={
+        "--data": "folder written by mmrec live simulate",
+        "--out": "output folder",
+        "--config": dict(
+            default=None, metavar="YAML", help="LiveTrainConfig fields; options given here override it"
+        ),
+    },
+    configs=(Options(LiveTrainConfig, exclude=_TRAIN_EXCLUDED), Options(GTRDataConfig, "time split and sequences")),
+)
 def _train(args: argparse.Namespace) -> int:
+    """train GTR (SIM + DIN; --mfq segment fusion, --gie graph expansion) on a simulator folder
+
+    Train MMBee's GTR on a mmrec live simulate folder: by default the first half of the time span feeds the GIE
+    graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes gtr.safetensors, mfq.safetensors
+    (with --mfq; what mmrec extract --fuse mfq --fusion-weights reads) and metrics.json.
+    """
     from mmrec.config import build_config, replace_config
     from mmrec.pipelines.live import train_live
 

@@ -8,54 +8,17 @@ from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import Options, add_command, config_from_args, config_values, emit
+from mmrec.cli._args import Commands, Options, config_from_args, config_values, emit
+from mmrec.encoders.base import TrainableConfig
+from mmrec.pipelines.align import AlignJob
+from mmrec.pipelines.quantize import QuantizeJob
+from mmrec.quantization.align import AlignConfig
+from mmrec.quantization.pairs import PairConfig
 
 _ALIGN_NESTED = ("weights", "trainable", "train", "pairs")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.encoders.base import TrainableConfig
-    from mmrec.pipelines.align import AlignJob
-    from mmrec.pipelines.quantize import QuantizeJob
-    from mmrec.quantization.align import AlignConfig
-    from mmrec.quantization.pairs import PairConfig
-
-    add_command(
-        sub, "align", _align,
-        help="align item embeddings with behaviour: pairs from a log, contrastive fine-tuning (QARM)",
-        description="Mine item pairs from a behaviour log (User2Item triggers among each user's latest "
-        "positives, Item2Item Swing), then fine-tune with symmetric in-batch InfoNCE: a head over cached "
-        "embeddings (--emb, fast) or trainable encoders over raw shards (--input with --text/--image/--audio, "
-        "slow). Writes aligned emb-*.parquet in the layout of `mmrec extract`, pairs.parquet, align.json.",
-        arguments={
-            "--log": "behaviour log (Parquet: user_id, item_id, labels)",
-            "--emb": dict(default=None, help="embeddings folder from `mmrec extract` (fast path)"),
-            "--input": dict(default=None, help="item shards, to align through trainable encoders (slow path)"),
-            "--out": "output folder",
-        },
-        configs=(
-            Options(AlignJob, exclude=_ALIGN_NESTED),
-            Options(AlignConfig, "training (AlignConfig)"),
-            Options(PairConfig, "pair mining (PairConfig; seeded by --seed)", exclude=("seed",)),
-            Options(TrainableConfig, "slow path (--input): what of the encoders learns (TrainableConfig)",
-                    dest_prefix="trainable_"),
-        ),
-    )
-
-    p = add_command(
-        sub, "quantize", _quantize,
-        help="quantize item embeddings into codes: RQ-Kmeans, balanced, VQ or RQ-VAE (QARM, OneRec)",
-        description="Fit a quantizer on one vector column of an embeddings folder and write "
-        "codebook.safetensors, codes.parquet (key, c1..cL), report.json (per-level usage and entropy, "
-        "% unique ids, collision rate, relative reconstruction error) and usage.png.",
-        arguments={"--emb": "embeddings folder (`mmrec extract` or `mmrec align` output)", "--out": "output folder"},
-        configs=(Options(QuantizeJob, exclude=("options",)),),
-    )
-    p.add_argument("--niter", type=int, default=None, metavar="N",
-                   help="k-means iterations per level (rq-kmeans, balanced; default: the method's)")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="RQ-VAE training epochs (default: the method's)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other field of the method's config (repeatable), e.g. --option latent_dim=16")
+cli = Commands()
 
 
 def align_job(args: argparse.Namespace):
@@ -73,7 +36,33 @@ def align_job(args: argparse.Namespace):
     )
 
 
+@cli.command(
+    "align",
+    arguments={
+        "--log": "behaviour log (Parquet: user_id, item_id, labels)",
+        "--emb": dict(default=None, help="embeddings folder from `mmrec extract` (fast path)"),
+        "--input": dict(default=None, help="item shards, to align through trainable encoders (slow path)"),
+        "--out": "output folder",
+    },
+    configs=(
+        Options(AlignJob, exclude=_ALIGN_NESTED),
+        Options(AlignConfig, "training (AlignConfig)"),
+        Options(PairConfig, "pair mining (PairConfig; seeded by --seed)", exclude=("seed",)),
+        Options(
+            TrainableConfig,
+            "slow path (--input): what of the encoders learns (TrainableConfig)",
+            dest_prefix="trainable_",
+        ),
+    ),
+)
 def _align(args: argparse.Namespace) -> int:
+    """align item embeddings with behaviour: pairs from a log, contrastive fine-tuning (QARM)
+
+    Mine item pairs from a behaviour log (User2Item triggers among each user's latest positives, Item2Item
+    Swing), then fine-tune with symmetric in-batch InfoNCE: a head over cached embeddings (--emb, fast) or
+    trainable encoders over raw shards (--input with --text/--image/--audio, slow). Writes aligned emb-*.parquet
+    in the layout of `mmrec extract`, pairs.parquet, align.json.
+    """
     from mmrec.pipelines.align import run_align
 
     report = run_align(args.log, args.out, emb=args.emb, input=args.input, config=align_job(args), progress=not args.json)
@@ -104,7 +93,36 @@ def quantize_job(args: argparse.Namespace):
     return config_from_args(args, QuantizeJob, exclude=("options",), options=options, what="quantize")
 
 
+@cli.command(
+    "quantize",
+    arguments={
+        "--emb": "embeddings folder (`mmrec extract` or `mmrec align` output)",
+        "--out": "output folder",
+        "--niter": dict(
+            type=int,
+            default=None,
+            metavar="N",
+            help="k-means iterations per level (rq-kmeans, balanced; default: the method's)",
+        ),
+        "--epochs": dict(
+            type=int, default=None, metavar="N", help="RQ-VAE training epochs (default: the method's)"
+        ),
+        "--option": dict(
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="any other field of the method's config (repeatable), e.g. --option latent_dim=16",
+        ),
+    },
+    configs=(Options(QuantizeJob, exclude=("options",)),),
+)
 def _quantize(args: argparse.Namespace) -> int:
+    """quantize item embeddings into codes: RQ-Kmeans, balanced, VQ or RQ-VAE (QARM, OneRec)
+
+    Fit a quantizer on one vector column of an embeddings folder and write codebook.safetensors, codes.parquet
+    (key, c1..cL), report.json (per-level usage and entropy, % unique ids, collision rate, relative
+    reconstruction error) and usage.png.
+    """
     from mmrec.pipelines.quantize import quantize
 
     job = quantize_job(args)

@@ -1,78 +1,34 @@
-"""`mmrec rank train|evaluate|predict|simulate`: multi-task rankers."""
+"""train, evaluate, predict with and export multi-task, multi-domain rankers (PEPNet, MMoE, HoME, PLE, ESMM) on codes and embeddings
+
+Rankers over behaviour logs with item features from mmrec extract / quantize; a SYNTHETIC log simulator with
+planted per-domain and per-user effects.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import Options, add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Commands, Options, config_from_args, emit
+from mmrec.pipelines.rank import RankEvaluateJob, RankExportJob, RankPredictJob
 from mmrec.rankers.simulate import SimulationConfig
 from mmrec.threads import THREADS_HELP
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.pipelines.rank import RankEvaluateJob, RankExportJob, RankPredictJob
-
-    rsub = add_group(
-        sub, "rank",
-        help="train, evaluate, predict with and export multi-task, multi-domain rankers (PEPNet, MMoE, HoME, PLE, ESMM) on codes and embeddings",
-        description="Rankers over behaviour logs with item features from mmrec extract / quantize; "
-        "a SYNTHETIC log simulator with planted per-domain and per-user effects.",
-    )
-    add_command(
-        rsub, "train", _train,
-        help="train a ranker from a YAML config; AUC/UAUC/GAUC per task x domain, safetensors checkpoint",
-        description="Train the ranker a YAML config describes (sections data, features, model, optim, out), "
-        "evaluate it on the latest rows of the log and write model.safetensors, metrics.json and vocab.json. "
-        "CUDA with AMP when present, CPU otherwise; DDP under torchrun.",
-        arguments={
-            "--config": "YAML config file; relative paths in it are taken from its folder",
-            "--out": dict(default=None, help="output folder (default: the config's out, else rank-out)"),
-            "--threads": dict(type=int, default=None, metavar="N", help=f"{THREADS_HELP}; overrides the config's optim.threads"),
-            "--set": dict(action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                          help="override a config field by its dotted path (optim.lr=0.01, model.tower=[32,16], "
-                          "data.history.length=10); the value is parsed as JSON when it parses; repeatable"),
-            "--resume": dict(action="store_true",
-                             help="continue from OUT/checkpoint.pt (written after every epoch) after its last epoch"),
-        },
-    )
-    add_command(
-        rsub, "evaluate", _evaluate,
-        help="AUC/UAUC/GAUC per task x domain of a saved run, on its test rows or on another log",
-        description="Score a run folder of mmrec rank train (model.safetensors, vocab.json, metrics.json) on "
-        "every row of --log, or without --log on the test rows of the run's own log (its metrics.json numbers). "
-        "Ids are mapped with the run's vocab.json; item features come from the run's feature files.",
-        configs=(Options(RankEvaluateJob, required=("run",)),),
-    )
-    add_command(
-        rsub, "predict", _predict,
-        help="write per-task probabilities of a saved run for every row of a log (Parquet)",
-        description="Score every row of --log with a saved run and write --out: the log's id and ts columns "
-        "then probs_<task> per task (pCTR / pCTCVR for ESMM), in the log's row order. Label columns may be missing.",
-        configs=(Options(RankPredictJob, required=("run", "log", "out")),),
-        json_help="print the summary as JSON",
-    )
-    add_command(
-        rsub, "export", _export,
-        help="export a saved run for serving: torch.export program (ranker.pt2) and ONNX where possible",
-        description="Write OUT/ranker.pt2 (torch.export; load with torch.export.load), OUT/ranker.onnx when the "
-        "onnx extra is installed and the exporter takes the model, vocab.json and export.json (the named inputs, "
-        "tasks, and the largest gap between exported and eager probabilities on test rows of the run).",
-        configs=(Options(RankExportJob, required=("run", "out")),),
-        json_help="print export.json",
-    )
-    add_command(
-        rsub, "simulate", _simulate,
-        help="write a SYNTHETIC multi-task, multi-domain behaviour log with planted effects",
-        description="Write a SYNTHETIC behaviour log (click, like, follow over the domains video, live, mall) "
-        "with planted per-domain and per-user effects, item content vectors in the mmrec extract layout, "
-        "the planted probabilities, and a rank.yaml to train on it.",
-        arguments={"--out": "output folder"},
-        configs=(SimulationConfig,),
-        json_help="print the summary as JSON",
-    )
+cli = Commands("rank", __doc__)
 
 
+@cli.command(
+    "simulate",
+    arguments={"--out": "output folder"},
+    configs=(SimulationConfig,),
+    json_help="print the summary as JSON",
+)
 def _simulate(args: argparse.Namespace) -> int:
+    """write a SYNTHETIC multi-task, multi-domain behaviour log with planted effects
+
+    Write a SYNTHETIC behaviour log (click, like, follow over the domains video, live, mall) with planted per-
+    domain and per-user effects, item content vectors in the mmrec extract layout, the planted probabilities,
+    and a rank.yaml to train on it.
+    """
     from mmrec.rankers import simulate
 
     summary = simulate(args.out, config=config_from_args(args, SimulationConfig, what="simulation"))
@@ -82,7 +38,35 @@ def _simulate(args: argparse.Namespace) -> int:
                 f"mmrec rank train --config {args.out}/rank.yaml")
 
 
+@cli.command(
+    "train",
+    arguments={
+        "--config": "YAML config file; relative paths in it are taken from its folder",
+        "--out": dict(default=None, help="output folder (default: the config's out, else rank-out)"),
+        "--threads": dict(
+            type=int, default=None, metavar="N", help=f"{THREADS_HELP}; overrides the config's optim.threads"
+        ),
+        "--set": dict(
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            dest="overrides",
+            help="override a config field by its dotted path (optim.lr=0.01, model.tower=[32,16], "
+            "data.history.length=10); the value is parsed as JSON when it parses; repeatable",
+        ),
+        "--resume": dict(
+            action="store_true",
+            help="continue from OUT/checkpoint.pt (written after every epoch) after its last epoch",
+        ),
+    },
+)
 def _train(args: argparse.Namespace) -> int:
+    """train a ranker from a YAML config; AUC/UAUC/GAUC per task x domain, safetensors checkpoint
+
+    Train the ranker a YAML config describes (sections data, features, model, optim, out), evaluate it on the
+    latest rows of the log and write model.safetensors, metrics.json and vocab.json. CUDA with AMP when present,
+    CPU otherwise; DDP under torchrun.
+    """
     from mmrec.pipelines.rank import train
 
     report = train(args.config, out=args.out, progress=not args.json, threads=args.threads,
@@ -98,7 +82,14 @@ def _train(args: argparse.Namespace) -> int:
                 f"test rows {report['test']['rows']} -> {report['checkpoint']}\n{table}")
 
 
+@cli.command("evaluate", configs=(Options(RankEvaluateJob, required=("run",)),))
 def _evaluate(args: argparse.Namespace) -> int:
+    """AUC/UAUC/GAUC per task x domain of a saved run, on its test rows or on another log
+
+    Score a run folder of mmrec rank train (model.safetensors, vocab.json, metrics.json) on every row of --log,
+    or without --log on the test rows of the run's own log (its metrics.json numbers). Ids are mapped with the
+    run's vocab.json; item features come from the run's feature files.
+    """
     from mmrec.pipelines.rank import RankEvaluateJob, evaluate_run
 
     job = config_from_args(args, RankEvaluateJob, what="rank evaluate")
@@ -107,7 +98,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return emit(args, report, f"{report['model']} on {report['rows']} {report['split']} rows of {report['log']}\n{table}")
 
 
+@cli.command(
+    "predict",
+    configs=(Options(RankPredictJob, required=("run", "log", "out")),),
+    json_help="print the summary as JSON",
+)
 def _predict(args: argparse.Namespace) -> int:
+    """write per-task probabilities of a saved run for every row of a log (Parquet)
+
+    Score every row of --log with a saved run and write --out: the log's id and ts columns then probs_<task> per
+    task (pCTR / pCTCVR for ESMM), in the log's row order. Label columns may be missing.
+    """
     from mmrec.pipelines.rank import RankPredictJob, predict_run
 
     job = config_from_args(args, RankPredictJob, what="rank predict")
@@ -115,7 +116,14 @@ def _predict(args: argparse.Namespace) -> int:
     return emit(args, summary, f"{summary['rows']} rows scored by {summary['model']} ({', '.join(summary['columns'])}) -> {summary['out']}")
 
 
+@cli.command("export", configs=(Options(RankExportJob, required=("run", "out")),), json_help="print export.json")
 def _export(args: argparse.Namespace) -> int:
+    """export a saved run for serving: torch.export program (ranker.pt2) and ONNX where possible
+
+    Write OUT/ranker.pt2 (torch.export; load with torch.export.load), OUT/ranker.onnx when the onnx extra is
+    installed and the exporter takes the model, vocab.json and export.json (the named inputs, tasks, and the
+    largest gap between exported and eager probabilities on test rows of the run).
+    """
     from mmrec.pipelines.rank import RankExportJob, export_run
 
     job = config_from_args(args, RankExportJob, what="rank export")

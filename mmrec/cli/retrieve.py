@@ -1,72 +1,24 @@
-"""`mmrec retrieve train|evaluate|export|serve`: sequential retrievers (KuaiFormer, SASRec, pop, cooc)."""
+"""sequential retrieval: KuaiFormer / SASRec / pop / cooc / generative, leave-one-out full-ranking metrics, FAISS serving
+
+Train retrievers on a `mmrec seq import` folder (last item per user = validation), evaluate with
+Recall/NDCG@5/10 over all items, serve the user vectors through FAISS.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import Options, add_command, add_config_arguments, add_group, config_from_args, emit
+from mmrec.cli._args import Commands, Options, config_from_args, emit
+from mmrec.pipelines.retrieve import ExportJob, TrainJob
+from mmrec.retrieval.generative import GenerativeConfig
+from mmrec.retrieval.kuaiformer import RetrieverConfig
+from mmrec.training import LoopConfig
 
 _LOOP_EXCLUDE = ("checkpoint", "resume", "desc", "progress")
 _GEN_EXCLUDE = ("n_items", "code_sizes")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.pipelines.retrieve import ExportJob, TrainJob
-    from mmrec.retrieval.generative import GenerativeConfig
-    from mmrec.retrieval.kuaiformer import RetrieverConfig
-    from mmrec.training import LoopConfig
-
-    rsub = add_group(
-        sub, "retrieve",
-        help="sequential retrieval: KuaiFormer / SASRec / pop / cooc, leave-one-out full-ranking metrics, FAISS serving",
-        description="Train retrievers on a `mmrec seq import` folder (last item per user = validation), "
-        "evaluate with Recall/NDCG@5/10 over all items, serve the user vectors through FAISS.",
-    )
-    p = add_command(
-        rsub, "train", _train,
-        help="train a retriever; run folder with model.safetensors, config.json, vocab.json, metrics.json",
-        description="KuaiFormer (k interest queries, in-batch softmax with logQ correction), SASRec (ids, one "
-        "interest, full softmax), pop or cooc; early stopping on validation NDCG@10.",
-        arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder"},
-        configs=(Options(TrainJob, exclude=("model_config", "loop", "generative")),
-                 Options(RetrieverConfig, "model (RetrieverConfig)", exclude=("n_items", "code_sizes", "content_dim")),
-                 Options(LoopConfig, "training loop (LoopConfig)", exclude=_LOOP_EXCLUDE, dest_prefix="loop_")),
-    )
-    add_config_arguments(p.add_argument_group("--model generative (GenerativeConfig)"), GenerativeConfig, exclude=_GEN_EXCLUDE,
-                         prefix="gen-", dest_prefix="gen_")
-    p = add_command(
-        rsub, "evaluate", _evaluate,
-        help="leave-one-out Recall/NDCG@5/10 of a run over all items (validation, or --test FILE)",
-        description="Validation: each user's last item from the items before it. --test: user<TAB>item lines "
-        "(raw ids), each predicted from the whole sequence; unknown ids are skipped and counted.",
-        arguments={"--run": "run folder of `mmrec retrieve train`",
-                   "--test": dict(default=None, help="user<TAB>item file in the source's raw ids"),
-                   "--data": dict(default=None, help="data folder (default: the run's)")},
-    )
-    p.add_argument("--exclude-history", action="store_true", help="drop the user's history items from the ranking")
-    add_command(
-        rsub, "export", _export,
-        help="write a run's item vectors as an emb-*.parquet folder keyed item-NNNNNN (for mmrec quantize)",
-        description="The learned item vectors of a kuaiformer / sasrec run, so that `mmrec quantize` makes "
-        "collaborative semantic IDs from them.",
-        arguments={"--run": "run folder of `mmrec retrieve train`", "--out": "embeddings folder"},
-        configs=(ExportJob,),
-    )
-    add_command(
-        rsub, "serve", _serve,
-        help="search the validation users' interest vectors through FAISS or the MISS tree; recall vs exact, items scored per query",
-        description="k interests = k queries merged by max score, against exact search over the same item vectors.",
-        arguments={"--run": "run folder of `mmrec retrieve train`",
-                   "--kind": dict(default="auto", help="exact, auto, tree (the MISS tree, beam search) or a FAISS factory "
-                                 "(e.g. IVF64,Flat) (default auto)"),
-                   "--beam": dict(type=int, default=None, help="tree beam (default: the smallest reaching --target-recall "
-                                  "on other validation users)"),
-                   "--branching": dict(type=int, default=16, help="tree children per node (default 16)"),
-                   "--target-recall": dict(type=float, default=0.9, help="recall@k vs exact the tree beam is chosen for (default 0.9)"),
-                   "--k": dict(type=int, default=100, help="items retrieved per user (default 100)"),
-                   "--users": dict(type=int, default=2000, help="validation users searched (default 2000)"),
-                   "--out": dict(default=None, help="write the index folder here")},
-    )
+cli = Commands("retrieve", __doc__)
 
 
 def _metrics_line(m: dict) -> str:
@@ -77,7 +29,22 @@ def _metrics_line(m: dict) -> str:
             f"NDCG@10 {m['ndcg@10']:.4f}  ({m['users']:,} users, full ranking over {m['items']:,} items, history {m['history']}){tail_text}")
 
 
+@cli.command(
+    "train",
+    arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder"},
+    configs=(
+        Options(TrainJob, exclude=("model_config", "loop", "generative")),
+        Options(RetrieverConfig, "model (RetrieverConfig)", exclude=("n_items", "code_sizes", "content_dim")),
+        Options(LoopConfig, "training loop (LoopConfig)", exclude=_LOOP_EXCLUDE, dest_prefix="loop_"),
+        Options(GenerativeConfig, "--model generative (GenerativeConfig)", exclude=_GEN_EXCLUDE, prefix="gen-", dest_prefix="gen_"),
+    ),
+)
 def _train(args: argparse.Namespace) -> int:
+    """train a retriever; run folder with model.safetensors, config.json, vocab.json, metrics.json
+
+    KuaiFormer (k interest queries, in-batch softmax with logQ correction), SASRec (ids, one interest, full
+    softmax), pop or cooc; early stopping on validation NDCG@10.
+    """
     from mmrec.pipelines.retrieve import TrainJob, train
     from mmrec.retrieval.generative import GenerativeConfig
     from mmrec.retrieval.kuaiformer import RetrieverConfig
@@ -94,7 +61,21 @@ def _train(args: argparse.Namespace) -> int:
                 f"validation: {_metrics_line(report['validation'])}")
 
 
+@cli.command(
+    "evaluate",
+    arguments={
+        "--run": "run folder of `mmrec retrieve train`",
+        "--test": dict(default=None, help="user<TAB>item file in the source's raw ids"),
+        "--data": dict(default=None, help="data folder (default: the run's)"),
+        "--exclude-history": dict(action="store_true", help="drop the user's history items from the ranking"),
+    },
+)
 def _evaluate(args: argparse.Namespace) -> int:
+    """leave-one-out Recall/NDCG@5/10 of a run over all items (validation, or --test FILE)
+
+    Validation: each user's last item from the items before it. --test: user<TAB>item lines (raw ids), each
+    predicted from the whole sequence; unknown ids are skipped and counted.
+    """
     from mmrec.pipelines.retrieve import evaluate_run
 
     report = evaluate_run(args.run, test=args.test, data=args.data, exclude_history=args.exclude_history)
@@ -102,14 +83,48 @@ def _evaluate(args: argparse.Namespace) -> int:
     return emit(args, report, f"{report['model']} {report['split']}: {_metrics_line(report)}{skipped}")
 
 
+@cli.command("export", arguments={"--run": "run folder of `mmrec retrieve train`", "--out": "embeddings folder"},
+             configs=(ExportJob,))
 def _export(args: argparse.Namespace) -> int:
+    """write a run's item vectors as an emb-*.parquet folder keyed item-NNNNNN (for mmrec quantize)
+
+    The learned item vectors of a kuaiformer / sasrec run, so that `mmrec quantize` makes collaborative
+    semantic IDs from them.
+    """
     from mmrec.pipelines.retrieve import ExportJob, export_run
 
     m = export_run(args.run, args.out, config_from_args(args, ExportJob, what="retrieve export"))
     return emit(args, m, f"{m['samples']:,} item vectors of dim {m['dim']} ({m['untrained_items']:,} never in training) -> {args.out}")
 
 
+@cli.command(
+    "serve",
+    arguments={
+        "--run": "run folder of `mmrec retrieve train`",
+        "--kind": dict(
+            default="auto",
+            help="exact, auto, tree (the MISS tree, beam search) or a FAISS factory "
+            "(e.g. IVF64,Flat) (default auto)",
+        ),
+        "--beam": dict(
+            type=int,
+            default=None,
+            help="tree beam (default: the smallest reaching --target-recall on other validation users)",
+        ),
+        "--branching": dict(type=int, default=16, help="tree children per node (default 16)"),
+        "--target-recall": dict(
+            type=float, default=0.9, help="recall@k vs exact the tree beam is chosen for (default 0.9)"
+        ),
+        "--k": dict(type=int, default=100, help="items retrieved per user (default 100)"),
+        "--users": dict(type=int, default=2000, help="validation users searched (default 2000)"),
+        "--out": dict(default=None, help="write the index folder here"),
+    },
+)
 def _serve(args: argparse.Namespace) -> int:
+    """search the validation users' interest vectors through FAISS or the MISS tree; recall vs exact, items scored per query
+
+    k interests = k queries merged by max score, against exact search over the same item vectors.
+    """
     from mmrec.pipelines.retrieve import serve_run
 
     r = serve_run(args.run, kind=args.kind, k=args.k, out=args.out, max_users=args.users, progress=not args.json,

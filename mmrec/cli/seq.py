@@ -1,34 +1,34 @@
-"""`mmrec seq import`: public sequential-recommendation data sets -> behaviour log and item shards."""
+"""import sequential-recommendation data (LC-Rec json, RecBole atomic files)
+
+Sequences of public data sets in mmrec's contracts: behaviour.parquet (ts = position), id vocabularies and
+webdataset item shards with the item text for `mmrec extract`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import add_command, add_group, config_from_args, emit
+from mmrec.cli._args import Commands, config_from_args, emit
+from mmrec.pipelines.seq_import import ImportJob
+
+cli = Commands("seq", __doc__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mmrec.pipelines.seq_import import ImportJob
-
-    ssub = add_group(
-        sub, "seq",
-        help="import sequential-recommendation data (LC-Rec json, RecBole atomic files)",
-        description="Sequences of public data sets in mmrec's contracts: behaviour.parquet (ts = position), "
-        "id vocabularies and webdataset item shards with the item text for `mmrec extract`.",
-    )
-    add_command(
-        ssub, "import", _import,
-        help="read <DS>.inter.json (+ .item.json) or RecBole <DS>.inter (+ .item) into a data folder",
-        description="Write behaviour.parquet (user_id, item_id, ts = position, raw ids), users.parquet, items.parquet, "
-        "seq.json and, when item text exists, items-*.tar shards (txt, json) for "
-        "`mmrec extract --image none --audio none`.",
-        arguments={"--data": "folder holding the source files", "--name": "data set name DS (the files' prefix)",
-                   "--out": "output data folder"},
-        configs=(ImportJob,),
-    )
-
-
+@cli.command(
+    "import",
+    arguments={
+        "--data": "folder holding the source files",
+        "--name": "data set name DS (the files' prefix)",
+        "--out": "output data folder",
+    },
+    configs=(ImportJob,),
+)
 def _import(args: argparse.Namespace) -> int:
+    """read <DS>.inter.json (+ .item.json) or RecBole <DS>.inter (+ .item) into a data folder
+
+    Write behaviour.parquet (user_id, item_id, ts = position, raw ids), users.parquet, items.parquet, seq.json
+    and, when item text exists, items-*.tar shards (txt, json) for `mmrec extract --image none --audio none`.
+    """
     from mmrec.pipelines.seq_import import ImportJob, import_sequences
 
     report = import_sequences(args.data, args.name, args.out, config_from_args(args, ImportJob, what="seq import"))

@@ -20,14 +20,21 @@ from mmrec.rankers.layers import GroupedLinear, GroupedMLP, TaskTowers
 
 
 @dataclass
-class MMoEConfig(RankerConfig):
-    """``experts`` experts of widths ``expert``, per-task ``tower`` widths."""
+class ExpertsConfig(RankerConfig):
+    """Fields of the mixture-of-experts rankers (MMoE, PLE): experts of widths ``expert``, per-task
+    ``tower`` widths."""
 
-    name: str = "mmoe"
-    experts: int = 4
     expert: list[int] = field(default_factory=lambda: [64, 32])
     tower: list[int] = field(default_factory=lambda: [16])
     layer_sizes: ClassVar[dict[str, bool]] = {"expert": False, "tower": True}
+
+
+@dataclass
+class MMoEConfig(ExpertsConfig):
+    """``experts`` shared experts."""
+
+    name: str = "mmoe"
+    experts: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()

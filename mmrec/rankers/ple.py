@@ -21,30 +21,27 @@ part of ``x``, as for MMoE.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from torch import nn
 
 from mmrec.errors import UsageError
 from mmrec.features.collate import InputSchema, RankBatch
-from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
+from mmrec.rankers.base import RANKERS, Ranker
 from mmrec.rankers.home import masked_mix
 from mmrec.rankers.layers import GroupedLinear, GroupedMLP, TaskTowers
+from mmrec.rankers.mmoe import ExpertsConfig
 
 
 @dataclass
-class PLEConfig(RankerConfig):
-    """``levels`` CGC layers of ``task_experts`` experts per task and ``shared_experts`` shared ones,
-    experts of widths ``expert``, per-task ``tower`` widths."""
+class PLEConfig(ExpertsConfig):
+    """``levels`` CGC layers of ``task_experts`` experts per task and ``shared_experts`` shared ones."""
 
     name: str = "ple"
+    expert: list[int] = field(default_factory=lambda: [32])
     levels: int = 2
     task_experts: int = 1
     shared_experts: int = 1
-    expert: list[int] = field(default_factory=lambda: [32])
-    tower: list[int] = field(default_factory=lambda: [16])
-    layer_sizes: ClassVar[dict[str, bool]] = {"expert": False, "tower": True}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -8,12 +8,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from mmrec.encoders.mfq import load_mfq
 
 from mmrec.cli import main
-from mmrec.encoders.mfq import load_mfq
 from mmrec.errors import InputError, UsageError
 from mmrec.live_sim import read_live_log, read_live_world, simulate_live
-from mmrec.rankers import GTR, RANKERS, GTRConfig, build_gtr, load_gtr, predict_gtr, prepare_gtr_data, train_gtr
+from mmrec.rankers import (
+    GTR,
+    RANKERS,
+    GTRConfig,
+    build_gtr,
+    load_gtr,
+    predict_gtr,
+    prepare_gtr_data,
+    train_gtr,
+)
 from mmrec.rankers.gtr_data import _last_before
 
 WORLD = {"users": 1500, "authors": 60, "days": 10}

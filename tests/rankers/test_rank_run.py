@@ -5,24 +5,17 @@ import json
 import numpy as np
 import pytest
 import yaml
+from rank_data import TINY_SIM, tiny_rank_config
 
 from mmrec.cli import main
 from mmrec.rankers import load_config, simulate
-
-TINY = {"users": 40, "items": 80, "authors": 10, "impressions": 20, "seed": 1}
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     root = tmp_path_factory.mktemp("rankrun")
-    simulate(root, **TINY)
-    config = {
-        "data": {"log": "behaviour.parquet", "tasks": ["click", "like", "follow"], "history": {"length": 5}},
-        "features": [{"name": "content", "kind": "embeddings", "path": "emb", "dim": 32}],
-        "model": {"name": "pepnet", "embedding_dim": 8, "tower": [16]},
-        "optim": {"epochs": 1, "batch_size": 256, "threads": 1},
-        "out": "run",
-    }
+    simulate(root, **TINY_SIM)
+    config = tiny_rank_config()
     (root / "rank.yaml").write_text(yaml.safe_dump(config))
     return root
 

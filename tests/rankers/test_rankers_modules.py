@@ -4,9 +4,18 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from mmrec.quantization import target_attention
-from mmrec.rankers import EPNet, GateNU, HoME, MMoE, PEPNet, PPNet, TargetAttention, masked_bce
+
+from mmrec.rankers import (
+    EPNet,
+    GateNU,
+    HoME,
+    MMoE,
+    PEPNet,
+    PPNet,
+    TargetAttention,
+    masked_bce,
+)
 from mmrec.rankers.home import FeatureGate, NormalizedExperts, masked_mix
 
 
