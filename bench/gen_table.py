@@ -3,6 +3,10 @@
     OMP_NUM_THREADS=1 python bench/gen_table.py --datasets Scientific,Beauty --seeds 0,1,2 \
         --cornac-venv /work/bench-venvs/peer-cornac
 
+(docs/benchmarks.md, "Generative retrieval", gives the reduced command that fits a shared 2-core VM.)
+Scientific's item text is title, brand and categories (``--description-chars 0``: TIGER's fields, no
+description; 4x fewer MiniLM tokens).
+
 Stages, each skipped when its output is already there (``--fresh`` retrains the compared runs):
 
 1. *Data*: ``mmrec seq import --format lcrec`` of ``--data-root/DS`` into ``OUT/data/DS``.
@@ -20,11 +24,13 @@ Stages, each skipped when its output is already there (``--fresh`` retrains the 
    selection on validation NDCG@10 included, as for every mmrec retriever); users/s of constrained beam
    search (``evaluate_run`` over all validation users) vs FAISS exact inner-product search of the same
    users' SASRec vectors (user encoding + search, and search alone).
-5. *Peer*: cornac 3.0.1's TIGER with its ``GRID_CONFIG`` recipe (rkmeans tokenizer, 3 x 256, 4 + 4
-   layers, Adam 5e-4, best-on-val NDCG@10 checkpoint), ``--cornac-epochs`` epochs, fed the same item
-   vectors (``--peer-codes`` source), trained on the same training parts; scored here by the same
-   protocol (full ranking, history = the last 20 training items, beam 20), run in its own venv
-   right after mmrec's generative runs.
+5. *Peer* (after every data set's mmrec runs): cornac 3.0.1's TIGER, ``GRID_CONFIG`` (rkmeans tokenizer,
+   3 x 256 + its dedup level, Adam 5e-4, best-on-val NDCG@10 checkpoint over ``val_sample`` sessions)
+   with ``--cornac-set`` overrides (sizes matched to mmrec's here), ``--cornac-epochs`` epochs under the
+   same training-minutes cap as mmrec's runs (the epoch in progress ends at the deadline, as
+   ``LoopConfig.max_minutes`` does), fed the same item vectors (``--peer-codes``), trained on the same
+   training parts in its own venv; scored here by the same protocol (full ranking by beam search, beam
+   20, history = the last 20 training items) on all validation users or a seeded ``--peer-users`` sample.
 
 Every learned run is capped by ``--max-minutes`` (``--beauty-max-minutes`` on Beauty); the JSON says
 which stopped on the cap. Figures go to ``OUT/gen_table.json`` and the tables to stdout (markdown).
@@ -309,6 +315,7 @@ def main(argv=None) -> int:
                    "comma-separated, or all / none (the table's code set always trains)")
     p.add_argument("--peer-codes", default="Scientific=minilm,Beauty=sasrec", help="DS=item vectors fed to cornac's TIGER")
     p.add_argument("--out", default="bench-out/gen")
+    p.add_argument("--description-chars", type=int, default=0, help="description characters in an item's text")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--max-minutes", type=float, default=3.0, help="training minutes per learned run (Scientific)")
     p.add_argument("--beauty-max-minutes", type=float, default=5.0, help="training minutes per learned run on Beauty")
@@ -349,7 +356,7 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in (args.beauty_seeds if ds == "Beauty" and args.beauty_seeds else args.seeds).split(",")]
         data = out / "data" / ds
         if not (data / "seq.json").is_file():
-            import_sequences(Path(args.data_root) / ds, ds, data, format="lcrec")
+            import_sequences(Path(args.data_root) / ds, ds, data, format="lcrec", description_chars=args.description_chars)
         seqs, _ = read_sequences(data)
         block = result["datasets"][ds] = {"users": len(seqs), "items": seqs.n_items, "table": {}, "code_sets": {}}
         loop = _loop(args, ds)
