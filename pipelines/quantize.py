@@ -8,7 +8,8 @@ options are :class:`QuantizeJob`) and writes into ``out``:
 ``report.json`` (:func:`code_report` plus method, timings and, for RQ-VAE, the training history) and
 ``usage.png``. ``dedup="suffix"`` appends a collision counter column to the saved codes;
 ``dedup="level"`` (residual k-means methods) trains a collision-aware extra level
-(:mod:`mmrec.quantization.collisions`).
+(:mod:`mmrec.quantization.collisions`); either way the report's ``before_dedup`` holds
+:func:`~mmrec.quantization.report.collision_stats` of the codes without that column.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mmrec.quantization.base import QUANTIZERS
 from mmrec.quantization.collisions import DEDUP_METHODS, add_suffix
 from mmrec.quantization.files import save_codes
 from mmrec.quantization.kmeans import check_vectors
-from mmrec.quantization.report import code_report, plot_usage
+from mmrec.quantization.report import code_report, collision_stats, plot_usage
 from mmrec.store import ID_COLUMN_HELP, read_embeddings
 from mmrec.threads import THREADS_HELP, use_threads
 
@@ -100,6 +101,8 @@ def _quantize(emb: str | Path, out: Path, job: QuantizeJob, quantizer: Any, prog
         **info, **code_report(codes, code_sizes, x=x, x_hat=x_hat),
         "dim": int(x.shape[1]), "fit_s": round(fit_s, 3), "config": vars(quantizer.config).copy(),
     }
+    if job.dedup is not None:
+        report["before_dedup"] = collision_stats(codes[:, :-1])
     if hasattr(quantizer, "history"):
         report["training"] = quantizer.history
     plot_usage(codes, code_sizes, out / "usage.png", title=f"{job.method}: {len(keys)} items, {len(code_sizes)} levels")

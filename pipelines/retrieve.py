@@ -17,6 +17,11 @@
   ``user<TAB>item`` lines in raw ids, each item predicted from the user's whole sequence; unknown users
   or items are skipped and counted. Both report ``tail``: the metrics over targets with <= 5
   training interactions (training = the histories for validation, the whole sequences for test).
+- :func:`export_run` (``mmrec retrieve export``, :class:`ExportJob`): a KuaiFormer / SASRec run's item
+  vectors (:meth:`KuaiFormer.item_vectors`, the vectors users are scored against) as an ``emb-*.parquet``
+  folder keyed ``item-NNNNNN`` (:func:`mmrec.store.write_embeddings`), so that ``mmrec quantize`` makes
+  collaborative semantic IDs from them. Every item is written; ``untrained_items`` counts those that
+  never occur in the training part (their vectors are the initial ones, plus any content / code terms).
 - :func:`serve_run` (``mmrec retrieve serve``): the validation users' interest vectors searched in a
   FAISS index (``mmrec.pipelines.index.build_index``: ``exact`` = ``faiss:Flat``, ``auto`` or any
   factory) over the run's item vectors; a user with k interests is k queries, merged by max score.
@@ -372,6 +377,36 @@ def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str |
         return {**report, **evaluate_generative(scorer, history, targets, max_len=config["max_len"], train_counts=train_counts)}
     return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history,
                                  train_counts=train_counts)}
+
+
+@dataclass
+class ExportJob:
+    """Options of ``mmrec retrieve export``."""
+
+    column: str = field(default="fused", metadata={"help": "vector column written (fused: what mmrec quantize reads by default)"})
+    shard_size: int = field(default=10000, metadata={"help": "items per emb-*.parquet file"})
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise UsageError(f"shard_size must be >= 1, got {self.shard_size}")
+
+
+def export_run(run: str | Path, out: str | Path, config: ExportJob | dict | None = None, **overrides: Any) -> dict[str, Any]:
+    """Write the item vectors ``(n_items, D)`` of run ``run`` to the embeddings folder ``out``; returns its manifest."""
+    from mmrec.store import write_embeddings
+
+    job = replace_config(build_config(ExportJob, config, "retrieve export"), "retrieve export", **overrides)
+    model, config_json = load_run(run)
+    if not isinstance(model, KuaiFormer):
+        raise UsageError(f"{config_json['job']['model']} has no item vectors to export; use a kuaiformer or sasrec run")
+    with torch.no_grad():
+        vectors = model.item_vectors().numpy().astype(np.float32)  # (n_items, D)
+    keys = [ITEM_KEY.format(i) for i in range(len(vectors))]
+    shards = {f"{i // job.shard_size:06d}": keys[i : i + job.shard_size] for i in range(0, len(keys), job.shard_size)}
+    history, _ = read_sequences(config_json["data"])[0].split_last()
+    info = {"model": f"retrieve:{config_json['job']['model']}", "run": str(Path(run).resolve()), "dim": int(vectors.shape[1]),
+            "items": len(keys), "untrained_items": int((history.item_counts() == 0).sum())}
+    return write_embeddings(out, shards, dict(zip(keys, vectors)), job.column, info=info)
 
 
 def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarray:

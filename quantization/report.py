@@ -3,7 +3,8 @@
 Per level: codes used (count and share of the codebook), entropy of the code distribution in bits
 and normalised by ``log2(K)`` (1 = uniform use), perplexity ``2**entropy``, and the share of the most
 used code. Over whole tuples: % unique ids (distinct tuples / items), collision rate (share of items
-whose tuple another item also has), the largest collision group, and % unique prefixes per depth.
+whose tuple another item also has), the largest collision group (:func:`collision_stats`), and %
+unique prefixes per depth.
 Reconstruction: relative error ``||X - X_hat||_F / ||X||_F``. :func:`usage_figure` (written by
 :func:`plot_usage` as ``usage.png``) draws the items per code of every level, sorted (one line per level,
 log scale, against the uniform ``n / K``), and what the ids are worth after each level: % unique ids
@@ -37,21 +38,28 @@ def level_stats(column: np.ndarray, size: int) -> dict[str, float]:
     }
 
 
+def collision_stats(codes: np.ndarray) -> dict[str, Any]:
+    """Distinct tuples of ``(n, L)`` codes: ``unique_ids``, ``unique_id_pct``, ``collision_rate`` (share of
+    items whose tuple another item also has) and ``max_collision`` (the largest group sharing one tuple)."""
+    codes = np.asarray(codes)
+    group, shared = collision_groups(codes)
+    unique = int(group.max()) + 1 if len(group) else 0
+    return {"unique_ids": unique, "unique_id_pct": 100.0 * unique / max(len(codes), 1),
+            "collision_rate": float((shared > 1).mean()) if len(codes) else 0.0,
+            "max_collision": int(shared.max()) if len(codes) else 0}
+
+
 def code_report(codes: np.ndarray, codebook_sizes: Sequence[int], *, x: np.ndarray | None = None,
                 x_hat: np.ndarray | None = None) -> dict[str, Any]:
     """The report of ``(n, L)`` codes; ``x`` and its reconstruction ``x_hat`` add the relative error."""
     codes = np.asarray(codes)
     n = len(codes)
-    _, shared = collision_groups(codes)
     report: dict[str, Any] = {
         "items": n,
         "levels": [level_stats(codes[:, j], s) for j, s in enumerate(codebook_sizes)],
-        "unique_ids": int(len(np.unique(codes, axis=0))),
-        "collision_rate": float((shared > 1).mean()),
-        "max_collision": int(shared.max()),
+        **collision_stats(codes),
         "prefix_unique_pct": [100.0 * len(np.unique(codes[:, : j + 1], axis=0)) / n for j in range(codes.shape[1])],
     }
-    report["unique_id_pct"] = 100.0 * report["unique_ids"] / n
     if x is not None and x_hat is not None:
         report["relative_reconstruction_error"] = float(np.linalg.norm(x - x_hat) / max(np.linalg.norm(x), 1e-12))
     return report

@@ -1,4 +1,4 @@
-"""sequential retrieval: KuaiFormer / SASRec / pop / cooc, leave-one-out full-ranking metrics, FAISS serving
+"""sequential retrieval: KuaiFormer / SASRec / pop / cooc / generative, leave-one-out full-ranking metrics, FAISS serving
 
 Train retrievers on a `mmrec seq import` folder (last item per user = validation), evaluate with
 Recall/NDCG@5/10 over all items, serve the user vectors through FAISS.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mmrec.cli._args import Commands, Options, config_from_args, emit
-from mmrec.pipelines.retrieve import EvaluateJob, ServeJob, TrainJob
+from mmrec.pipelines.retrieve import EvaluateJob, ExportJob, ServeJob, TrainJob
 from mmrec.retrieval.generative import GenerativeConfig
 from mmrec.retrieval.kuaiformer import RetrieverConfig
 from mmrec.training import LoopConfig
@@ -73,6 +73,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(job.run, test=job.test, data=job.data, exclude_history=job.exclude_history)
     skipped = f"; skipped {report['skipped']}" if "skipped" in report else ""
     return emit(args, report, f"{report['model']} {report['split']}: {_metrics_line(report)}{skipped}")
+
+
+@cli.command("export", arguments={"--run": "run folder of `mmrec retrieve train`", "--out": "embeddings folder"},
+             configs=(ExportJob,))
+def _export(args: argparse.Namespace) -> int:
+    """write a run's item vectors as an emb-*.parquet folder keyed item-NNNNNN (for mmrec quantize)
+
+    The learned item vectors of a kuaiformer / sasrec run, so that `mmrec quantize` makes collaborative
+    semantic IDs from them.
+    """
+    from mmrec.pipelines.retrieve import export_run
+
+    m = export_run(args.run, args.out, config_from_args(args, ExportJob, what="retrieve export"))
+    return emit(args, m, f"{m['samples']:,} item vectors of dim {m['dim']} ({m['untrained_items']:,} never in training) -> {args.out}")
 
 
 @cli.command("serve", arguments={"--run": "run folder of `mmrec retrieve train`"}, configs=(ServeJob,))

@@ -38,6 +38,8 @@ def test_dedup_makes_every_id_unique(tmp_path, method, dedup):
     report = quantize(tmp_path / "emb", tmp_path / "dedup", method=method, dedup=dedup, progress=False, **sizes)
     assert plain["unique_id_pct"] < 100
     assert report["unique_id_pct"] == 100 and report["collision_rate"] == 0
+    assert report["before_dedup"] == {k: plain[k] for k in ("unique_ids", "unique_id_pct", "collision_rate", "max_collision")}
+    assert report["before_dedup"]["collision_rate"] > 0 and "before_dedup" not in plain
     _, codes, info = load_codes(tmp_path / "dedup" / "codes.parquet")
     assert codes.shape[1] == len(plain["levels"]) + 1 and info["dedup"] == dedup
     if dedup == "level":  # a real level: it also refines the reconstruction
