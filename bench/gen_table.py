@@ -50,7 +50,6 @@ METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 SOURCES = {"Scientific": ("minilm", "qarm"), "Beauty": ("sasrec",)}
 METHODS = ("rq-kmeans", "balanced", "rq-vae")
 # cornac's pinned set (bench/peers.py) plus what its TIGER imports (cornac/models/tiger/requirements.txt)
-CORNAC_PACKAGES = ["torch==2.14.1", "cornac==3.0.1", "transformers==5.24.0"]
 
 
 def _log(message: str) -> None:
@@ -182,8 +181,7 @@ def _cornac(args, ds: str, data: Path, emb: Path, out: Path, seed: int) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peers import ensure_venv, peer_python
 
-    venv = ensure_venv("cornac", Path(args.cornac_venv) if args.cornac_venv else None, packages=CORNAC_PACKAGES,
-                       module="cornac.models.tiger.tiger", distributions=["cornac", "torch", "transformers", "numpy"])
+    venv = ensure_venv("cornac", Path(args.cornac_venv) if args.cornac_venv else None)
     seqs, _ = read_sequences(data)
     keys, vectors = read_embeddings(emb)
     row = {k: i for i, k in enumerate(keys)}

@@ -24,7 +24,9 @@ PEERS: dict[str, tuple[list[str], str, list[str]]] = {
                      ["torch-rechub", "torch", "numpy"]),
     "vector-quantize-pytorch": (["torch==2.14.1", "vector-quantize-pytorch"], "vector_quantize_pytorch",
                                 ["vector-quantize-pytorch", "torch", "numpy"]),
-    "cornac": (["torch==2.14.1", "cornac==3.0.1"], "cornac", ["cornac", "torch", "numpy"]),
+    # transformers: cornac's TIGER imports it (its SASRec does not)
+    "cornac": (["torch==2.14.1", "cornac==3.0.1", "transformers==5.24.0"], "cornac, cornac.models.tiger.tiger",
+               ["cornac", "torch", "transformers", "numpy"]),
     "recbole": (["torch==2.14.1", "recbole==1.2.1", "numpy<2", "pandas<2.3", "scipy<1.14"], "recbole",
                 ["recbole", "torch", "numpy", "pandas", "scipy"]),
 }
