@@ -345,6 +345,8 @@ class ServeJob:
     branching: int = field(default=32, metadata={"help": "tree children per node"})
     target_recall: float = field(default=0.9, metadata={"help": "recall@k vs exact the tree beam is chosen for"})
     joint: bool = field(default=False, metadata={"help": "tree: one beam per user, nodes scored by the best interest"})
+    mips: bool = field(default=False, metadata={
+        "help": "tree: build it over the items lifted to one norm (Bachrach et al. 2014), so its clusters follow inner products"})
     out: str | None = field(default=None, metadata={"help": "write the index folder here"})
 
     def __post_init__(self) -> None:
@@ -440,6 +442,17 @@ def _recall_vs(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
 
 
+def mips_lift(items: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Euclidean transform of maximum inner-product search (Bachrach et al., RecSys 2014, eq. 6):
+    item ``x`` -> ``[x, sqrt(M^2 - |x|^2)]`` with ``M`` the largest item norm, query ``q`` -> ``[q, 0]``.
+    Inner products are unchanged and every lifted item has norm ``M``, so k-means over the lifted items
+    (the tree's clusters) groups items by the queries that rank them high, not by their norms."""
+    sq = (items.astype(np.float64) ** 2).sum(1)
+    extra = np.sqrt(np.maximum(sq.max() - sq, 0.0)).astype(np.float32)[:, None]
+    return (np.ascontiguousarray(np.hstack([items, extra]), dtype=np.float32),
+            np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)])))
+
+
 def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int, joint: bool) -> tuple[np.ndarray, float]:
     """Top-``k`` rows per user ``(U, k)`` through the MISS tree and the nodes scored per query (per user
     when ``joint``); ``queries`` ``(U * n_int, D)``, a user's interests adjacent."""
@@ -478,7 +491,7 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
 
     job = replace_config(build_config(ServeJob, config, "retrieve serve"), "retrieve serve", **overrides)
     kind, k, out, max_users, beam = job.kind, job.k, job.out, job.max_users, job.beam
-    branching, target_recall, joint = job.branching, job.target_recall, job.joint
+    branching, target_recall, joint, mips = job.branching, job.target_recall, job.joint, job.mips
     model, config = load_run(run)
     if not isinstance(model, KuaiFormer):
         raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
@@ -497,13 +510,16 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
     if kind == "tree":
         from mmrec.index.tree import IndexTree
 
-        index = IndexTree.build(items, out, {"branching": branching, "metric": "ip", "k": min(10, k)}, keys=keys, progress=progress)
+        lift = mips_lift if mips else (lambda x, q: (x, q))
+        tree_items, queries = lift(items, queries)
+        index = IndexTree.build(tree_items, out, {"branching": branching, "metric": "ip", "k": min(10, k)}, keys=keys, progress=progress)
         if beam is None:
             tune_users = np.arange(len(users), min(len(users) + 500, len(history)))
             if not len(tune_users):
                 tune_users = users
             tune_q = np.ascontiguousarray(_interests(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
             tune_truth = _exact_top(tune_q, items, n_int, k)
+            tune_q = lift(items, tune_q)[1]
             sweep, b = [], 1
             while True:
                 tuned, nodes = _tree_search(index, tune_q, n_int, k, b, joint)
@@ -519,8 +535,8 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
         start = time.perf_counter()
         found, scored = _tree_search(index, queries, n_int, k, beam, joint)
         seconds = time.perf_counter() - start
-        extra.update(beam=int(beam), branching=int(branching), joint=joint, tree_nodes_per_level=index.node_counts())
-        factory = f"tree(branching={branching}, beam={beam}{', joint' if joint else ''})"
+        extra.update(beam=int(beam), branching=int(branching), joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
+        factory = f"tree(branching={branching}, beam={beam}{', joint' if joint else ''}{', mips' if mips else ''})"
     else:
         faiss = faiss_module()
         index = build_index(items, out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",
