@@ -345,8 +345,9 @@ class ServeJob:
     branching: int = field(default=32, metadata={"help": "tree children per node"})
     target_recall: float = field(default=0.9, metadata={"help": "recall@k vs exact the tree beam is chosen for"})
     joint: bool = field(default=False, metadata={"help": "tree: one beam per user, nodes scored by the best interest"})
-    mips: bool = field(default=False, metadata={
-        "help": "tree: build it over the items lifted to one norm (Bachrach et al. 2014), so its clusters follow inner products"})
+    mips: bool = field(default=True, metadata={
+        "help": "tree: build it over the items lifted to one norm (Bachrach et al. 2014), so its clusters follow inner "
+                "products (the --out tree then holds the lifted vectors, one dimension more)"})
     out: str | None = field(default=None, metadata={"help": "write the index folder here"})
 
     def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 
 :func:`add_config_arguments` adds one ``--flag`` per field of a config dataclass: the type from the
 annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...]`` comma-separated,
-``X | None``), ``help``, ``choices``, ``metavar`` and ``default_text`` (how to print a default such as
+``X | None``), ``help``, ``choices``, ``metavar``, ``aliases`` (more flags) and ``default_text`` (how to print a default such as
 ``""``) from the field's ``metadata``, and the default from the field itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
 (through :func:`mmrec.config.build_config`, so ``__post_init__`` checks them).
 
@@ -152,7 +152,7 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text.replace("%", "%%"), **kwargs)
+            parser.add_argument(flag, *meta.get("aliases", ()), action=argparse.BooleanOptionalAction, help=text.replace("%", "%%"), **kwargs)
             continue
         origin = typing.get_origin(hint)
         if origin in (tuple, list):
@@ -162,7 +162,7 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
             kwargs["type"] = hint
             if hint is not str:
                 kwargs.setdefault("metavar", "N" if hint is int else "X")
-        parser.add_argument(flag, help=text.replace("%", "%%"), **kwargs)
+        parser.add_argument(flag, *meta.get("aliases", ()), help=text.replace("%", "%%"), **kwargs)
 
 
 def config_values(args: argparse.Namespace, cls: type, *, exclude: Iterable[str] = (), dest_prefix: str = "") -> dict[str, Any]:

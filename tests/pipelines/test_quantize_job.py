@@ -25,7 +25,7 @@ def test_quantize_cli_defaults_are_the_dataclass_defaults():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"levls": 2}, "quantize: unknown field 'levls'; known: method, column, levels"),
+    ({"levls": 2}, "quantize: unknown field 'levls'; known: method, column, id_column, levels"),
     ({"options": {"epochs": 3}}, "rq-kmeans: unknown field 'epochs'; known: levels, codebook_size"),
     ({"method": "pq"}, "unknown quantizer 'pq'"),
 ])

@@ -109,7 +109,7 @@ def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
     chosen = tuned["beams"][-1]
     assert chosen["beam"] == tuned["beam"] and tuned["beam_tuned_on_users"] == 150  # users 150..299, not the reported ones
     assert chosen["recall@10_vs_exact"] >= 0.9 and all(b["recall@10_vs_exact"] < 0.9 for b in tuned["beams"][:-1])
-    assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']})"
+    assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']}, mips)"
 
 
 def test_joint_tree_search_shares_one_beam_among_a_users_interests(planted_data):
@@ -118,7 +118,7 @@ def test_joint_tree_search_shares_one_beam_among_a_users_interests(planted_data)
     assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["joint"]  # exhaustive beam: exact max over interests
     joint = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=2, max_users=150, joint=True)
     apart = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=2, max_users=150)
-    assert joint["interests"] == 2 and joint["factory"] == "tree(branching=4, beam=2, joint)"
+    assert joint["interests"] == 2 and joint["factory"] == "tree(branching=4, beam=2, joint, mips)"
     # one beam per user visits about the nodes of one interest's search (subtrees differ in width);
     # each node it visits costs k dot products, as k separate searches do
     assert joint["items_scored_per_query"] == pytest.approx(apart["items_scored_per_query"], rel=0.05)
@@ -159,7 +159,8 @@ def test_mips_lift_keeps_inner_products_and_puts_every_item_on_one_sphere(plante
     norms = np.linalg.norm(lifted_items, axis=1)
     np.testing.assert_allclose(norms, norms.max(), rtol=1e-5)
     # served through the lifted tree: an exhaustive beam is exact, a narrow one scores fewer items
-    full = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150, mips=True)
-    narrow = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150, mips=True)
+    full = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150)
+    narrow = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150)
+    plain = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150, mips=False)
     assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["factory"] == "tree(branching=4, beam=16, mips)"
-    assert narrow["items_scored_per_query"] < 0.5 * full["items_scored_per_query"]
+    assert narrow["items_scored_per_query"] < 0.5 * full["items_scored_per_query"] and plain["factory"] == "tree(branching=4, beam=1)"
