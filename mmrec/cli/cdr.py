@@ -42,7 +42,6 @@ def _train(args: argparse.Namespace) -> int:
     Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the best epoch (mean NDCG@10 of
     the targets); write config.json, data.json, model.safetensors, metrics.json to --out.
     """
-    from mmrec.crossdomain.config import CDRConfig
     from mmrec.pipelines.cdr import (
         CDRTrainJob,
         apply_overrides,
@@ -66,7 +65,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     Rank each (user, item) of FILE among 999 sampled negatives with a saved run.
     """
-    from mmrec.pipelines.cdr import CDREvaluateJob, evaluate_run, format_table
+    from mmrec.pipelines.cdr import evaluate_run, format_table
 
     job = config_from_args(args, CDREvaluateJob, what="cdr evaluate")
     result = evaluate_run(job.run, job.test, target=job.target, seed=job.seed)
@@ -84,7 +83,7 @@ def _export(args: argparse.Namespace) -> int:
     Write every user's target-domain vector (cold-start users included) to OUT in the extract layout (key = raw
     user id, fused = vector), a user-side feature for mmrec rank.
     """
-    from mmrec.pipelines.cdr import CDRExportJob, export_user_features
+    from mmrec.pipelines.cdr import export_user_features
 
     job = config_from_args(args, CDRExportJob, what="cdr export")
     manifest = export_user_features(job.run, job.out, target=job.target, batch=job.batch)

@@ -22,7 +22,7 @@ def _demo(args: argparse.Namespace) -> int:
     rankers with and without the codes, cross features and the user vector; one table: stage, output folder, its
     key figure beside a baseline, time.
     """
-    from mmrec.pipelines.demo import DemoConfig, format_report, run_demo
+    from mmrec.pipelines.demo import format_report, run_demo
 
     report = run_demo(args.out, config_from_args(args, DemoConfig, what="demo"), progress=not args.json)
     return emit(args, report, format_report(report))

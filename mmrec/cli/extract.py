@@ -58,7 +58,7 @@ def _extract(args: argparse.Namespace) -> int:
     outputs is refused. Each encoder's weight provenance is recorded; no image weights ship offline, so pass
     --image-weights FILE for meaningful image vectors. Under torchrun each rank takes its own shards.
     """
-    from mmrec.pipelines.extract import ExtractConfig, extract
+    from mmrec.pipelines.extract import extract
 
     for m in _MODALITIES:
         if isinstance(getattr(args, m), str) and getattr(args, m).lower() == "none":

@@ -20,8 +20,6 @@ _JSON_HELP = "print the summary as JSON"
 
 
 def _metapath_default() -> str:
-    from mmrec.pipelines.graph import GraphExpandConfig
-
     (f,) = [f for f in dataclasses.fields(GraphExpandConfig) if f.name == "metapaths"]
     return " and ".join(f.default)
 
@@ -46,7 +44,6 @@ def _build(args: argparse.Namespace) -> int:
     Stream live behaviour log(s) (user_id, author_id, watch, gift, gift_value) into the U2A gifts / watches
     graphs and the A2A Swing graph; writes graph.safetensors and graph.json.
     """
-    from mmrec.graphs.build import GraphConfig
     from mmrec.pipelines.graph import graph_build
 
     config = config_from_args(args, GraphConfig, exclude=("progress",), what="graph config", progress=not args.json)
@@ -77,7 +74,7 @@ def _expand(args: argparse.Namespace) -> int:
     Expand every source node along metapaths (e.g. user>author>author, author>user>author, user-
     watches>author>author) and keep the top-k by path-weight product.
     """
-    from mmrec.pipelines.graph import GraphExpandConfig, graph_expand
+    from mmrec.pipelines.graph import graph_expand
 
     extra = {"metapaths": tuple(args.metapaths)} if args.metapaths else {}
     config = config_from_args(args, GraphExpandConfig, exclude=("metapaths", "progress"), what="graph expand config",
@@ -118,7 +115,6 @@ def _train(args: argparse.Namespace) -> int:
     Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, NT-Xent) on mini-batches
     of sampled neighbourhoods; writes model.safetensors, embeddings.safetensors and train.json.
     """
-    from mmrec.graphs.graphcl import GraphCLConfig
     from mmrec.pipelines.graph import graph_train
 
     config = config_from_args(args, GraphCLConfig, exclude=("edge_types", "progress"), what="GraphCL config",

@@ -23,11 +23,6 @@ cli = Commands()
 
 def align_job(args: argparse.Namespace):
     """The :class:`~mmrec.pipelines.align.AlignJob` that the parsed ``mmrec align`` options ask for."""
-    from mmrec.encoders.base import TrainableConfig
-    from mmrec.pipelines.align import AlignJob
-    from mmrec.quantization.align import AlignConfig
-    from mmrec.quantization.pairs import PairConfig
-
     train = config_from_args(args, AlignConfig, what="align.train")
     return config_from_args(
         args, AlignJob, exclude=_ALIGN_NESTED, what="align", train=train,
@@ -86,7 +81,6 @@ def _option(text: str) -> tuple[str, object]:
 
 def quantize_job(args: argparse.Namespace):
     """The :class:`~mmrec.pipelines.quantize.QuantizeJob` that the parsed ``mmrec quantize`` options ask for."""
-    from mmrec.pipelines.quantize import QuantizeJob
 
     options = dict(_option(text) for text in args.option)
     options.update({k: v for k, v in (("niter", args.niter), ("epochs", args.epochs)) if v is not None})

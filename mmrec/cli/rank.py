@@ -90,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     or without --log on the test rows of the run's own log (its metrics.json numbers). Ids are mapped with the
     run's vocab.json; item features come from the run's feature files.
     """
-    from mmrec.pipelines.rank import RankEvaluateJob, evaluate_run
+    from mmrec.pipelines.rank import evaluate_run
 
     job = config_from_args(args, RankEvaluateJob, what="rank evaluate")
     report = evaluate_run(job.run, job.log, batch_size=job.batch_size, device=job.device)
@@ -109,7 +109,7 @@ def _predict(args: argparse.Namespace) -> int:
     Score every row of --log with a saved run and write --out: the log's id and ts columns then probs_<task> per
     task (pCTR / pCTCVR for ESMM), in the log's row order. Label columns may be missing.
     """
-    from mmrec.pipelines.rank import RankPredictJob, predict_run
+    from mmrec.pipelines.rank import predict_run
 
     job = config_from_args(args, RankPredictJob, what="rank predict")
     summary = predict_run(job.run, job.log, job.out, batch_size=job.batch_size, device=job.device)
@@ -124,7 +124,7 @@ def _export(args: argparse.Namespace) -> int:
     installed and the exporter takes the model, vocab.json and export.json (the named inputs, tasks, and the
     largest gap between exported and eager probabilities on test rows of the run).
     """
-    from mmrec.pipelines.rank import RankExportJob, export_run
+    from mmrec.pipelines.rank import export_run
 
     job = config_from_args(args, RankExportJob, what="rank export")
     report = export_run(job.run, job.out, onnx=job.onnx, rows=job.rows)

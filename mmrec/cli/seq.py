@@ -29,7 +29,7 @@ def _import(args: argparse.Namespace) -> int:
     Write behaviour.parquet (user_id, item_id, ts = position, raw ids), users.parquet, items.parquet, seq.json
     and, when item text exists, items-*.tar shards (txt, json) for `mmrec extract --image none --audio none`.
     """
-    from mmrec.pipelines.seq_import import ImportJob, import_sequences
+    from mmrec.pipelines.seq_import import import_sequences
 
     report = import_sequences(args.data, args.name, args.out, config_from_args(args, ImportJob, what="seq import"))
     return emit(args, report, f"{report['dataset']}: {report['users']:,} users, {report['items']:,} items, "
