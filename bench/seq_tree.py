@@ -1,18 +1,21 @@
-"""MISS-tree serving sweep over one retrieval run: branching x beam x (interests apart | joint).
+"""MISS-tree serving sweep over one retrieval run: branching x upper beam x beam x (interests apart | joint).
 
     OMP_NUM_THREADS=1 python bench/seq_tree.py --run bench-out/seq/runs/Beauty/kuaiformer-s0 \
-        --branching 16,32,64,110 --beams 4,8,16,32,64
+        --branching 16,32,64,110 --beams 4,8,16,32,64 --upper-beams 0,8,16
 
 For the first ``--users`` validation users of the run: their interest vectors, exact top-``k`` over the
 run's item vectors (max over interests), then for every tree setting recall@k against that exact
 answer, the items scored per query as a share of all items (a query = one interest when apart, one
 user when joint: :func:`mmrec.pipelines.retrieve.serve_run`'s ``joint``), dot products per user and
-users/s. One tree is built per branching (balanced k-means, :class:`mmrec.index.tree.IndexTree`).
+users/s. One tree is built per branching (balanced k-means, :class:`mmrec.index.tree.IndexTree`), over
+the items lifted to one norm (:func:`mmrec.pipelines.retrieve.mips_lift`, as ``retrieve serve`` does;
+``--no-mips``: the raw vectors). ``--upper-beams``: the beam above the last inner level (0: the beam).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -22,9 +25,12 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True)
     p.add_argument("--branching", default="16,32,64,110")
     p.add_argument("--beams", default="4,8,16,32,64")
+    p.add_argument("--upper-beams", default="0", help="beams above the last inner level; 0 = the same as --beams")
+    p.add_argument("--mips", action=argparse.BooleanOptionalAction, default=True, help="tree over MIPS-lifted items")
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--joint", action=argparse.BooleanOptionalAction, default=False, help="also serve the interests jointly")
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args(argv)
 
@@ -32,7 +38,7 @@ def main(argv=None) -> int:
     import torch
 
     from mmrec.index.tree import IndexTree
-    from mmrec.pipelines.retrieve import _exact_top, _interests, _recall_vs, _tree_search, load_run
+    from mmrec.pipelines.retrieve import _exact_top, _interests, _recall_vs, _tree_search, load_run, mips_lift
     from mmrec.retrieval.data import ITEM_KEY, read_sequences
 
     torch.set_num_threads(args.threads)
@@ -49,23 +55,28 @@ def main(argv=None) -> int:
     rows = [{"setting": "exact", "recall": 1.0, "scored_pct": 100.0, "dots_per_user": n_int * len(items),
              "users_per_s": round(len(users) / (time.perf_counter() - start), 1)}]
     print(json.dumps(rows[-1]), flush=True)
+    tree_items, tree_queries = mips_lift(items, queries) if args.mips else (items, queries)
     for branching in map(int, args.branching.split(",")):
-        index = IndexTree.build(items, None, {"branching": branching, "metric": "ip", "k": 10},
+        index = IndexTree.build(tree_items, None, {"branching": branching, "metric": "ip", "k": 10},
                                 keys=[ITEM_KEY.format(i) for i in range(len(items))], progress=False)
-        for beam in map(int, args.beams.split(",")):
-            for joint in (False, True) if n_int > 1 else (False,):
-                start = time.perf_counter()
-                found, scored = _tree_search(index, queries, n_int, args.k, beam, joint)
-                seconds = time.perf_counter() - start
-                rows.append({"setting": f"branching {branching}, beam {beam}{', joint' if joint else ''}",
-                             "recall": round(_recall_vs(found, truth, args.k), 4),
-                             "scored_pct": round(100 * scored / len(items), 2), "dots_per_user": round(scored * n_int),
-                             "users_per_s": round(len(users) / seconds, 1), "levels": index.node_counts()})
-                print(json.dumps(rows[-1]), flush=True)
+        settings = itertools.product(map(int, args.upper_beams.split(",")), map(int, args.beams.split(",")),
+                                     (False, True) if n_int > 1 and args.joint else (False,))
+        for upper, beam, joint in settings:
+            if upper and upper >= beam:
+                continue
+            start = time.perf_counter()
+            found, scored = _tree_search(index, tree_queries, n_int, args.k, beam, joint, upper or None)
+            seconds = time.perf_counter() - start
+            label = f"branching {branching}, {f'upper beam {upper}, ' if upper else ''}beam {beam}{', joint' if joint else ''}"
+            rows.append({"setting": label,
+                         "recall": round(_recall_vs(found, truth, args.k), 4),
+                         "scored_pct": round(100 * scored / len(items), 2), "dots_per_user": round(scored * n_int),
+                         "users_per_s": round(len(users) / seconds, 1), "levels": index.node_counts()})
+            print(json.dumps(rows[-1]), flush=True)
     print(f"\n{len(users)} users x {n_int} interests, {len(items):,} items, recall@{args.k} vs exact")
-    print(f"{'setting':<34}{'recall':>8}{'% scored/query':>16}{'dots/user':>11}{'users/s':>9}")
+    print(f"{'setting':<48}{'recall':>8}{'% scored/query':>16}{'dots/user':>11}{'users/s':>9}")
     for r in rows:
-        print(f"{r['setting']:<34}{r['recall']:>8.4f}{r['scored_pct']:>16.2f}{r['dots_per_user']:>11}{r['users_per_s']:>9}")
+        print(f"{r['setting']:<48}{r['recall']:>8.4f}{r['scored_pct']:>16.2f}{r['dots_per_user']:>11}{r['users_per_s']:>9}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -342,6 +342,8 @@ class ServeJob:
                                                          "aliases": ("--users",)})
     beam: int | None = field(default=None, metadata={
         "help": "tree beam; none = the smallest reaching --target-recall on other validation users"})
+    upper_beam: int | None = field(default=None, metadata={
+        "help": "tree beam above the last inner level (none = --beam): a smaller one scores fewer inner nodes"})
     branching: int = field(default=32, metadata={"help": "tree children per node"})
     target_recall: float = field(default=0.9, metadata={"help": "recall@k vs exact the tree beam is chosen for"})
     joint: bool = field(default=False, metadata={"help": "tree: one beam per user, nodes scored by the best interest"})
@@ -351,8 +353,9 @@ class ServeJob:
     out: str | None = field(default=None, metadata={"help": "write the index folder here"})
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.branching < 2 or (self.beam is not None and self.beam < 1):
-            raise UsageError(f"need k >= 1, branching >= 2 and beam >= 1; got k={self.k}, branching={self.branching}, beam={self.beam}")
+        if self.k < 1 or self.branching < 2 or any(b is not None and b < 1 for b in (self.beam, self.upper_beam)):
+            raise UsageError(f"need k >= 1, branching >= 2 and beams >= 1; got k={self.k}, branching={self.branching}, "
+                             f"beam={self.beam}, upper_beam={self.upper_beam}")
         if not 0 < self.target_recall <= 1:
             raise UsageError(f"target_recall must be in (0, 1], got {self.target_recall}")
 
@@ -454,11 +457,12 @@ def mips_lift(items: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.nd
             np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)])))
 
 
-def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int, joint: bool) -> tuple[np.ndarray, float]:
+def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int, joint: bool,
+                 upper_beam: int | None = None) -> tuple[np.ndarray, float]:
     """Top-``k`` rows per user ``(U, k)`` through the MISS tree and the nodes scored per query (per user
     when ``joint``); ``queries`` ``(U * n_int, D)``, a user's interests adjacent."""
     if not joint:
-        s, r, nodes = index.search_with_count(queries, k, beam=beam)
+        s, r, nodes = index.search_with_count(queries, k, beam=beam, upper_beam=upper_beam)
         return _merge(s, r, n_int, k), nodes
     per_interest = queries.reshape(-1, n_int, queries.shape[1])
     # the tree's own per-level similarity (cosine to inner nodes, inner product to items), max over interests
@@ -467,7 +471,7 @@ def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int,
     def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
         return np.max([f(level, nodes, part) for f in scorers], axis=0)
 
-    _, rows, nodes = index._beam(len(per_interest), k, beam, score, index._chunk(beam))
+    _, rows, nodes = index._beam(len(per_interest), k, beam, score, index._chunk(max(beam, upper_beam or 0)), upper_beam)
     return rows, nodes
 
 
@@ -477,8 +481,8 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
     (the options are :class:`ServeJob`'s, as a config or keywords).
 
     ``kind`` ``tree``: the MISS tree (:class:`mmrec.index.IndexTree`, ``branching`` children per node)
-    searched by beam search; ``beam`` None picks the smallest beam of a doubling sweep whose recall@k
-    against exact search reaches ``target_recall`` on up to 500 *other* validation users (the users
+    searched by beam search; ``beam`` None picks the smallest beam (doubling, then bisection to within
+    1/16) whose recall@k against exact search reaches ``target_recall`` on up to 500 *other* validation users (the users
     reported are not the ones the beam was chosen on); the sweep is in the report under ``beams``.
     Items scored per query counts every tree node scored (inner nodes and items). ``joint``: one beam
     search per user instead of one per interest, a node scored by its best interest (``max_k``, as
@@ -492,7 +496,7 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
 
     job = replace_config(build_config(ServeJob, config, "retrieve serve"), "retrieve serve", **overrides)
     kind, k, out, max_users, beam = job.kind, job.k, job.out, job.max_users, job.beam
-    branching, target_recall, joint, mips = job.branching, job.target_recall, job.joint, job.mips
+    branching, target_recall, joint, mips, upper = job.branching, job.target_recall, job.joint, job.mips, job.upper_beam
     model, config = load_run(run)
     if not isinstance(model, KuaiFormer):
         raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
@@ -521,23 +525,28 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
             tune_q = np.ascontiguousarray(_interests(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
             tune_truth = _exact_top(tune_q, items, n_int, k)
             tune_q = lift(items, tune_q)[1]
-            sweep, b = [], 1
-            while True:
-                tuned, nodes = _tree_search(index, tune_q, n_int, k, b, joint)
+            sweep: list[dict[str, Any]] = []
+
+            def reaches(b: int) -> bool:
+                tuned, nodes = _tree_search(index, tune_q, n_int, k, b, joint, upper)
                 sweep.append({"beam": b, f"recall@{k}_vs_exact": round(_recall_vs(tuned, tune_truth, k), 4),
                               "items_scored_per_query": round(nodes, 1), "scored_fraction": round(nodes / len(items), 4)})
-                widest = max(index.node_counts()[:-1] or [1])
-                if sweep[-1][f"recall@{k}_vs_exact"] >= target_recall or b >= widest:
-                    break
-                b = min(2 * b, widest)
+                return sweep[-1][f"recall@{k}_vs_exact"] >= target_recall
+
+            widest, low, b = max(index.node_counts()[:-1] or [1]), 0, 1
+            while not reaches(b) and b < widest:  # doubling, then bisection between the last two beams
+                low, b = b, min(2 * b, widest)
+            while b - low > max(1, b // 16):
+                mid = (low + b) // 2
+                low, b = (low, mid) if reaches(mid) else (mid, b)
             beam = b
             extra["beams"] = sweep
             extra["beam_tuned_on_users"] = int(len(tune_users))
         start = time.perf_counter()
-        found, scored = _tree_search(index, queries, n_int, k, beam, joint)
+        found, scored = _tree_search(index, queries, n_int, k, beam, joint, upper)
         seconds = time.perf_counter() - start
-        extra.update(beam=int(beam), branching=int(branching), joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
-        factory = f"tree(branching={branching}, beam={beam}{', joint' if joint else ''}{', mips' if mips else ''})"
+        extra.update(beam=int(beam), upper_beam=upper, branching=int(branching), joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
+        factory = f"tree(branching={branching}, beam={beam}{f', upper_beam={upper}' if upper else ''}{', joint' if joint else ''}{', mips' if mips else ''})"
     else:
         faiss = faiss_module()
         index = build_index(items, out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",

@@ -51,6 +51,21 @@ def test_beam_search_recall_vs_flat_on_planted_topics(tree_and_data, fresh_queri
     assert recalls[-1] == 1.0 and counts[-1] == sum(tree.node_counts())  # full beam = exhaustive search
 
 
+def test_upper_beam_narrows_the_levels_above_the_last_inner_one(tree_and_data, fresh_queries):
+    tree, _, x, _ = tree_and_data
+    truth = exact_knn([x], fresh_queries, 10)[1]
+    same = tree.search_with_count(fresh_queries, 10, beam=16)
+    np.testing.assert_array_equal(tree.search_with_count(fresh_queries, 10, beam=16, upper_beam=16)[1], same[1])
+    _, rows, scored = tree.search_with_count(fresh_queries, 10, beam=16, upper_beam=4)
+    counts = tree.node_counts()  # levels 1..L; the last inner level keeps 16, the ones above it 4
+    branching = tree.width
+    expected = counts[0] + sum(min(4 * branching, c) for c in counts[1:-1]) + (16 * branching if tree.depth > 2 else 0)
+    assert scored < same[2] and scored <= expected
+    assert recall_at(rows, truth, 10) >= 0.5  # still finds most neighbours on the planted topics
+    with pytest.raises(UsageError):
+        tree.search_with_count(fresh_queries, 10, beam=16, upper_beam=0)
+
+
 def _users_with_topics(labels, n_users=96, seed=0):
     """SYNTHETIC users: each likes one planted topic; 20 positives from it."""
     rng = np.random.default_rng(seed)
