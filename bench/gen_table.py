@@ -17,10 +17,10 @@ Stages, each skipped when its output is already there (``--fresh`` retrains the 
    ``mmrec retrieve export`` (collaborative semantic IDs).
 3. *Code sets*: ``mmrec quantize`` per source x method (``rq-kmeans``, ``balanced``: ``--dedup level``;
    ``rq-vae``: ``--dedup suffix``, the collision-aware level needs residual k-means); collision rate
-   before dedup and usage entropy per level from ``report.json``; each set trains one generative
-   (encoder-decoder) run, seed 0, for its Recall/NDCG@5/10.
-4. *Table*: generative encoder-decoder and lazy decoder-only over ``--table-codes`` (seeds
-   ``--seeds``), SASRec (seeds ``--seeds``) and cooc; mean ± std; training seconds (best-epoch
+   before dedup and usage entropy per level from ``report.json``; each set trains one generative run
+   (``--code-arch``, seed 0) for its Recall/NDCG@5/10.
+4. *Table*: generative encoder-decoder and lazy decoder-only over each of ``--table-codes`` (seeds
+   ``--seeds``; ``+`` separates several code sets of one data set, e.g. MiniLM and QARM codes), SASRec (seeds ``--seeds``) and cooc; mean ± std; training seconds (best-epoch
    selection on validation NDCG@10 included, as for every mmrec retriever); users/s of constrained beam
    search (``evaluate_run`` over all validation users) vs FAISS exact inner-product search of the same
    users' SASRec vectors (user encoding + search, and search alone).
@@ -49,6 +49,7 @@ from pathlib import Path
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 SOURCES = {"Scientific": ("minilm", "qarm"), "Beauty": ("sasrec",)}
 METHODS = ("rq-kmeans", "balanced", "rq-vae")
+_TAGS = {"encoder-decoder": "ed", "lazy-decoder": "lazy"}  # run-folder names
 # cornac's pinned set (bench/peers.py) plus what its TIGER imports (cornac/models/tiger/requirements.txt)
 
 
@@ -279,7 +280,7 @@ def _cell(runs: list[dict], m: str) -> str:
 
 def _print_tables(result: dict) -> None:
     for ds, block in result["datasets"].items():
-        print(f"\n### {ds}: code sets (generative encoder-decoder, seed 0)\n")
+        print(f"\n### {ds}: code sets ({block.get('code_arch', 'generative')}, seed 0)\n")
         print("| code set | collision rate before dedup | dedup | entropy per level (normalised) | "
               + " | ".join(METRICS) + " | train s | stopped |")
         print("|---" * (6 + len(METRICS)) + "|")
@@ -308,9 +309,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="seeds of the table's generative and SASRec rows")
     p.add_argument("--beauty-seeds", default=None, help="seeds on Beauty (default --seeds)")
     p.add_argument("--table-codes", default="Scientific=minilm-rq-kmeans,Beauty=sasrec-rq-kmeans",
-                   help="DS=code set of the table's generative rows")
-    p.add_argument("--code-runs", default="all", help="code sets that train one generative (encoder-decoder) run, "
-                   "comma-separated, or all / none (the table's code set always trains)")
+                   help="DS=code set(s) of the table's generative rows, several joined by +")
+    p.add_argument("--code-runs", default="all", help="code sets that train one generative run (--code-arch), "
+                   "comma-separated, or all / none")
+    p.add_argument("--code-arch", default="encoder-decoder", choices=("encoder-decoder", "lazy-decoder"),
+                   help="the generative form of the code-set runs")
     p.add_argument("--peer-codes", default="Scientific=minilm,Beauty=sasrec", help="DS=item vectors fed to cornac's TIGER")
     p.add_argument("--out", default="bench-out/gen")
     p.add_argument("--description-chars", type=int, default=0, help="description characters in an item's text")
@@ -368,20 +371,21 @@ def main(argv=None) -> int:
                 s["codes"] = str(s["codes"])
             block["table"] = {"SASRec (mmrec)": {"runs": sasrec}, "cooc": {"runs": [cooc]}}
             continue
+        code_label, code_arch = next((label, arch) for label, arch in _archs(args).items() if arch["arch"] == args.code_arch)
+        block["code_arch"] = code_label
         for name, s in sets.items():
-            if args.code_runs == "all" or name in args.code_runs.split(",") or name == table_codes[ds]:
-                run = out / "runs" / ds / f"gen-ed-{name}-s0"
-                s["run"] = _row(_train(data, run, _gen_job(args, ds, s["codes"], _archs(args)["generative (encoder-decoder)"], 0),
-                                       args.fresh))
+            if args.code_runs == "all" or name in args.code_runs.split(","):
+                run = out / "runs" / ds / f"gen-{_TAGS[args.code_arch]}-{name}-s0"
+                s["run"] = _row(_train(data, run, _gen_job(args, ds, s["codes"], code_arch, 0), args.fresh))
             s["codes"] = str(s["codes"])
-        for label, arch in _archs(args).items():
-            runs = []
-            for seed in seeds:
-                tag = "ed" if arch["arch"] == "encoder-decoder" else "lazy"
-                run = out / "runs" / ds / f"gen-{tag}-{table_codes[ds]}-s{seed}"
-                runs.append(_row(_train(data, run, _gen_job(args, ds, sets[table_codes[ds]]["codes"], arch, seed), args.fresh), seed=seed))
-            speeds = [r["beam_users_per_s"] for r in runs if r.get("beam_users_per_s")]
-            block["table"][f"{label}, {table_codes[ds]}"] = {"runs": runs, "users_per_s": round(statistics.mean(speeds), 1) if speeds else None}
+        for codes in table_codes[ds].split("+"):
+            for label, arch in _archs(args).items():
+                runs = []
+                for seed in seeds:
+                    run = out / "runs" / ds / f"gen-{_TAGS[arch['arch']]}-{codes}-s{seed}"
+                    runs.append(_row(_train(data, run, _gen_job(args, ds, sets[codes]["codes"], arch, seed), args.fresh), seed=seed))
+                speeds = [r["beam_users_per_s"] for r in runs if r.get("beam_users_per_s")]
+                block["table"][f"{label}, {codes}"] = {"runs": runs, "users_per_s": round(statistics.mean(speeds), 1) if speeds else None}
         speed = _faiss_speed(out / "runs" / ds / f"sasrec-s{seeds[0]}")
         block["table"]["SASRec (mmrec)"] = {"runs": sasrec, "users_per_s": speed["users_per_s"],
                                            "faiss_search_users_per_s": speed["search_users_per_s"]}
