@@ -1,7 +1,7 @@
 """MISS-tree serving sweep over one retrieval run: branching x upper beam x beam x (interests apart | joint).
 
     OMP_NUM_THREADS=1 python bench/seq_tree.py --run bench-out/seq/runs/Beauty/kuaiformer-s0 \
-        --branching 16,32,64,110 --beams 4,8,16,32,64 --upper-beams 0,8,16
+        --branching 32,110 --beams 4,8,16,32,64 --upper-beams 0,8,16 --balanced 1,0 --ivf-lists 128
 
 For the first ``--users`` validation users of the run: their interest vectors, exact top-``k`` over the
 run's item vectors (max over interests), then for every tree setting recall@k against that exact
@@ -9,7 +9,9 @@ answer, the items scored per query as a share of all items (a query = one intere
 user when joint: :func:`mmrec.pipelines.retrieve.serve_run`'s ``joint``), dot products per user and
 users/s. One tree is built per branching (balanced k-means, :class:`mmrec.index.tree.IndexTree`), over
 the items lifted to one norm (:func:`mmrec.pipelines.retrieve.mips_lift`, as ``retrieve serve`` does;
-``--no-mips``: the raw vectors). ``--upper-beams``: the beam above the last inner level (0: the beam).
+``--no-mips``: the raw vectors). ``--upper-beams``: the beam above the last inner level (0: the beam). ``--ivf-lists`` / ``--nprobes``:
+the same sweep for FAISS ``IndexIVFFlat`` over the same (lifted) vectors, for a partition index that is
+not a tree (items scored = centroids + the probed lists' items).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def main(argv=None) -> int:
     p.add_argument("--beams", default="4,8,16,32,64")
     p.add_argument("--upper-beams", default="0", help="beams above the last inner level; 0 = the same as --beams")
     p.add_argument("--mips", action=argparse.BooleanOptionalAction, default=True, help="tree over MIPS-lifted items")
+    p.add_argument("--ivf-lists", default="", help="FAISS IVF list counts to sweep beside the tree (empty: none)")
+    p.add_argument("--nprobes", default="4,8,16,32,64")
+    p.add_argument("--balanced", default="0", help="tree splits: 1 = balanced k-means, 0 = plain k-means; both: 1,0")
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
@@ -38,7 +43,8 @@ def main(argv=None) -> int:
     import torch
 
     from mmrec.index.tree import IndexTree
-    from mmrec.pipelines.retrieve import _exact_top, _interests, _recall_vs, _tree_search, load_run, mips_lift
+    from mmrec.index.exact import faiss_module
+    from mmrec.pipelines.retrieve import _exact_top, _interests, _merge, _recall_vs, _tree_search, load_run, mips_lift
     from mmrec.retrieval.data import ITEM_KEY, read_sequences
 
     torch.set_num_threads(args.threads)
@@ -56,8 +62,8 @@ def main(argv=None) -> int:
              "users_per_s": round(len(users) / (time.perf_counter() - start), 1)}]
     print(json.dumps(rows[-1]), flush=True)
     tree_items, tree_queries = mips_lift(items, queries) if args.mips else (items, queries)
-    for branching in map(int, args.branching.split(",")):
-        index = IndexTree.build(tree_items, None, {"branching": branching, "metric": "ip", "k": 10},
+    for branching, balanced in itertools.product(map(int, args.branching.split(",")), map(int, args.balanced.split(","))):
+        index = IndexTree.build(tree_items, None, {"branching": branching, "balanced": bool(balanced), "metric": "ip", "k": 10},
                                 keys=[ITEM_KEY.format(i) for i in range(len(items))], progress=False)
         settings = itertools.product(map(int, args.upper_beams.split(",")), map(int, args.beams.split(",")),
                                      (False, True) if n_int > 1 and args.joint else (False,))
@@ -67,16 +73,34 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             found, scored = _tree_search(index, tree_queries, n_int, args.k, beam, joint, upper or None)
             seconds = time.perf_counter() - start
-            label = f"branching {branching}, {f'upper beam {upper}, ' if upper else ''}beam {beam}{', joint' if joint else ''}"
+            label = f"{'balanced' if balanced else 'k-means'} {branching}, {f'upper beam {upper}, ' if upper else ''}beam {beam}{', joint' if joint else ''}"
             rows.append({"setting": label,
                          "recall": round(_recall_vs(found, truth, args.k), 4),
                          "scored_pct": round(100 * scored / len(items), 2), "dots_per_user": round(scored * n_int),
                          "users_per_s": round(len(users) / seconds, 1), "levels": index.node_counts()})
             print(json.dumps(rows[-1]), flush=True)
+    for nlist in [int(x) for x in args.ivf_lists.split(",") if x]:
+        faiss = faiss_module()
+        faiss.omp_set_num_threads(args.threads)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(tree_items.shape[1]), tree_items.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(tree_items)
+        ivf.add(tree_items)
+        for nprobe in (p for p in map(int, args.nprobes.split(",")) if p < nlist):
+            ivf.nprobe = nprobe
+            faiss.cvar.indexIVF_stats.reset()
+            start = time.perf_counter()
+            scores, found = ivf.search(tree_queries, args.k)
+            seconds = time.perf_counter() - start
+            scored = faiss.cvar.indexIVF_stats.ndis / len(tree_queries) + nlist
+            rows.append({"setting": f"FAISS IVF{nlist}, nprobe {nprobe}",
+                         "recall": round(_recall_vs(_merge(scores, found, n_int, args.k), truth, args.k), 4),
+                         "scored_pct": round(100 * scored / len(items), 2), "dots_per_user": round(scored * n_int),
+                         "users_per_s": round(len(users) / seconds, 1)})
+            print(json.dumps(rows[-1]), flush=True)
     print(f"\n{len(users)} users x {n_int} interests, {len(items):,} items, recall@{args.k} vs exact")
-    print(f"{'setting':<48}{'recall':>8}{'% scored/query':>16}{'dots/user':>11}{'users/s':>9}")
+    print(f"{'setting':<52}{'recall':>8}{'% scored/query':>16}{'dots/user':>11}{'users/s':>9}")
     for r in rows:
-        print(f"{r['setting']:<48}{r['recall']:>8.4f}{r['scored_pct']:>16.2f}{r['dots_per_user']:>11}{r['users_per_s']:>9}")
+        print(f"{r['setting']:<52}{r['recall']:>8.4f}{r['scored_pct']:>16.2f}{r['dots_per_user']:>11}{r['users_per_s']:>9}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

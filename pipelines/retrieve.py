@@ -345,6 +345,8 @@ class ServeJob:
     upper_beam: int | None = field(default=None, metadata={
         "help": "tree beam above the last inner level (none = --beam): a smaller one scores fewer inner nodes"})
     branching: int = field(default=32, metadata={"help": "tree children per node"})
+    balanced: bool = field(default=False, metadata={
+        "help": "tree: equal-size splits (balanced k-means); off: plain k-means, more exact neighbours per item scored"})
     target_recall: float = field(default=0.9, metadata={"help": "recall@k vs exact the tree beam is chosen for"})
     joint: bool = field(default=False, metadata={"help": "tree: one beam per user, nodes scored by the best interest"})
     mips: bool = field(default=True, metadata={
@@ -497,6 +499,7 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
     job = replace_config(build_config(ServeJob, config, "retrieve serve"), "retrieve serve", **overrides)
     kind, k, out, max_users, beam = job.kind, job.k, job.out, job.max_users, job.beam
     branching, target_recall, joint, mips, upper = job.branching, job.target_recall, job.joint, job.mips, job.upper_beam
+    balanced = job.balanced
     model, config = load_run(run)
     if not isinstance(model, KuaiFormer):
         raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
@@ -517,7 +520,8 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
 
         lift = mips_lift if mips else (lambda x, q: (x, q))
         tree_items, queries = lift(items, queries)
-        index = IndexTree.build(tree_items, out, {"branching": branching, "metric": "ip", "k": min(10, k)}, keys=keys, progress=progress)
+        index = IndexTree.build(tree_items, out, {"branching": branching, "balanced": balanced, "metric": "ip", "k": min(10, k)},
+                                keys=keys, progress=progress)
         if beam is None:
             tune_users = np.arange(len(users), min(len(users) + 500, len(history)))
             if not len(tune_users):
@@ -545,8 +549,8 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
         start = time.perf_counter()
         found, scored = _tree_search(index, queries, n_int, k, beam, joint, upper)
         seconds = time.perf_counter() - start
-        extra.update(beam=int(beam), upper_beam=upper, branching=int(branching), joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
-        factory = f"tree(branching={branching}, beam={beam}{f', upper_beam={upper}' if upper else ''}{', joint' if joint else ''}{', mips' if mips else ''})"
+        extra.update(beam=int(beam), upper_beam=upper, branching=int(branching), balanced=balanced, joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
+        factory = f"tree(branching={branching}, beam={beam}{f', upper_beam={upper}' if upper else ''}{', joint' if joint else ''}{', mips' if mips else ''}{', balanced' if balanced else ''})"
     else:
         faiss = faiss_module()
         index = build_index(items, out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",

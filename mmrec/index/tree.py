@@ -6,7 +6,11 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
 - **Tree.** The items are split into ``branching`` equal-size clusters by balanced k-means
   (:func:`mmrec.quantization.kmeans.balanced_kmeans`), each cluster again, down to single items. With
   ``L = ⌈log_b n⌉`` levels, every node above level ``L-1`` holds more than ``b`` items and every node at
-  level ``L-1`` at most ``b``, so all leaves (items) sit at level ``L``. An inner node's embedding is the
+  level ``L-1`` at most ``b``, so all leaves (items) sit at level ``L``. ``balanced=False`` splits by
+  plain k-means instead ([I]: clusters of unequal size, still ``L`` levels, a node at level ``L-1`` may
+  hold more than ``b`` items); for search by vector it finds more of the exact neighbours per item
+  scored (recall@100 0.558 -> 0.718 at ~9 % of 12k learned item vectors, branching 110, beam 8:
+  docs/benchmarks.md), as an IVF index's unequal lists do. An inner node's embedding is the
   mean of the embeddings of the items below it. Children of a node are contiguous, so a level is an
   embedding matrix plus an ``offsets`` array into the next level.
 - **Node scorer.** :class:`NodeScorer` scores (user, node) pairs: projections of the user vector and the
@@ -52,7 +56,7 @@ from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, exact_knn, faiss_module
 from mmrec.index.gsu import LifelongInterest
 from mmrec.io import atomic_path
-from mmrec.quantization.kmeans import balanced_kmeans, check_vectors
+from mmrec.quantization.kmeans import assign, balanced_kmeans, check_vectors, kmeans
 from mmrec.training import FitResult, LoopConfig, fit, shuffled_batches
 
 TREE_FILE = "tree.safetensors"
@@ -65,7 +69,9 @@ class TreeConfig:
     """How to build the tree and tune its beam for ``search`` by vector."""
 
     branching: int = field(default=16, metadata={"help": "children per tree node"})
-    niter: int = field(default=10, metadata={"help": "balanced k-means iterations per split"})
+    niter: int = field(default=10, metadata={"help": "k-means iterations per split"})
+    balanced: bool = field(default=True, metadata={
+        "help": "equal-size splits (balanced k-means, MISS / TDM); off: plain k-means, better recall per item scored"})
     metric: str = field(default="ip", metadata={"help": "inner product or L2", "choices": METRICS})
     target_recall: float = field(default=0.95, metadata={"help": "recall@k vs exact search to tune the beam for"})
     k: int = field(default=10, metadata={"help": "k of the recall target"})
@@ -102,7 +108,8 @@ def _one_faiss_thread(small: bool) -> Iterator[None]:
         faiss.omp_set_num_threads(threads)
 
 
-def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 0, progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 0, balanced: bool = True,
+                 progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Tree over ``x`` (n, d): ``(embeddings per level 1..L, offsets per level 0..L-1, items (n,))``.
 
     ``offsets[l][j]:offsets[l][j+1]`` are the children (at level l+1) of node j of level l (level 0 is
@@ -120,7 +127,11 @@ def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 
         for group in groups:
             k = min(branching, len(group))
             with _one_faiss_thread(len(group) < SMALL_SPLIT):
-                _, labels = balanced_kmeans(x[group], k, niter=niter, seed=seed)
+                if balanced:
+                    _, labels = balanced_kmeans(x[group], k, niter=niter, seed=seed)
+                else:  # plain k-means; clusters left empty are dropped
+                    labels = np.unique(assign(x[group], kmeans(x[group], k, niter=max(niter, 1), seed=seed))[0],
+                                       return_inverse=True)[1].reshape(-1)
             children += [group[labels == c] for c in range(labels.max() + 1)]
             starts.append(len(children))
         embeddings.append(np.stack([x[g].mean(0) for g in children]).astype(np.float32))
@@ -487,7 +498,8 @@ class IndexTree(BaseIndex):
         all_keys = pa.concat_arrays([b.keys for b in batches]).cast(pa.string())
         del batches
         check_unique(all_keys)
-        embeddings, offsets, items = build_levels(x, config.branching, niter=config.niter, seed=config.seed, progress=progress)
+        embeddings, offsets, items = build_levels(x, config.branching, niter=config.niter, seed=config.seed,
+                                                  balanced=config.balanced, progress=progress)
         built_s = time.perf_counter() - start
         info: dict[str, Any] = {
             "kind": "tree",

@@ -51,6 +51,18 @@ def test_beam_search_recall_vs_flat_on_planted_topics(tree_and_data, fresh_queri
     assert recalls[-1] == 1.0 and counts[-1] == sum(tree.node_counts())  # full beam = exhaustive search
 
 
+def test_unbalanced_tree_holds_every_item_once_and_finds_neighbours(tree_and_data, fresh_queries):
+    _, _, x, _ = tree_and_data
+    tree = IndexTree.build(x, None, {"branching": 16, "balanced": False, "k": 10, "n_queries": 100}, progress=False)
+    assert sorted(tree.items.tolist()) == list(range(len(x)))  # a permutation: no item lost or doubled
+    sizes = [np.diff(o) for o in tree.offsets]
+    assert all(s.min() >= 1 for s in sizes)  # no empty node
+    assert tree.info["config"]["balanced"] is False
+    truth = exact_knn([x], fresh_queries, 10)[1]
+    _, rows, _ = tree.search_with_count(fresh_queries, 10, beam=16)
+    assert recall_at(rows, truth, 10) >= 0.9
+
+
 def test_upper_beam_narrows_the_levels_above_the_last_inner_one(tree_and_data, fresh_queries):
     tree, _, x, _ = tree_and_data
     truth = exact_knn([x], fresh_queries, 10)[1]
