@@ -20,7 +20,8 @@ Stages, each skipped when its output is already there (``--fresh`` retrains the 
    before dedup and usage entropy per level from ``report.json``; each set trains one generative run
    (``--code-arch``, seed 0) for its Recall/NDCG@5/10.
 4. *Table*: generative encoder-decoder and lazy decoder-only over each of ``--table-codes`` (seeds
-   ``--seeds``; ``+`` separates several code sets of one data set, e.g. MiniLM and QARM codes), SASRec (seeds ``--seeds``) and cooc; mean ± std; training seconds (best-epoch
+   ``--seeds``; ``+`` separates several code sets of one data set, e.g. MiniLM and QARM codes, and
+   ``NAME:lazy`` / ``NAME:ed`` trains one form only), SASRec (seeds ``--seeds``) and cooc; mean ± std; training seconds (best-epoch
    selection on validation NDCG@10 included, as for every mmrec retriever); users/s of constrained beam
    search (``evaluate_run`` over all validation users) vs FAISS exact inner-product search of the same
    users' SASRec vectors (user encoding + search, and search alone).
@@ -309,7 +310,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="seeds of the table's generative and SASRec rows")
     p.add_argument("--beauty-seeds", default=None, help="seeds on Beauty (default --seeds)")
     p.add_argument("--table-codes", default="Scientific=minilm-rq-kmeans,Beauty=sasrec-rq-kmeans",
-                   help="DS=code set(s) of the table's generative rows, several joined by +")
+                   help="DS=code set(s) of the table's generative rows, several joined by +; NAME:lazy or NAME:ed "
+                        "trains only that form on NAME (default both)")
     p.add_argument("--code-runs", default="all", help="code sets that train one generative run (--code-arch), "
                    "comma-separated, or all / none")
     p.add_argument("--code-arch", default="encoder-decoder", choices=("encoder-decoder", "lazy-decoder"),
@@ -378,8 +380,11 @@ def main(argv=None) -> int:
                 run = out / "runs" / ds / f"gen-{_TAGS[args.code_arch]}-{name}-s0"
                 s["run"] = _row(_train(data, run, _gen_job(args, ds, s["codes"], code_arch, 0), args.fresh))
             s["codes"] = str(s["codes"])
-        for codes in table_codes[ds].split("+"):
+        for entry in table_codes[ds].split("+"):
+            codes, _, forms = entry.partition(":")
             for label, arch in _archs(args).items():
+                if forms and _TAGS[arch["arch"]] not in forms.split("/"):
+                    continue
                 runs = []
                 for seed in seeds:
                     run = out / "runs" / ds / f"gen-{_TAGS[arch['arch']]}-{codes}-s{seed}"
