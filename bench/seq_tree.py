@@ -7,11 +7,13 @@ For the first ``--users`` validation users of the run: their interest vectors, e
 run's item vectors (max over interests), then for every tree setting recall@k against that exact
 answer, the items scored per query as a share of all items (a query = one interest when apart, one
 user when joint: :func:`mmrec.pipelines.retrieve.serve_run`'s ``joint``), dot products per user and
-users/s. One tree is built per branching (balanced k-means, :class:`mmrec.index.tree.IndexTree`), over
+users/s. One tree is built per branching and ``--balanced`` value (balanced or plain k-means splits,
+:class:`mmrec.index.tree.IndexTree`), over
 the items lifted to one norm (:func:`mmrec.pipelines.retrieve.mips_lift`, as ``retrieve serve`` does;
-``--no-mips``: the raw vectors). ``--upper-beams``: the beam above the last inner level (0: the beam). ``--ivf-lists`` / ``--nprobes``:
-the same sweep for FAISS ``IndexIVFFlat`` over the same (lifted) vectors, for a partition index that is
-not a tree (items scored = centroids + the probed lists' items).
+``--no-mips``: the raw vectors). ``--upper-beams``: the beam above the last inner level (0: the beam).
+``--ivf-lists`` / ``--nprobes``: the same sweep for FAISS ``IVF<n>,Flat`` (built as ``retrieve serve``
+builds it) over the same lifted vectors, a partition index that is not a tree (items scored = centroids
++ the probed lists' items).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main(argv=None) -> int:
 
     from mmrec.index.tree import IndexTree
     from mmrec.index.exact import faiss_module
+    from mmrec.pipelines.index import build_index
     from mmrec.pipelines.retrieve import _exact_top, _interests, _merge, _recall_vs, _tree_search, load_run, mips_lift
     from mmrec.retrieval.data import ITEM_KEY, read_sequences
 
@@ -62,9 +65,10 @@ def main(argv=None) -> int:
              "users_per_s": round(len(users) / (time.perf_counter() - start), 1)}]
     print(json.dumps(rows[-1]), flush=True)
     tree_items, tree_queries = mips_lift(items, queries) if args.mips else (items, queries)
+    keys = [ITEM_KEY.format(i) for i in range(len(items))]
     for branching, balanced in itertools.product(map(int, args.branching.split(",")), map(int, args.balanced.split(","))):
         index = IndexTree.build(tree_items, None, {"branching": branching, "balanced": bool(balanced), "metric": "ip", "k": 10},
-                                keys=[ITEM_KEY.format(i) for i in range(len(items))], progress=False)
+                                keys=keys, progress=False)
         settings = itertools.product(map(int, args.upper_beams.split(",")), map(int, args.beams.split(",")),
                                      (False, True) if n_int > 1 and args.joint else (False,))
         for upper, beam, joint in settings:
@@ -79,19 +83,16 @@ def main(argv=None) -> int:
                          "scored_pct": round(100 * scored / len(items), 2), "dots_per_user": round(scored * n_int),
                          "users_per_s": round(len(users) / seconds, 1), "levels": index.node_counts()})
             print(json.dumps(rows[-1]), flush=True)
-    for nlist in [int(x) for x in args.ivf_lists.split(",") if x]:
-        faiss = faiss_module()
-        faiss.omp_set_num_threads(args.threads)
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(tree_items.shape[1]), tree_items.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        ivf.train(tree_items)
-        ivf.add(tree_items)
+    for nlist in [int(x) for x in args.ivf_lists.split(",") if x]:  # the same FAISS index retrieve serve builds
+        ivf = build_index(tree_items, None, f"faiss:IVF{nlist},Flat", keys=keys, progress=False, metric="ip", k=10)
+        stats = faiss_module().cvar.indexIVF_stats
         for nprobe in (p for p in map(int, args.nprobes.split(",")) if p < nlist):
-            ivf.nprobe = nprobe
-            faiss.cvar.indexIVF_stats.reset()
+            ivf.set_param(nprobe)
+            stats.reset()
             start = time.perf_counter()
             scores, found = ivf.search(tree_queries, args.k)
             seconds = time.perf_counter() - start
-            scored = faiss.cvar.indexIVF_stats.ndis / len(tree_queries) + nlist
+            scored = stats.ndis / len(tree_queries) + nlist
             rows.append({"setting": f"FAISS IVF{nlist}, nprobe {nprobe}",
                          "recall": round(_recall_vs(_merge(scores, found, n_int, args.k), truth, args.k), 4),
                          "scored_pct": round(100 * scored / len(items), 2), "dots_per_user": round(scored * n_int),

@@ -473,7 +473,7 @@ def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int,
     def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
         return np.max([f(level, nodes, part) for f in scorers], axis=0)
 
-    _, rows, nodes = index._beam(len(per_interest), k, beam, score, index._chunk(max(beam, upper_beam or 0)), upper_beam)
+    _, rows, nodes = index._beam(len(per_interest), k, beam, score, upper_beam)
     return rows, nodes
 
 

@@ -9,7 +9,7 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
   level ``L-1`` at most ``b``, so all leaves (items) sit at level ``L``. ``balanced=False`` splits by
   plain k-means instead ([I]: clusters of unequal size, still ``L`` levels, a node at level ``L-1`` may
   hold more than ``b`` items); for search by vector it finds more of the exact neighbours per item
-  scored (recall@100 0.558 -> 0.718 at ~9 % of 12k learned item vectors, branching 110, beam 8:
+  scored (recall@100 0.547 -> 0.710 at ~9 % of 12k learned item vectors, branching 110, beam 8:
   docs/benchmarks.md), as an IVF index's unequal lists do. An inner node's embedding is the
   mean of the embeddings of the items below it. Children of a node are contiguous, so a level is an
   embedding matrix plus an ``offsets`` array into the next level.
@@ -240,7 +240,7 @@ class IndexTree(BaseIndex):
         return [len(e) for e in self.embeddings]
 
     # -- beam search ------------------------------------------------------------------------
-    def _beam(self, n: int, k: int, beam: int, score: Callable[[int, np.ndarray, slice], np.ndarray], chunk: int,
+    def _beam(self, n: int, k: int, beam: int, score: Callable[[int, np.ndarray, slice], np.ndarray],
               upper_beam: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Layer-wise beam search for ``n`` queries; ``score(level, nodes (q, C), query slice)``.
 
@@ -251,7 +251,7 @@ class IndexTree(BaseIndex):
         """
         out_s = np.full((n, k), -np.inf, dtype=np.float32)
         out_r = np.full((n, k), -1, dtype=np.int64)
-        scored = 0
+        scored, chunk = 0, self._chunk(max(beam, upper_beam or 0))
         for start in range(0, n, chunk):
             part = slice(start, min(n, start + chunk))
             q = part.stop - part.start
@@ -303,7 +303,7 @@ class IndexTree(BaseIndex):
         if k < 1 or (upper_beam is not None and upper_beam < 1):
             raise UsageError(f"k and upper_beam must be >= 1, got {k} and {upper_beam}")
         beam = beam or int(self.info["search_params"]["beam"])
-        return self._beam(len(queries), k, beam, self._ip_score(queries), self._chunk(max(beam, upper_beam or 0)), upper_beam)
+        return self._beam(len(queries), k, beam, self._ip_score(queries), upper_beam)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, rows, _ = self.search_with_count(queries, k)
@@ -485,7 +485,7 @@ class IndexTree(BaseIndex):
                     None if hmask is None else hmask[part],
                 ).float().cpu().numpy()
 
-        scores, rows, _ = self._beam(len(users_t), k, beam, score, self._chunk(beam))
+        scores, rows, _ = self._beam(len(users_t), k, beam, score)
         return scores, rows
 
     # -- build, save, load ------------------------------------------------------------------
