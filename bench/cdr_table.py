@@ -33,7 +33,7 @@ def baseline_rows(data_dir: str, pair: str) -> list[dict]:
     parameter picked per direction on valid NDCG@10 (mmrec.crossdomain.baselines.tune_baseline), the
     models' candidates (evaluator seed 0); ``seconds``: fit + evaluation of both directions, every grid value."""
     from mmrec.crossdomain.baselines import evaluate_baseline, fit_baseline, tune_baseline
-    from mmrec.pipelines.cdr_data import load_pair
+    from mmrec.crossdomain.files import load_pair
 
     data = load_pair(data_dir, pair)
     rows = []

@@ -1,6 +1,6 @@
 """MMBee on SYNTHETIC live-streaming data: GTR base vs +MFQ vs +GIE vs both, over seeds, by gifting activity.
 
-The data is SYNTHETIC (:mod:`mmrec.live_sim`): no public gifting log can be had offline. What the
+The data is SYNTHETIC (:mod:`mmrec.synthetic.live_sim`): no public gifting log can be had offline. What the
 simulator plants and therefore what each part can find: gifts depend on the *current* segment's
 topic matched with the user's interests (MFQ's segment vector sees it, author ids cannot), on a
 co-gifting community shared by users and authors (only the gifting / watching graphs reveal it:
@@ -9,7 +9,7 @@ GIE), on a per-author charisma and on a heavy-tailed per-user propensity.
 Per seed (``--seeds``, default 0 1 2), in one process, one torch thread:
 
 1. ``simulate_live(OUT/seed-S, users=--users, authors=--authors, seed=S)``;
-2. :func:`mmrec.live_sim.read_live_world`, :func:`mmrec.rankers.prepare_gtr_data` with tasks (watch, gift): the first 50 % of the log's
+2. :func:`mmrec.synthetic.live_sim.read_live_world`, :func:`mmrec.rankers.prepare_gtr_data` with tasks (watch, gift): the first 50 % of the log's
    time span is left to the offline graph store, training rows are the live impressions in 50-80 %,
    test rows those in 80-100 % (gift metrics on the watched test rows);
 3. GIE on the rows before the training window only (no label leaks): :func:`mmrec.graphs.build_graphs`,
@@ -58,7 +58,7 @@ METAPATHS = ("user>author>author", "user-watches>author>author")
 
 def author_content(folder: Path, data, graph_end_ts: int) -> torch.Tensor:
     """Per author, the mean over its segments before ``graph_end_ts`` of the segment's mean token (all modalities)."""
-    from mmrec.live_sim import SEGMENTS_FILE
+    from mmrec.synthetic.live_sim import SEGMENTS_FILE
 
     seg = pq.read_table(folder / SEGMENTS_FILE)
     author = seg.column("author_id").to_numpy()
@@ -73,7 +73,7 @@ def author_content(folder: Path, data, graph_end_ts: int) -> torch.Tensor:
 
 def planted_scores(folder: Path, data, sim: dict) -> np.ndarray:
     """The simulator's own gift probability logit of every sample row: the ceiling any model could reach."""
-    from mmrec.live_sim import AUTHORS_FILE, SEGMENTS_FILE, USERS_FILE
+    from mmrec.synthetic.live_sim import AUTHORS_FILE, SEGMENTS_FILE, USERS_FILE
 
     cfg = sim["config"]
     users = pq.read_table(folder / USERS_FILE)
@@ -90,7 +90,7 @@ def planted_scores(folder: Path, data, sim: dict) -> np.ndarray:
 def run_seed(seed: int, args, out: Path) -> list[dict]:
     variants = args.variants
     from mmrec.graphs import build_graphs, expand_metapaths, train_graphcl
-    from mmrec.live_sim import read_live_world, simulate_live
+    from mmrec.synthetic.live_sim import read_live_world, simulate_live
     from mmrec.rankers.gtr_data import prepare_gtr_data
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
 
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     runs = []
     for seed in args.seeds:
         runs += run_seed(seed, args, out)
-    text = ("SYNTHETIC data (mmrec.live_sim), not real gifting logs. "
+    text = ("SYNTHETIC data (mmrec.synthetic.live_sim), not real gifting logs. "
             f"{args.users} users, {args.authors} authors, seeds {args.seeds}, {args.epochs} epochs, "
             f"{args.threads} thread(s); wall time {time.perf_counter() - start:.0f} s.\n\n" + table(runs, tuple(args.variants)))
     print(text)

@@ -16,7 +16,7 @@ What it does, in one run on this machine:
    ``MMOE(n_expert=4, expert dims [64, 32], tower dims [16])``, ``MTLTrainer`` with Adam lr 1e-3, no
    weight decay, its ``DataGenerator`` loaders (batch ``--batch-size``, no workers). Training time is
    its own ``train_one_epoch`` calls, timed around each call.
-3. **mmrec.** ``mmrec.rankers.train`` on the same inputs: MMoE with the same sizes, and PEPNet
+3. **mmrec.** ``mmrec.pipelines.rank.train`` on the same inputs: MMoE with the same sizes, and PEPNet
    (tower [64, 32], gate hidden 64); Adam lr 1e-3, same batch size and epochs. Training time is the
    trainer's own epoch loop (``train.seconds``); test metrics are the trainer's report, computed on
    the same test rows by the same code.
@@ -135,7 +135,7 @@ def _child(python: str, code: str, args: list[str], threads: int, log: Path) -> 
 
 def make_data(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Simulated log + codes + the shared encoded arrays; returns the base mmrec config."""
-    from mmrec.quantization import quantize
+    from mmrec.pipelines.quantize import quantize
     from mmrec.rankers import load_config, prepare_data, simulate
 
     data = work / "data"

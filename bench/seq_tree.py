@@ -9,7 +9,7 @@ answer, the items scored per query as a share of all items (a query = one intere
 user when joint: :func:`mmrec.pipelines.retrieve.serve_run`'s ``joint``), dot products per user and
 users/s. One tree is built per branching and ``--balanced`` value (balanced or plain k-means splits,
 :class:`mmrec.index.tree.IndexTree`), over
-the items lifted to one norm (:func:`mmrec.pipelines.retrieve.mips_lift`, as ``retrieve serve`` does;
+the items lifted to one norm (:func:`mmrec.retrieval.serving.mips_lift`, as ``retrieve serve`` does;
 ``--no-mips``: the raw vectors). ``--upper-beams``: the beam above the last inner level (0: the beam).
 ``--ivf-lists`` / ``--nprobes``: the same sweep for FAISS ``IVF<n>,Flat`` (built as ``retrieve serve``
 builds it) over the same lifted vectors, a partition index that is not a tree (items scored = centroids
@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     from mmrec.index.tree import IndexTree
     from mmrec.index.exact import faiss_module
     from mmrec.pipelines.index import build_index
-    from mmrec.pipelines.retrieve import _exact_top, _interests, _merge, _recall_vs, _tree_search, load_run, mips_lift
+    from mmrec.pipelines.retrieve import load_run
+    from mmrec.retrieval.serving import exact_top as _exact_top, interest_vectors as _interests, merge_interests as _merge, mips_lift, recall_vs as _recall_vs, tree_search as _tree_search
     from mmrec.retrieval.data import ITEM_KEY, read_sequences
 
     torch.set_num_threads(args.threads)

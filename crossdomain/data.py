@@ -1,7 +1,7 @@
 """Cross-domain interaction data built from arrays: two domains sharing users, histories, training batches.
 
 A :class:`CDRData` holds two :class:`Domain` s whose ``(user, item)`` index pairs are in interaction
-order, with one user index space. Files are read by :mod:`mmrec.pipelines.cdr_data` (the
+order, with one user index space. Files are read by :mod:`mmrec.crossdomain.files` (the
 ``user<TAB>item`` pair folders of the public Amazon CDR data, Parquet behaviour logs through
 :mod:`mmrec.logs`); :func:`log_pair` turns the columns of a log into a pair, mapping raw ids to
 contiguous indices (the vocabularies are kept with the data and saved with a run).

@@ -2,7 +2,7 @@
 
 - Features ([I] on Amazon there is no content, so: id embedding + an embedding of the log2 training
   degree bucket; plus a linear projection of multimodal item embeddings when the data carries them,
-  ``CDRData.item_content``, read by :func:`mmrec.pipelines.cdr_data.read_item_embeddings` from the
+  ``CDRData.item_content``, read by :func:`mmrec.crossdomain.files.read_item_embeddings` from the
   mmrec extract layout: ``key`` = ``"<domain>:<item id>"`` and a fixed-size-list vector column).
 - Graph: items of both domains are nodes (domain 0 first); two items are linked when the same user
   interacted with both in training, weighted by the number of such users; each item keeps its
@@ -158,5 +158,5 @@ def item_encoder_inputs(config, data, state: dict[str, torch.Tensor] | None = No
         content = tuple(torch.as_tensor(c, dtype=torch.float32) for c in data.item_content)
     elif config.item_emb:
         raise UsageError(f"item_emb={config.item_emb!r} but the data carries no item vectors; load it with "
-                         "mmrec.pipelines.cdr_data.load_data (which reads the embeddings) or set data.item_content")
+                         "mmrec.crossdomain.files.load_data (which reads the embeddings) or set data.item_content")
     return {"degrees": degrees, "edge_index": edge_index, "content": content, "layers": config.gnn_layers}

@@ -275,7 +275,7 @@ def open_source(
         if source.max_rows == 0:
             raise UsageError(f"no rows in {len(files)} embedding file(s) of {data!r}")
         return source
-    from mmrec.quantization.kmeans import check_vectors  # mmrec.quantization imports this module
+    from mmrec.store import check_vectors  # mmrec.quantization imports this module
 
     array = check_vectors(data, dim=dim)
     if keys is None:
@@ -285,6 +285,20 @@ def open_source(
         if len(key_array) != len(array):
             raise UsageError(f"got {len(key_array)} keys for {len(array)} vectors")
     return EmbeddingSource(dim=array.shape[1], column=column, array=array, keys=key_array)
+
+
+def check_vectors(x: np.ndarray, *, name: str = "vectors", dim: int | None = None) -> np.ndarray:
+    """Validate a ``(n, d)`` float matrix and return it as contiguous float32."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise UsageError(f"{name} must be a non-empty (n, d) matrix, got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise UsageError(f"{name} have dim {x.shape[1]}, expected {dim}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise UsageError(f"{name} row {int(np.argmax(bad))} has NaN or inf ({int(bad.sum())} bad rows)")
+    return x
 
 
 def sample_rows(source: EmbeddingSource, size: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:

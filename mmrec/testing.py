@@ -29,6 +29,6 @@ def with_package(name: str) -> Callable[[Callable], Callable]:
 
 def sample_shards(folder: str | Path, *, items: int = 32, segments: int = 8, seed: int = 0, **kwargs: Any) -> dict:
     """Write small SYNTHETIC sample shards into ``folder``; returns the summary of ``write_sample_data``."""
-    from mmrec.sample_data import write_sample_data
+    from mmrec.synthetic.sample_data import write_sample_data
 
     return write_sample_data(folder, items=items, segments=segments, seed=seed, **kwargs)

@@ -1,5 +1,5 @@
 """mmrec.pipelines — every file-in / file-out job of mmrec, each a config dataclass plus one function
-that returns a report (DESIGN.md, "Folders"). The library packages hold the models and algorithms;
+that returns a report. The library packages hold the models and algorithms;
 the jobs read and write the files between them:
 
 | job | module | command |
@@ -9,7 +9,7 @@ the jobs read and write the files between them:
 | codes | :mod:`mmrec.pipelines.quantize` | ``mmrec quantize`` |
 | FAISS / MISS-tree indexes, tree scorer | :mod:`mmrec.pipelines.index` | ``mmrec index build|add|search|eval|serve|train-tree`` |
 | gifting graphs, GIE, GraphCL | :mod:`mmrec.pipelines.graph` | ``mmrec graph build|expand|train|export`` |
-| cross-domain models | :mod:`mmrec.pipelines.cdr` (+ :mod:`mmrec.pipelines.cdr_data`) | ``mmrec cdr train|evaluate|export`` |
+| cross-domain models | :mod:`mmrec.pipelines.cdr` (+ :mod:`mmrec.crossdomain.files`) | ``mmrec cdr train|evaluate|export`` |
 | rankers | :mod:`mmrec.pipelines.rank` | ``mmrec rank train`` |
 | live streaming (GTR, MFQ, GIE) | :mod:`mmrec.pipelines.live` | ``mmrec live train`` |
 | the whole chain | :mod:`mmrec.pipelines.demo` | ``mmrec demo`` |

@@ -35,7 +35,7 @@ from mmrec.errors import InputError, UsageError
 from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.quantization.align import AlignConfig, align_vectors, encode_rows, pair_metrics, split_pairs, train_tower
 from mmrec.quantization.files import save_tensors
-from mmrec.quantization.kmeans import check_vectors
+from mmrec.store import check_vectors
 from mmrec.quantization.pairs import Log, PairConfig, mine_pairs
 from mmrec.store import embedding_shards, read_embeddings, write_embeddings
 from mmrec.threads import THREADS_HELP, announce_threads, use_threads
@@ -159,7 +159,7 @@ def _read_items(shards: list[str], encoders: dict[str, Any]) -> tuple[list[str],
     """Every readable item of the shards, preprocessed for ``encoders``: ``(keys, keys by shard, inputs, errors)``."""
     import webdataset as wds
 
-    from mmrec.pipelines.shards import raw_inputs, shard_name
+    from mmrec.encoders.shards import raw_inputs, shard_name
 
     keys, by_shard, prepared, errors = [], {}, [], []
     for path in shards:
@@ -203,7 +203,7 @@ def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob,
 
     from mmrec.device import resolve_device
     from mmrec.encoders import load_encoder
-    from mmrec.pipelines.shards import expand_shards
+    from mmrec.encoders.shards import expand_shards
     from mmrec.quantization.encoder_tower import EncoderTower
 
     start = time.perf_counter()

@@ -91,7 +91,7 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
     """
     from mmrec.crossdomain.data import CDRData
     from mmrec.crossdomain.train import train_model
-    from mmrec.pipelines.cdr_data import load_data, read_item_embeddings
+    from mmrec.crossdomain.files import load_data, read_item_embeddings
 
     config = build_config(CDRConfig, config, "cdr")
     with output_folder(out) if out is not None else contextlib.nullcontext():  # unwritable: fails before training
@@ -172,7 +172,7 @@ def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None
     whose folder name is the file's parent folder)."""
     from mmrec.crossdomain.data import domain_histories
     from mmrec.crossdomain.evaluate import HeldoutEvaluator
-    from mmrec.pipelines.cdr_data import read_heldout
+    from mmrec.crossdomain.files import read_heldout
 
     model, config, data = load_run(run)
     test = Path(test)
@@ -219,7 +219,7 @@ def export_user_features(run: str | Path, out: str | Path, *, target: str, users
     (``emb-users.parquet``: ``key`` = the raw user id, ``fused`` = the vector; ``manifest.json``).
 
     ``users``: user indices of the run's data (default: all). Raw ids are those of the Parquet log, or the
-    integer ids of the pair files. ``mmrec.store`` / ``mmrec.features.EmbeddingProvider`` read the folder,
+    integer ids of the pair files. ``mmrec.store`` / ``mmrec.rankers.features.EmbeddingProvider`` read the folder,
     so a ranker can take the vectors as a user-side feature keyed by user id. Cold-start users get their
     cross-domain vector. Returns the manifest plus ``target``, ``model``, ``users``, ``dim``, ``out``.
     """

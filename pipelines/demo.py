@@ -3,7 +3,7 @@
 Every stage is the job a user runs, reading the previous stage's files:
 
 1. ``sample-data``: item shards with planted topics and a behaviour log whose clicks follow each
-   user's interest topics (:mod:`mmrec.sample_data`);
+   user's interest topics (:mod:`mmrec.synthetic.sample_data`);
 2. ``extract``: cover, title and audio through the encoders (random tiny image / speech towers, the
    real MiniLM text encoder) -> leave-one-out 1-NN topic accuracy of the fused vector vs chance;
 3. ``align`` (QARM): pairs mined from the log, InfoNCE head -> held-out pairs' cosine gap over random
@@ -109,7 +109,7 @@ def run_demo(out: str | Path, config: DemoConfig | dict | None = None, *, progre
     from mmrec.quantization import load_codes
 
     from mmrec.index import build_index
-    from mmrec.sample_data import write_sample_data
+    from mmrec.synthetic.sample_data import write_sample_data
 
     cfg = replace_config(build_config(DemoConfig, config, "demo"), "demo", **overrides)
     out = Path(out)

@@ -1,7 +1,7 @@
 """``mmrec extract``: batch embedding extraction over webdataset shards, resumable and scaled out.
 
 For every input shard ``NAME.tar`` (or folder of files ``NAME``, local or remote:
-:mod:`mmrec.pipelines.shards`) the job writes ``emb-NAME.parquet`` (``key``, one fixed-size-list
+:mod:`mmrec.encoders.shards`) the job writes ``emb-NAME.parquet`` (``key``, one fixed-size-list
 float32 column per modality, ``fused``, and ``json``: the sample's metadata object as JSON text, null
 without one; encoders, dims and counts in the file metadata under ``mmrec``), ``errors-NAME.jsonl``
 when samples failed (key, field, reason), and refreshes ``manifest.json`` for the folder. [I] Output
@@ -71,7 +71,7 @@ from mmrec.encoders import (
     weights_provenance,
 )
 from mmrec.encoders.fusion import FUSERS
-from mmrec.pipelines.shards import (
+from mmrec.encoders.shards import (
     Batch,
     ShardBatches,
     ShardEnd,

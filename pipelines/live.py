@@ -1,7 +1,7 @@
 """``mmrec live train``: MMBee's GTR gift ranker trained on a SYNTHETIC live simulator folder.
 
-:func:`train_live` reads a :func:`mmrec.live_sim.simulate_live` folder
-(:func:`mmrec.live_sim.read_live_world`), builds the GTR samples and sequences
+:func:`train_live` reads a :func:`mmrec.synthetic.live_sim.simulate_live` folder
+(:func:`mmrec.synthetic.live_sim.read_live_world`), builds the GTR samples and sequences
 (:func:`mmrec.rankers.prepare_gtr_data`, tasks watch + gift, split per :class:`GTRDataConfig`),
 with ``gie`` the GIE inputs (:func:`gie_inputs`: graphs from the rows before the training window,
 metapath expansions, GraphCL author embeddings), builds GTR (:func:`mmrec.rankers.build_gtr`, with
@@ -80,7 +80,7 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
                progress: bool = False, **overrides: Any) -> dict[str, Any]:
     """Train GTR on the simulator folder ``folder`` (see the module docstring); ``config``: a
     :class:`LiveTrainConfig`, a dict of its fields or a YAML path; ``overrides``: fields on top."""
-    from mmrec.live_sim import read_live_world
+    from mmrec.synthetic.live_sim import read_live_world
     from mmrec.rankers.gtr_data import prepare_gtr_data
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
-from mmrec.features.collate import collate
+from mmrec.rankers.features.collate import collate
 from mmrec.io import atomic_path, finite_json, open_parquet, output_folder, write_json
 from mmrec.rankers.base import RANKERS, Ranker
 from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
@@ -298,7 +298,7 @@ def export_run(run: str | Path | RankRun, out: str | Path, *, onnx: bool = True,
     probabilities on ``rows`` test rows of the run's log). Returns ``export.json``'s content."""
     import shutil
 
-    from mmrec.features.collate import collate
+    from mmrec.rankers.features.collate import collate
     from mmrec.rankers.export import batch_inputs, export_onnx, export_program
 
     loaded = run if isinstance(run, RankRun) else load_run(run)

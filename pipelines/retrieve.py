@@ -33,7 +33,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +56,9 @@ from mmrec.retrieval.kuaiformer import (
     full_softmax_loss,
     sampled_softmax_loss,
 )
-from mmrec.training import LoopConfig, fit, shuffled_batches
+from mmrec.retrieval.samples import TrainingSamples
+from mmrec.retrieval.serving import exact_top, interest_vectors, merge_interests, mips_lift, recall_vs, tree_search
+from mmrec.training import LoopConfig, fit
 
 MODELS = ("kuaiformer", "sasrec", "pop", "cooc", "generative")
 COUNTED = {"pop": Popularity, "cooc": CoOccurrence}
@@ -124,55 +125,7 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
     return codes, content, info
 
 
-class _Samples:
-    """Training batches over the training part: each user's last ``max_len + 1`` training items, read
-    once, with a target at every position (item ``t + 1`` after the prefix ending at ``t``)."""
-
-    def __init__(self, seqs: Sequences, max_len: int) -> None:
-        self.seqs, self.max_len = seqs, max_len
-        self.users = np.flatnonzero(seqs.lengths >= 2)
-        self.ends = seqs.offsets[self.users + 1] - 1
-        first = np.maximum(seqs.offsets[self.users] + 1, self.ends + 1 - max_len)
-        self.targets_per_user = self.ends + 1 - first  # (S,) training samples of each user
-        targets = np.concatenate([seqs.items[a : b + 1] for a, b in zip(first, self.ends)] or [np.zeros(0, np.int64)])
-        counts = np.bincount(targets, minlength=seqs.n_items) + 1.0  # add-one: items never a target keep a finite log q
-        self.log_p = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
-
-    def __len__(self) -> int:
-        return int(self.targets_per_user.sum())
-
-    def epochs(self, batch_size: int, seed: int):
-        """``batches(epoch)`` for :func:`fit`: users shuffled, sorted by length within chunks of about 32
-        batches (padding to the longest history of a random batch wastes most of the compute), cut into
-        batches of about ``batch_size`` targets, the batches of a chunk in random order."""
-        per_chunk = max(1, int(32 * batch_size / max(self.targets_per_user.mean(), 1)))
-        chunks = shuffled_batches(len(self.users), per_chunk, seed=seed)
-
-        def batches(epoch: int):
-            g = np.random.default_rng([seed, epoch])
-            for chunk in chunks(epoch):
-                chunk = chunk.numpy()
-                chunk = chunk[np.argsort(self.targets_per_user[chunk], kind="stable")]
-                cut = np.searchsorted(np.cumsum(self.targets_per_user[chunk]), np.arange(batch_size, len(self) + batch_size, batch_size))
-                parts = [p for p in np.split(chunk, np.unique(np.minimum(cut + 1, len(chunk)))) if len(p)]
-                for i in g.permutation(len(parts)):
-                    yield self.batch(torch.as_tensor(parts[i]))
-
-        return batches
-
-    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        idx = idx.cpu().numpy()
-        users, ends = self.users[idx], self.ends[idx]
-        starts = self.seqs.offsets[users]
-        length = int(min(self.max_len, (ends - starts).max()))
-        pos = ends[:, None] - length + np.arange(length)  # (B, L) positions before the end
-        valid = pos >= starts[:, None]
-        hist = np.where(valid, self.seqs.items[np.clip(pos, 0, None)], -1)
-        targets = np.where(valid, self.seqs.items[np.clip(pos + 1, 0, None)], -1)  # (B, L)
-        return {"history": torch.as_tensor(hist), "targets": torch.as_tensor(targets)}
-
-
-def _step(job: TrainJob, model: KuaiFormer, samples: _Samples, device: torch.device, generator: torch.Generator):
+def _step(job: TrainJob, model: KuaiFormer, samples: TrainingSamples, device: torch.device, generator: torch.Generator):
     loss_kind = job.loss or ("full" if job.model == "sasrec" else "inbatch")
     log_p = samples.log_p.to(device) if job.logq else None
     n = model.config.n_items
@@ -223,7 +176,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         model_config = None
         report["train"] = {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))}
     elif job.model == "generative":
-        from mmrec.pipelines.retrieve_generative import train_generative
+        from mmrec.retrieval.generative_train import train_generative
 
         codes, _, feature_info = _item_features(job, seqs.n_items)
         model, report["validation"], report["train"] = train_generative(job, history, targets, codes, progress=progress)
@@ -237,7 +190,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         model = KuaiFormer(model_config)
         model.set_item_features(codes, content)
         model.to(device)
-        samples = _Samples(history, model_config.max_len)
+        samples = TrainingSamples(history, model_config.max_len)
         if len(samples) == 0:
             raise InputError(f"{data}: no training samples (every training part has < 2 items)")
         # fused: one kernel for all parameters (6x faster steps on CPU than the per-tensor loop)
@@ -263,14 +216,14 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"mmrec": json.dumps({"model": job.model})})
     write_json(out / "config.json", finite_json({"job": asdict(job), "model": None if model_config is None else asdict(model_config),
                                                   "max_len": max_len, "data": report["data"]}))
-    write_json(out / "vocab.json", _vocab(Path(data)))
+    write_json(out / "vocab.json", read_vocab(Path(data)))
     report["seconds"] = round(time.perf_counter() - start, 3)
     report = finite_json(report)
     write_json(out / "metrics.json", report)
     return report
 
 
-def _vocab(data: Path) -> dict[str, list[str]]:
+def read_vocab(data: Path) -> dict[str, list[str]]:
     import pyarrow.parquet as pq
 
     return {"items": pq.read_table(data / ITEMS_FILE, columns=["raw_item"]).column(0).to_pylist(),
@@ -288,7 +241,7 @@ def load_run(run: str | Path, *, device: str = "cpu") -> tuple[Any, dict[str, An
     if name in COUNTED:
         return COUNTED[name]().load_state(tensors), config
     if name == "generative":
-        from mmrec.pipelines.retrieve_generative import load_generative
+        from mmrec.retrieval.generative_train import load_generative
 
         return load_generative(config["model"], tensors, device), config
     model = KuaiFormer(build_config(RetrieverConfig, config["model"], "model"))
@@ -297,7 +250,7 @@ def load_run(run: str | Path, *, device: str = "cpu") -> tuple[Any, dict[str, An
 
 
 def _read_test(path: Path, data: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    vocab = _vocab(data)
+    vocab = read_vocab(data)
     user_of = {u: i for i, u in enumerate(vocab["users"])}
     item_of = {r: i for i, r in enumerate(vocab["items"])}
     if not path.is_file():
@@ -417,66 +370,6 @@ def export_run(run: str | Path, out: str | Path, config: ExportJob | dict | None
     return write_embeddings(out, shards, dict(zip(keys, vectors)), job.column, info=info)
 
 
-def _merge(scores: np.ndarray, rows: np.ndarray, k_int: int, k: int) -> np.ndarray:
-    """Per user, the top-``k`` distinct rows of its ``k_int`` queries' results by max score: ``(U, k)``."""
-    n_users = len(rows) // k_int
-    scores, rows = scores.reshape(n_users, -1), rows.reshape(n_users, -1)
-    out = np.full((n_users, k), -1, dtype=np.int64)
-    for u in range(n_users):
-        best: dict[int, float] = {}
-        for s, r in zip(scores[u], rows[u]):
-            if r >= 0 and s > best.get(r, -math.inf):
-                best[int(r)] = float(s)
-        top = sorted(best, key=best.get, reverse=True)[:k]
-        out[u, : len(top)] = top
-    return out
-
-
-def _interests(model: KuaiFormer, history: Sequences, users: np.ndarray, max_len: int) -> np.ndarray:
-    """Interest vectors of ``users`` ``(U, k, D)``."""
-    with torch.no_grad():
-        return torch.cat([model(torch.as_tensor(history.padded(users[i : i + 1024], max_len)))
-                          for i in range(0, len(users), 1024)]).numpy()
-
-
-def _exact_top(queries: np.ndarray, items: np.ndarray, n_int: int, k: int) -> np.ndarray:
-    top = (torch.as_tensor(queries) @ torch.as_tensor(items).T).topk(k, dim=1)
-    return _merge(top.values.numpy(), top.indices.numpy(), n_int, k)
-
-
-def _recall_vs(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / k for f, t in zip(found, truth)]))
-
-
-def mips_lift(items: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Euclidean transform of maximum inner-product search (Bachrach et al., RecSys 2014, eq. 6):
-    item ``x`` -> ``[x, sqrt(M^2 - |x|^2)]`` with ``M`` the largest item norm, query ``q`` -> ``[q, 0]``.
-    Inner products are unchanged and every lifted item has norm ``M``, so k-means over the lifted items
-    (the tree's clusters) groups items by the queries that rank them high, not by their norms."""
-    sq = (items.astype(np.float64) ** 2).sum(1)
-    extra = np.sqrt(np.maximum(sq.max() - sq, 0.0)).astype(np.float32)[:, None]
-    return (np.ascontiguousarray(np.hstack([items, extra]), dtype=np.float32),
-            np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)])))
-
-
-def _tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int, joint: bool,
-                 upper_beam: int | None = None) -> tuple[np.ndarray, float]:
-    """Top-``k`` rows per user ``(U, k)`` through the MISS tree and the nodes scored per query (per user
-    when ``joint``); ``queries`` ``(U * n_int, D)``, a user's interests adjacent."""
-    if not joint:
-        s, r, nodes = index.search_with_count(queries, k, beam=beam, upper_beam=upper_beam)
-        return _merge(s, r, n_int, k), nodes
-    per_interest = queries.reshape(-1, n_int, queries.shape[1])
-    # the tree's own per-level similarity (cosine to inner nodes, inner product to items), max over interests
-    scorers = [index._ip_score(np.ascontiguousarray(per_interest[:, j])) for j in range(n_int)]
-
-    def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
-        return np.max([f(level, nodes, part) for f in scorers], axis=0)
-
-    _, rows, nodes = index._beam(len(per_interest), k, beam, score, upper_beam)
-    return rows, nodes
-
-
 def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progress: bool = False,
               **overrides: Any) -> dict[str, Any]:
     """Search the validation users' interests through an index of ``kind`` over the run's item vectors
@@ -506,14 +399,14 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
     seqs, _ = read_sequences(config["data"])
     history, targets = seqs.split_last()
     users = np.arange(len(history)) if max_users is None else np.arange(min(max_users, len(history)))
-    interests = _interests(model, history, users, config["max_len"])  # (U, k, D)
+    interests = interest_vectors(model, history, users, config["max_len"])  # (U, k, D)
     with torch.no_grad():
         items = np.ascontiguousarray(model.item_vectors().numpy(), dtype=np.float32)
     n_int = interests.shape[1]
     queries = np.ascontiguousarray(interests.reshape(-1, interests.shape[2]), dtype=np.float32)
     keys = [ITEM_KEY.format(i) for i in range(len(items))]
     k = min(k, len(items))
-    truth = _exact_top(queries, items, n_int, k)
+    truth = exact_top(queries, items, n_int, k)
     extra: dict[str, Any] = {}
     if kind == "tree":
         from mmrec.index.tree import IndexTree
@@ -526,14 +419,14 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
             tune_users = np.arange(len(users), min(len(users) + 500, len(history)))
             if not len(tune_users):
                 tune_users = users
-            tune_q = np.ascontiguousarray(_interests(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
-            tune_truth = _exact_top(tune_q, items, n_int, k)
+            tune_q = np.ascontiguousarray(interest_vectors(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
+            tune_truth = exact_top(tune_q, items, n_int, k)
             tune_q = lift(items, tune_q)[1]
             sweep: list[dict[str, Any]] = []
 
             def reaches(b: int) -> bool:
-                tuned, nodes = _tree_search(index, tune_q, n_int, k, b, joint, upper)
-                sweep.append({"beam": b, f"recall@{k}_vs_exact": round(_recall_vs(tuned, tune_truth, k), 4),
+                tuned, nodes = tree_search(index, tune_q, n_int, k, b, joint, upper)
+                sweep.append({"beam": b, f"recall@{k}_vs_exact": round(recall_vs(tuned, tune_truth, k), 4),
                               "items_scored_per_query": round(nodes, 1), "scored_fraction": round(nodes / len(items), 4)})
                 return sweep[-1][f"recall@{k}_vs_exact"] >= target_recall
 
@@ -547,7 +440,7 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
             extra["beams"] = sweep
             extra["beam_tuned_on_users"] = int(len(tune_users))
         start = time.perf_counter()
-        found, scored = _tree_search(index, queries, n_int, k, beam, joint, upper)
+        found, scored = tree_search(index, queries, n_int, k, beam, joint, upper)
         seconds = time.perf_counter() - start
         extra.update(beam=int(beam), upper_beam=upper, branching=int(branching), balanced=balanced, joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
         factory = f"tree(branching={branching}, beam={beam}{f', upper_beam={upper}' if upper else ''}{', joint' if joint else ''}{', mips' if mips else ''}{', balanced' if balanced else ''})"
@@ -567,12 +460,12 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
         factory = index.info.get("factory")
         extra["search_params"] = index.info.get("search_params")
         extra["index_type"] = type(index).__name__ if not isinstance(index, FaissIndex) else "faiss"
-        found = _merge(scores, rows, n_int, k)
+        found = merge_interests(scores, rows, n_int, k)
     hit10 = float(np.mean([targets[u] in f[:10] for u, f in zip(users, found)]))
     hit10_exact = float(np.mean([targets[u] in t[:10] for u, t in zip(users, truth)]))
     return finite_json({
         "run": str(run), "kind": kind, "factory": factory, "users": int(len(users)), "interests": int(n_int),
-        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": _recall_vs(found, truth, k),
+        "items": int(len(items)), "k": int(k), f"recall@{k}_vs_exact": recall_vs(found, truth, k),
         "items_scored_per_query": scored, "items_scored_per_user": None if scored is None else scored * n_int,
         "scored_fraction": None if scored is None else scored / len(items),
         "queries_per_s": round((len(users) if joint and kind == "tree" else len(queries)) / seconds, 1) if seconds > 0 else None,

@@ -17,7 +17,8 @@ from mmrec.losses import info_nce
 from mmrec.quantization.align import AlignConfig, align_vectors, pair_metrics, train_tower
 from mmrec.quantization.base import QUANTIZERS, CodeQuantizer, load_quantizer
 from mmrec.quantization.collisions import add_suffix, collision_groups
-from mmrec.quantization.features import CodeCrossFeatures, CodeEmbedding, prefix_match, target_attention
+from mmrec.layers import CodeEmbedding, target_attention
+from mmrec.quantization.features import CodeCrossFeatures, prefix_match
 from mmrec.quantization.files import load_codes, save_codes
 from mmrec.store import read_embeddings
 from mmrec.quantization.kmeans import assign, balanced_kmeans, kmeans
@@ -28,18 +29,11 @@ from mmrec.quantization.rq_vae import RQVAE, ResidualQuantizer, RQVAEConfig, RQV
 from mmrec.quantization.vq import VQCodes, VQConfig
 
 
-def __getattr__(name: str):
-    if name == "quantize":  # the job lives in mmrec.pipelines (it reads and writes folders)
-        from mmrec.pipelines.quantize import quantize
-
-        return quantize
-    raise AttributeError(f"module 'mmrec.quantization' has no attribute {name!r}")
-
 
 __all__ = [
     "QUANTIZERS", "AlignConfig", "BalancedRQKMeans", "CodeCrossFeatures", "CodeEmbedding", "CodeQuantizer",
     "PairConfig", "RQKMeans", "RQKMeansConfig", "RQVAE", "RQVAEConfig", "RQVAEQuantizer", "ResidualQuantizer",
     "VQCodes", "VQConfig", "add_suffix", "align_vectors", "assign", "balanced_kmeans", "code_report",
     "collision_groups", "info_nce", "kmeans", "load_codes", "load_quantizer", "mine_pairs", "pair_metrics",
-    "plot_usage", "prefix_match", "quantize", "read_embeddings", "save_codes", "target_attention", "train_tower",
+    "plot_usage", "prefix_match", "read_embeddings", "save_codes", "target_attention", "train_tower",
 ]

@@ -39,7 +39,7 @@ from mmrec.config import build_config
 from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
 from mmrec.losses import info_nce
-from mmrec.quantization.kmeans import check_vectors
+from mmrec.store import check_vectors
 from mmrec.registry import Registry
 from mmrec.training import LoopConfig, fit, shuffled_batches
 

@@ -18,7 +18,7 @@ import numpy as np
 from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.quantization.files import load_tensors, save_tensors
-from mmrec.quantization.kmeans import check_vectors
+from mmrec.store import check_vectors
 from mmrec.registry import Registry
 
 QUANTIZERS = Registry("quantizer")

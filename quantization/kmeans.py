@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmrec.store import check_vectors
 from mmrec.errors import UsageError
 
 
@@ -22,20 +23,6 @@ def _faiss():
     except ImportError:
         raise UsageError("FAISS is needed: pip install 'mmrec[cpu]' (faiss-cpu) or 'mmrec[gpu]' (faiss-gpu)") from None
     return faiss
-
-
-def check_vectors(x: np.ndarray, *, name: str = "vectors", dim: int | None = None) -> np.ndarray:
-    """Validate a ``(n, d)`` float matrix and return it as contiguous float32."""
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise UsageError(f"{name} must be a non-empty (n, d) matrix, got shape {x.shape}")
-    if dim is not None and x.shape[1] != dim:
-        raise UsageError(f"{name} have dim {x.shape[1]}, expected {dim}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        raise UsageError(f"{name} row {int(np.argmax(bad))} has NaN or inf ({int(bad.sum())} bad rows)")
-    return x
 
 
 def _gpu_available() -> bool:

@@ -6,9 +6,9 @@ import pytest
 
 from mmrec.config import build_config, check_bounds
 from mmrec.errors import UsageError
-from mmrec.live_sim import LiveSimConfig
+from mmrec.synthetic.live_sim import LiveSimConfig
 from mmrec.rankers.gtr_data import GTRDataConfig
-from mmrec.rankers.simulate import SimulationConfig
+from mmrec.synthetic.rank_sim import SimulationConfig
 
 
 @dataclass

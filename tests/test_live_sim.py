@@ -1,4 +1,4 @@
-"""mmrec.live_sim: SYNTHETIC live world — determinism, rates, planted structure recovered, shards, log checks."""
+"""mmrec.synthetic.live_sim: SYNTHETIC live world — determinism, rates, planted structure recovered, shards, log checks."""
 
 import json
 
@@ -10,7 +10,7 @@ import webdataset as wds
 
 from mmrec.cli import main
 from mmrec.errors import InputError, UsageError
-from mmrec.live_sim import LOG_SCHEMA, read_live_log, simulate_live
+from mmrec.synthetic.live_sim import LOG_SCHEMA, read_live_log, simulate_live
 
 SMALL = {"users": 1500, "authors": 60, "days": 10}
 

@@ -10,7 +10,7 @@ import webdataset as wds
 from PIL import Image
 
 from mmrec.errors import UsageError
-from mmrec.sample_data import FRAMES, IMAGE_SIZE, MAX_TOPICS, SAMPLE_RATES, write_sample_data
+from mmrec.synthetic.sample_data import FRAMES, IMAGE_SIZE, MAX_TOPICS, SAMPLE_RATES, write_sample_data
 
 ITEM_FIELDS = {"jpg", "txt", "wav", "json"}
 SEGMENT_FIELDS = {f"frame{f}.jpg" for f in range(FRAMES)} | {"comments.json", "speech.wav", "json"}
@@ -239,7 +239,7 @@ def test_out_must_be_a_folder(tmp_path):
 def test_behaviour_log_columns_ids_and_order(tmp_path):
     import pyarrow.parquet as pq
 
-    from mmrec.sample_data import BEHAVIOUR_FILE, LABELS
+    from mmrec.synthetic.sample_data import BEHAVIOUR_FILE, LABELS
 
     summary = write_sample_data(tmp_path, items=50, segments=0, users=20, seed=4, topics=4, shard_size=25)
     table = pq.read_table(tmp_path / BEHAVIOUR_FILE)
@@ -259,7 +259,7 @@ def test_behaviour_log_columns_ids_and_order(tmp_path):
 
 
 def test_behaviour_log_leaves_shards_byte_identical_and_is_deterministic(tmp_path):
-    from mmrec.sample_data import BEHAVIOUR_FILE
+    from mmrec.synthetic.sample_data import BEHAVIOUR_FILE
 
     args = dict(items=30, segments=5, seed=2, topics=3, shard_size=16)
     plain = write_sample_data(tmp_path / "plain", **args)

@@ -34,7 +34,7 @@ def _sample_data(args: argparse.Namespace) -> int:
     speech, json) whose content follows planted latent topics, so later stages can be checked for recovering
     them.
     """
-    from mmrec.sample_data import write_sample_data
+    from mmrec.synthetic.sample_data import write_sample_data
 
     summary = write_sample_data(
         args.out,

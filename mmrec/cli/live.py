@@ -18,7 +18,7 @@ from mmrec.cli._args import (
     emit,
     positive_int,
 )
-from mmrec.live_sim import LiveSimConfig
+from mmrec.synthetic.live_sim import LiveSimConfig
 from mmrec.pipelines.live import LiveTrainConfig
 from mmrec.rankers.gtr_data import GTRDataConfig
 
@@ -52,9 +52,9 @@ def _simulate(args: argparse.Namespace) -> int:
     """write a SYNTHETIC live behaviour log, segment tokens and (optionally) segment shards
 
     Write live-behaviour.parquet, users/authors/segments.parquet, segment-tokens.safetensors and live.json
-    (SYNTHETIC; see mmrec.live_sim), plus --shards segments as webdataset shards for mmrec extract.
+    (SYNTHETIC; see mmrec.synthetic.live_sim), plus --shards segments as webdataset shards for mmrec extract.
     """
-    from mmrec.live_sim import simulate_live
+    from mmrec.synthetic.live_sim import simulate_live
 
     summary = simulate_live(args.out, config_from_args(args, LiveSimConfig, what="live simulator"))
     return emit(args, summary, f"wrote a SYNTHETIC live world to {args.out}: {summary['live_rows']} live rows "

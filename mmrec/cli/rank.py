@@ -10,7 +10,7 @@ import argparse
 
 from mmrec.cli._args import Commands, Options, config_from_args, emit
 from mmrec.pipelines.rank import RankEvaluateJob, RankExportJob, RankPredictJob
-from mmrec.rankers.simulate import SimulationConfig
+from mmrec.synthetic.rank_sim import SimulationConfig
 from mmrec.threads import THREADS_HELP
 
 cli = Commands("rank", __doc__)

@@ -8,7 +8,7 @@ from mmrec.crossdomain.baselines import BASELINES, CoCount, CrossEASE, ItemKNN, 
     fit_baseline, tune_baseline
 from mmrec.crossdomain.train import build_model
 from mmrec.pipelines.cdr import train_cdr
-from mmrec.pipelines.cdr_data import load_pair
+from mmrec.crossdomain.files import load_pair
 
 # source domain rows (user, item) and target domain rows; user 3 is cold in the target
 SRC = np.array([[0, 0], [0, 1], [1, 0], [2, 1], [3, 0], [4, 2]])
@@ -99,7 +99,7 @@ def test_single_domain_never_gets_the_residual(partner):
 
 def test_users_not_shared_by_the_domains_carry_no_cross_domain_signal(tmp_path):
     from mmrec.crossdomain.data import CDRData, Domain, domain_histories, other_histories
-    from mmrec.pipelines.cdr_data import common_users
+    from mmrec.crossdomain.files import common_users
 
     def pair(shared):
         return CDRData(domains=(Domain("t", "t", 3, TGT), Domain("s", "s", 3, SRC)), n_users=6, shared_users=shared)

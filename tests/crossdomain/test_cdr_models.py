@@ -20,7 +20,7 @@ from mmrec.crossdomain import (
     make_batch,
 )
 from mmrec.errors import MMRecError, UsageError
-from mmrec.pipelines.cdr_data import load_pair, read_item_embeddings
+from mmrec.crossdomain.files import load_pair, read_item_embeddings
 
 TINY = dict(dim=16, maxlen=6, gnn_topk=4, ease_items=200)
 

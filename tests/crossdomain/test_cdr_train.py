@@ -69,7 +69,7 @@ def test_run_folder_evaluates_again_and_exports_user_features(synth, tmp_path):
     assert table.column("key").to_pylist()[:2] == ["0", "1"]  # the raw user ids of the pair files
     vectors = np.asarray(table.column("fused").to_pylist())
     assert vectors.shape == (10, 16) and np.abs(vectors).sum(1).min() > 0  # cold users 0-9 get vectors too
-    from mmrec.features import EmbeddingProvider
+    from mmrec.rankers.features import EmbeddingProvider
 
     provider = EmbeddingProvider(tmp_path / "users", column="fused", dim=16)
     assert np.allclose(provider.lookup(["3"])[0], vectors[3], atol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmrec.graphs import build_graphs, expand_metapaths
-from mmrec.live_sim import simulate_live
+from mmrec.synthetic.live_sim import simulate_live
 
 
 @pytest.mark.parametrize("seed", [0, 1])

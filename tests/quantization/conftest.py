@@ -12,7 +12,7 @@ def sample_items(tmp_path_factory):
     """
     from mmrec.pipelines.extract import extract
     from mmrec.store import read_embeddings
-    from mmrec.sample_data import write_sample_data
+    from mmrec.synthetic.sample_data import write_sample_data
 
     root = tmp_path_factory.mktemp("qsample")
     write_sample_data(root / "data", items=240, segments=0, users=120, seed=0, topics=8)

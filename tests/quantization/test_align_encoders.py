@@ -5,7 +5,7 @@ from mmrec.errors import UsageError
 from mmrec.pipelines.align import align_encoders
 from mmrec.quantization.files import load_tensors
 from mmrec.store import read_embeddings
-from mmrec.sample_data import write_sample_data
+from mmrec.synthetic.sample_data import write_sample_data
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from mmrec.errors import UsageError
-from mmrec.quantization.features import CodeCrossFeatures, CodeEmbedding, prefix_match, target_attention
+from mmrec.layers import CodeEmbedding, target_attention
+from mmrec.quantization.features import CodeCrossFeatures, prefix_match
 
 
 def test_code_embedding_sum_concat_and_padding():

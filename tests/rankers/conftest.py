@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmrec.features import InputSchema, RankBatch
+from mmrec.rankers.features import InputSchema, RankBatch
 
 TASKS = ("click", "like", "follow")
 DOMAINS = ("live", "mall", "video")

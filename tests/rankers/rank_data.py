@@ -1,7 +1,7 @@
 """Shared test data of the ranker tests."""
 
 TASKS = ("click", "like", "follow")
-# a SYNTHETIC log of mmrec.rankers.simulate small enough for a one-epoch run in seconds
+# a SYNTHETIC log of mmrec.synthetic.rank_sim small enough for a one-epoch run in seconds
 TINY_SIM = {"users": 40, "items": 80, "authors": 10, "impressions": 20, "seed": 1}
 
 

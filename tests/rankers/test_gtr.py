@@ -12,7 +12,7 @@ from mmrec.encoders.mfq import load_mfq
 
 from mmrec.cli import main
 from mmrec.errors import InputError, UsageError
-from mmrec.live_sim import read_live_log, read_live_world, simulate_live
+from mmrec.synthetic.live_sim import read_live_log, read_live_world, simulate_live
 from mmrec.rankers import (
     GTR,
     RANKERS,

@@ -79,7 +79,7 @@ def test_bad_configs_fail_at_load_with_one_clear_line(sim, tmp_path, capsys, ove
 
 
 def test_wrong_codes_levels_fail_at_load(sim, tmp_path, capsys):
-    from mmrec.quantization import quantize
+    from mmrec.pipelines.quantize import quantize
 
     quantize(sim / "emb", tmp_path / "codes", levels=2, codebook_size=8, progress=False)
     config = write_config(tmp_path / "c.yaml", sim, features=[{"name": "sid", "kind": "codes", "path": str(tmp_path / "codes"), "levels": 3}],

@@ -55,7 +55,7 @@ def run(tmp_path_factory):
 def test_rank_export_writes_a_program_with_the_eager_scores(run, tmp_path, capsys):
     from mmrec.pipelines.rank import load_run
 
-    from mmrec.features.collate import collate
+    from mmrec.rankers.features.collate import collate
     from mmrec.rankers.data import prepare_scoring
 
     out = tmp_path / "export"

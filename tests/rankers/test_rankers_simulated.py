@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from mmrec.pipelines.rank import train
-from mmrec.quantization import quantize
+from mmrec.pipelines.quantize import quantize
 
 from mmrec.rankers import auc, load_config, load_ranker, predict, prepare_data, simulate
 

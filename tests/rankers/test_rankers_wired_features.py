@@ -12,7 +12,7 @@ from mmrec.pipelines.rank import train
 from mmrec.quantization.files import save_codes
 
 from mmrec.errors import UsageError
-from mmrec.features import UserVectorProvider
+from mmrec.rankers.features import UserVectorProvider
 from mmrec.rankers import auc, load_config, load_ranker, predict, prepare_data, simulate
 
 OPTIM = {"lr": 0.003, "batch_size": 256, "epochs": 3, "seed": 0, "threads": 1}
@@ -151,9 +151,3 @@ def test_early_stopping_on_validation_keeps_the_best_epoch(tmp_path):
     assert np.nanmean(aucs) == pytest.approx(best, abs=1e-6)
     with pytest.raises(UsageError, match="patience needs validation rows"):
         load_config({**config, "data": {**config["data"], "validation_fraction": 0.0}})
-
-
-def test_the_job_is_also_importable_from_the_rankers_package():
-    from mmrec.rankers import train as from_package  # README's import
-
-    assert from_package is train

@@ -132,7 +132,7 @@ def test_joint_tree_search_shares_one_beam_among_a_users_interests(planted_data)
 
 
 def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_size():
-    from mmrec.pipelines.retrieve import _Samples
+    from mmrec.retrieval.samples import TrainingSamples as _Samples
     from mmrec.retrieval import Sequences
 
     rng = np.random.default_rng(0)
@@ -153,7 +153,7 @@ def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_s
 
 
 def test_mips_lift_keeps_inner_products_and_puts_every_item_on_one_sphere(planted_data):
-    from mmrec.pipelines.retrieve import mips_lift
+    from mmrec.retrieval.serving import mips_lift
 
     rng = np.random.default_rng(0)
     items = rng.standard_normal((50, 6)).astype(np.float32) * rng.uniform(0.1, 3, (50, 1)).astype(np.float32)
