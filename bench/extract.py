@@ -120,7 +120,7 @@ class _GpuSampler:
         while not self._stop.wait(self.period):
             self.values.append(torch.cuda.utilization())
 
-    def __enter__(self) -> "_GpuSampler":
+    def __enter__(self) -> _GpuSampler:
         self._thread.start()
         return self
 

@@ -150,9 +150,9 @@ def _faiss_speed(run: Path, k: int = 10) -> dict:
     encoding (the transformer over the history) and of the search alone."""
     import numpy as np
     import torch
-    from mmrec.pipelines.retrieve import load_run
 
     from mmrec.index.exact import faiss_module
+    from mmrec.pipelines.retrieve import load_run
     from mmrec.retrieval.data import read_sequences
 
     faiss = faiss_module()
@@ -345,8 +345,8 @@ def main(argv=None) -> int:
                                                                                args.cornac_set))
 
     import torch
-    from mmrec.pipelines.seq_import import import_sequences
 
+    from mmrec.pipelines.seq_import import import_sequences
     from mmrec.retrieval.data import read_sequences
 
     torch.set_num_threads(args.threads)

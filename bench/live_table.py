@@ -90,9 +90,9 @@ def planted_scores(folder: Path, data, sim: dict) -> np.ndarray:
 def run_seed(seed: int, args, out: Path) -> list[dict]:
     variants = args.variants
     from mmrec.graphs import build_graphs, expand_metapaths, train_graphcl
-    from mmrec.synthetic.live_sim import read_live_world, simulate_live
     from mmrec.rankers.gtr_data import prepare_gtr_data
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
+    from mmrec.synthetic.live_sim import read_live_world, simulate_live
 
     folder = out / f"seed-{seed}"
     t0 = time.perf_counter()

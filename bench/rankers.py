@@ -129,7 +129,7 @@ def _child(python: str, code: str, args: list[str], threads: int, log: Path) -> 
     log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     if done.returncode != 0:
         sys.exit(f"child failed ({python}); see {log}")
-    line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT ")) if "RESULT" in done.stdout else "RESULT {}"
+    line = next(row for row in done.stdout.splitlines() if row.startswith("RESULT ")) if "RESULT" in done.stdout else "RESULT {}"
     return {**json.loads(line[len("RESULT "):]), "wall_s": round(time.perf_counter() - start, 2)}
 
 

@@ -432,7 +432,6 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from mmrec.pipelines.retrieve import read_vocab as _vocab
     from mmrec.pipelines.seq_import import import_sequences
-
     from mmrec.retrieval.data import read_sequences
 
     torch.set_num_threads(args.threads)

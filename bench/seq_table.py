@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     print(f"\n{'dataset':<11}{'variant':<23}" + "".join(f"{m:>18}" for m in COLUMNS)
           + f"{'epochs':>8}{'samples/s':>11}{'train s':>9}{'capped':>7}{'faiss q/s':>10}{'tree q/s':>9}{'tree R@100':>11}")
     for ds, variant, runs in rows:
-        def cell(m):
+        def cell(m, runs=runs):
             values = [r[m] for r in runs]
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             return f"{statistics.mean(values):.4f} ± {sd:.4f}"

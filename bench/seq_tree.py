@@ -44,12 +44,17 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from mmrec.index.tree import IndexTree
     from mmrec.index.exact import faiss_module
+    from mmrec.index.tree import IndexTree
     from mmrec.pipelines.index import build_index
     from mmrec.pipelines.retrieve import load_run
-    from mmrec.retrieval.serving import exact_top as _exact_top, interest_vectors as _interests, merge_interests as _merge, mips_lift, recall_vs as _recall_vs, tree_search as _tree_search
     from mmrec.retrieval.data import ITEM_KEY, read_sequences
+    from mmrec.retrieval.serving import exact_top as _exact_top
+    from mmrec.retrieval.serving import interest_vectors as _interests
+    from mmrec.retrieval.serving import merge_interests as _merge
+    from mmrec.retrieval.serving import mips_lift
+    from mmrec.retrieval.serving import recall_vs as _recall_vs
+    from mmrec.retrieval.serving import tree_search as _tree_search
 
     torch.set_num_threads(args.threads)
     model, config = load_run(args.run)

@@ -108,7 +108,7 @@ async def _load(host: str, port: int, bodies: list[bytes], clients: int, seconds
                     served.add(c)
                 counts["non_200"] += status != 200
                 i += clients
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 counts["connection_errors"] += 1
                 if conn is not None:
                     conn[1].close()

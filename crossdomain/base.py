@@ -33,7 +33,7 @@ class CDRModel(nn.Module):
     cross_domain = True  # False: the model never reads the other domain (no count residual)
 
     @classmethod
-    def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> "CDRModel":
+    def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> CDRModel:
         """The model for ``config`` (a CDRConfig) and ``data`` (a CDRData); ``state``: tensors of a saved run."""
         raise NotImplementedError
 

@@ -14,8 +14,8 @@ of the target is masked (:func:`make_batch`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

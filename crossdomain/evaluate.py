@@ -10,7 +10,7 @@ model on them (every epoch of training, and again on a saved run).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

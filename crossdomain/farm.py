@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from mmrec.crossdomain.base import CDRModel, gather
-from mmrec.losses import info_nce
 from mmrec.crossdomain.data import Batch
 from mmrec.crossdomain.item_graph import ItemEncoder, item_encoder_inputs
+from mmrec.losses import info_nce
 
 
 class FrequencyFilter(nn.Module):
@@ -93,7 +93,7 @@ class FARM(CDRModel):
         self.align_weight, self.temperature = align_weight, temperature
 
     @classmethod
-    def from_config(cls, config, data, state=None) -> "FARM":
+    def from_config(cls, config, data, state=None) -> FARM:
         return cls(data.n_users, tuple(d.n_items for d in data.domains), features=item_encoder_inputs(config, data, state),
                    dim=config.dim, dropout=config.dropout, maxlen=config.maxlen, gnn_layers=config.gnn_layers,
                    align_weight=config.contrast_weight, temperature=config.temperature)

@@ -37,7 +37,7 @@ class SingleDomain(CDRModel):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def from_config(cls, config, data, state=None) -> "SingleDomain":
+    def from_config(cls, config, data, state=None) -> SingleDomain:
         return cls(data.n_users, tuple(d.n_items for d in data.domains), dim=config.dim, aggregator=config.aggregator,
                    lam=config.lam, dropout=config.dropout, maxlen=config.maxlen)
 

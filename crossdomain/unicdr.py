@@ -56,7 +56,7 @@ class UniCDR(CDRModel):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def from_config(cls, config, data, state=None) -> "UniCDR":
+    def from_config(cls, config, data, state=None) -> UniCDR:
         similarity = (None, None)
         if AGGREGATORS.get(config.aggregator).needs_similarity:
             similarity = tuple(ease_weights(d.train, d.n_items, max_items=config.ease_items) for d in data.domains)

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrec.crossdomain.base import gather
-from mmrec.losses import info_nce
 from mmrec.crossdomain.data import Batch
 from mmrec.crossdomain.item_graph import ItemEncoder, item_encoder_inputs
 from mmrec.crossdomain.unicdr import UniCDR
+from mmrec.losses import info_nce
 
 
 class MMoEHead(nn.Module):
@@ -71,7 +71,7 @@ class UniCDRPlus(UniCDR):
         self.contrast_weight, self.soft_weight, self.temperature = contrast_weight, soft_weight, temperature
 
     @classmethod
-    def from_config(cls, config, data, state=None) -> "UniCDRPlus":
+    def from_config(cls, config, data, state=None) -> UniCDRPlus:
         return cls(data.n_users, tuple(d.n_items for d in data.domains), features=item_encoder_inputs(config, data, state),
                    dim=config.dim, aggregator=config.aggregator, lam=config.lam, dropout=config.dropout,
                    critic_weight=config.critic_weight, maxlen=config.maxlen, gnn_layers=config.gnn_layers,

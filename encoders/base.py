@@ -33,9 +33,10 @@ import importlib.metadata
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +105,7 @@ class TrainableConfig:
         self.lora_targets = tuple(self.lora_targets)
 
     @classmethod
-    def coerce(cls, value: "bool | dict | TrainableConfig | None") -> "TrainableConfig | None":
+    def coerce(cls, value: bool | dict | TrainableConfig | None) -> TrainableConfig | None:
         """``False``/``None`` -> frozen (None); ``True`` -> head only; a dict -> its fields."""
         if value is None or value is False:
             return None
@@ -189,7 +190,7 @@ class Encoder(nn.Module):
         model: str,
         *,
         weights: str | Path | None = None,
-        trainable: "bool | dict | TrainableConfig" = False,
+        trainable: bool | dict | TrainableConfig = False,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -205,7 +206,7 @@ class Encoder(nn.Module):
                 f"meaning; {self.weights_hint}", RandomWeightsWarning, stacklevel=3)
         self._finish_init(trainable)
 
-    def _finish_init(self, trainable: "bool | dict | TrainableConfig | None") -> None:
+    def _finish_init(self, trainable: bool | dict | TrainableConfig | None) -> None:
         if self.modality not in MODALITIES:
             raise TypeError(f"{type(self).__name__}.modality must be one of {MODALITIES}")
         self.trainable_config = TrainableConfig.coerce(trainable)
@@ -263,7 +264,7 @@ class Encoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def train(self, mode: bool = True) -> "Encoder":
+    def train(self, mode: bool = True) -> Encoder:
         # A frozen backbone stays in eval mode (no dropout, no SpecAugment, fixed norms) whatever
         # the parent module does; it trains only when LoRA or unfrozen blocks learn inside it.
         cfg = getattr(self, "trainable_config", None)
@@ -272,7 +273,7 @@ class Encoder(nn.Module):
             self.backbone.train(False)
         return self
 
-    def for_inference(self, *, precision: str = "auto", compile: bool = False, compile_batch: int = 64) -> "Encoder":
+    def for_inference(self, *, precision: str = "auto", compile: bool = False, compile_batch: int = 64) -> Encoder:
         """Choose how a frozen encoder runs (see the module docstring); returns ``self``.
 
         ``precision``: ``auto`` (autocast on CUDA, float32 on CPU), ``fp32``, ``bf16`` (CPU: bfloat16

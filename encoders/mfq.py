@@ -69,7 +69,7 @@ class MFQConfig:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @classmethod
-    def coerce(cls, value: "MFQConfig | dict[str, Any] | None") -> "MFQConfig":
+    def coerce(cls, value: MFQConfig | dict[str, Any] | None) -> MFQConfig:
         if isinstance(value, cls):
             return value
         value = dict(value or {})

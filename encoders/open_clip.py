@@ -29,19 +29,20 @@ import dataclasses
 import io
 import pickle
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import open_clip
 import torch
-from mmrec.encoders.base import MAX_IMAGE_PIXELS, Encoder
 from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from mmrec.config import read_yaml
+from mmrec.encoders.base import MAX_IMAGE_PIXELS, Encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
 
 TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}}

@@ -34,8 +34,9 @@ model, folder + sha256 for one given by path.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ class WhisperCT2Encoder(SpeechEncoder):
         self.backbone.set_silence(self.collate([torch.zeros(SAMPLE_RATE)])["input_features"])
         self.backbone_dim = self.backbone.dim
 
-    def _finish_init(self, trainable: "bool | dict | TrainableConfig | None") -> None:
+    def _finish_init(self, trainable: bool | dict | TrainableConfig | None) -> None:
         cfg = TrainableConfig.coerce(trainable)
         if cfg is not None and (cfg.lora_rank or cfg.unfreeze_last):
             raise UsageError(
@@ -86,7 +87,7 @@ class WhisperCT2Encoder(SpeechEncoder):
     def device(self) -> torch.device:
         return self.backbone.anchor.device
 
-    def for_inference(self, *, precision: str = "auto", compile: bool = False, compile_batch: int = 64) -> "Encoder":
+    def for_inference(self, *, precision: str = "auto", compile: bool = False, compile_batch: int = 64) -> Encoder:
         """As :meth:`Encoder.for_inference`, with ``precision`` run as a CTranslate2 compute type."""
         if compile:
             raise UsageError(f"{self.name}: compile does not apply to a CTranslate2 model; CTranslate2 already fuses its kernels")

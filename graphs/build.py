@@ -23,9 +23,10 @@ not with the log. Swing baskets are each user's ``swing_max_items_per_user`` mos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,8 +35,8 @@ from tqdm.auto import tqdm
 
 from mmrec.config import build_config
 from mmrec.errors import InputError, UsageError
-from mmrec.logs import count_rows, iter_log, read_id_table
 from mmrec.graphs.swing import swing_scores
+from mmrec.logs import count_rows, iter_log, read_id_table
 
 if TYPE_CHECKING:
     from torch_geometric.data import HeteroData
@@ -180,7 +181,7 @@ def _swing_edges(users: np.ndarray, authors: np.ndarray, counts: np.ndarray, n_a
     return np.stack([src, dst]), score.astype(np.float32)
 
 
-def _edges(data: "HeteroData", edge_type: tuple[str, str, str], src: np.ndarray, dst: np.ndarray, **attrs: np.ndarray) -> None:
+def _edges(data: HeteroData, edge_type: tuple[str, str, str], src: np.ndarray, dst: np.ndarray, **attrs: np.ndarray) -> None:
     store = data[edge_type]
     store.edge_index = torch.from_numpy(np.stack([src, dst]).astype(np.int64))
     for name, value in attrs.items():
@@ -189,7 +190,7 @@ def _edges(data: "HeteroData", edge_type: tuple[str, str, str], src: np.ndarray,
 
 def build_graphs(
     logs: str | Path | Sequence[str | Path] | pa.Table, *, config: GraphConfig | dict | None = None
-) -> "HeteroData":
+) -> HeteroData:
     """Build the U2A gifting / watching graphs and the A2A Swing graph from behaviour log(s).
 
     ``logs``: a Parquet path, a folder holding ``live-behaviour.parquet``, a list of paths or a

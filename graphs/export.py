@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from torch_geometric.data import HeteroData
 
 
-def export_embeddings(embeddings: dict[str, torch.Tensor], graph: "HeteroData | None", path: str | Path) -> Path:
+def export_embeddings(embeddings: dict[str, torch.Tensor], graph: HeteroData | None, path: str | Path) -> Path:
     """Write ``{node_type: (num_nodes, d)}`` (row ``i`` = the graph's node ``i``) atomically to ``path``.
 
     ``node_id`` is the graph's ``node_id`` of the row (the log's id; the row itself when ``graph`` is

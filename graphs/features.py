@@ -12,8 +12,8 @@ whose key or author is not in the graph are counted in ``rows_skipped``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa

@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 
 from mmrec.config import build_config
 from mmrec.device import resolve_device
-from mmrec.losses import info_nce
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs.sage import HeteroSAGE
 from mmrec.graphs.sampler import NeighborSampler
+from mmrec.losses import info_nce
 from mmrec.training import LoopConfig, fit
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class GraphCL(nn.Module):
         self.encoder = encoder
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
 
-    def encode(self, batch: "HeteroData", features: dict[str, torch.Tensor], *, edge_drop: float = 0.0,
+    def encode(self, batch: HeteroData, features: dict[str, torch.Tensor], *, edge_drop: float = 0.0,
                feature_mask: float = 0.0) -> dict[str, torch.Tensor]:
         """Encoder outputs of a sampled ``batch`` (seeds first per type, ``(n_t, dim)``), one augmented
         view when ``edge_drop`` / ``feature_mask`` > 0."""
@@ -126,7 +126,7 @@ class GraphCL(nn.Module):
                 edges[e] = v[:, kept]
         return self.encoder(x, edges, {t: list(batch[t].num_sampled_nodes) for t in batch.node_types}, per_hop)
 
-    def forward(self, batch: "HeteroData", node_type: str, size: int, features: dict[str, torch.Tensor], *,
+    def forward(self, batch: HeteroData, node_type: str, size: int, features: dict[str, torch.Tensor], *,
                 edge_drop: float, feature_mask: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Projections ``z = g(f(view))`` of the ``size`` seeds of ``node_type`` under two independently
         augmented views of ``batch``: ``(size, dim)`` each."""
@@ -135,7 +135,7 @@ class GraphCL(nn.Module):
         return self.head(views[0]), self.head(views[1])
 
 
-def _check_features(graph: "HeteroData", features: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+def _check_features(graph: HeteroData, features: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     features = dict(features or {})
     for node_type, value in features.items():
         if node_type not in graph.node_types:
@@ -167,7 +167,7 @@ def _batches(seeds: dict[str, torch.Tensor], batch_size: int, generator: torch.G
                 yield queue[i]
 
 
-def build_model(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+def build_model(graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> GraphCL:
     """An untrained :class:`GraphCL` model shaped for ``graph`` (and its node ``features``)."""
     config = build_config(GraphCLConfig, config, "GraphCL config")
@@ -177,7 +177,7 @@ def build_model(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None
     return GraphCL(encoder, config.dim)
 
 
-def fit_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+def fit_graphcl(graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> tuple[GraphCL, dict[str, Any]]:
     """Pre-train a :class:`GraphCL` model on ``graph`` through :func:`mmrec.training.fit`; returns it and
     a report: ``epoch_loss`` (mean NT-Xent of the epoch's batches), ``steps``, ``seconds``,
@@ -218,7 +218,7 @@ def fit_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None
 
 
 @torch.no_grad()
-def embed_nodes(model: GraphCL, graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+def embed_nodes(model: GraphCL, graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> dict[str, torch.Tensor]:
     """Encoder outputs for every node, ``{node_type: (num_nodes, dim)}`` float32 on CPU, row ``i`` = node ``i``."""
     config = build_config(GraphCLConfig, config, "GraphCL config")
@@ -239,7 +239,7 @@ def embed_nodes(model: GraphCL, graph: "HeteroData", *, features: dict[str, torc
     return out
 
 
-def train_graphcl(graph: "HeteroData", *, features: dict[str, torch.Tensor] | None = None,
+def train_graphcl(graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,
                   config: GraphCLConfig | dict | None = None) -> dict[str, torch.Tensor]:
     """Pre-train with GraphCL and return node embeddings ``{node_type: (num_nodes, dim)}``, row ``i`` = node_id ``i``."""
     config = build_config(GraphCLConfig, config, "GraphCL config")

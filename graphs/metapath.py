@@ -28,8 +28,9 @@ a row over the bound gets a chunk of its own), so memory is bounded by ``chunk_n
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -75,7 +76,7 @@ def parse_metapath(metapath: str, edge_types: Iterable[tuple[str, str, str]]) ->
     return hops
 
 
-def transition_matrix(graph: "HeteroData", edge_type: tuple[str, str, str], *, normalize: bool = True) -> torch.Tensor:
+def transition_matrix(graph: HeteroData, edge_type: tuple[str, str, str], *, normalize: bool = True) -> torch.Tensor:
     """The edge type as a CSR matrix ``(n_src, n_dst)`` of (row-normalised) edge weights, float64."""
     src_type, _, dst_type = edge_type
     store = graph[edge_type]
@@ -184,7 +185,7 @@ def _expand_one(graph, metapath: str, k: int, chunk_nnz: int, normalize: bool, p
 
 
 def expand_metapaths(
-    graph: "HeteroData",
+    graph: HeteroData,
     metapaths: str | Sequence[str] = DEFAULT_METAPATHS,
     k: int = 20,
     *,

@@ -17,7 +17,7 @@ slicing, since the layers are called one edge type at a time with ``(x_src, x_ds
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

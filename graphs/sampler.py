@@ -22,7 +22,8 @@ and pointer arithmetic, all nodes of a hop at once:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -41,7 +42,7 @@ class NeighborSampler:
     (local ids) and ``num_sampled_edges`` per edge type, and ``batch_size`` on the seed type.
     """
 
-    def __init__(self, graph: "HeteroData", fanouts: Sequence[int], *,
+    def __init__(self, graph: HeteroData, fanouts: Sequence[int], *,
                  edge_types: Iterable[tuple[str, str, str]] | None = None, seed: int = 0) -> None:
         if not fanouts or any(f < 1 for f in fanouts):
             raise UsageError(f"fanouts must be a non-empty list of ints >= 1, got {list(fanouts)}")
@@ -81,7 +82,7 @@ class NeighborSampler:
         pairs = torch.unique(owner * self.num_nodes[edge_type[0]] + src)  # drop repeated draws
         return pairs // self.num_nodes[edge_type[0]], pairs % self.num_nodes[edge_type[0]]
 
-    def sample(self, seed_type: str, seeds: torch.Tensor) -> "HeteroData":
+    def sample(self, seed_type: str, seeds: torch.Tensor) -> HeteroData:
         """The sampled subgraph around ``seeds`` (distinct node rows of ``seed_type``)."""
         from torch_geometric.data import HeteroData
 

@@ -24,7 +24,7 @@ GRAPH_TENSORS = "graph.safetensors"
 GRAPH_JSON = "graph.json"
 
 
-def save_graph(graph: "HeteroData", folder: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+def save_graph(graph: HeteroData, folder: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
     """Write ``graph`` into ``folder`` (tensors first, ``graph.json`` last, each atomically)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def save_graph(graph: "HeteroData", folder: str | Path, *, meta: dict[str, Any] 
     return folder
 
 
-def load_graph(folder: str | Path) -> "HeteroData":
+def load_graph(folder: str | Path) -> HeteroData:
     """Rebuild the ``HeteroData`` written by :func:`save_graph`; ``graph.meta`` holds the saved meta."""
     from torch_geometric.data import HeteroData
 

@@ -10,7 +10,7 @@ co-gifting users). Each item keeps its ``top_n`` partners; an item with more tha
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -135,7 +136,7 @@ class BaseIndex:
         keys: Sequence[str] | None = None,
         progress: bool = True,
         **overrides: Any,
-    ) -> "BaseIndex":
+    ) -> BaseIndex:
         """Build over Parquet embeddings (``column``) or an ``(n, d)`` array (optional ``keys``), tune
         the search knob for ``target_recall``; saved to ``out`` when given. ``config``: the kind's
         config dataclass or a dict; ``overrides`` replace its fields."""
@@ -148,7 +149,7 @@ class BaseIndex:
         return built
 
     @classmethod
-    def _build_from(cls, source: Any, config: Any, *, column: str, progress: bool, start: float) -> "BaseIndex":
+    def _build_from(cls, source: Any, config: Any, *, column: str, progress: bool, start: float) -> BaseIndex:
         """The index over the opened ``source``, tuned (:meth:`_tune`); ``start``: when the build began."""
         raise NotImplementedError
 

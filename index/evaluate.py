@@ -18,8 +18,7 @@ from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex
 from mmrec.index.exact import ExactKnn
 from mmrec.index.tune import measure, sweep
-from mmrec.store import check_vectors
-from mmrec.store import EmbeddingSource, sample_rows
+from mmrec.store import EmbeddingSource, check_vectors, sample_rows
 
 SWEEP_STOP = 0.999
 

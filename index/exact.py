@@ -8,7 +8,7 @@ query a row id to leave out (its own row when queries are sampled from the data:
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -73,7 +73,8 @@ def drop_excluded(scores: np.ndarray, rows: np.ndarray, exclude: np.ndarray | No
     return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
 
 
-def exact_knn(blocks: Iterable[np.ndarray], queries: np.ndarray, k: int, *, metric: str = "ip", exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def exact_knn(blocks: Iterable[np.ndarray], queries: np.ndarray, k: int, *, metric: str = "ip",
+              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``(scores, rows)`` of ``queries`` over the concatenation of ``blocks``."""
     knn = ExactKnn(queries, k, metric=metric, exclude=exclude)
     for block in blocks:

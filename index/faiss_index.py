@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +37,8 @@ from mmrec.errors import UsageError
 from mmrec.index.base import BaseIndex, check_unique, read_info
 from mmrec.index.exact import METRICS, ExactKnn, faiss_metric, faiss_module
 from mmrec.index.select import choose_index, family_of, parse_memory
-from mmrec.store import BATCH_ROWS, open_source, sample_rows
 from mmrec.io import atomic_path
-from mmrec.store import check_vectors
+from mmrec.store import BATCH_ROWS, check_vectors, open_source, sample_rows
 
 INDEX_FILE = "index.faiss"
 MIN_TRAIN = 10_000  # PQ's 256 centroids per sub-quantizer want ≥ 39·256 points
@@ -190,7 +190,7 @@ class FaissIndex(BaseIndex):
 
     # -- build and add ----------------------------------------------------------------------
     @classmethod
-    def _build_from(cls, source: Any, config: FaissConfig, *, column: str, progress: bool, start: float) -> "FaissIndex":
+    def _build_from(cls, source: Any, config: FaissConfig, *, column: str, progress: bool, start: float) -> FaissIndex:
         faiss = faiss_module()
         times: dict[str, float] = {}
         planned = source.max_rows  # nulls included: an upper bound on n, to size the sample
@@ -296,7 +296,7 @@ class FaissIndex(BaseIndex):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, mmap: bool = True, gpu: bool = False) -> "FaissIndex":
+    def load(cls, folder: str | Path, *, mmap: bool = True, gpu: bool = False) -> FaissIndex:
         """Load an index folder; memory-mapped (read-only) where the index type allows."""
         faiss = faiss_module()
         folder = Path(folder)

@@ -63,7 +63,7 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, strict=True, description="neighbours per query, at most the server's max_k")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "SearchRequest":
+    def _exactly_one(self) -> SearchRequest:
         given = [q for q in (self.vectors, self.keys, self.text) if q is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of 'vectors', 'keys' or 'text'")
@@ -158,7 +158,7 @@ def _checked(index: BaseIndex, query: SearchRequest) -> tuple[np.ndarray, bool]:
 class _Batcher:
     """Runs searches in at most ``slots`` threads; what waits meanwhile is searched together, by ``k``."""
 
-    def __init__(self, index: BaseIndex, slots: int, metrics: "_Metrics") -> None:
+    def __init__(self, index: BaseIndex, slots: int, metrics: _Metrics) -> None:
         self.index, self.slots, self.metrics = index, slots, metrics
         self.waiting: deque[tuple[np.ndarray, bool, int, asyncio.Future]] = deque()
         self.busy = 0
@@ -255,7 +255,7 @@ class _Metered:
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
-def create_app(index: BaseIndex, config: "ServerConfig", *, text_encoder: Any = None, no_text: str = "") -> FastAPI:
+def create_app(index: BaseIndex, config: ServerConfig, *, text_encoder: Any = None, no_text: str = "") -> FastAPI:
     """The FastAPI app answering searches over ``index`` within ``config``'s limits; ``text_encoder``
     (an :class:`~mmrec.encoders.Encoder`) embeds text queries, else they get 422 with ``no_text``."""
     metrics = _Metrics()

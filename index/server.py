@@ -51,7 +51,8 @@ class ServerConfig:
     max_batch: int = field(default=256, metadata={"help": "most queries per request"})
     max_k: int = field(default=1000, metadata={"help": "largest k a request may ask for"})
     search_threads: int | None = field(default=1, metadata={"help": "FAISS threads per search; requests already run in parallel (none: leave them)"})
-    search_concurrency: int | None = field(default=None, metadata={"help": "searches running at once, the rest wait (none: the usable cores)", "default_text": "cores"})
+    search_concurrency: int | None = field(default=None, metadata={"help": "searches running at once, the rest wait (none: the usable cores)",
+                                                                   "default_text": "cores"})
     max_connections: int = field(default=512, metadata={"help": "open connections and in-flight requests; more get 503"})
     backlog: int = field(default=2048, metadata={"help": "listen backlog: connections the kernel queues before they are accepted"})
     keep_alive_s: float = field(default=30.0, metadata={"help": "seconds an idle keep-alive connection stays open"})

@@ -38,9 +38,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -490,7 +491,7 @@ class IndexTree(BaseIndex):
 
     # -- build, save, load ------------------------------------------------------------------
     @classmethod
-    def _build_from(cls, source: Any, config: TreeConfig, *, column: str, progress: bool, start: float) -> "IndexTree":
+    def _build_from(cls, source: Any, config: TreeConfig, *, column: str, progress: bool, start: float) -> IndexTree:
         batches = list(source.batches())
         if not batches:
             raise UsageError(f"no non-null vectors in column {column!r}")
@@ -550,7 +551,7 @@ class IndexTree(BaseIndex):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "IndexTree":
+    def load(cls, folder: str | Path) -> IndexTree:
         from safetensors.numpy import load_file
         from safetensors.torch import load_file as load_torch
 

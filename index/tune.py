@@ -11,7 +11,7 @@ one call, every FAISS thread); ``ms_per_query`` is the mean latency of one-query
 from __future__ import annotations
 
 import time
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,7 +50,8 @@ def latency_ms(index: BaseIndex, queries: np.ndarray, k: int) -> float:
     return (time.perf_counter() - start) / len(sample) * 1000
 
 
-def measure(index: BaseIndex, queries: np.ndarray, truth: np.ndarray, *, ks: tuple[int, ...] = (1, 10), exclude: np.ndarray | None = None, timing: bool = True) -> dict[str, Any]:
+def measure(index: BaseIndex, queries: np.ndarray, truth: np.ndarray, *, ks: tuple[int, ...] = (1, 10), exclude: np.ndarray | None = None,
+            timing: bool = True) -> dict[str, Any]:
     """Recall@k for each k in ``ks`` against ``truth`` (q, ≥max ks) rows, plus QPS and latency."""
     kmax = max(ks)
     _, rows = search_excluding(index, queries, kmax, exclude)
@@ -98,7 +99,8 @@ def tune(index: BaseIndex, queries: np.ndarray, truth: np.ndarray, *, k: int, ta
     }
 
 
-def sweep(index: BaseIndex, queries: np.ndarray, truth: np.ndarray, *, k: int = 10, exclude: np.ndarray | None = None, values: list[int] | None = None) -> list[dict[str, Any]]:
+def sweep(index: BaseIndex, queries: np.ndarray, truth: np.ndarray, *, k: int = 10, exclude: np.ndarray | None = None,
+          values: list[int] | None = None) -> list[dict[str, Any]]:
     """Recall@k and QPS at each knob value (the grid by default); restores the current value."""
     current = index.info.get("search_params", {}).get(index.param_name) if index.param_name else None
     points = []

@@ -14,8 +14,9 @@ import json
 import numbers
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from mmrec.errors import UsageError
 

@@ -17,8 +17,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -98,7 +99,7 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
-def open_parquet(path: str | os.PathLike, what: str = "Parquet file") -> "pq.ParquetFile":
+def open_parquet(path: str | os.PathLike, what: str = "Parquet file") -> pq.ParquetFile:
     """Open ``path`` for reading; UsageError naming ``what`` if it is missing, InputError if not Parquet."""
     import pyarrow.parquet as pq
 
@@ -113,7 +114,7 @@ def open_parquet(path: str | os.PathLike, what: str = "Parquet file") -> "pq.Par
         raise InputError(f"{path}: not a Parquet file ({err})") from None
 
 
-def read_safetensors(path: str | os.PathLike, what: str = "safetensors file") -> "tuple[dict[str, torch.Tensor], Any]":
+def read_safetensors(path: str | os.PathLike, what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], Any]:
     """``(tensors, meta)`` of a safetensors file: ``meta`` is the JSON under the metadata key ``mmrec``
     (None when absent). UsageError naming ``what`` if the file is missing, InputError if unreadable."""
     from safetensors import safe_open

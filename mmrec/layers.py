@@ -16,7 +16,7 @@ attention of mmrec: the rankers, GTR and the MISS tree's exact search unit (:mod
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

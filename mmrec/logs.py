@@ -20,8 +20,8 @@ values batch by batch. Memory is ``batch_rows``, not the log.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa

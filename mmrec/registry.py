@@ -8,7 +8,8 @@ are imported on first lookup, so ``import mmrec`` stays light.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmrec.errors import UsageError
 

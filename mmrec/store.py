@@ -28,9 +28,10 @@ import glob
 import json
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -240,7 +241,7 @@ def _record_batches(path: Path, batch_rows: int, columns: list[str]) -> Iterator
 
 
 def open_source(
-    data: "str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray | EmbeddingSource",
+    data: str | os.PathLike | Sequence[str | os.PathLike] | np.ndarray | EmbeddingSource,
     *,
     column: str = "fused",
     id_column: str = "key",

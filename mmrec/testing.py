@@ -7,8 +7,9 @@ missing; ``sample_shards(folder)`` writes small SYNTHETIC shards with planted to
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def with_cuda(fn: Callable) -> Callable:

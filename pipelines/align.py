@@ -35,9 +35,8 @@ from mmrec.errors import InputError, UsageError
 from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.quantization.align import AlignConfig, align_vectors, encode_rows, pair_metrics, split_pairs, train_tower
 from mmrec.quantization.files import save_tensors
-from mmrec.store import check_vectors
 from mmrec.quantization.pairs import Log, PairConfig, mine_pairs
-from mmrec.store import embedding_shards, read_embeddings, write_embeddings
+from mmrec.store import check_vectors, embedding_shards, read_embeddings, write_embeddings
 from mmrec.threads import THREADS_HELP, announce_threads, use_threads
 
 MODALITIES = ("image", "text", "audio")

@@ -19,21 +19,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mmrec.crossdomain.config import CDRConfig
 
 from mmrec.config import apply_overrides as set_overrides
 from mmrec.config import build_config
+from mmrec.crossdomain.config import CDRConfig
 from mmrec.errors import UsageError
 from mmrec.io import atomic_path, output_folder, write_json
 from mmrec.threads import announce_threads
 
 if TYPE_CHECKING:  # torch and the models load when a job runs, not when the CLI builds its parser
     import torch
+
     from mmrec.crossdomain.data import CDRData
 
 
@@ -90,8 +92,8 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
     a ``valid.txt``). Returns the report (also written to ``out/metrics.json`` when ``out`` is given).
     """
     from mmrec.crossdomain.data import CDRData
-    from mmrec.crossdomain.train import train_model
     from mmrec.crossdomain.files import load_data, read_item_embeddings
+    from mmrec.crossdomain.train import train_model
 
     config = build_config(CDRConfig, config, "cdr")
     with output_folder(out) if out is not None else contextlib.nullcontext():  # unwritable: fails before training
@@ -141,9 +143,10 @@ def save_run(out: str | Path, model: torch.nn.Module, config: CDRConfig, data: C
 
 def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
     """Rebuild a saved run's model (eval mode), config and training data."""
+    from safetensors.torch import load_file
+
     from mmrec.crossdomain.data import CDRData, Domain
     from mmrec.crossdomain.train import build_model
-    from safetensors.torch import load_file
 
     run = Path(run)
     for name in ("config.json", "data.json", "model.safetensors"):
@@ -199,6 +202,7 @@ def user_vectors(model: torch.nn.Module, config: CDRConfig, data: CDRData, domai
     """Target-domain user vectors ``(len(users), D)`` float32 of user indices ``users`` (eval mode);
     a user cold in ``domain`` gets its cross-domain vector."""
     import torch
+
     from mmrec.crossdomain.data import domain_histories, other_histories
 
     hist = domain_histories(data, config.maxlen)

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from mmrec.encoders import DEFAULT_TEXT
 
 from mmrec.config import build_config, replace_config
+from mmrec.encoders import DEFAULT_TEXT
 from mmrec.io import write_json
 from mmrec.store import read_embeddings
 
@@ -101,14 +102,14 @@ def _click_auc(report: dict[str, Any]) -> float:
 def run_demo(out: str | Path, config: DemoConfig | dict | None = None, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Run the chain in folder ``out``; returns (and writes to ``out/report.json``) the report."""
     import torch
+
+    from mmrec.index import build_index
     from mmrec.pipelines.align import align
     from mmrec.pipelines.cdr import export_user_features, train_cdr
     from mmrec.pipelines.extract import extract
     from mmrec.pipelines.quantize import quantize
     from mmrec.pipelines.rank import train as train_ranker
     from mmrec.quantization import load_codes
-
-    from mmrec.index import build_index
     from mmrec.synthetic.sample_data import write_sample_data
 
     cfg = replace_config(build_config(DemoConfig, config, "demo"), "demo", **overrides)

@@ -62,6 +62,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
+
+from mmrec.config import build_config, replace_config
+from mmrec.device import resolve_device
 from mmrec.encoders import (
     DEFAULT_TEXT,
     MAX_IMAGE_PIXELS,
@@ -79,9 +82,6 @@ from mmrec.encoders.shards import (
     shard_identity,
     shard_name,
 )
-
-from mmrec.config import build_config, replace_config
-from mmrec.device import resolve_device
 from mmrec.errors import InputError, MMRecError, UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
 from mmrec.threads import announce_threads, use_threads

@@ -29,9 +29,10 @@ stopping (there is no separate validation split), so the reported recall is then
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -318,7 +319,8 @@ class TrainTreeConfig:
 
     index: str = field(default="", metadata={"help": "tree index folder (mmrec index build --kind tree)"})
     log: str = field(default="", metadata={"help": "behaviour log (Parquet: user_id, item_id, the label, ts)"})
-    user_emb: str | None = field(default=None, metadata={"help": "user vectors keyed by user (emb-*.parquet layout; default: mean of the history's item vectors)"})
+    user_emb: str | None = field(default=None, metadata={
+        "help": "user vectors keyed by user (emb-*.parquet layout; default: mean of the history's item vectors)"})
     user_column: str = field(default="fused", metadata={"help": "vector column of --user-emb"})
     user_key: str = field(default="user-{}", metadata={"help": "key of a log user_id in --user-emb (str.format pattern)"})
     item_key: str = field(default="item-{:06d}", metadata={"help": "tree key of an integer log item_id (str.format pattern; string ids are keys)"})

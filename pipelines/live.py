@@ -80,9 +80,9 @@ def train_live(folder: str | Path, out: str | Path | None = None, config: LiveTr
                progress: bool = False, **overrides: Any) -> dict[str, Any]:
     """Train GTR on the simulator folder ``folder`` (see the module docstring); ``config``: a
     :class:`LiveTrainConfig`, a dict of its fields or a YAML path; ``overrides``: fields on top."""
-    from mmrec.synthetic.live_sim import read_live_world
     from mmrec.rankers.gtr_data import prepare_gtr_data
     from mmrec.rankers.gtr_train import build_gtr, train_gtr
+    from mmrec.synthetic.live_sim import read_live_world
 
     cfg = replace_config(build_config(LiveTrainConfig, config, "live train"), "live train", **overrides)
     with output_folder(out) if out is not None else contextlib.nullcontext(), \

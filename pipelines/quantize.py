@@ -27,9 +27,8 @@ from mmrec.io import output_folder, write_json
 from mmrec.quantization.base import QUANTIZERS
 from mmrec.quantization.collisions import DEDUP_METHODS, add_suffix
 from mmrec.quantization.files import save_codes
-from mmrec.store import check_vectors
 from mmrec.quantization.report import code_report, collision_stats, plot_usage
-from mmrec.store import ID_COLUMN_HELP, read_embeddings
+from mmrec.store import ID_COLUMN_HELP, check_vectors, read_embeddings
 from mmrec.threads import THREADS_HELP, use_threads
 
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,12 +37,12 @@ from torch import nn
 
 from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
-from mmrec.rankers.features.collate import collate
 from mmrec.io import atomic_path, finite_json, open_parquet, output_folder, write_json
 from mmrec.rankers.base import RANKERS, Ranker
 from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
 from mmrec.rankers.config import OptimConfig, RankConfig, load_config
 from mmrec.rankers.data import prepare_data, prepare_scoring
+from mmrec.rankers.features.collate import collate
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table
 from mmrec.rankers.predict import predict
@@ -298,8 +299,8 @@ def export_run(run: str | Path | RankRun, out: str | Path, *, onnx: bool = True,
     probabilities on ``rows`` test rows of the run's log). Returns ``export.json``'s content."""
     import shutil
 
-    from mmrec.rankers.features.collate import collate
     from mmrec.rankers.export import batch_inputs, export_onnx, export_program
+    from mmrec.rankers.features.collate import collate
 
     loaded = run if isinstance(run, RankRun) else load_run(run)
     model = loaded.model.cpu().eval()

@@ -384,10 +384,9 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
     items are), so the user's interests share the beam; its "query" is the user, and every node it
     scores costs ``k`` dot products (``items_scored_per_user``).
     """
-    from mmrec.pipelines.index import build_index
-
     from mmrec.index.exact import faiss_module
     from mmrec.index.faiss_index import FaissIndex
+    from mmrec.pipelines.index import build_index
 
     job = replace_config(build_config(ServeJob, config, "retrieve serve"), "retrieve serve", **overrides)
     kind, k, out, max_users, beam = job.kind, job.k, job.out, job.max_users, job.beam
@@ -442,8 +441,10 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
         start = time.perf_counter()
         found, scored = tree_search(index, queries, n_int, k, beam, joint, upper)
         seconds = time.perf_counter() - start
-        extra.update(beam=int(beam), upper_beam=upper, branching=int(branching), balanced=balanced, joint=joint, mips=mips, tree_nodes_per_level=index.node_counts())
-        factory = f"tree(branching={branching}, beam={beam}{f', upper_beam={upper}' if upper else ''}{', joint' if joint else ''}{', mips' if mips else ''}{', balanced' if balanced else ''})"
+        extra.update(beam=int(beam), upper_beam=upper, branching=int(branching), balanced=balanced, joint=joint, mips=mips,
+                     tree_nodes_per_level=index.node_counts())
+        flags = f"{f', upper_beam={upper}' if upper else ''}{', joint' if joint else ''}{', mips' if mips else ''}{', balanced' if balanced else ''}"
+        factory = f"tree(branching={branching}, beam={beam}{flags})"
     else:
         faiss = faiss_module()
         index = build_index(items, out, "faiss:Flat" if kind == "exact" else f"faiss:{kind}" if kind != "auto" else "auto",

@@ -13,22 +13,20 @@ The jobs over folders are in :mod:`mmrec.pipelines`: ``mmrec align`` is
 (still importable here as ``quantize``, loaded on first use, for callers of the old path).
 """
 
+from mmrec.layers import CodeEmbedding, target_attention
 from mmrec.losses import info_nce
 from mmrec.quantization.align import AlignConfig, align_vectors, pair_metrics, train_tower
 from mmrec.quantization.base import QUANTIZERS, CodeQuantizer, load_quantizer
 from mmrec.quantization.collisions import add_suffix, collision_groups
-from mmrec.layers import CodeEmbedding, target_attention
 from mmrec.quantization.features import CodeCrossFeatures, prefix_match
 from mmrec.quantization.files import load_codes, save_codes
-from mmrec.store import read_embeddings
 from mmrec.quantization.kmeans import assign, balanced_kmeans, kmeans
 from mmrec.quantization.pairs import PairConfig, mine_pairs
 from mmrec.quantization.report import code_report, plot_usage
 from mmrec.quantization.rq_kmeans import BalancedRQKMeans, RQKMeans, RQKMeansConfig
 from mmrec.quantization.rq_vae import RQVAE, ResidualQuantizer, RQVAEConfig, RQVAEQuantizer
 from mmrec.quantization.vq import VQCodes, VQConfig
-
-
+from mmrec.store import read_embeddings
 
 __all__ = [
     "QUANTIZERS", "AlignConfig", "BalancedRQKMeans", "CodeCrossFeatures", "CodeEmbedding", "CodeQuantizer",

@@ -39,8 +39,8 @@ from mmrec.config import build_config
 from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
 from mmrec.losses import info_nce
-from mmrec.store import check_vectors
 from mmrec.registry import Registry
+from mmrec.store import check_vectors
 from mmrec.training import LoopConfig, fit, shuffled_batches
 
 HEADS = Registry("alignment head")

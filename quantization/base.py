@@ -18,8 +18,8 @@ import numpy as np
 from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.quantization.files import load_tensors, save_tensors
-from mmrec.store import check_vectors
 from mmrec.registry import Registry
+from mmrec.store import check_vectors
 
 QUANTIZERS = Registry("quantizer")
 QUANTIZERS.register("rq-kmeans", "mmrec.quantization.rq_kmeans:RQKMeans")
@@ -70,7 +70,7 @@ class CodeQuantizer:
     def fitted(self) -> bool:
         return self.dim is not None
 
-    def fit(self, x: np.ndarray, *, progress: bool = False) -> "CodeQuantizer":
+    def fit(self, x: np.ndarray, *, progress: bool = False) -> CodeQuantizer:
         self.fit_transform(x, progress=progress)
         return self
 
@@ -105,7 +105,7 @@ class CodeQuantizer:
         save_tensors(path, self._state(), info)
 
     @classmethod
-    def load(cls, path: str | Path) -> "CodeQuantizer":
+    def load(cls, path: str | Path) -> CodeQuantizer:
         """Read a file written by :meth:`save` (of this method)."""
         tensors, info = load_tensors(path)
         if info.get("method") != cls.method:

@@ -18,7 +18,7 @@ candidate, then target attention over them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmrec.store import check_vectors
 from mmrec.errors import UsageError
+from mmrec.store import check_vectors
 
 
 def _faiss():

@@ -23,9 +23,10 @@ the log's ``item_id`` maps to an embedding key through ``item_key`` (``"item-{:0
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

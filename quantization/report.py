@@ -13,8 +13,9 @@ of the prefix ``c1..cj`` and % of items that share their id with another item (c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -35,9 +35,9 @@ from mmrec.rankers.metrics import auc, format_table, metrics_table, uauc_gauc
 from mmrec.rankers.mmoe import MMoE, MMoEConfig
 from mmrec.rankers.pepnet import EPNet, PEPNet, PEPNetConfig, PPNet
 from mmrec.rankers.ple import CGC, PLE, PLEConfig
+from mmrec.rankers.predict import predict
 from mmrec.rankers.shared_bottom import SharedBottom, SharedBottomConfig
 from mmrec.synthetic.rank_sim import SimulationConfig, simulate
-from mmrec.rankers.predict import predict
 
 __all__ = [
     "GTR", "GTRConfig", "GTRData", "build_gtr", "load_gtr", "predict_gtr", "prepare_gtr_data", "save_gtr", "train_gtr",

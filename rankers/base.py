@@ -9,15 +9,16 @@ domains at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from torch import nn
 
+from mmrec.config import from_dict
 from mmrec.errors import UsageError
 from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.inputs import FeatureEmbedding
-from mmrec.config import from_dict
 from mmrec.registry import Registry
 
 RANKERS = Registry("ranker")

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from mmrec.errors import InputError
-from mmrec.rankers.features.collate import InputSchema
 from mmrec.io import atomic_path, read_safetensors
 from mmrec.rankers.base import RANKERS, Ranker
+from mmrec.rankers.features.collate import InputSchema
 
 
 def save_checkpoint(path: str | Path, model: Ranker, *, info: dict[str, Any] | None = None) -> Path:

@@ -32,14 +32,15 @@ stops early on their mean AUC over the tasks and keeps the best epoch's weights.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmrec.config import apply_overrides, from_dict, read_yaml
 from mmrec.errors import UsageError
-from mmrec.rankers.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
 from mmrec.rankers.base import RANKERS, RankerConfig
+from mmrec.rankers.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
 
 FEATURE_KINDS = ("embeddings", "codes", "encoder", "code_cross", "user_dense")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
@@ -223,7 +224,7 @@ def _resolve(path: str | None, base: Path) -> str | None:
     return str(base / path)
 
 
-def load_config(source: "RankConfig | dict[str, Any] | str | Path", overrides: Sequence[str] = ()) -> RankConfig:
+def load_config(source: RankConfig | dict[str, Any] | str | Path, overrides: Sequence[str] = ()) -> RankConfig:
     """A :class:`RankConfig` from itself, a dict, or a YAML file (relative paths from its folder),
     with ``overrides`` (``KEY=VALUE``, dotted paths: :func:`apply_overrides`) applied last; relative
     paths in overrides stay relative to the working directory."""

@@ -10,20 +10,34 @@ log, resolves every item's features once and every user's ``user_dense`` vectors
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from mmrec.errors import InputError, UsageError
+from mmrec.rankers.config import DataConfig, FeatureConfig
 from mmrec.rankers.features import (
-    BehaviourLog, ChainProvider, CodeProvider, EmbeddingProvider, EncoderProvider, FeatureProvider, InputSchema, ItemTable,
-    RankSamples, UserVectorProvider, Vocab, histories, parquet_source, read_log, time_split,
+    BehaviourLog,
+    ChainProvider,
+    CodeProvider,
+    EmbeddingProvider,
+    EncoderProvider,
+    FeatureProvider,
+    InputSchema,
+    ItemTable,
+    RankSamples,
+    UserVectorProvider,
+    Vocab,
+    histories,
+    parquet_source,
+    read_log,
+    time_split,
 )
 from mmrec.rankers.features.collate import AUTHOR_ID, ITEM_ID, USER_ID
-from mmrec.rankers.config import DataConfig, FeatureConfig
 
 
 def build_provider(feature: FeatureConfig) -> FeatureProvider:

@@ -22,15 +22,16 @@ the other rankers; :meth:`ESMM.towers_logits` gives the raw CTR / CVR tower logi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from mmrec.errors import UsageError
-from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
+from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.layers import TaskTowers
 
 

@@ -23,8 +23,8 @@ from torch import nn
 
 from mmrec.errors import MMRecError
 from mmrec.io import atomic_path
-from mmrec.rankers.features.collate import RankBatch
 from mmrec.rankers.base import Ranker
+from mmrec.rankers.features.collate import RankBatch
 
 
 def batch_inputs(batch: RankBatch, *, history: bool) -> dict[str, torch.Tensor]:

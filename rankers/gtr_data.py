@@ -30,9 +30,10 @@ sequences cut is a :class:`GTRDataConfig`:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -204,7 +205,8 @@ def prepare_gtr_data(world: LiveWorld | str | Path, config: GTRDataConfig | dict
     data = GTRData(
         user=s_user.astype(np.int64), author=s_author.astype(np.int64), segment=np.full(len(sample), -1, np.int64),
         tasks=tasks, label=np.stack([cols[t][sample] for t in tasks], axis=1).astype(np.float32),
-        label_mask=np.stack([np.ones(len(sample), bool) if t == "watch" else watched[sample] for t in tasks], axis=1), ts=s_ts, train=np.flatnonzero(s_ts < t_end),
+        label_mask=np.stack([np.ones(len(sample), bool) if t == "watch" else watched[sample] for t in tasks], axis=1), ts=s_ts,
+        train=np.flatnonzero(s_ts < t_end),
         test=np.flatnonzero(s_ts >= t_end), sequences=sequences, author_category=category,
         num_users=n_users, num_authors=n_authors, graph_end_ts=ts0 + t_start, ts_origin=ts0, cuts=(t_start, t_end),
     )
@@ -214,6 +216,7 @@ def prepare_gtr_data(world: LiveWorld | str | Path, config: GTRDataConfig | dict
         found = pc.index_in(log.column("item_id").take(pa.array(sample)), value_set=lookup)
         data.segment = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     if not len(data.train) or not len(data.test):
-        raise InputError(f"the time split ({cfg.train_start}, {cfg.train_end}) of the live log leaves {len(data.train)} training and {len(data.test)} test rows")
+        raise InputError(f"the time split ({cfg.train_start}, {cfg.train_end}) of the live log leaves {len(data.train)} training and "
+                         f"{len(data.test)} test rows")
     return data
 

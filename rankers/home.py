@@ -21,16 +21,17 @@ read ``m_g``; ``task_groups`` None puts all tasks in one group; the self gate's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmrec.errors import UsageError
-from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
+from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.layers import GroupedLinear, TaskTowers
 
 EXPERT_NORMS = ("batch", "layer")

@@ -22,17 +22,15 @@ cross features: PEPNet's ``E``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from mmrec.rankers.features.collate import ITEM_ID, InputSchema, RankBatch
-from mmrec.layers import CodeEmbedding
+from mmrec.layers import CodeEmbedding, TargetAttention
 from mmrec.quantization.features import CodeCrossFeatures
-from mmrec.layers import TargetAttention
+from mmrec.rankers.features.collate import ITEM_ID, InputSchema, RankBatch
 
 if TYPE_CHECKING:
     from mmrec.rankers.base import RankerConfig

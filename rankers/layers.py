@@ -7,7 +7,7 @@ groups, instead of a Python loop over G modules.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

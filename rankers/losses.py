@@ -8,7 +8,7 @@ per-task means. [I] A task with no observed label in the batch contributes 0; we
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

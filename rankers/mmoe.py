@@ -14,8 +14,8 @@ from typing import ClassVar
 import torch
 
 from mmrec.errors import UsageError
-from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
+from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.layers import GroupedLinear, GroupedMLP, TaskTowers
 
 

@@ -20,15 +20,16 @@ switch either half off for ablations (off = gates fixed to 1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from mmrec.errors import UsageError
-from mmrec.rankers.features.collate import AUTHOR_ID, ITEM_ID, USER_ID, InputSchema, RankBatch
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
+from mmrec.rankers.features.collate import AUTHOR_ID, ITEM_ID, USER_ID, InputSchema, RankBatch
 from mmrec.rankers.gates import GateNU
 from mmrec.rankers.layers import GroupedBatchNorm, GroupedLinear
 
@@ -66,11 +67,11 @@ class PPNet(nn.Module):
     def forward(self, prior: torch.Tensor | None, o_ep: torch.Tensor) -> torch.Tensor:
         gate_in = torch.cat([prior, o_ep.detach()], dim=-1) if self.gates else None  # (B, Dp + De)
         h = o_ep[:, None, :].expand(-1, self.tasks, -1)  # (B, K, De)
-        for l in range(len(self.layers) + 1):
+        for level in range(len(self.layers) + 1):
             if self.gates:
-                h = self.gates[l](gate_in).view(h.shape) * h  # (B, K, width_l): one gate per task
-            if l < len(self.layers):
-                h = self.dropout(torch.relu(self.norms[l](self.layers[l](h))))  # (B, K, width_l+1)
+                h = self.gates[level](gate_in).view(h.shape) * h  # (B, K, width_l): one gate per task
+            if level < len(self.layers):
+                h = self.dropout(torch.relu(self.norms[level](self.layers[level](h))))  # (B, K, width_l+1)
         return self.head(h).squeeze(-1)  # (B, K)
 
 

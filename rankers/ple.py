@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from mmrec.errors import UsageError
-from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.base import RANKERS, Ranker
+from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.home import masked_mix
 from mmrec.rankers.layers import GroupedLinear, GroupedMLP, TaskTowers
 from mmrec.rankers.mmoe import ExpertsConfig

@@ -20,7 +20,7 @@ class Popularity:
     def __init__(self) -> None:
         self.counts: torch.Tensor | None = None
 
-    def fit(self, sequences: Sequences) -> "Popularity":
+    def fit(self, sequences: Sequences) -> Popularity:
         self.counts = torch.as_tensor(sequences.item_counts(), dtype=torch.float32)
         return self
 
@@ -30,7 +30,7 @@ class Popularity:
     def state(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts}
 
-    def load_state(self, state: dict[str, torch.Tensor]) -> "Popularity":
+    def load_state(self, state: dict[str, torch.Tensor]) -> Popularity:
         self.counts = state["counts"]
         return self
 
@@ -38,7 +38,7 @@ class Popularity:
 class CoOccurrence(Popularity):
     """Last item -> next item transition counts, a CSR matrix (``indptr``, ``indices``, ``values``)."""
 
-    def fit(self, sequences: Sequences) -> "CoOccurrence":
+    def fit(self, sequences: Sequences) -> CoOccurrence:
         super().fit(sequences)
         user_of = np.repeat(np.arange(len(sequences)), sequences.lengths)
         same_user = user_of[:-1] == user_of[1:]
@@ -61,6 +61,6 @@ class CoOccurrence(Popularity):
     def state(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts, "indptr": self.indptr, "indices": self.indices, "values": self.values}
 
-    def load_state(self, state: dict[str, torch.Tensor]) -> "CoOccurrence":
+    def load_state(self, state: dict[str, torch.Tensor]) -> CoOccurrence:
         self.counts, self.indptr, self.indices, self.values = state["counts"], state["indptr"], state["indices"], state["values"]
         return self

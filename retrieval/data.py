@@ -43,14 +43,14 @@ class Sequences:
         return np.diff(self.offsets)
 
     @classmethod
-    def from_lists(cls, sequences: list, n_items: int | None = None) -> "Sequences":
+    def from_lists(cls, sequences: list, n_items: int | None = None) -> Sequences:
         """From a list of item-index lists."""
         lengths = np.array([len(s) for s in sequences], dtype=np.int64)
         items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if sequences else np.zeros(0, np.int64)
         n = int(items.max()) + 1 if n_items is None and len(items) else int(n_items or 0)
         return cls(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), items, n)
 
-    def split_last(self) -> tuple["Sequences", np.ndarray]:
+    def split_last(self) -> tuple[Sequences, np.ndarray]:
         """``(sequences without their last item, last items (U,))``; every sequence needs >= 2 items."""
         if (self.lengths < 2).any():
             raise UsageError(f"{int((self.lengths < 2).sum())} sequence(s) have fewer than 2 items; nothing to hold out")

@@ -13,7 +13,7 @@ training data) the report adds ``tail``: the same metrics over the users whose t
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

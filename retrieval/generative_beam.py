@@ -19,7 +19,7 @@ A target not in the ``W`` beams (or without codes) is a miss at every ``K <= W``
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -60,13 +60,13 @@ class CodeTrie:
             parent = below
 
     @classmethod
-    def of(cls, model: GenerativeRetriever) -> "CodeTrie":
+    def of(cls, model: GenerativeRetriever) -> CodeTrie:
         return cls(model.item_codes.cpu().numpy(), model.config.code_sizes)
 
     def __len__(self) -> int:
         return len(self.tuples)
 
-    def to(self, device: torch.device | str) -> "CodeTrie":
+    def to(self, device: torch.device | str) -> CodeTrie:
         self.child = [c.to(device) for c in self.child]
         return self
 

@@ -6,8 +6,8 @@ import pytest
 
 from mmrec.config import build_config, check_bounds
 from mmrec.errors import UsageError
-from mmrec.synthetic.live_sim import LiveSimConfig
 from mmrec.rankers.gtr_data import GTRDataConfig
+from mmrec.synthetic.live_sim import LiveSimConfig
 from mmrec.synthetic.rank_sim import SimulationConfig
 
 

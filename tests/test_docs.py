@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -55,9 +54,10 @@ def blocks(page: Path) -> list[tuple[str, str, int, bool]]:
 
 def _serve(path: str) -> None:
     """Accept calls on a Unix socket; fork a child per call that runs ``mmrec.cli.main``."""
+    import torch  # noqa: F401
+
     import mmrec.cli  # noqa: F401  the heavy imports, done once, before any fork
     import mmrec.pipelines  # noqa: F401
-    import torch  # noqa: F401
 
     for name in ("faiss", "transformers", "open_clip", "torch_geometric", "pyarrow.parquet", "webdataset"):
         try:

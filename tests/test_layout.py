@@ -172,3 +172,17 @@ def test_a_planted_cycle_is_found_but_an_annotation_import_is_not(tiny_tree):
     assert cycles(graph(tiny_tree)) == []
     (tiny_tree / "index" / "tree.py").write_text("from mmrec.index import base\n")
     assert cycles(graph(tiny_tree)) == [["mmrec.index.base", "mmrec.index.tree"]]
+
+
+def test_ruff_is_clean():
+    """pyflakes, isort, pyupgrade and bugbear rules over the repository (pyproject.toml's ``[tool.ruff]``)."""
+    import shutil
+    import subprocess
+    import sys
+
+    own = Path(sys.executable).with_name("ruff")  # the dev extra's, beside this interpreter
+    ruff = str(own) if own.exists() else shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    done = subprocess.run([ruff, "check", "--output-format", "concise", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -25,7 +25,7 @@ def test_installed_package_imports_every_subpackage_from_its_folder(name, folder
 
 
 def test_generic_top_level_names_do_not_import_outside_the_repo(tmp_path):
-    code = "import importlib.util as u; print([n for n in %r if u.find_spec(n)])" % (list(SUBPACKAGES.values()),)
+    code = f"import importlib.util as u; print([n for n in {list(SUBPACKAGES.values())!r} if u.find_spec(n)])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

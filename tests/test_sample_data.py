@@ -114,7 +114,7 @@ def test_read_back_every_field(tmp_path):
 def test_deterministic_for_a_seed(tmp_path):
     args = dict(items=20, segments=10, topics=4, shard_size=7)
     a = write_sample_data(tmp_path / "a", seed=5, **args)
-    b = write_sample_data(tmp_path / "b", seed=5, **args)
+    write_sample_data(tmp_path / "b", seed=5, **args)
     c = write_sample_data(tmp_path / "c", seed=6, **args)
     names = [p.split("/")[-1] for p in a["item_shards"] + a["segment_shards"]] + ["sample.json"]
     for name in names:
@@ -264,7 +264,7 @@ def test_behaviour_log_leaves_shards_byte_identical_and_is_deterministic(tmp_pat
     args = dict(items=30, segments=5, seed=2, topics=3, shard_size=16)
     plain = write_sample_data(tmp_path / "plain", **args)
     with_log = write_sample_data(tmp_path / "log", users=10, **args)
-    again = write_sample_data(tmp_path / "again", users=10, **args)
+    write_sample_data(tmp_path / "again", users=10, **args)
     for path in plain["item_shards"] + plain["segment_shards"]:
         name = path.split("/")[-1]
         assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "log" / name).read_bytes()

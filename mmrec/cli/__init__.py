@@ -20,8 +20,8 @@ import importlib
 import importlib.util
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mmrec.cli._args import Parser, doc_parts
 from mmrec.errors import MMRecError

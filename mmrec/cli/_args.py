@@ -3,7 +3,8 @@
 :func:`add_config_arguments` adds one ``--flag`` per field of a config dataclass: the type from the
 annotation (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, ``tuple[...]`` comma-separated,
 ``X | None``), ``help``, ``choices``, ``metavar``, ``aliases`` (more flags) and ``default_text`` (how to print a default such as
-``""``) from the field's ``metadata``, and the default from the field itself, printed in the help. :func:`config_from_args` reads the values back into the dataclass
+``""``) from the field's ``metadata``, and the default from the field itself, printed in the help.
+:func:`config_from_args` reads the values back into the dataclass
 (through :func:`mmrec.config.build_config`, so ``__post_init__`` checks them).
 
 Every command is declared the same way, by decorating its handler with :meth:`Commands.command`: the
@@ -29,7 +30,8 @@ import re
 import sys
 import types
 import typing
-from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from mmrec.config import build_config
 

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 from mmrec.cli._args import Commands, Options, config_from_args, emit
 from mmrec.pipelines.extract import ExtractConfig

@@ -18,9 +18,9 @@ from mmrec.cli._args import (
     emit,
     positive_int,
 )
-from mmrec.synthetic.live_sim import LiveSimConfig
 from mmrec.pipelines.live import LiveTrainConfig
 from mmrec.rankers.gtr_data import GTRDataConfig
+from mmrec.synthetic.live_sim import LiveSimConfig
 
 _TRAIN_EXCLUDED = ("mfq_options", "model", "samples")  # dicts and the nested data config: YAML (--config) only
 

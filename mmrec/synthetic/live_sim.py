@@ -109,7 +109,8 @@ class LiveSimConfig:
     speech_tokens: int = field(default=2, metadata={"help": "speech tokens per segment", "min": 1})
     comment_tokens: int = field(default=6, metadata={"help": "most comment tokens per segment", "min": 2})
     token_noise: float = field(default=1.0, metadata={"help": "std of the noise on every token", "min": 0})
-    shard_segments: int = field(default=0, metadata={"help": "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)", "min": 0})
+    shard_segments: int = field(default=0, metadata={
+        "help": "segments also written as webdataset shards for mmrec extract (small: extraction is slow on CPU)", "min": 0})
     shard_size: int = field(default=100, metadata={"help": "segments per shard", "min": 1})
     row_group_size: int = field(default=65536, metadata={"help": "rows per Parquet row group of the log", "min": 1})
     seed: int = field(default=0, metadata={"help": "random seed (same seed, same bytes)", "min": 0})

@@ -8,14 +8,14 @@ largest code per level. A key without codes gets ``-1`` on every level, which
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from mmrec.errors import InputError, UsageError
-from mmrec.rankers.features.base import IndexedProvider, ProviderStats
 from mmrec.quantization.files import load_codes
+from mmrec.rankers.features.base import IndexedProvider, ProviderStats
 
 
 class CodeProvider(IndexedProvider):

@@ -14,8 +14,9 @@ tells a ranker what a batch holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ class InputSchema:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "InputSchema":
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSchema:
         return cls(tasks=tuple(data["tasks"]), domains=tuple(data["domains"]), sparse=dict(data["sparse"]),
                    codes={k: tuple(v) for k, v in data.get("codes", {}).items()}, dense=dict(data.get("dense", {})),
                    history=int(data.get("history", 0)), cross={k: tuple(v) for k, v in data.get("cross", {}).items()},
@@ -73,7 +74,7 @@ class ItemTable:
         return len(self.keys)
 
     @classmethod
-    def from_providers(cls, keys: Sequence[str], item_id: np.ndarray, providers: Sequence[FeatureProvider]) -> "ItemTable":
+    def from_providers(cls, keys: Sequence[str], item_id: np.ndarray, providers: Sequence[FeatureProvider]) -> ItemTable:
         """Ask each provider once for every key; ``item_id``: ``(n,)`` vocabulary ids of the keys."""
         keys = list(keys)
         table = cls(keys=keys, item_id=torch.from_numpy(np.r_[np.asarray(item_id, np.int64), 0]))
@@ -85,7 +86,7 @@ class ItemTable:
                 table.dense[p.name] = torch.from_numpy(np.concatenate([values, np.zeros((1, p.width))]).astype(np.float32))
         return table
 
-    def to(self, device: torch.device | str) -> "ItemTable":
+    def to(self, device: torch.device | str) -> ItemTable:
         return ItemTable(self.keys, self.item_id.to(device), {k: v.to(device) for k, v in self.codes.items()},
                          {k: v.to(device) for k, v in self.dense.items()})
 
@@ -106,7 +107,7 @@ class RankSamples:
     def __len__(self) -> int:
         return len(self.item_row)
 
-    def to(self, device: torch.device | str) -> "RankSamples":
+    def to(self, device: torch.device | str) -> RankSamples:
         return RankSamples(**{k: ({n: t.to(device) for n, t in v.items()} if isinstance(v, dict) else v.to(device))
                               for k, v in vars(self).items()})
 
@@ -130,7 +131,7 @@ class RankBatch:
     def __len__(self) -> int:
         return len(self.domain)
 
-    def to(self, device: torch.device | str) -> "RankBatch":
+    def to(self, device: torch.device | str) -> RankBatch:
         nb = torch.device(device).type == "cuda"
         return RankBatch(**{k: ({n: t.to(device, non_blocking=nb) for n, t in v.items()} if isinstance(v, dict)
                                 else v.to(device, non_blocking=nb)) for k, v in vars(self).items()})

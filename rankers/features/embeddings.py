@@ -13,16 +13,16 @@ missing from the folder get the zero vector, counted as misses.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import InputError, UsageError
-from mmrec.rankers.features.base import IndexedProvider, ProviderStats
 from mmrec.io import atomic_path, write_json
+from mmrec.rankers.features.base import IndexedProvider, ProviderStats
 from mmrec.store import column_dim as check_vector_column
 from mmrec.store import embedding_files, open_source
 

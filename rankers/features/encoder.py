@@ -11,8 +11,9 @@ zero vector, counted as a miss and not cached. Chain it behind an :class:`Embedd
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq

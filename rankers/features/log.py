@@ -10,9 +10,9 @@ on. :func:`histories` gives each row the items of the same user's latest earlier
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class BehaviourLog:
     def __len__(self) -> int:
         return len(self.user)
 
-    def take(self, rows: np.ndarray) -> "BehaviourLog":
+    def take(self, rows: np.ndarray) -> BehaviourLog:
         """The log restricted to ``rows`` (an index array), in that order."""
         values = {}
         for f in fields(self):

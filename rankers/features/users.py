@@ -11,8 +11,8 @@ counted in ``stats.misses``, as unknown items are by the item providers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa

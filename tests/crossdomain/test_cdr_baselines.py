@@ -4,11 +4,19 @@ import torch
 from cdr_synth import write_partner_pair
 
 from mmrec.crossdomain import CDRConfig
-from mmrec.crossdomain.baselines import BASELINES, CoCount, CrossEASE, ItemKNN, binary_matrix, evaluate_baseline, \
-    fit_baseline, tune_baseline
+from mmrec.crossdomain.baselines import (
+    BASELINES,
+    CoCount,
+    CrossEASE,
+    ItemKNN,
+    binary_matrix,
+    evaluate_baseline,
+    fit_baseline,
+    tune_baseline,
+)
+from mmrec.crossdomain.files import load_pair
 from mmrec.crossdomain.train import build_model
 from mmrec.pipelines.cdr import train_cdr
-from mmrec.crossdomain.files import load_pair
 
 # source domain rows (user, item) and target domain rows; user 3 is cold in the target
 SRC = np.array([[0, 0], [0, 1], [1, 0], [2, 1], [3, 0], [4, 2]])

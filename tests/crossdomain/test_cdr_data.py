@@ -6,8 +6,8 @@ import torch
 from cdr_synth import write_pair
 
 from mmrec.crossdomain import histories, log_pair, make_batch
-from mmrec.errors import InputError, UsageError
 from mmrec.crossdomain.files import load_log_pair, load_pair, read_pairs
+from mmrec.errors import InputError, UsageError
 
 
 def test_read_pairs_rejects_bad_lines(tmp_path):

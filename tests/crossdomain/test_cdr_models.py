@@ -19,8 +19,8 @@ from mmrec.crossdomain import (
     histories,
     make_batch,
 )
-from mmrec.errors import MMRecError, UsageError
 from mmrec.crossdomain.files import load_pair, read_item_embeddings
+from mmrec.errors import MMRecError, UsageError
 
 TINY = dict(dim=16, maxlen=6, gnn_topk=4, ease_items=200)
 

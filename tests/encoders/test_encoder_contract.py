@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_configs import WHISPER_TINY
 
 from mmrec.encoders import load_encoder
 from mmrec.encoders.base import package_provenance
 from mmrec.errors import UsageError
 from mmrec.testing import with_package
-from tiny_configs import WHISPER_TINY
 
 SPECS = [
     pytest.param("open_clip:tiny", None, "image", id="open_clip"),

@@ -12,9 +12,9 @@ from mmrec.cli import main
 from mmrec.encoders import load_encoder
 from mmrec.encoders.fusion import FUSERS
 from mmrec.encoders.mfq import MFQ, MFQConfig, load_mfq, masked_mean, orthogonal_residual, save_mfq
+from mmrec.encoders.shards import raw_inputs
 from mmrec.errors import UsageError
 from mmrec.pipelines.extract import extract
-from mmrec.encoders.shards import raw_inputs
 
 TINY = MFQConfig(dims={"image": 8, "audio": 6, "text": 10}, width=16, heads=2, queries=3, out_dim=12)
 TINY_KW = {"image": "open_clip:tiny", "text": "hf-text:tiny", "audio": "speech:tiny"}

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+
 from mmrec.encoders import RandomWeightsWarning, load_encoder, weights_provenance
 from mmrec.encoders.speech import SpeechEncoder
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_configs import WHISPER_TINY
 from transformers import WhisperConfig, WhisperModel
 
 from mmrec.encoders import load_encoder
 from mmrec.errors import InputError, MissingWeightsError, UsageError
-from tiny_configs import WHISPER_TINY
 
 W2V_TINY = {
     "hidden_size": 32,

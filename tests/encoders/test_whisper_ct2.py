@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import shutil
-from pathlib import Path
 import subprocess
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

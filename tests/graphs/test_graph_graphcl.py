@@ -10,8 +10,16 @@ from graph_data import community_log
 
 from mmrec.errors import InputError, UsageError
 from mmrec.graphs import (
-    build_graphs, build_model, embed_nodes, export_embeddings, fit_graphcl, nt_xent, read_author_features,
-    read_node_embeddings, save_graph, train_graphcl,
+    build_graphs,
+    build_model,
+    embed_nodes,
+    export_embeddings,
+    fit_graphcl,
+    nt_xent,
+    read_author_features,
+    read_node_embeddings,
+    save_graph,
+    train_graphcl,
 )
 from mmrec.pipelines.graph import graph_train, load_run
 from mmrec.testing import with_cuda

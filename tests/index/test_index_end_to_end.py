@@ -2,10 +2,10 @@
 
 import pyarrow.parquet as pq
 import pytest
-from mmrec.pipelines.extract import extract
-from mmrec.pipelines.index import evaluate_index
 
 from mmrec.index import build_index, search_index
+from mmrec.pipelines.extract import extract
+from mmrec.pipelines.index import evaluate_index
 
 
 @pytest.fixture(scope="module")

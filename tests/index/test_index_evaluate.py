@@ -1,10 +1,10 @@
 """mmrec index eval: recall@1/10/100 vs exact, QPS, the recall-vs-QPS curve and its PNG."""
 
 import pytest
-from mmrec.pipelines.index import evaluate_index
 
 from mmrec.errors import UsageError
 from mmrec.index import build_index
+from mmrec.pipelines.index import evaluate_index
 
 
 def test_eval_reports_recall_qps_and_writes_the_curve(tmp_path, emb_dir, fresh_queries):

@@ -21,7 +21,7 @@ def _recall_vs_exact(index, x, queries, k=10):
 
 @pytest.mark.parametrize("kind,family", [("auto", "flat"), ("faiss:IVF64,Flat", "ivf_flat"), ("faiss:HNSW16", "hnsw"), ("faiss:IVF32,SQ8", "ivf_sq8")])
 def test_recall_at_10_reaches_the_target_on_held_out_queries(tmp_path, emb_dir, fresh_queries, kind, family):
-    index = build_index(emb_dir, tmp_path / "idx", kind, target_recall=0.95, **FAST)
+    build_index(emb_dir, tmp_path / "idx", kind, target_recall=0.95, **FAST)
     info = json.loads((tmp_path / "idx" / "index.json").read_text())
     assert info["family"] == family and info["n"] == 4000
     assert info["measured"]["recall"]["10"] >= 0.95 and info["measured"]["qps"] > 0

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from index_data import planted, write_shard
-from mmrec.pipelines.index import build, train_tree
 
 from mmrec.cli import main
 from mmrec.errors import UsageError
 from mmrec.index import load_index
+from mmrec.pipelines.index import build, train_tree
 
 TOPICS, PER_USER = 40, 12
 

@@ -13,14 +13,14 @@ import zlib
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
-from mmrec.encoders import RandomWeightsWarning, load_encoder
-from mmrec.pipelines import extract as extract_module
-from mmrec.pipelines.extract import extract
 from PIL import Image
 from safetensors.torch import save_file
 
 from mmrec.cli import main
+from mmrec.encoders import RandomWeightsWarning, load_encoder
 from mmrec.errors import InputError, UsageError
+from mmrec.pipelines import extract as extract_module
+from mmrec.pipelines.extract import extract
 
 IMAGE_ONLY = {"image": "open_clip:tiny", "text": None, "fuse": "none", "num_workers": 0, "progress": False}
 IMAGE_ARGS = ["--image", "open_clip:tiny", "--text", "none", "--fuse", "none", "--num-workers", "0"]

@@ -9,9 +9,9 @@ import torch
 from mmrec.cli import build_parser, main
 from mmrec.cli._args import config_from_args, config_values
 from mmrec.errors import UsageError
-from mmrec.synthetic.live_sim import LiveSimConfig, simulate_live
 from mmrec.pipelines.live import LiveTrainConfig, train_live
 from mmrec.rankers.gtr_data import GTRDataConfig
+from mmrec.synthetic.live_sim import LiveSimConfig, simulate_live
 
 
 @pytest.fixture(scope="module")

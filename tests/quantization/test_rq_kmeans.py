@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from quant_data import blobs
 
-from mmrec.store import read_embeddings
 from mmrec.quantization.rq_kmeans import BalancedRQKMeans, RQKMeans
+from mmrec.store import read_embeddings
 
 
 def _purity(labels, truth):

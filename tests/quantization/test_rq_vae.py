@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 from quant_data import blobs
 

@@ -8,11 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mmrec.encoders.mfq import load_mfq
 
 from mmrec.cli import main
+from mmrec.encoders.mfq import load_mfq
 from mmrec.errors import InputError, UsageError
-from mmrec.synthetic.live_sim import read_live_log, read_live_world, simulate_live
 from mmrec.rankers import (
     GTR,
     RANKERS,
@@ -24,6 +23,7 @@ from mmrec.rankers import (
     train_gtr,
 )
 from mmrec.rankers.gtr_data import _last_before
+from mmrec.synthetic.live_sim import read_live_log, read_live_world, simulate_live
 
 WORLD = {"users": 1500, "authors": 60, "days": 10}
 MFQ = {"width": 16, "heads": 2, "queries": 2, "out_dim": 16}
@@ -129,7 +129,7 @@ def test_data_from_a_world_equals_data_from_its_folder(world, data):
     again = prepare_gtr_data(read_live_world(world, tokens=False), tasks=("watch", "gift"), tokens=False)
     for name in ("user", "author", "label", "label_mask", "train", "test"):
         np.testing.assert_array_equal(getattr(again, name), getattr(data, name))
-    for name, (authors, kinds) in data.sequences.items():
+    for name, (authors, _kinds) in data.sequences.items():
         np.testing.assert_array_equal(again.sequences[name][0], authors)
     shorter = prepare_gtr_data(read_live_world(world, tokens=False), {"recent_length": 5}, tasks=("watch", "gift"),
                                tokens=False, train_end=0.7)

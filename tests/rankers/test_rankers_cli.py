@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import yaml
-from mmrec.pipelines.rank import train
 from rank_data import TINY_SIM, tiny_rank_config
 
 from mmrec.cli import main
+from mmrec.pipelines.rank import train
 from mmrec.rankers import RankConfig, load_config, simulate
 
 

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from mmrec.pipelines.rank import train
 
+from mmrec.pipelines.rank import train
 from mmrec.rankers import simulate
 from mmrec.testing import with_cuda
 

@@ -54,9 +54,8 @@ def run(tmp_path_factory):
 
 def test_rank_export_writes_a_program_with_the_eager_scores(run, tmp_path, capsys):
     from mmrec.pipelines.rank import load_run
-
-    from mmrec.rankers.features.collate import collate
     from mmrec.rankers.data import prepare_scoring
+    from mmrec.rankers.features.collate import collate
 
     out = tmp_path / "export"
     assert main(["rank", "export", "--run", str(run), "--out", str(out), "--json"]) == 0

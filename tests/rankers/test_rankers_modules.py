@@ -4,8 +4,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from mmrec.quantization import target_attention
 
+from mmrec.quantization import target_attention
 from mmrec.rankers import (
     EPNet,
     GateNU,

@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from mmrec.pipelines.rank import train
-from mmrec.quantization.files import save_codes
 
 from mmrec.errors import UsageError
-from mmrec.rankers.features import UserVectorProvider
+from mmrec.pipelines.rank import train
+from mmrec.quantization.files import save_codes
 from mmrec.rankers import auc, load_config, load_ranker, predict, prepare_data, simulate
+from mmrec.rankers.features import UserVectorProvider
 
 OPTIM = {"lr": 0.003, "batch_size": 256, "epochs": 3, "seed": 0, "threads": 1}
 

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from seq_data import planted_groups, write_lcrec
 
 from mmrec.pipelines.retrieve import evaluate_run, train
 from mmrec.pipelines.seq_import import import_sequences
 from mmrec.quantization.files import save_codes
 from mmrec.retrieval.data import ITEM_KEY
 from mmrec.store import write_embeddings
-
-from seq_data import planted_groups, write_lcrec
 
 TINY = dict(dim=32, layers=1, heads=2, max_len=10, dropout=0.0, interests=2)
 

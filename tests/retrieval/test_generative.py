@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from seq_data import write_lcrec
 
 from mmrec.cli import main
 from mmrec.config import build_config
@@ -19,8 +20,6 @@ from mmrec.quantization.files import save_codes
 from mmrec.retrieval.data import ITEM_KEY, Sequences, read_sequences
 from mmrec.retrieval.generative import GenerativeConfig, GenerativeRetriever
 from mmrec.retrieval.generative_beam import CodeTrie, beam_search, evaluate_generative
-
-from seq_data import write_lcrec
 
 ARCHS = ["encoder-decoder", "lazy-decoder"]
 SIZES = (4, 4, 4)

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from seq_data import planted, write_lcrec
 
 from mmrec.cli import main
 from mmrec.pipelines.retrieve import evaluate_run, serve_run, train
 from mmrec.pipelines.seq_import import import_sequences
 from mmrec.retrieval import KuaiFormer, RetrieverConfig, interest_scores, sampled_softmax_loss
-
-from seq_data import planted, write_lcrec
 
 TINY = dict(dim=32, layers=1, heads=2, max_len=10, dropout=0.0)
 
@@ -132,8 +131,8 @@ def test_joint_tree_search_shares_one_beam_among_a_users_interests(planted_data)
 
 
 def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_size():
-    from mmrec.retrieval.samples import TrainingSamples as _Samples
     from mmrec.retrieval import Sequences
+    from mmrec.retrieval.samples import TrainingSamples as _Samples
 
     rng = np.random.default_rng(0)
     seqs = Sequences.from_lists([rng.integers(0, 50, size=int(rng.integers(2, 30))).tolist() for _ in range(200)], 50)

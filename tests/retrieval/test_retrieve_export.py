@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from seq_data import planted_groups, write_lcrec
 
 from mmrec.cli import main
 from mmrec.pipelines.quantize import quantize
@@ -13,8 +14,6 @@ from mmrec.pipelines.seq_import import import_sequences
 from mmrec.quantization.files import load_codes
 from mmrec.retrieval.data import ITEM_KEY
 from mmrec.store import read_embeddings
-
-from seq_data import planted_groups, write_lcrec
 
 TINY = dict(dim=32, layers=1, heads=2, max_len=10, dropout=0.0)
 GROUPS, PER_GROUP = 8, 5

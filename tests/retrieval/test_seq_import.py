@@ -1,16 +1,14 @@
-import io
 import json
 import tarfile
 
 import pyarrow.parquet as pq
 import pytest
+from seq_data import write_lcrec
 
 from mmrec.cli import main
 from mmrec.errors import InputError
 from mmrec.pipelines.seq_import import import_sequences
 from mmrec.retrieval.data import read_sequences
-
-from seq_data import write_lcrec
 
 
 def test_lcrec_round_trips_ids_order_and_text(tmp_path):

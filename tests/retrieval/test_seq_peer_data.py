@@ -3,9 +3,9 @@
 import importlib.util
 from pathlib import Path
 
-from mmrec.pipelines.seq_import import import_sequences
 from seq_data import planted, write_lcrec
 
+from mmrec.pipelines.seq_import import import_sequences
 from mmrec.retrieval.data import read_sequences
 
 _spec = importlib.util.spec_from_file_location("seq_peer", Path(__file__).resolve().parents[2] / "bench" / "seq_peer.py")
@@ -49,6 +49,6 @@ def test_cornac_usit_train_drops_each_last_item_and_valid_keeps_it(tmp_path):
             got.setdefault(int(user), []).append((ts, int(item)))
         assert {u: [i for _, i in sorted(v)] for u, v in got.items()} == {u: expect[u].tolist() for u in range(len(seqs))}
     valid = {}
-    for user, _, item, ts in seq_peer.read_usit(tmp_path / "valid.usit"):
+    for user, _, item, _ts in seq_peer.read_usit(tmp_path / "valid.usit"):
         valid[int(user)] = int(item)  # rows are in time order: the last row of a user is its validation target
     assert [valid[u] for u in range(len(seqs))] == targets.tolist()

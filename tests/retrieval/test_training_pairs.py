@@ -3,13 +3,12 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from seq_data import planted_groups, write_lcrec
 
 from mmrec.pipelines.align import write_pairs
 from mmrec.pipelines.seq_import import import_sequences
 from mmrec.quantization.pairs import PairConfig
 from mmrec.retrieval.data import ITEM_KEY
-
-from seq_data import planted_groups, write_lcrec
 
 
 @pytest.mark.parametrize("positive, leaks", [("train", False), ("click", True)])

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mmrec.errors import InputError, UsageError
-from mmrec.rankers.features import CodeProvider, Collator, ItemTable, RankSamples, Vocab, histories, read_log, time_split
 from mmrec.quantization.files import save_codes
+from mmrec.rankers.features import CodeProvider, Collator, ItemTable, RankSamples, Vocab, histories, read_log, time_split
 
 
 def test_histories_are_the_latest_earlier_positives_of_the_same_user():

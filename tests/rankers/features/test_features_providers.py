@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmrec.errors import InputError, UsageError
-from mmrec.rankers.features import ChainProvider, CodeProvider, EmbeddingProvider, EncoderProvider, FeatureProvider, parquet_source
 from mmrec.quantization.files import save_codes
+from mmrec.rankers.features import ChainProvider, CodeProvider, EmbeddingProvider, EncoderProvider, FeatureProvider, parquet_source
 
 
 def write_emb(path, keys, vectors, *, null=()):
