@@ -18,6 +18,13 @@ owns the rest:
 - a progress bar from the first step (epoch, loss and, on CPU, the torch threads in use), per-epoch
   mean of every logged value, seconds and samples/s.
 
+Intermediate values (a tuner's pruning, :mod:`mmrec.pipelines.tune`): after every epoch ``on_epoch(epoch,
+metrics)`` is called with the epoch (from 1) and a flat dict of floats: ``loss``, ``metric`` (the monitored
+score, when evaluated) and every number ``evaluate`` returned (nested dicts as ``tail/ndcg@10``). Besides
+``fit``'s argument, :func:`epoch_callback` installs one for every ``fit`` run inside a ``with`` block, so a
+job reports without passing it down. A callback that raises :class:`StopTraining` ends the run after that
+epoch (``stopped == "callback"``; checkpoint written, best weights restored) and ``fit`` returns normally.
+
 ``step(model, batch)`` returns the loss, or ``(loss, logs)`` with a dict of floats to average per
 epoch; ``model`` is the DDP-wrapped module under torchrun. ``after_step(step_index, batch)`` runs after
 each update (RQ-VAE's dead-code restarts use it). A model whose update is not a gradient step (k-means)
@@ -27,6 +34,7 @@ does not come here.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import dataclasses
 import math
@@ -47,6 +55,33 @@ from mmrec.errors import MMRecError, UsageError
 
 class TrainingError(MMRecError):
     """A run that cannot go on (the loss stayed non-finite): exit code 1."""
+
+
+class StopTraining(Exception):  # noqa: N818 (a request, not an error)
+    """Raised by an ``on_epoch`` callback: :func:`fit` stops after this epoch and returns normally."""
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+_EPOCH_CALLBACKS: contextvars.ContextVar[tuple[EpochCallback, ...]] = contextvars.ContextVar("epoch_callbacks", default=())
+
+
+@contextlib.contextmanager
+def epoch_callback(callback: EpochCallback):
+    """Call ``callback(epoch, metrics)`` after every epoch of every :func:`fit` run inside the block."""
+    token = _EPOCH_CALLBACKS.set((*_EPOCH_CALLBACKS.get(), callback))
+    try:
+        yield callback
+    finally:
+        _EPOCH_CALLBACKS.reset(token)
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers of ``value`` (a number or nested dicts) as ``{"a/b": float}``."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}/").items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {prefix.rstrip("/"): float(value)}
+    return {}
 
 
 @dataclass
@@ -196,12 +231,14 @@ def fit(
     size: Callable[[Any], int] | None = None,
     after_step: Callable[[int, Any], None] | None = None,
     extra_state: Callable[[], dict[str, Any]] | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> FitResult:
     """Train ``model`` (already on its device) for ``config.epochs`` epochs; see the module docstring.
 
     ``batches(epoch)`` yields the epoch's batches (``epoch`` from 0); ``evaluate(model)`` returns a
     number or a dict (then ``monitor`` names the key), higher is better, called after every epoch;
-    ``size(batch)`` counts samples for samples/s (default ``len(batch)``, else 1).
+    ``size(batch)`` counts samples for samples/s (default ``len(batch)``, else 1); ``on_epoch(epoch,
+    metrics)`` after every epoch (with those of :func:`epoch_callback`), may raise :class:`StopTraining`.
     """
     config = build_config(LoopConfig, config, "loop")
     optimizers = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
@@ -230,6 +267,7 @@ def fit(
         best_epoch, stale, steps = saved["best_epoch"], int(saved["stale"]), int(saved["steps"])
         best_state = saved.get("best_state")
     stopped = "epochs"
+    callbacks = (*_EPOCH_CALLBACKS.get(), *((on_epoch,) if on_epoch is not None else ()))
     deadline = None if config.max_minutes is None else time.perf_counter() + 60 * config.max_minutes
     bar = None
     if config.progress and rank == 0:
@@ -292,6 +330,7 @@ def fit(
         entry: dict[str, Any] = {"epoch": epoch + 1, **{k: v / n_steps for k, v in sums.items()},
                                  "steps": n_steps, "seconds": round(elapsed, 3),
                                  "samples_per_s": n_samples / elapsed if elapsed > 0 else None}
+        metrics = None
         if evaluate is not None:
             net.eval()
             with torch.no_grad():
@@ -311,6 +350,13 @@ def fit(
                                                   "best": None if best_epoch is None else best,
                                                   "best_epoch": best_epoch, "steps": steps, "best_state": best_state,
                                                   **(extra_state() if extra_state else {})})
+        try:
+            for callback in callbacks:
+                callback(epoch + 1, {"loss": entry.get("loss", math.nan), **_flat(metrics),
+                                     **({"metric": entry["metric"]} if "metric" in entry else {})})
+        except StopTraining:
+            stopped = "callback"
+            break
         if config.patience is not None and stale >= config.patience:
             stopped = "early_stop"
             break

@@ -124,3 +124,29 @@ def test_config_builder_names_the_unknown_key_and_the_known_ones(tmp_path):
     assert replace_config(LoopConfig(), "loop", epochs=2).epochs == 2
     with pytest.raises(UsageError, match="unknown field 'nope'"):
         replace_config(LoopConfig(), "loop", nope=1)
+
+
+def test_on_epoch_sees_every_epoch_and_stop_training_ends_the_run_cleanly():
+    from mmrec.training import StopTraining, epoch_callback
+
+    x, y = _regression()
+    model, opt = _setup()
+    scores = iter([0.1, 0.5, 0.4, 0.3, 0.2, 0.9])
+    seen, ambient = [], []
+
+    def on_epoch(epoch, metrics):
+        seen.append((epoch, metrics))
+        if epoch == 3:
+            raise StopTraining
+
+    with epoch_callback(lambda e, m: ambient.append(e)):
+        result = fit(model, opt, shuffled_batches(len(x), 64, seed=0), lambda m, r: nn.functional.mse_loss(m(x[r]), y[r]),
+                     config=LoopConfig(epochs=6, progress=False), evaluate=lambda m: {"ndcg": next(scores), "tail": {"ndcg": 1.0}},
+                     monitor="ndcg", on_epoch=on_epoch)
+    assert [e for e, _ in seen] == [1, 2, 3] and ambient == [1, 2, 3]  # the block's callback too, and no 4th epoch
+    assert seen[1][1]["metric"] == 0.5 and seen[1][1]["ndcg"] == 0.5 and seen[1][1]["tail/ndcg"] == 1.0
+    assert seen[0][1]["loss"] == result.history[0]["loss"]
+    assert result.stopped == "callback" and len(result.history) == 3 and result.best_epoch == 2
+    fit(model, opt, shuffled_batches(len(x), 64, seed=0), lambda m, r: nn.functional.mse_loss(m(x[r]), y[r]),
+        config=LoopConfig(epochs=1, progress=False))
+    assert ambient == [1, 2, 3]  # outside the block: not called
