@@ -208,8 +208,7 @@ def field_type(cls: type, path: str, what: str) -> Any:
         fields = {f.name: f for f in dataclasses.fields(node) if f.init}
         if part not in fields:
             prefix = ".".join(parts[:depth])
-            known = [f"{prefix}.{n}" if prefix else n for n in fields]
-            close = difflib.get_close_matches(".".join(parts[: depth + 1]), known, n=3, cutoff=0.6)
+            close = [f"{prefix}.{n}" if prefix else n for n in difflib.get_close_matches(part, list(fields), n=2, cutoff=0.6)]
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise UsageError(f"{what}: unknown field {path!r} of the {cls.__name__} config{hint} "
                              f"(known{' in ' + prefix if prefix else ''}: {', '.join(fields)})")
@@ -324,6 +323,8 @@ def plan(space: TuneJob | dict | str | Path) -> Plan:
         space = read_yaml(space, "search space")
     job = build_config(TuneJob, space, "")
     target: Target = TUNE_JOBS.get(job.job)()
+    _refuse_test("fixed", job.fixed)
+    _refuse_test("base", job.base)
     known = target.required + target.optional
     for key in job.fixed:
         if key not in known:
@@ -333,8 +334,6 @@ def plan(space: TuneJob | dict | str | Path) -> Plan:
     missing = [k for k in target.required if k not in job.fixed]
     if missing:
         raise UsageError(f"fixed: job {job.job} needs {', '.join(missing)}")
-    _refuse_test("fixed", job.fixed)
-    _refuse_test("base", job.base)
     fixed = {k: str((folder / Path(v).expanduser()).resolve()) if k in target.paths and isinstance(v, str) else v
              for k, v in job.fixed.items()}
     for path in job.base:

@@ -180,6 +180,24 @@ def config_from_args(args: argparse.Namespace, cls: type[T], *, exclude: Iterabl
     return build_config(cls, {**config_values(args, cls, exclude=exclude, dest_prefix=dest_prefix), **extra}, what)
 
 
+def overlay_given(base: T, given: T, what: str = "") -> T:
+    """``base`` (a ``--config`` file's config) with the fields of ``given`` (built from the command line)
+    that differ from their defaults, nested configs field by field: the file, then the options given."""
+    from mmrec.config import replace_config
+
+    default = type(given)()
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(given):
+        value = getattr(given, f.name)
+        if not f.init:
+            continue
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = overlay_given(getattr(base, f.name), value, f"{what}.{f.name}" if what else f.name)
+        elif value != getattr(default, f.name):
+            changes[f.name] = value
+    return replace_config(base, what, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     """The options of config dataclass ``cls`` on a command (the keywords of :func:`add_config_arguments`);

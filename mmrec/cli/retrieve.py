@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from mmrec.cli._args import Commands, Options, config_from_args, emit
+from mmrec.cli._args import Commands, Options, config_from_args, emit, overlay_given
+from mmrec.config import build_config, read_yaml
 from mmrec.pipelines.retrieve import EvaluateJob, ExportJob, ServeJob, TrainJob
 from mmrec.retrieval.generative import GenerativeConfig
 from mmrec.retrieval.kuaiformer import RetrieverConfig
@@ -31,7 +32,9 @@ def _metrics_line(m: dict) -> str:
 
 @cli.command(
     "train",
-    arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder"},
+    arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder",
+               "--config": dict(default=None, metavar="FILE", help="TrainJob as JSON or YAML (best.json of mmrec tune, a run's "
+                                "config.json 'job'); options given on the command line override it")},
     configs=(
         Options(TrainJob, exclude=("model_config", "loop", "generative")),
         Options(RetrieverConfig, "model (RetrieverConfig)", exclude=("n_items", "code_sizes", "content_dim")),
@@ -53,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
                            generative=config_from_args(args, GenerativeConfig, exclude=_GEN_EXCLUDE, dest_prefix="gen_"),
                            model_config=config_from_args(args, RetrieverConfig, exclude=("n_items", "code_sizes", "content_dim")),
                            loop=config_from_args(args, LoopConfig, exclude=_LOOP_EXCLUDE, dest_prefix="loop_"))
+    if args.config is not None:
+        job = overlay_given(build_config(TrainJob, read_yaml(args.config, "retrieve train --config"), "retrieve train"), job, "retrieve train")
     report = train(args.data, args.out, job, progress=not args.json)
     t = report["train"]
     speed = f", {t['samples_per_s']:.0f} samples/s, best epoch {t['best_epoch']}" if t.get("samples_per_s") else ""
