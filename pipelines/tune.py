@@ -41,7 +41,7 @@ import math
 import time
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ class Target:
     run: Callable[[dict[str, Any], Any, Path], dict[str, Any]]
     command: Callable[[dict[str, Any], dict[str, Any], Path], str]
     paths: tuple[str, ...] = ()  # fixed arguments that are paths (relative ones are taken from the space file's folder)
+    means: str = ""  # what the default metric is
 
 
 TUNE_JOBS = Registry("tune job")
@@ -79,8 +80,20 @@ def _nested(cls: type, overrides: dict[str, Any], what: str) -> Any:
     return build_config(cls, apply_overrides(data, [f"{k}={json.dumps(v)}" for k, v in overrides.items()]), what)
 
 
+def _value_text(value: Any) -> str:
+    """A value as ``--set`` reads it back: JSON, or the bare string where that is not JSON."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _sets(overrides: dict[str, Any]) -> str:
-    return " ".join(f"--set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items())
+    import shlex
+
+    return " ".join(f"--set {shlex.quote(f'{k}={_value_text(v)}')}" for k, v in overrides.items())
 
 
 @TUNE_JOBS.register("retrieve")
@@ -91,7 +104,7 @@ def _retrieve() -> Target:
                   build=lambda fixed, o: _nested(TrainJob, o, "retrieve train"),
                   run=lambda fixed, config, out: train(fixed["data"], out, config, progress=False),
                   command=lambda fixed, o, best: f"mmrec retrieve train --data {fixed['data']} --config {best} --out RUN",
-                  paths=("data",))
+                  paths=("data",), means="validation NDCG@10 (leave-one-out, full ranking)")
 
 
 @TUNE_JOBS.register("cdr")
@@ -109,7 +122,7 @@ def _cdr() -> Target:
                   build=lambda fixed, o: build_config(CDRConfig, o, "cdr"),
                   run=lambda fixed, config, out: train_cdr(fixed["data"], fixed["pair"], out=out, config=config,
                                                            targets=_names(fixed.get("target", ()))),
-                  command=command, paths=("data",))
+                  command=command, paths=("data",), means="mean validation NDCG@10 over the target domains")
 
 
 def _names(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -130,7 +143,7 @@ def _rank() -> Target:
     return Target(RankConfig, ("config",), (), "metric", build=build,
                   run=lambda fixed, config, out: train(config, out=out, progress=False),
                   command=lambda fixed, o, best: f"mmrec rank train --config {fixed['config']} {_sets(o)} --out RUN",
-                  paths=("config",))
+                  paths=("config",), means="mean validation AUC over the tasks")
 
 
 @TUNE_JOBS.register("toy")
@@ -314,13 +327,18 @@ class Plan:
         return {**self.job.base, **params}
 
 
-def plan(space: TuneJob | dict | str | Path) -> Plan:
-    """Check ``space`` (a :class:`TuneJob`, a dict or a YAML path) before any trial: the job, its fixed
-    arguments, every field path against the job's config, every range, that the config accepts each
-    extreme value and choice, that nothing names a test file. One :class:`UsageError` otherwise."""
+def plan(space: TuneJob | dict | str | Path, overrides: Sequence[str] = ()) -> Plan:
+    """Check ``space`` (a :class:`TuneJob`, a dict or a YAML path; ``overrides``: ``KEY=VALUE`` dotted
+    paths of it, ``fixed.pair=game_video``) before any trial: the job, its fixed arguments, every field
+    path against the job's config, every range, that the config accepts each extreme value and choice,
+    that nothing names a test file. One :class:`UsageError` otherwise."""
     folder = Path(space).expanduser().resolve().parent if isinstance(space, (str, Path)) else Path.cwd()
     if isinstance(space, (str, Path)):
         space = read_yaml(space, "search space")
+    if overrides:
+        if isinstance(space, TuneJob):
+            space = dataclasses.asdict(space)
+        space = apply_overrides(json.loads(json.dumps(space)), overrides)
     job = build_config(TuneJob, space, "")
     target: Target = TUNE_JOBS.get(job.job)()
     _refuse_test("fixed", job.fixed)
@@ -356,9 +374,9 @@ def plan(space: TuneJob | dict | str | Path) -> Plan:
 
 
 def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | None = None, minutes: float | None = None,
-         seed: int | None = None, progress: bool = False) -> dict[str, Any]:
-    """Search ``space`` (see the module docstring), writing into ``out``; ``trials`` / ``minutes`` / ``seed``
-    replace the space's. Returns the report (also ``out/tune.json``)."""
+         seed: int | None = None, overrides: Sequence[str] = (), progress: bool = False) -> dict[str, Any]:
+    """Search ``space`` (see the module docstring; ``overrides`` as in :func:`plan`), writing into ``out``;
+    ``trials`` / ``minutes`` / ``seed`` replace the space's. Returns the report (also ``out/tune.json``)."""
     import fcntl
     import logging
 
@@ -367,7 +385,7 @@ def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | N
     from mmrec.io import write_json
     from mmrec.training import TrainingError
 
-    p = plan(space)
+    p = plan(space, overrides)
     job = dataclasses.replace(p.job, trials=trials or p.job.trials, minutes=minutes if minutes is not None else p.job.minutes,
                               seed=p.job.seed if seed is None else seed)
     if job.trials < 1 or (job.minutes is not None and job.minutes <= 0):
@@ -491,7 +509,8 @@ def _write(study: Any, p: Plan, job: TuneJob, out: Path, *, resumed: int, interr
     trials = study.trials
     _write_trials(trials, [d.path for d in p.dimensions], out / "trials.parquet")
     states = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState if any(t.state == s for t in trials)}
-    report: dict[str, Any] = {"job": job.job, "metric": p.metric, "trials": len(trials), "states": states,
+    report: dict[str, Any] = {"job": job.job, "metric": p.metric, "metric_means": p.target.means if p.metric == p.target.metric else "",
+                              "trials": len(trials), "states": states,
                               "resumed_with": resumed, "interrupted_marked_failed": interrupted,
                               "files": {"study": str(out / "study.db"), "trials": str(out / "trials.parquet")}}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

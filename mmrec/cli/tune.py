@@ -17,6 +17,9 @@ cli = Commands()
         "--trials": dict(type=int, default=None, metavar="N", help="finished trials the study ends with (default: the space's trials, else 20)"),
         "--minutes": dict(type=float, default=None, metavar="M", help="no trial starts after M minutes (default: the space's, else none)"),
         "--seed": dict(type=int, default=None, metavar="S", help="seed of the TPE sampler (default: the space's, else 0)"),
+        "--set": dict(action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                      help="override a field of the space file by its dotted path (fixed.pair=game_video, base.epochs=5, "
+                           "space.lr.high=0.01); the value is parsed as JSON when it parses; repeatable"),
     },
 )
 def _tune(args: argparse.Namespace) -> int:
@@ -29,11 +32,13 @@ def _tune(args: argparse.Namespace) -> int:
     """
     from mmrec.pipelines.tune import tune
 
-    r = tune(args.space, args.out, trials=args.trials, minutes=args.minutes, seed=args.seed, progress=not args.json)
+    r = tune(args.space, args.out, trials=args.trials, minutes=args.minutes, seed=args.seed, overrides=args.overrides,
+             progress=not args.json)
     states = ", ".join(f"{n} {s}" for s, n in r["states"].items())
     best = r.get("best")
     text = f"{r['job']}: {r['trials']} trials ({states}) in {r['seconds']:.0f} s -> {args.out}"
     if best:
         params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
-        text += f"\nbest: trial {best['trial']}, {r['metric']} {best['value']:.4f} ({params})\nreproduce: {best['command']}"
+        means = f" ({r['metric_means']})" if r["metric_means"] else ""
+        text += f"\nbest: trial {best['trial']}, {r['metric']}{means} {best['value']:.4f} ({params})\nreproduce: {best['command']}"
     return emit(args, r, text)
