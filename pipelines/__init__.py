@@ -12,6 +12,7 @@ the jobs read and write the files between them:
 | cross-domain models | :mod:`mmrec.pipelines.cdr` (+ :mod:`mmrec.crossdomain.files`) | ``mmrec cdr train|evaluate|export`` |
 | rankers | :mod:`mmrec.pipelines.rank` | ``mmrec rank train`` |
 | live streaming (GTR, MFQ, GIE) | :mod:`mmrec.pipelines.live` | ``mmrec live train`` |
+| hyper-parameter search (Optuna) | :mod:`mmrec.pipelines.tune` | ``mmrec tune`` |
 | the whole chain | :mod:`mmrec.pipelines.demo` | ``mmrec demo`` |
 
 Every training job trains through :func:`mmrec.training.fit`.

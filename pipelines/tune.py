@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmrec.config import apply_overrides, build_config, read_yaml
+from mmrec.config import apply_overrides, build_config, check_bounds, read_yaml
 from mmrec.errors import UsageError
 from mmrec.registry import Registry
 
@@ -161,8 +161,11 @@ class PrunerConfig:
     """Median pruning (Optuna's ``MedianPruner``)."""
 
     enabled: bool = field(default=True, metadata={"help": "prune trials below the median at an epoch"})
-    startup: int = field(default=5, metadata={"help": "trials that finish before any is pruned"})
-    warmup: int = field(default=1, metadata={"help": "epochs of a trial never pruned"})
+    startup: int = field(default=5, metadata={"help": "trials that finish before any is pruned", "min": 0})
+    warmup: int = field(default=1, metadata={"help": "epochs of a trial never pruned", "min": 0})
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass
@@ -174,15 +177,14 @@ class TuneJob:
     fixed: dict[str, Any] = field(default_factory=dict, metadata={"help": "the job's fixed arguments (data, pair, config)"})
     base: dict[str, Any] = field(default_factory=dict, metadata={"help": "config overrides of every trial (dotted paths)"})
     metric: str | None = field(default=None, metadata={"help": "per-epoch validation value maximised; none = the job's"})
-    trials: int = field(default=20, metadata={"help": "finished trials the study ends with"})
+    trials: int = field(default=20, metadata={"help": "finished trials the study ends with", "min": 1})
     minutes: float | None = field(default=None, metadata={"help": "no trial starts after this many minutes"})
     seed: int = field(default=0, metadata={"help": "seed of the TPE sampler"})
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         TUNE_JOBS.get(self.job)  # an unknown job lists the known ones
-        if self.trials < 1:
-            raise UsageError(f"trials must be >= 1, got {self.trials}")
         if self.minutes is not None and self.minutes <= 0:
             raise UsageError(f"minutes must be > 0, got {self.minutes}")
         if not self.space:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmrec.config import check_bounds
 from mmrec.errors import UsageError
 
 OPTIMUM = {"x": 0.7, "lr": 0.01, "kind": "b"}
@@ -28,16 +29,15 @@ class ToyJob:
     x: float = field(default=0.0, metadata={"help": "a value in [0, 1] (planted best 0.7)"})
     lr: float = field(default=1.0, metadata={"help": "a positive value searched on a log scale (planted best 0.01)"})
     kind: str = field(default="a", metadata={"help": "a, b or c (planted best b)"})
-    epochs: int = field(default=4, metadata={"help": "epochs of the run"})
-    seconds_per_epoch: float = field(default=0.0, metadata={"help": "sleep per epoch (to stand for training time)"})
+    epochs: int = field(default=4, metadata={"help": "epochs of the run", "min": 1})
+    seconds_per_epoch: float = field(default=0.0, metadata={"help": "sleep per epoch (to stand for training time)", "min": 0})
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if self.lr <= 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
         if self.kind not in ("a", "b", "c"):
             raise UsageError(f"kind must be a, b or c, got {self.kind!r}")
-        if self.epochs < 1:
-            raise UsageError(f"epochs must be >= 1, got {self.epochs}")
 
 
 def quality(job: ToyJob) -> float:

@@ -118,6 +118,12 @@ def test_resumes_after_kill_9_without_repeating_a_finished_trial(tmp_path):
     assert tune(space, out, trials=8)["trials"] == 9  # a rerun of a finished search runs nothing
 
 
+def test_the_wall_clock_budget_stops_starting_trials(tmp_path):
+    space = {**TOY_SPACE, "base": {"epochs": 3, "seconds_per_epoch": 0.3}}
+    report = tune(space, tmp_path / "study", trials=50, minutes=0.02)  # 1.2 s: a trial takes at least 0.9 s
+    assert 1 <= report["trials"] <= 2
+
+
 @pytest.mark.parametrize("section,path,expected", [
     ("space", "model_config.dimm", "unknown field 'model_config.dimm' of the TrainJob config; did you mean model_config.dim?"),
     ("space", "lrr", "unknown field 'lrr' of the TrainJob config; did you mean lr?"),
