@@ -399,7 +399,7 @@ def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | N
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise UsageError(f"{out} is being tuned by another process; wait for it or use another --out") from None
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna.logging.set_verbosity(logging.ERROR)  # a failed trial's traceback: its row in trials.parquet says why
     started = time.perf_counter()
     signature = {"job": job.job, "fixed": p.fixed, "base": job.base, "metric": p.metric,
                  "space": {k: job.space[k] for k in sorted(job.space)}}
@@ -555,6 +555,7 @@ def _write_trials(trials: list[Any], paths: list[str], target: Path) -> None:
         "seconds": pa.array([seconds(t) for t in trials], pa.float64()),
         "retry_of": pa.array([t.user_attrs.get("retry_of") for t in trials], pa.int32()),
         "out": pa.array([t.user_attrs.get("out") for t in trials], pa.string()),
+        "error": pa.array([t.system_attrs.get("fail_reason") for t in trials], pa.string()),
     }
     for path in paths:
         values = [t.params.get(path) for t in trials]
