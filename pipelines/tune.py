@@ -486,11 +486,15 @@ def _objective(p: Plan, folder: Path) -> Callable[[Any], float]:
         out = folder / f"{trial.number:04d}"
         trial.set_user_attr("out", str(out))
         try:
-            config = p.target.build(p.fixed, p.overrides(params))
-        except UsageError as err:  # a combination the config refuses (each value alone passed plan())
-            raise _Infeasible(str(err)) from None
-        with epoch_callback(on_epoch):
-            p.target.run(p.fixed, config, out)
+            try:
+                config = p.target.build(p.fixed, p.overrides(params))
+            except UsageError as err:  # a combination the config refuses (each value alone passed plan())
+                raise _Infeasible(str(err)) from None
+            with epoch_callback(on_epoch):
+                p.target.run(p.fixed, config, out)
+        except Exception as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+            raise
         trial.set_user_attr("values", values)
         if pruned:
             raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
@@ -555,7 +559,7 @@ def _write_trials(trials: list[Any], paths: list[str], target: Path) -> None:
         "seconds": pa.array([seconds(t) for t in trials], pa.float64()),
         "retry_of": pa.array([t.user_attrs.get("retry_of") for t in trials], pa.int32()),
         "out": pa.array([t.user_attrs.get("out") for t in trials], pa.string()),
-        "error": pa.array([t.system_attrs.get("fail_reason") for t in trials], pa.string()),
+        "error": pa.array([t.user_attrs.get("error") for t in trials], pa.string()),
     }
     for path in paths:
         values = [t.params.get(path) for t in trials]

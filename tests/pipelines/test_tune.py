@@ -124,6 +124,30 @@ def test_the_wall_clock_budget_stops_starting_trials(tmp_path):
     assert 1 <= report["trials"] <= 2
 
 
+def test_a_combination_the_config_refuses_fails_that_trial_only(tmp_path):
+    from mmrec.pipelines import tune as tune_module
+    from mmrec.synthetic.toy import ToyJob
+
+    class Picky(ToyJob):  # SYNTHETIC: kind c goes with x <= 0.5 only; each value alone is fine
+        def __post_init__(self):
+            super().__post_init__()
+            if self.kind == "c" and self.x > 0.5:
+                raise UsageError("kind c needs x <= 0.5")
+
+    target = tune_module._toy()
+    picky = tune_module.Target(Picky, (), (), "score", build=lambda fixed, o: Picky(**o), run=target.run, command=target.command)
+    tune_module.TUNE_JOBS._entries["picky"] = lambda: picky
+    try:
+        space = {**TOY_SPACE, "job": "picky", "space": {"x": {"low": 0.6, "high": 1.0}, "kind": {"choices": ["a", "c"]}}}
+        tune(space, tmp_path / "study", trials=8, seed=0)
+    finally:
+        del tune_module.TUNE_JOBS._entries["picky"]
+    rows = pq.read_table(tmp_path / "study" / "trials.parquet").to_pylist()
+    failed = [r for r in rows if r["state"] == "fail"]
+    assert len(rows) == 8 and failed and all(r["param.kind"] == "c" and "kind c needs x <= 0.5" in r["error"] for r in failed)
+    assert all(r["param.kind"] == "a" for r in rows if r["state"] != "fail")
+
+
 @pytest.mark.parametrize("section,path,expected", [
     ("space", "model_config.dimm", "unknown field 'model_config.dimm' of the TrainJob config; did you mean model_config.dim?"),
     ("space", "lrr", "unknown field 'lrr' of the TrainJob config; did you mean lr?"),
