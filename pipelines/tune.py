@@ -380,12 +380,6 @@ def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | N
     """Search ``space`` (see the module docstring; ``overrides`` as in :func:`plan`), writing into ``out``;
     ``trials`` / ``minutes`` / ``seed`` replace the space's. Returns the report (also ``out/tune.json``)."""
     import fcntl
-    import logging
-
-    import optuna
-
-    from mmrec.io import write_json
-    from mmrec.training import TrainingError
 
     p = plan(space, overrides)
     job = dataclasses.replace(p.job, trials=trials or p.job.trials, minutes=minutes if minutes is not None else p.job.minutes,
@@ -394,11 +388,22 @@ def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | N
         raise UsageError(f"trials must be >= 1 and minutes > 0, got {job.trials} and {job.minutes}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / ".tune.lock", "w")  # noqa: SIM115 (held for the whole search; freed by the OS on a kill)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise UsageError(f"{out} is being tuned by another process; wait for it or use another --out") from None
+    with open(out / ".tune.lock", "w") as lock:  # held for the whole search; the OS frees it on a kill
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{out} is being tuned by another process; wait for it or use another --out") from None
+        return _search(p, job, out, progress)
+
+
+def _search(p: Plan, job: TuneJob, out: Path, progress: bool) -> dict[str, Any]:
+    import logging
+
+    import optuna
+
+    from mmrec.io import write_json
+    from mmrec.training import TrainingError
+
     optuna.logging.set_verbosity(logging.ERROR)  # a failed trial's traceback: its row in trials.parquet says why
     started = time.perf_counter()
     signature = {"job": job.job, "fixed": p.fixed, "base": job.base, "metric": p.metric,
@@ -407,6 +412,8 @@ def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | N
                                          engine_kwargs={"connect_args": {"timeout": 60}})
     existing = optuna.load_study(study_name="tune", storage=storage) if "tune" in [
         s.study_name for s in optuna.get_all_study_summaries(storage)] else None
+    if existing is not None and existing.user_attrs.get("signature") is None and not existing.trials:
+        existing = None  # killed between creating the study and signing it
     if existing is not None and existing.user_attrs.get("signature") != json.loads(json.dumps(signature)):
         raise UsageError(f"{out} holds a study of another search space (job, fixed, base, metric or space differ); "
                          "use another --out")
@@ -433,7 +440,6 @@ def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | N
     report = _write(study, p, job, out, resumed=len(before), interrupted=interrupted)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "tune.json", report)
-    lock.close()
     return report
 
 

@@ -124,6 +124,19 @@ def test_the_wall_clock_budget_stops_starting_trials(tmp_path):
     assert 1 <= report["trials"] <= 2
 
 
+def test_a_folder_being_tuned_and_a_changed_space_are_refused(tmp_path, toy_study):
+    import fcntl
+
+    out, _ = toy_study
+    with open(out / ".tune.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UsageError, match="being tuned by another process"):
+            tune(TOY_SPACE, out, trials=24)
+    changed = {**TOY_SPACE, "space": {**TOY_SPACE["space"], "x": {"low": 0.0, "high": 2.0}}}
+    with pytest.raises(UsageError, match="holds a study of another search space"):
+        tune(changed, out, trials=24)
+
+
 def test_a_combination_the_config_refuses_fails_that_trial_only(tmp_path):
     from mmrec.pipelines import tune as tune_module
     from mmrec.synthetic.toy import ToyJob
