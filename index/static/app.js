@@ -75,13 +75,16 @@ function card(hit, meta, top, rank) {
       codes.append(span);
     });
     li.append(codes);
-    if (shared > 0) {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    if (rank === 0) {
+      badge.classList.add("top");
+      badge.textContent = "top hit: the others are marked by the code prefix they share with it";
+    } else if (shared > 0) {
       li.classList.add("shared");
-      const badge = document.createElement("span");
-      badge.className = "badge";
       badge.textContent = `shares ${shared} code level${shared > 1 ? "s" : ""} with the top hit`;
-      li.append(badge);
     }
+    if (badge.textContent) li.append(badge);
   }
   const more = document.createElement("button");
   more.type = "button";
