@@ -14,8 +14,8 @@ folder holding one), whose item ids are written in the file's order, or the outp
 import`` (``items.parquet``: ``raw_item`` per ``key``). A code key matches an ``.item.json`` item when
 it is the raw id itself or ``item_key.format(n)``, ``n`` the item's index as ``mmrec seq import``
 numbers it (numeric order of integer ids, else file order); every item of the data set must have codes
-and every code an item. Without ``data`` the index is the row number in the codes file, and the id map
-holds the keys.
+and every code an item. Without ``data`` the lcrec index is the row number in the codes file (the id
+map holds the keys) and the recbole ``item_id`` is the key itself.
 """
 
 from __future__ import annotations
