@@ -467,10 +467,10 @@ def create_app(index: BaseIndex, config: ServerConfig, *, text_encoder: Any = No
         return JSONResponse([{"id": i, "metadata": {"key": key, **items.describe(i)}} for i, key in zip(query.ids, keys)])
 
     @app.get("/items/{row}/image", response_class=Response)
-    async def item_image(row: int) -> Response:
-        data = items.images.get(row)
+    async def item_image(row: str) -> Response:
+        data = items.images.get(int(row)) if row.isdigit() else None
         if data is None:
-            raise _reject(404, f"no image for row {row}")
+            raise _reject(404, f"no image for row {row!r}")
         return Response(data, media_type=image_type(data), headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/", response_class=FileResponse, include_in_schema=False)

@@ -86,6 +86,8 @@ def test_metadata_answers_fields_codes_and_image_links(server, topics_data):
     status, png = _call(server, "GET", "/items/3/image")
     assert status == 200 and png.startswith(b"\x89PNG")
     assert _call(server, "GET", "/items/100/image")[0] == 404
+    status, payload = _call(server, "GET", "/items/x1/image")
+    assert status == 404 and payload == {"error": "no image for row 'x1'"}
 
 
 def test_deduplicate_drops_near_identical_hits(tmp_path):
