@@ -27,7 +27,8 @@ effect, images as queries get 422) and answers ``[{"id": row, "similarity", "key
 with a better hit's, as clip_back does. ``/metadata`` takes ``{"ids": [row, ...]}`` and answers
 ``[{"id", "metadata": {"key", fields..., "codes"}}]``. Their bodies go through the same reader, parser
 and limits as ``/search`` (``num_images`` and ``num_result_ids`` as ``k``, ``ids`` as a batch) and
-their failures get the same JSON errors.
+their failures get the same JSON errors. ``cors`` (off by default) lets pages of other origins, such as
+clip-retrieval's front served elsewhere, call the API.
 
 Searches run in worker threads, at most ``search_concurrency`` at once. Requests that arrive while
 those run wait, and the next free thread takes all waiting requests of the same ``k`` as one FAISS
@@ -488,5 +489,10 @@ def create_app(index: BaseIndex, config: ServerConfig, *, text_encoder: Any = No
         return {"name": name, "kind": index.kind, "n": index.n, "dim": index.dim, "metric": index.metric, "max_k": config.max_k,
                 "text_queries": text_encoder is not None, "codes": items.codes is not None, "metadata": bool(items.fields)}
 
+    if config.cors:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in config.cors.split(",")], allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
     app.add_middleware(_Metered, metrics=metrics)
     return app

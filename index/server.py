@@ -66,6 +66,9 @@ class ServerConfig:
         "help": "item metadata: Parquet with key (caption / title, url, image bytes ...) or JSON {key: {...}}, e.g. an LC-Rec <DS>.item.json"})
     codes: str | None = field(default=None, metadata={"help": "item codes shown on the page and in /metadata: codes.parquet or <DS>.index.json"})
     name: str | None = field(default=None, metadata={"help": "index name on /indices-list (none: the index folder's name)"})
+    cors: str | None = field(default=None, metadata={
+        "help": "web origins whose pages may call the API (comma-separated, or *), e.g. where clip-retrieval's front is served; "
+        "none: only the server's own page", "metavar": "ORIGINS"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

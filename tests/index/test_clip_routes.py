@@ -150,6 +150,23 @@ def test_clip_route_specific_errors(server, path, body, status, message):
     assert got == status and message in payload["error"]
 
 
+def test_cors_lets_the_origins_named_call_and_no_other(index):
+    def preflight(srv, origin):
+        conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=30)
+        conn.request("OPTIONS", "/knn-service", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                         "Access-Control-Request-Headers": "content-type"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.getheader("access-control-allow-origin")
+
+    with _running(index, cors="https://rom1504.github.io") as srv:
+        assert preflight(srv, "https://rom1504.github.io") == "https://rom1504.github.io"
+        assert preflight(srv, "https://elsewhere.example") is None
+    with _running(index) as srv:
+        assert preflight(srv, "https://rom1504.github.io") is None
+
+
 def test_text_queries_without_an_encoder_get_the_reason(index):
     with _running(index, text_encoder=None) as srv:
         status, payload = _call(srv, "POST", "/knn-service", {"text": "topic 1"})
