@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mmrec-installed
 
-.PHONY: install demo test clean speech-tools
+.PHONY: install demo test clean speech-tools browser
 
 install: $(STAMP)
 
@@ -23,7 +23,13 @@ speech-tools:
 	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || \
 	echo "espeak-ng not installed: the whisper-ct2 speech test will skip"
 
-test: $(STAMP) speech-tools
+# headless Chromium and its driver for the search page's browser test (tests/index/test_search_page.py)
+browser:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	echo "chromium not installed: the search page's browser test will skip"
+
+test: $(STAMP) speech-tools browser
 	$(PY) -m pytest -q
 
 clean:

@@ -2,7 +2,7 @@
 
 A peer (cornac, RecBole, clip-retrieval, ...) never enters mmrec's environment: :func:`ensure_venv`
 makes ``python3 -m venv DIR`` and ``pip install``s the peer's packages there (torch 2.14.1 resolves
-from local disk, as /work/shared/BENCH-PEERS.md says), unless a venv that already imports the peer is
+from local disk), unless a venv that already imports the peer is
 there. :func:`peer_python` runs code in it. The pinned package lists live here, once.
 """
 

@@ -4,6 +4,9 @@
 - ``POST /search`` with ``{"vectors": [[...], ...], "k": 10}``, ``{"keys": ["item-1", ...], "k": 10}`` or
   ``{"text": ["a red cat", ...], "k": 10}`` → ``{"results": [[{"key", "row", "score"}, ...] per query], "k", "took_ms"}``
 - ``GET /metrics`` (Prometheus text format), ``GET /openapi.json`` and ``/docs`` (OpenAPI)
+- clip-retrieval's ``GET /indices-list``, ``POST /knn-service``, ``POST /metadata``, and the search page at
+  ``GET /`` (:mod:`mmrec.index.http_app`); ``metadata`` and ``codes`` name the files whose captions,
+  images and codes they show (:class:`~mmrec.index.items.ItemInfo`)
 
 Text queries, as clip-retrieval's back end takes them: when the index holds text-encoder vectors
 (column ``text``, the ``text_emb`` matrices of extract's npy layout, or ``fused`` of a job whose only
@@ -59,6 +62,13 @@ class ServerConfig:
     text_encoder: str | None = field(default="auto", metadata={
         "help": "encoder of {'text': [...]} queries: auto = the text encoder recorded in the embeddings' manifest.json, "
         "when the index holds its vectors; none = no text queries; or an encoder spec", "metavar": "SPEC"})
+    metadata: str | None = field(default=None, metadata={
+        "help": "item metadata: Parquet with key (caption / title, url, image bytes ...) or JSON {key: {...}}, e.g. an LC-Rec <DS>.item.json"})
+    codes: str | None = field(default=None, metadata={"help": "item codes shown on the page and in /metadata: codes.parquet or <DS>.index.json"})
+    name: str | None = field(default=None, metadata={"help": "index name on /indices-list (none: the index folder's name)"})
+    cors: str | None = field(default=None, metadata={
+        "help": "web origins whose pages may call the API (comma-separated, or *), e.g. where clip-retrieval's front is served; "
+        "none: only the server's own page", "metavar": "ORIGINS"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -129,12 +139,18 @@ class IndexServer:
     """The HTTP server of one index, bound when made: ``serve_forever()`` runs it (blocking, any
     thread), ``shutdown()`` stops it from another thread, ``server_close()`` releases the socket."""
 
-    def __init__(self, index: BaseIndex, config: ServerConfig) -> None:
+    def __init__(self, index: BaseIndex, config: ServerConfig, *, name: str = "index", encoder: Any = None) -> None:
         uvicorn, http_app = _require_serve()
+        from mmrec.index.items import ItemInfo
+
         self.index = index
         self.config = config
-        encoder, why_not = text_encoder_for(index, config.text_encoder)
-        self.app = http_app.create_app(index, config, text_encoder=encoder, no_text=why_not)
+        why_not = ""
+        if encoder is None:
+            encoder, why_not = text_encoder_for(index, config.text_encoder)
+        self.items = ItemInfo(index, metadata=config.metadata, codes=config.codes)
+        self.app = http_app.create_app(index, config, text_encoder=encoder, no_text=why_not, items=self.items,
+                                       name=config.name or name)
         try:
             family, kind, proto = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][:3]
             # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
@@ -176,12 +192,16 @@ class IndexServer:
         self.socket.close()
 
 
-def make_server(index: BaseIndex | str | Path, config: ServerConfig | None = None, **overrides: Any) -> IndexServer:
-    """A bound, not yet running server for an index object or folder (port 0: any free port)."""
+def make_server(index: BaseIndex | str | Path, config: ServerConfig | None = None, *, encoder: Any = None,
+                **overrides: Any) -> IndexServer:
+    """A bound, not yet running server for an index object or folder (port 0: any free port); ``encoder``
+    (an object with ``embed(texts) -> (q, d) tensor``) answers text queries instead of ``config.text_encoder``'s."""
     config = replace_config(build_config(ServerConfig, config, "server"), "server", **overrides)
+    name = "index"
     if not isinstance(index, BaseIndex):
+        name = Path(index).resolve().name
         index = load_index(index)
-    return IndexServer(index, config)
+    return IndexServer(index, config, name=name, encoder=encoder)
 
 
 def serve_index(index: BaseIndex | str | Path, config: ServerConfig | dict | None = None, **overrides: Any) -> None:
@@ -196,7 +216,8 @@ def serve_index(index: BaseIndex | str | Path, config: ServerConfig | dict | Non
         faiss_module().omp_set_num_threads(config.search_threads)
     server = make_server(index, config)
     print(f"mmrec index serve: {server.index.kind} index, {server.index.n} vectors, on {server.url} "
-          f"(POST /search, GET /health, GET /metrics, docs at /docs; {config.search_concurrency} search threads)", flush=True)
+          f"(search page at /, POST /search, clip-retrieval's /knn-service, GET /health, GET /metrics, docs at /docs; "
+          f"{config.search_concurrency} search threads)", flush=True)
     try:
         server.serve_forever()
     finally:

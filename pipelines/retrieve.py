@@ -10,7 +10,7 @@
   :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
   figures are those of the selected epoch, optimistic by that selection; ``pop`` and ``cooc``
   (:mod:`mmrec.retrieval.baselines`) are counted. ``emb`` (an ``emb-*.parquet`` folder keyed
-  ``item-NNNNNN``) and ``codes`` (``codes.parquet`` of ``mmrec quantize``) add content and code
+  ``item-NNNNNN``) and ``codes`` (``codes.parquet`` of ``mmrec quantize``, or LC-Rec's ``.index.json``) add content and code
   embeddings to the item token; items missing from them get zeros / a "no code" row.
   The run folder holds ``model.safetensors``, ``config.json``, ``vocab.json`` and ``metrics.json``.
 - :func:`evaluate_run` (``mmrec retrieve evaluate``): validation as above, or ``test``: a file of
@@ -71,7 +71,7 @@ class TrainJob:
     model: str = field(default="kuaiformer", metadata={"help": "kuaiformer, sasrec, pop, cooc or generative (needs codes)", "choices": MODELS})
     emb: str | None = field(default=None, metadata={"help": "content embeddings folder (emb-*.parquet keyed item-NNNNNN)"})
     emb_column: str = field(default="fused", metadata={"help": "vector column of emb"})
-    codes: str | None = field(default=None, metadata={"help": "codes.parquet of mmrec quantize (keyed item-NNNNNN)"})
+    codes: str | None = field(default=None, metadata={"help": "codes.parquet of mmrec quantize or an LC-Rec <DS>.index.json (keyed item-NNNNNN)"})
     loss: str | None = field(default=None, metadata={"help": "inbatch (logQ-corrected) or full softmax; none: inbatch for kuaiformer, full for sasrec",
                                                      "choices": LOSSES})
     logq: bool = field(default=True, metadata={"help": "logQ correction of the in-batch softmax"})

@@ -150,7 +150,8 @@ def item_text(meta: dict[str, str], description_chars: int) -> str:
     return ". ".join(p for p in parts if p)
 
 
-def _item_order(raw: list[str]) -> list[str]:
+def item_order(raw: list[str]) -> list[str]:
+    """Distinct raw item ids in index order: numeric when every id is an integer, else first appearance."""
     unique = list(dict.fromkeys(raw))
     if all(re.fullmatch(r"-?\d+", r) for r in unique):
         return sorted(unique, key=int)
@@ -172,7 +173,7 @@ def import_sequences(data: str | Path, name: str, out: str | Path, config: Impor
     skipped = len(sequences) - len(kept)
     if not kept:
         raise InputError(f"{data}: all {len(sequences)} users of {name} have fewer than {job.min_length} items; nothing to import")
-    raw_items = _item_order([i for s in kept.values() for i in s])
+    raw_items = item_order([i for s in kept.values() for i in s])
     index = {r: n for n, r in enumerate(raw_items)}
     raw_users = list(kept)
     lengths = np.array([len(kept[u]) for u in raw_users], dtype=np.int64)

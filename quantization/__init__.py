@@ -19,7 +19,7 @@ from mmrec.quantization.align import AlignConfig, align_vectors, pair_metrics, t
 from mmrec.quantization.base import QUANTIZERS, CodeQuantizer, load_quantizer
 from mmrec.quantization.collisions import add_suffix, collision_groups
 from mmrec.quantization.features import CodeCrossFeatures, prefix_match
-from mmrec.quantization.files import load_codes, save_codes
+from mmrec.quantization.files import load_codes, save_codes, save_index_json
 from mmrec.quantization.kmeans import assign, balanced_kmeans, kmeans
 from mmrec.quantization.pairs import PairConfig, mine_pairs
 from mmrec.quantization.report import code_report, plot_usage
@@ -33,5 +33,5 @@ __all__ = [
     "PairConfig", "RQKMeans", "RQKMeansConfig", "RQVAE", "RQVAEConfig", "RQVAEQuantizer", "ResidualQuantizer",
     "VQCodes", "VQConfig", "add_suffix", "align_vectors", "assign", "balanced_kmeans", "code_report",
     "collision_groups", "info_nce", "kmeans", "load_codes", "load_quantizer", "mine_pairs", "pair_metrics",
-    "plot_usage", "prefix_match", "read_embeddings", "save_codes", "target_attention", "train_tower",
+    "plot_usage", "prefix_match", "read_embeddings", "save_codes", "save_index_json", "target_attention", "train_tower",
 ]

@@ -46,5 +46,6 @@ def test_wheel_holds_only_the_mmrec_namespace(tmp_path):
         packed = {n.rsplit("/", 1)[1] for n in names if n.startswith(name.replace(".", "/") + "/") and n.count("/") == 2}
         assert sources <= packed, f"{folder}/ files missing from the wheel: {sources - packed}"
     assert not any(n.startswith("tests/") for n in names)
+    assert {f"mmrec/index/static/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)  # index serve's page
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mmrec = mmrec.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

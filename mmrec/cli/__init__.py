@@ -27,7 +27,7 @@ from mmrec.cli._args import Parser, doc_parts
 from mmrec.errors import MMRecError
 
 # command groups in --help order: module names under mmrec.cli
-GROUPS = ("data", "extract", "quantize", "index", "rank", "graph", "live", "cdr", "seq", "retrieve", "tune", "demo")
+GROUPS = ("data", "extract", "quantize", "codes", "index", "rank", "graph", "live", "cdr", "seq", "retrieve", "tune", "demo")
 
 
 def _declared(module: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Quantized item codes from ``mmrec quantize`` (``codes.parquet``: ``key, c1..cL``).
+"""Quantized item codes from ``mmrec quantize`` (``codes.parquet``: ``key, c1..cL``) or LC-Rec's ``<DS>.index.json``.
 
 Codes are small (L int32 per item), so :class:`CodeProvider` holds them in memory. Codebook sizes
 come from the file's metadata (``codebook_sizes``, written by ``mmrec quantize``), else from the
@@ -19,7 +19,7 @@ from mmrec.rankers.features.base import IndexedProvider, ProviderStats
 
 
 class CodeProvider(IndexedProvider):
-    """Code tuples ``(n, L)`` int64 by key; ``path`` is ``codes.parquet`` or the quantize output folder.
+    """Code tuples ``(n, L)`` int64 by key; ``path`` is ``codes.parquet``, an ``.index.json`` or the quantize output folder.
 
     ``levels``: the level count the caller expects; a file with another count fails here.
     """
