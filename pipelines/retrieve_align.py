@@ -61,7 +61,7 @@ class AlignJob:
     seed: int = field(default=0, metadata={"help": "seed of the user order, the samples and the feedback"})
     top_k: int = field(default=10, metadata={"help": "beams per user in the truth report"})
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=3, grad_clip=1.0))
+    loop: LoopConfig = field(default_factory=LoopConfig)  # one epoch = every training user once
 
     def __post_init__(self) -> None:
         if self.users_per_step < 1 or self.lr <= 0 or self.top_k < 1:
@@ -100,7 +100,7 @@ def truth_metrics(model: GenerativeRetriever, world: WatchWorld, data: str | Pat
     beam = max(k, model.config.beam)
     items = np.zeros((len(users), k), dtype=np.int64)
     for s in range(0, len(users), batch_size):
-        tuples = beam_search(model, trie, history.padded(users[s : s + batch_size], max_len), beam)[0][:, :k].numpy()
+        tuples = beam_search(model, trie, history.padded(users[s : s + batch_size], max_len), beam)[0][:, :k].cpu().numpy()
         items[s : s + batch_size] = trie.slot_items[trie.slot_offsets[tuples]]  # a slot's first item
     world_users = (first + users)[:, None]
     every = world.expected_reward(world_users, np.arange(len(world.duration))[None])
@@ -139,7 +139,7 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
     job = replace_config(build_config(AlignJob, config, "retrieve align"), "retrieve align", **overrides)
     if not job.world:
         raise UsageError("retrieve align needs world: the folder of a SYNTHETIC watch world (its feedback and truth)")
-    model, run_config = load_run(run)
+    model, run_config = load_run(run, device=job.loop.device)
     if not isinstance(model, GenerativeRetriever):
         raise UsageError(f"retrieve align needs a generative run; {run} is {run_config['job']['model']}")
     start = time.perf_counter()
@@ -153,31 +153,32 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     shaper = _reference_rewards(data, world, pref.duration_buckets)
     trie = CodeTrie.of(model)
-    tuple_codes = torch.as_tensor(trie.tuples)
+    device = model.start.device
+    tuple_codes = torch.as_tensor(trie.tuples, device=device)
     max_len = model.config.max_len
     before = truth_metrics(model, world, eval_data, k=job.top_k)
     needs_ref = pref.method == "dpo" or pref.kl_coef > 0
 
     def rollouts(epoch: int):
-        rng, gen = np.random.default_rng([job.seed, epoch]), torch.Generator().manual_seed(job.seed * 100_003 + epoch)
+        rng, gen = np.random.default_rng([job.seed, epoch]), torch.Generator(device).manual_seed(job.seed * 100_003 + epoch)
         order = rng.permutation(len(history))
         for s in range(0, len(order), job.users_per_step):
             users = order[s : s + job.users_per_step]
-            hist = torch.as_tensor(history.padded(users, max_len))
+            hist = torch.as_tensor(history.padded(users, max_len), device=device)
             model.eval()
             with torch.no_grad():
                 tuples = sample_tuples(model, trie, hist, pref.samples, temperature=pref.temperature, generator=gen)  # (B, G)
                 codes = tuple_codes[tuples]  # (B, G, L)
                 old = code_log_probs(model, hist, codes)
                 ref = code_log_probs(reference, hist, codes) if needs_ref else None
-            items = trie.slot_items[trie.slot_offsets[tuples.numpy()]]
+            items = trie.slot_items[trie.slot_offsets[tuples.cpu().numpy()]]
             world_users = first + users[:, None]
             watch = world.watch(world_users, items, rng)
             reward = shaper(watch, world.duration[items]) if pref.reward == "duration" else watch
             sft_history, sft_targets = _sft_batch(history, users, max_len, rng)
-            batch = {"history": hist, "codes": codes, "old": old, "ref": ref, "reward": torch.as_tensor(reward, dtype=torch.float32),
+            batch = {"history": hist, "codes": codes, "old": old, "ref": ref, "reward": torch.as_tensor(reward, dtype=torch.float32, device=device),
                      "watch": float(watch.mean()), "true_reward": float(world.expected_reward(world_users, items).mean()),
-                     "long_share": float(world.long[items].mean()), "sft_history": sft_history, "sft_targets": sft_targets}
+                     "long_share": float(world.long[items].mean()), "sft_history": sft_history.to(device), "sft_targets": sft_targets.to(device)}
             for _ in range(pref.updates):
                 yield batch
 
