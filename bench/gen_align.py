@@ -4,9 +4,12 @@
 
 Per seed: a world (:func:`mmrec.synthetic.watch_world.simulate_watch_world`, seed = the seed; 1,000
 training and 400 held-out users, 128 items), an SFT run (``mmrec retrieve train --model generative``,
-lazy decoder) on its ``train/`` folder, then three alignments of that run (``mmrec retrieve align``):
-DPO on chosen / rejected sampled pairs of duration-aware rewards (OneRec-V1), GBPO on raw watch time,
-GBPO on duration-aware rewards (OneRec-V2). Every row is scored on the held-out users' top-10 beams:
+lazy decoder) on its ``train/`` folder, then alignments of that run (``mmrec retrieve align``, 6
+epochs, lr 1e-4): DPO on chosen / rejected sampled pairs of duration-aware rewards (OneRec-V1), GBPO
+on raw watch time, GBPO on duration-aware rewards (OneRec-V2), and two references: plain policy
+gradient (unbounded) on the same rewards, GBPO without the teacher-forcing term. A second table
+repeats PG and GBPO under a harder schedule (lr 1e-3, 4 updates per rollout batch, 2 epochs), where
+``pi`` drifts from ``pi_old``. Every row is scored on the held-out users' top-10 beams:
 true expected reward and true watch time (the world's truth, never the training signal), share of
 long items, Recall@10 of the held-out next items, code-level entropy within a list. The table (mean ±
 std over seeds) goes to stdout (markdown), everything to ``OUT/gen_align.json``, the figure to
@@ -24,11 +27,16 @@ from pathlib import Path
 import torch
 
 ROWS = {"SFT only": None,
-        "+DPO (duration-aware rewards)": {"method": "dpo", "reward": "duration"},
-        "+GBPO raw watch time": {"method": "gbpo", "reward": "watch"},
-        "+GBPO duration-aware": {"method": "gbpo", "reward": "duration"}}
+        "+DPO (duration-aware rewards)": {"preference": {"method": "dpo", "reward": "duration"}},
+        "+GBPO raw watch time": {"preference": {"method": "gbpo", "reward": "watch"}},
+        "+GBPO duration-aware": {"preference": {"method": "gbpo", "reward": "duration"}},
+        "+PG duration-aware (unbounded)": {"preference": {"method": "pg", "reward": "duration"}},
+        "+GBPO duration-aware, no SFT term": {"preference": {"method": "gbpo", "reward": "duration", "sft_weight": 0.0}}}
+# a harder schedule: 10x the learning rate and 4 updates per rollout batch (pi drifts from pi_old)
+STRESS = {"PG, lr 1e-3, 4 updates per rollout": {"preference": {"method": "pg", "reward": "duration", "updates": 4}, "lr": 1e-3, "epochs": 2},
+          "GBPO, lr 1e-3, 4 updates per rollout": {"preference": {"method": "gbpo", "reward": "duration", "updates": 4}, "lr": 1e-3, "epochs": 2}}
 COLUMNS = (("true_reward", "true reward@10", 4), ("true_watch_s", "true watch s@10", 1), ("long_share", "long share", 3),
-           ("recall@10", "Recall@10", 4), ("code_entropy", "code entropy", 3))
+           ("recall@10", "Recall@10", 4), ("code_entropy", "code entropy", 3), ("item_entropy", "item entropy", 3))
 MODEL = {"arch": "lazy-decoder", "dim": 48, "heads": 2, "decoder_layers": 2, "dropout": 0.1, "max_len": 10, "beam": 20}
 
 
@@ -50,25 +58,30 @@ def run_seed(seed: int, out: Path, epochs: int, sft_epochs: int) -> dict[str, di
                                                               "loop": {"epochs": sft_epochs, "progress": False}}, progress=False)
     _log(f"seed {seed}: SFT trained in {time.perf_counter() - t0:.0f} s, validation Recall@10 {sft['validation']['recall@10']:.4f}")
     rows: dict[str, dict] = {}
-    for name, preference in ROWS.items():
-        if preference is None:
+    for name, spec in {**ROWS, **STRESS}.items():
+        if spec is None:
             continue
         t0 = time.perf_counter()
-        report = align_run(out / f"seed{seed}" / "sft", out / f"seed{seed}" / preference["method"] / preference["reward"],
-                           {"world": str(world), "seed": seed, "preference": preference, "loop": {"epochs": epochs, "progress": False}},
-                           progress=False)
+        preference = spec["preference"]
+        folder = "-".join(f"{k}{v}" for k, v in sorted({**preference, "lr": spec.get("lr", 1e-4)}.items()))
+        report = align_run(out / f"seed{seed}" / "sft", out / f"seed{seed}" / folder,
+                           {"world": str(world), "seed": seed, "preference": preference, "lr": spec.get("lr", 1e-4),
+                            "loop": {"epochs": spec.get("epochs", epochs), "progress": False}}, progress=False)
         rows.setdefault("SFT only", {**report["before"], "seconds": sft["train"]["seconds"]})
-        rows[name] = {**report["after"], "seconds": report["seconds"], "steps": report["train"]["steps"]}
+        rows[name] = {**report["after"], "seconds": report["seconds"], "steps": report["train"]["steps"],
+                      "sampled_true_reward": [h["true_reward"] for h in report["train"]["history"]],
+                      "sampled_long_share": [h["long_share"] for h in report["train"]["history"]]}
         _log(f"seed {seed}: {name}: true reward {report['before']['true_reward']:.4f} -> {report['after']['true_reward']:.4f}, "
-             f"long share {report['before']['long_share']:.3f} -> {report['after']['long_share']:.3f} ({time.perf_counter() - t0:.0f} s)")
+             f"long share {report['before']['long_share']:.3f} -> {report['after']['long_share']:.3f}, Recall@10 "
+             f"{report['before']['recall@10']:.4f} -> {report['after']['recall@10']:.4f} ({time.perf_counter() - t0:.0f} s)")
     return rows
 
 
-def table(results: dict[int, dict[str, dict]]) -> tuple[str, dict[str, dict[str, tuple[float, float]]]]:
+def table(results: dict[int, dict[str, dict]], names) -> tuple[str, dict[str, dict[str, tuple[float, float]]]]:
     seeds = sorted(results)
     summary: dict[str, dict[str, tuple[float, float]]] = {}
     lines = ["| row | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
-    for name in ROWS:
+    for name in names:
         cells, summary[name] = [], {}
         for key, _, digits in COLUMNS:
             values = [results[s][name][key] for s in seeds]
@@ -135,16 +148,19 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     results = {seed: run_seed(seed, out, args.epochs, args.sft_epochs) for seed in (int(s) for s in args.seeds.split(","))}
-    text, summary = table(results)
+    text, summary = table(results, list(ROWS))
+    stress, stress_summary = table(results, ["SFT only", *STRESS])
     minutes = (time.perf_counter() - start) / 60
     checks = goals(results)
     print(text)
+    print()
+    print(stress)
     print("\n".join(checks))
     print(f"total {minutes:.1f} min")
-    (out / "gen_align.json").write_text(json.dumps({"seeds": results, "summary": summary, "goals": checks, "minutes": minutes,
+    (out / "gen_align.json").write_text(json.dumps({"seeds": results, "summary": summary, "stress": stress_summary, "goals": checks, "minutes": minutes,
                                                     "epochs": args.epochs, "sft_epochs": args.sft_epochs, "model": MODEL}, indent=2))
     if args.figure:
-        figure(summary, Path(args.figure), f"SYNTHETIC watch world, {len(results)} seeds, 400 held-out users each; "
+        figure({k: summary[k] for k in list(ROWS)[:4]}, Path(args.figure), f"SYNTHETIC watch world, {len(results)} seeds, 400 held-out users each; "
                                            f"bench/gen_align.py, 2-core CPU VM, one torch thread, 2026-12-07")
 
 

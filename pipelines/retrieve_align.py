@@ -45,6 +45,7 @@ from mmrec.retrieval.preference import (
     dpo_pairs,
     gbpo_loss,
     kl_to_reference,
+    pg_loss,
 )
 from mmrec.synthetic.watch_world import WatchWorld
 from mmrec.training import LoopConfig, fit
@@ -185,8 +186,9 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
     def step(net, b):
         model.eval()  # no dropout: pi / pi_old compares one policy
         logp = code_log_probs(model, b["history"], b["codes"])
-        if pref.method == "gbpo":
-            loss = gbpo_loss(logp, b["old"], advantages(b["reward"], pref))
+        if pref.method != "dpo":
+            adv = advantages(b["reward"], pref)
+            loss = gbpo_loss(logp, b["old"], adv) if pref.method == "gbpo" else pg_loss(logp, adv)
             if pref.kl_coef > 0:
                 loss = loss + pref.kl_coef * kl_to_reference(logp, b["ref"])
         else:

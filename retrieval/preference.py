@@ -36,6 +36,9 @@ at most 1 in value for positives, and the gradient per sample is bounded by that
 to the reference (SFT) policy, ``kl_coef * mean(exp(q) - q - 1)``, ``q = log pi_ref - log pi`` on
 the sampled codes (the k3 estimator; the report states none, default 0).
 
+``pg`` is the unbounded reference: ``L_PG = - mean_{o, l} A_o log pi`` (REINFORCE with the same
+advantages), whose push on a negative code grows as ``1 / pi`` when ``pi`` is small.
+
 **DPO** (OneRec-V1's Iterative Preference Alignment, Rafailov et al. 2023): of each user's ``G``
 samples, the best-rewarded is chosen (``y_w``) and the worst rejected (``y_l``) (groups whose rewards
 are all equal are skipped); ``log pi(y)`` is the item's summed code log-probability, ``pi_ref`` the
@@ -57,7 +60,7 @@ import torch.nn.functional as F
 
 from mmrec.errors import UsageError
 
-METHODS = ("gbpo", "dpo")
+METHODS = ("gbpo", "dpo", "pg")
 REWARDS = ("duration", "watch")
 ADVANTAGES = ("group", "quantile")
 
@@ -66,7 +69,8 @@ ADVANTAGES = ("group", "quantile")
 class PreferenceConfig:
     """Options of preference alignment (the equations are in the module docstring)."""
 
-    method: str = field(default="gbpo", metadata={"help": "gbpo (OneRec-V2) or dpo (OneRec-V1, chosen/rejected sampled pairs)",
+    method: str = field(default="gbpo", metadata={"help": "gbpo (OneRec-V2), dpo (OneRec-V1, chosen/rejected sampled pairs) or pg "
+                                                          "(plain policy gradient, unbounded: the reference for GBPO)",
                                                   "choices": METHODS})
     reward: str = field(default="duration", metadata={"help": "duration: watch-time percentile within its duration bucket; watch: raw seconds",
                                                       "choices": REWARDS})
@@ -144,6 +148,11 @@ def gbpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor) -> 
     return -(adv * pi / gbpo_denominator(pi, old_logp.exp(), adv)).mean()
 
 
+def pg_loss(logp: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """``- mean(A log pi)`` over samples and levels (``logp`` ``(B, G, L)``, ``adv`` ``(B, G)``)."""
+    return -(adv[..., None] * logp).mean()
+
+
 def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k3 estimate of ``KL(pi || pi_ref)`` on sampled codes: ``mean(exp(q) - q - 1)``, ``q = log pi_ref - log pi``."""
     q = ref_logp - logp
@@ -165,4 +174,4 @@ def dpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Ten
 
 
 __all__ = ["ADVANTAGES", "METHODS", "REWARDS", "DurationAwareReward", "PreferenceConfig", "advantages", "dpo_loss", "dpo_pairs",
-           "gbpo_denominator", "gbpo_loss", "kl_to_reference"]
+           "gbpo_denominator", "gbpo_loss", "kl_to_reference", "pg_loss"]
