@@ -150,6 +150,9 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
     seqs, manifest = read_sequences(data)
     history, _ = seqs.split_last()
     first = int(manifest.get("first_world_user", 0))
+    if len(world.duration) != model.config.n_items or first + len(history) > len(world.affinity):
+        raise UsageError(f"the world {job.world} ({len(world.duration)} items, {len(world.affinity)} users) is not the one of "
+                         f"the run's data {data} ({model.config.n_items} items, users {first}..{first + len(history) - 1})")
     torch.manual_seed(job.seed)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     shaper = _reference_rewards(data, world, pref.duration_buckets)

@@ -27,6 +27,7 @@ from mmrec.retrieval.preference import (
     gbpo_denominator,
     gbpo_loss,
     kl_to_reference,
+    pg_loss,
 )
 from mmrec.synthetic.watch_world import WatchWorld, simulate_watch_world
 
@@ -89,6 +90,9 @@ def test_dpo_and_kl_by_hand():
     assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-0.5))))
     rows, chosen, rejected = dpo_pairs(torch.tensor([[0.1, 0.9, 0.5], [0.3, 0.3, 0.3], [0.7, 0.2, 0.4]]))
     assert rows.tolist() == [0, 2] and chosen.tolist() == [1, 0] and rejected.tolist() == [0, 1]
+    # policy gradient: -mean(A log pi) = -(2 log 0.5 + (-1) log 0.25) / 2 = log 2 - log 2 = 0; then one code alone
+    assert pg_loss(torch.tensor([[[math.log(0.5)], [math.log(0.25)]]]), torch.tensor([[2.0, -1.0]])).item() == pytest.approx(0.0, abs=1e-6)
+    assert pg_loss(torch.tensor([[[math.log(0.5)]]]), torch.tensor([[2.0]])).item() == pytest.approx(2 * math.log(2))
     assert kl_to_reference(torch.zeros(3), torch.zeros(3)).item() == 0.0
     assert kl_to_reference(torch.zeros(1), torch.tensor([math.log(2.0)])).item() == pytest.approx(2 - math.log(2) - 1)
 
@@ -160,12 +164,14 @@ def test_the_world_plants_a_truth_its_logs_reveal(world_run):
     assert corr(shaped, world.duration[items]) < 0.25 < 0.6 < corr(watch, world.duration[items])  # within a bucket, durations still vary
 
 
-@pytest.mark.parametrize("reward", ["duration", "watch"])
-def test_gbpo_is_stable_over_many_steps(world_run, tmp_path, reward):
+@pytest.mark.parametrize("preference", [{"reward": "duration"}, {"reward": "watch"}, {"reward": "duration", "updates": 2}],
+                         ids=["duration", "watch", "duration-2-updates"])
+def test_gbpo_is_stable_over_many_steps(world_run, tmp_path, preference):
+    reward = preference["reward"]
     report = align_run(world_run / "sft", tmp_path / "aligned", {"world": str(world_run / "world"), "users_per_step": 30, "lr": 3e-4,
-                                                                 "preference": {"reward": reward}, "loop": {"epochs": 8}}, progress=False)
+                                                                 "preference": preference, "loop": {"epochs": 8}}, progress=False)
     history = report["train"]["history"]
-    assert report["train"]["steps"] == 80
+    assert report["train"]["steps"] == 80 * preference.get("updates", 1)
     losses = np.array([h["loss"] for h in history])
     sampled = np.array([h["true_reward"] for h in history])  # the truth of the items sampled while training
     assert np.isfinite(losses).all() and np.abs(losses).max() < 10
@@ -198,3 +204,6 @@ def test_saved_aligned_run_loads_and_gives_the_same_beams(world_run, tmp_path, c
         main(["retrieve", "align", "--run", str(world_run / "sft"), "--out", str(tmp_path / "x")])
     with pytest.raises(UsageError, match="world"):
         align_run(world_run / "sft", tmp_path / "x")
+    simulate_watch_world(tmp_path / "other", {**SMALL_WORLD, "slots": 3})
+    with pytest.raises(UsageError, match="is not the one of"):
+        align_run(world_run / "sft", tmp_path / "x", world=str(tmp_path / "other"))
