@@ -210,14 +210,24 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         report["train"] = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
                            "parameters": sum(p.numel() for p in model.parameters()), **feature_info}
         tensors, max_len = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, model_config.max_len
+    config_json = {"job": asdict(job), "model": None if model_config is None else asdict(model_config), "max_len": max_len, "data": report["data"]}
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    return save_run(out, tensors, config_json, read_vocab(Path(data)), report)
+
+
+def save_run(out: str | Path, tensors: dict[str, torch.Tensor], config_json: dict[str, Any], vocab: dict[str, list[str]],
+             report: dict[str, Any]) -> dict[str, Any]:
+    """Write a run folder (``model.safetensors``, ``config.json``, ``vocab.json``, ``metrics.json``) that
+    :func:`load_run` reads; returns the report as written."""
     from safetensors.torch import save_file
 
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"mmrec": json.dumps({"model": job.model})})
-    write_json(out / "config.json", finite_json({"job": asdict(job), "model": None if model_config is None else asdict(model_config),
-                                                  "max_len": max_len, "data": report["data"]}))
-    write_json(out / "vocab.json", read_vocab(Path(data)))
-    report["seconds"] = round(time.perf_counter() - start, 3)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"mmrec": json.dumps({"model": config_json["job"]["model"]})})
+    write_json(out / "config.json", finite_json(config_json))
+    write_json(out / "vocab.json", vocab)
     report = finite_json(report)
     write_json(out / "metrics.json", report)
     return report

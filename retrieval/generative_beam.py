@@ -108,6 +108,32 @@ def beam_search(model: GenerativeRetriever, trie: CodeTrie, history: np.ndarray 
     return tuples, score
 
 
+@torch.no_grad()
+def sample_tuples(model: GenerativeRetriever, trie: CodeTrie, history: np.ndarray | torch.Tensor, samples: int, *,
+                  temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Tuple ids ``(B, samples)`` drawn from the model, level by level, each code from
+    ``softmax(log p(c_l | c_<l, h) / temperature)`` restricted to the codes the trie allows (ancestral
+    sampling with replacement; every draw is a real item). The exploration of policy-gradient
+    alignment (:mod:`mmrec.retrieval.preference`), where beams would always return the same items."""
+    if samples < 1 or temperature <= 0:
+        raise UsageError(f"samples must be >= 1 and temperature > 0, got {samples} and {temperature}")
+    device = model.start.device
+    context = model.encode(history)
+    b = context[1].shape[0]
+    node = torch.zeros(b, samples, dtype=torch.long, device=device)
+    code, caches = None, None
+    for child in trie.child:
+        logp, caches = model.decode_step(context, code, caches)  # (B, 1 or S, K)
+        if code is None:  # one BOS per history, then its cache is copied to every sample
+            logp = logp.expand(-1, samples, -1)
+            caches = [_reorder(cache, node) for cache in caches]
+        nxt = child.to(device)[node]  # (B, S, K)
+        logits = torch.where(nxt >= 0, logp / temperature, -torch.inf)
+        code = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1, generator=generator).view(b, samples)
+        node = nxt.gather(2, code[..., None])[..., 0]
+    return node
+
+
 def _reorder(cache: tuple[torch.Tensor, torch.Tensor], parent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-attention keys / values ``(B W_old, t, D)`` of the surviving beams' parents -> ``(B W_new, t, D)``."""
     b, w = parent.shape
@@ -157,4 +183,4 @@ def evaluate_generative(model: GenerativeRetriever, histories: Sequences, target
     return report
 
 
-__all__ = ["CodeTrie", "beam_search", "evaluate_generative"]
+__all__ = ["CodeTrie", "beam_search", "evaluate_generative", "sample_tuples"]
