@@ -1,4 +1,4 @@
-"""GraphCL node pre-training for MMBee GIE (PAPERS.md, MMBee; You et al. 2020, GraphCL).
+"""GraphCL node pre-training for MMBee GIE (docs/papers.md, "MMBee"; You et al. 2020, GraphCL).
 
 GraphCL (You et al., NeurIPS 2020) contrasts two augmented views of the same graph with the NT-Xent
 loss (their eq. 3): ``l_n = -log( exp(s(z_n1, z_n2)/tau) / sum_{n' != n} exp(s(z_n1, z_n'2)/tau) )``,

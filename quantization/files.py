@@ -1,4 +1,4 @@
-"""The files quantization reads and writes (DESIGN.md, "Data contracts").
+"""The files quantization reads and writes (docs/file-contracts.md).
 
 - Embeddings: read and written by the one embedding store, :mod:`mmrec.store`.
 - Codes: ``codes.parquet`` with ``key`` and ``c1..cL`` (int32), the quantizer and level sizes in the

@@ -1,6 +1,6 @@
 """HoME: hierarchy of multi-gate experts (Wang et al., arXiv 2408.05430, Kuaishou).
 
-HoME keeps MMoE's idea but fixes three ways it breaks at scale (PAPERS.md, "Also in the seeds"):
+HoME keeps MMoE's idea but fixes three ways it breaks at scale (docs/papers.md, "Multi-task rankers"):
 
 - Expert normalisation + Swish: every expert is ``Swish(Norm(W x + b))``, so all experts give
   outputs of one distribution and no gate prefers an expert for its scale (expert collapse).
