@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrec.errors import UsageError
+from mmrec.layers import masked_softmax
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
 from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.layers import GroupedLinear, TaskTowers
@@ -78,7 +79,7 @@ def masked_mix(logits: torch.Tensor, mask: torch.Tensor, experts: torch.Tensor) 
 
     Returns the mixtures ``(B, G, H)`` and the weights ``(B, G, n)`` (exactly 0 where masked).
     """
-    weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+    weights = masked_softmax(logits, mask)
     return weights @ experts, weights
 
 
