@@ -17,8 +17,9 @@ ranker from ``RANKERS``, train it with masked multi-task BCE through the one loo
 - Saved runs: :func:`evaluate_run` (``mmrec rank evaluate``), :func:`predict_run` (``mmrec rank
   predict``) and :func:`export_run` (``mmrec rank export``: ``torch.export`` program, ONNX where
   the exporter and ``onnx`` allow; :mod:`mmrec.rankers.export` holds the serving inputs).
-- Output (``out``): ``model.safetensors`` (:mod:`mmrec.rankers.checkpoint`), ``metrics.json`` (the
-  report), ``vocab.json`` (the raw ids behind each sparse field's rows), ``checkpoint.pt``
+- Output (``out``): a run folder of kind ``rank`` (:mod:`mmrec.runs`, :mod:`mmrec.rankers.checkpoint`):
+  ``config.json`` (ranker config, input schema, the RankConfig), ``model.safetensors``, ``metrics.json``
+  (the report), ``vocab.json`` (the raw ids behind each sparse field's rows); and ``checkpoint.pt``
   (:func:`mmrec.training.fit`'s state after the last epoch, what ``resume`` continues from).
 """
 
