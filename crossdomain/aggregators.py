@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mmrec.errors import UsageError
+from mmrec.layers import masked_softmax
 
 
 def ease_weights(pairs: np.ndarray, n_items: int, *, lam: float = 50.0, max_items: int = 4000) -> torch.Tensor:
@@ -69,9 +70,7 @@ class Aggregator(nn.Module):
 
     def weights(self, user: torch.Tensor, hist: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Pooling weights ``(B, L)`` summing to 1 over valid positions (0 everywhere for an empty row)."""
-        logits = self.logits(user, hist, items, mask).masked_fill(~mask, float("-inf"))
-        w = torch.softmax(logits, dim=1)
-        return torch.nan_to_num(w, nan=0.0)
+        return masked_softmax(self.logits(user, hist, items, mask), mask, dim=1)
 
     def pool(self, user: torch.Tensor, hist: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``W·pool(h)`` ``(B, D)``; ``items`` ``(B, L)`` ids with ``-1`` padding."""

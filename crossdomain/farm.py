@@ -29,6 +29,7 @@ from torch import nn
 from mmrec.crossdomain.base import CDRModel, gather
 from mmrec.crossdomain.data import Batch
 from mmrec.crossdomain.item_graph import ItemEncoder, item_encoder_inputs
+from mmrec.layers import masked_softmax
 from mmrec.losses import info_nce
 
 
@@ -117,7 +118,7 @@ class FARM(CDRModel):
         tokens = torch.stack([self.users(users), v_own, v_other], 1) + self.token_type  # (B, 3, D)
         present = torch.stack([torch.ones_like(has_own), has_own, has_other], 1)  # (B, 3)
         logits = (self.key(tokens) * self.query[domain]).sum(-1) / math.sqrt(tokens.shape[-1])
-        w = torch.softmax(logits.masked_fill(~present, float("-inf")), 1)  # (B, 3)
+        w = masked_softmax(logits, present, 1)  # (B, 3)
         return (w[..., None] * tokens).sum(1)
 
     def views(self, domain, own, other, tables):

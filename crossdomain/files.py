@@ -7,7 +7,7 @@ The pair format (the public Amazon CDR data of CDRIB / UniCDR): one folder per d
 domains. Users of a ``valid.txt`` are cold-start there: they have training interactions only in the
 other domain.
 
-The Parquet behaviour log (DESIGN.md): columns ``user_id, item_id, domain`` plus optional task label
+The Parquet behaviour log (docs/file-contracts.md): columns ``user_id, item_id, domain`` plus optional task label
 columns (0/1), read and schema-checked by :func:`mmrec.logs.read_log_columns`;
 :func:`mmrec.crossdomain.data.log_pair` keeps the rows of the two named domains.
 

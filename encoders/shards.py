@@ -13,7 +13,7 @@ grain). Paths are local or remote through fsspec (``s3://``, ``gs://``, ``https:
 ``preprocess`` (CPU work, in parallel across workers), collates per-shard batches and ends every
 shard with a marker carrying the shard's errors. A sample is one item (``jpg|png|webp``, ``txt``,
 ``wav|flac|mp3``) or one live segment (``frame<i>.jpg``, ``comments.json``, ``speech.wav``), as in
-DESIGN.md. Several inputs of one modality (a segment's frames or comments) are pooled later by
+docs/file-contracts.md. Several inputs of one modality (a segment's frames or comments) are pooled later by
 their ``owner`` row.
 
 A sample's ``json`` (its metadata) is parsed too and carried to the output (:attr:`Batch.metadata`),

@@ -1,4 +1,4 @@
-"""MMBee GIE: gifting graphs, Swing, metapath expansion and GraphCL node pre-training (PAPERS.md, MMBee).
+"""MMBee GIE: gifting graphs, Swing, metapath expansion and GraphCL node pre-training (docs/papers.md, "MMBee").
 
 - Graphs: :func:`build_graphs` (U2A gifting/watching + A2A Swing ``HeteroData`` from a streamed log,
   :class:`GraphConfig`), :func:`save_graph` / :func:`load_graph` (safetensors + JSON),

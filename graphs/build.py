@@ -1,4 +1,4 @@
-"""MMBee GIE graphs from a live behaviour log: U2A gifting, U2A watching, A2A Swing (PAPERS.md, MMBee).
+"""MMBee GIE graphs from a live behaviour log: U2A gifting, U2A watching, A2A Swing (docs/papers.md, "MMBee").
 
 MMBee (arXiv 2407.00056, sec. "Graph-guided Interest Expansion") builds a user-to-author (U2A) graph
 from gifting history and an author-to-author (A2A) graph weighted by Swing similarity; :func:`build_graphs`

@@ -1,4 +1,4 @@
-"""GraphCL node pre-training for MMBee GIE (PAPERS.md, MMBee; You et al. 2020, GraphCL).
+"""GraphCL node pre-training for MMBee GIE (docs/papers.md, "MMBee"; You et al. 2020, GraphCL).
 
 GraphCL (You et al., NeurIPS 2020) contrasts two augmented views of the same graph with the NT-Xent
 loss (their eq. 3): ``l_n = -log( exp(s(z_n1, z_n2)/tau) / sum_{n' != n} exp(s(z_n1, z_n'2)/tau) )``,
@@ -167,14 +167,27 @@ def _batches(seeds: dict[str, torch.Tensor], batch_size: int, generator: torch.G
                 yield queue[i]
 
 
+def model_sizes(graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,
+                config: GraphCLConfig | dict | None = None) -> dict[str, Any]:
+    """What shapes a :class:`GraphCL` model for ``graph`` (JSON: what a run's ``config.json`` keeps)."""
+    config = build_config(GraphCLConfig, config, "GraphCL config")
+    features = _check_features(graph, features)
+    return {"num_nodes": {t: int(graph[t].num_nodes) for t in graph.node_types},
+            "edge_types": [list(e) for e in (config.edge_types or graph.edge_types)], "dim": config.dim,
+            "layers": len(config.fanouts), "feature_dims": {t: int(v.shape[1]) for t, v in features.items()}}
+
+
+def model_from_sizes(sizes: dict[str, Any]) -> GraphCL:
+    """An untrained :class:`GraphCL` model of :func:`model_sizes`."""
+    encoder = HeteroSAGE(sizes["num_nodes"], sizes["edge_types"], dim=sizes["dim"], layers=sizes["layers"],
+                         feature_dims=sizes["feature_dims"])
+    return GraphCL(encoder, sizes["dim"])
+
+
 def build_model(graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,
                 config: GraphCLConfig | dict | None = None) -> GraphCL:
     """An untrained :class:`GraphCL` model shaped for ``graph`` (and its node ``features``)."""
-    config = build_config(GraphCLConfig, config, "GraphCL config")
-    features = _check_features(graph, features)
-    encoder = HeteroSAGE({t: graph[t].num_nodes for t in graph.node_types}, list(config.edge_types or graph.edge_types),
-                         dim=config.dim, layers=len(config.fanouts), feature_dims={t: v.shape[1] for t, v in features.items()})
-    return GraphCL(encoder, config.dim)
+    return model_from_sizes(model_sizes(graph, features=features, config=config))
 
 
 def fit_graphcl(graph: HeteroData, *, features: dict[str, torch.Tensor] | None = None,

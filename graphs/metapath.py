@@ -1,4 +1,4 @@
-"""MMBee metapath interest expansion, computed offline into a Parquet store (PAPERS.md, MMBee GIE).
+"""MMBee metapath interest expansion, computed offline into a Parquet store (docs/papers.md, "MMBee").
 
 MMBee expands a user's sparse gifting sequence along metapaths such as User→Author→Author (authors
 Swing-similar to the ones the user gifted) and Author→User→Author (authors gifted by the same users),

@@ -1,6 +1,6 @@
 """What every index kind shares: row ↔ key mapping, search by key, the index folder's files.
 
-An index folder (DESIGN.md) holds the index itself (``index.faiss`` or ``tree.safetensors``),
+An index folder (docs/file-contracts.md) holds the index itself (``index.faiss`` or ``tree.safetensors``),
 ``ids.parquet`` (``row`` int64, ``key`` string: row ``i`` of the index is the item ``key``) and
 ``index.json`` (kind, parameters, measured recall@k, QPS, build time), written last so that a folder
 with an ``index.json`` is complete. Subclasses implement ``search``, ``vectors``, ``save`` and

@@ -24,14 +24,19 @@ from torch import nn
 from mmrec.errors import UsageError
 
 
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax of ``scores`` over the positions where ``mask`` is True (same shapes): the one masked-softmax
+    pooling weight of mmrec. Masked positions get exactly 0; a row with no unmasked position gives zeros."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=dim).nan_to_num(0.0)
+
+
 def target_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d))`` over the ``mask``-ed positions: ``(..., D), (..., T, D), (..., T, D') -> (..., D')``.
 
     A row with no unmasked position gives zeros.
     """
     scores = (keys @ query.unsqueeze(-1)).squeeze(-1) / keys.shape[-1] ** 0.5  # (..., T)
-    scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # all-masked rows -> 0
+    weights = masked_softmax(scores, mask)  # all-masked rows -> 0
     return (weights.unsqueeze(-1) * values).sum(dim=-2)  # (..., D')
 
 
@@ -61,7 +66,7 @@ class TargetAttention(nn.Module):
         hidden = hidden + keys @ (w_k - w_d).T + (query.unsqueeze(-2) * keys) @ w_p.T  # (..., T, H)
         scores = self.mlp[2](self.mlp[1](hidden)).squeeze(-1)  # (..., T)
         if self.softmax:
-            weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
+            weights = masked_softmax(scores, mask)
         else:
             weights = scores * mask
         return (weights.unsqueeze(-1) * keys).sum(dim=-2)  # (..., D)

@@ -1,6 +1,6 @@
 """The one behaviour-log reader: Parquet logs streamed in row batches, checked while they are read.
 
-A behaviour log (DESIGN.md, "Data contracts") is Parquet with ``user_id, item_id, author_id, domain,
+A behaviour log (docs/file-contracts.md) is Parquet with ``user_id, item_id, author_id, domain,
 ts`` and one column per task label. Every stage that reads a log (pair mining, graphs, rankers,
 cross-domain, live streaming, retrieval) reads it through :func:`iter_log` (streamed) or
 :func:`read_log_columns` (all rows), naming the columns it needs. Each column has a kind, by default

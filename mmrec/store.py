@@ -353,6 +353,34 @@ def embedding_shards(folder: str | Path) -> dict[str, list[str]]:
     }
 
 
+def vector_array(matrix: np.ndarray, present: np.ndarray | None = None) -> pa.FixedSizeListArray:
+    """An ``(n, d)`` matrix as the emb schema's fixed-size ``list<float32>[d]`` column; rows where
+    ``present`` is False are null (a sample without that modality)."""
+    n, dim = matrix.shape
+    mask = None if present is None else pa.array(~np.asarray(present, bool))
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(matrix, np.float32).reshape(-1)), dim, mask=mask)
+
+
+def write_emb_file(path: str | Path, keys: Sequence[str], vectors: dict[str, pa.Array | np.ndarray], dims: dict[str, int], *,
+                   meta: dict[str, Any], model: Any, extra: dict[str, pa.Array] | None = None) -> None:
+    """The one writer of the ``emb-*.parquet`` schema (docs/file-contracts.md), atomically.
+
+    Columns: ``key`` (string, not null), one fixed-size ``list<float32>[dims[name]]`` per entry of
+    ``vectors`` (a matrix, or an Arrow array such as :func:`vector_array` gives), then ``extra``
+    (extract's ``json``). File metadata: ``mmrec`` = ``meta``, ``model`` = ``model``, ``dim`` = ``dims``.
+    """
+    fields, arrays = [pa.field("key", pa.string(), nullable=False)], [pa.array(list(keys), pa.string())]
+    for name, column in vectors.items():
+        fields.append(pa.field(name, pa.list_(pa.float32(), dims[name])))
+        arrays.append(vector_array(column) if isinstance(column, np.ndarray) else column)
+    for name, column in (extra or {}).items():
+        fields.append(pa.field(name, column.type))
+        arrays.append(column)
+    schema = pa.schema(fields, metadata={"mmrec": json.dumps(meta), "model": json.dumps(model), "dim": json.dumps(dims)})
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+
+
 def write_embeddings(
     out: str | Path, shards: dict[str, list[str]], vectors: dict[str, np.ndarray], column: str, *, info: dict[str, Any]
 ) -> dict[str, Any]:
@@ -370,13 +398,7 @@ def write_embeddings(
         keys = [k for k in shard_keys if k in vectors]
         matrix = np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
         meta = {**info, "shard": shard, "rows": len(keys), "errors": 0, "rank": 0}
-        schema = pa.schema(
-            [pa.field("key", pa.string(), nullable=False), pa.field(column, pa.list_(pa.float32(), dim))],
-            metadata={"mmrec": json.dumps(meta), "model": json.dumps(info), "dim": json.dumps({column: dim})},
-        )
-        column_array = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim)
-        with atomic_path(out / f"emb-{shard}.parquet") as tmp:
-            pq.write_table(pa.Table.from_arrays([pa.array(keys, pa.string()), column_array], schema=schema), tmp)
+        write_emb_file(out / f"emb-{shard}.parquet", keys, {column: matrix}, {column: dim}, meta=meta, model=info)
         done.append({"shard": shard, "rows": len(keys), "errors": 0, "rank": 0})
         total += len(keys)
     manifest = {"input_shards": len(done), "done": done, "pending": [], "samples": total, "errors": 0, **info}

@@ -84,6 +84,7 @@ from mmrec.encoders.shards import (
 )
 from mmrec.errors import InputError, MMRecError, UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
+from mmrec.store import vector_array, write_emb_file
 from mmrec.threads import announce_threads, use_threads
 
 MODALITIES = ("image", "text", "audio")
@@ -185,10 +186,8 @@ class _ShardBuffer:
         self.present: dict[str, list[torch.Tensor]] = {}
 
 
-def _vector_column(chunks: list[torch.Tensor], masks: list[torch.Tensor], dim: int) -> pa.Array:
-    values = torch.cat(chunks).numpy().astype(np.float32, copy=False)  # (n, dim)
-    mask = ~torch.cat(masks).numpy()
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=pa.array(mask))
+def _vector_column(chunks: list[torch.Tensor], masks: list[torch.Tensor]) -> pa.Array:
+    return vector_array(torch.cat(chunks).numpy(), torch.cat(masks).numpy())  # (n, dim), null where absent
 
 
 class Extractor:
@@ -269,21 +268,16 @@ class Extractor:
         else:
             errors_path.unlink(missing_ok=True)
         dims = {**self.dims, "fused": self.fused_dim}
-        arrays, fields = [pa.array(buffer.keys, pa.string())], [pa.field("key", pa.string(), nullable=False)]
+        vectors = {}
         for name in [*self.encoders, *(["fused"] if self.fused_dim else [])]:
-            column_type = pa.list_(pa.float32(), dims[name])
             chunks = buffer.columns.get(name)
-            arrays.append(_vector_column(chunks, buffer.present[name], dims[name]) if chunks else pa.nulls(0, column_type))
-            fields.append(pa.field(name, column_type))
-        arrays.append(pa.array(buffer.metadata, pa.string()))
-        fields.append(pa.field("json", pa.string()))
+            vectors[name] = _vector_column(chunks, buffer.present[name]) if chunks else np.zeros((0, dims[name]), np.float32)
         if self.config.output_format == "npy":
             self._write_npy(out, end.shard, buffer, dims)
         meta = {**self.metadata(), "shard": end.shard, "rows": len(buffer.keys), "errors": len(end.errors),
                 "read_error": any(e["field"] == "tar" for e in end.errors), **stats}
-        schema = pa.schema(fields, metadata={"mmrec": json.dumps(meta), "model": json.dumps(meta["encoders"]), "dim": json.dumps(dims)})
-        with atomic_path(out / f"emb-{end.shard}.parquet") as tmp:
-            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+        write_emb_file(out / f"emb-{end.shard}.parquet", buffer.keys, vectors, dims, meta=meta, model=meta["encoders"],
+                       extra={"json": pa.array(buffer.metadata, pa.string())})
         return len(buffer.keys)
 
 

@@ -8,10 +8,11 @@
   -> run folder, config :class:`mmrec.graphs.GraphCLConfig`;
 - :func:`graph_export`: run folder -> node embeddings Parquet (:func:`mmrec.graphs.export_embeddings`).
 
-A run folder holds ``model.safetensors`` (the GraphCL encoder and head), ``embeddings.safetensors``
-(one ``(num_nodes, dim)`` tensor per node type, row ``i`` = node ``i``) and ``train.json`` (the
-GraphCL config, the graph folder, the attribute source and the training report); :func:`save_run` /
-:func:`load_run` write and read it. No pickle.
+A run folder is a :mod:`mmrec.runs` folder of kind ``graph``: ``model.safetensors`` (the GraphCL
+encoder and head), ``config.json`` (the model's sizes, :func:`mmrec.graphs.graphcl.model_sizes`, and
+the job: GraphCL config, graph folder, attribute source), ``metrics.json`` (the training summary), plus
+``embeddings.safetensors`` (one ``(num_nodes, dim)`` tensor per node type, row ``i`` = node ``i``);
+:func:`save_run` / :func:`load_run` write and read it, :func:`load_graphcl` rebuilds the model. No pickle.
 """
 
 from __future__ import annotations
@@ -27,19 +28,18 @@ import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 
+from mmrec import runs
 from mmrec.config import build_config
 from mmrec.errors import UsageError
 from mmrec.graphs.build import GraphConfig, build_graphs
 from mmrec.graphs.export import export_embeddings
 from mmrec.graphs.features import read_author_features
-from mmrec.graphs.graphcl import GraphCL, GraphCLConfig, embed_nodes, fit_graphcl
+from mmrec.graphs.graphcl import GraphCL, GraphCLConfig, embed_nodes, fit_graphcl, model_from_sizes, model_sizes
 from mmrec.graphs.metapath import DEFAULT_METAPATHS, expand_metapaths, write_expansions
 from mmrec.graphs.store import load_graph, save_graph
-from mmrec.io import atomic_path, output_folder, write_json
+from mmrec.io import atomic_path, output_folder
 from mmrec.threads import announce_threads, use_threads
 
-RUN_JSON = "train.json"
-RUN_MODEL = "model.safetensors"
 RUN_EMBEDDINGS = "embeddings.safetensors"
 
 
@@ -104,25 +104,31 @@ def graph_expand(graph: str | Path, out: str | Path, *, config: GraphExpandConfi
             "seconds": round(seconds, 3), "config": {**asdict(config), "metapaths": list(config.metapaths)}}
 
 
-def save_run(out: str | Path, model: GraphCL, embeddings: dict[str, torch.Tensor], summary: dict[str, Any]) -> Path:
-    """Write a run folder (model, embeddings, then ``train.json`` last), each file atomically."""
+def save_run(out: str | Path, model: GraphCL, embeddings: dict[str, torch.Tensor], summary: dict[str, Any], *,
+             sizes: dict[str, Any], job: dict[str, Any] | None = None) -> Path:
+    """Write a run folder: the embeddings, then :func:`mmrec.runs.save_run` (``config.json`` last), atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / RUN_MODEL) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     with atomic_path(out / RUN_EMBEDDINGS) as tmp:
         save_file({t: e.contiguous() for t, e in embeddings.items()}, str(tmp))
-    write_json(out / RUN_JSON, summary)
-    return out
+    return runs.save_run(out, sizes, job, model.state_dict(), metrics=summary, kind="graph")
 
 
 def load_run(run: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(embeddings per node type, train.json)`` of a run folder written by :func:`graph_train`."""
+    """``(embeddings per node type, training summary)`` of a run folder written by :func:`graph_train`."""
     run = Path(run)
-    if not (run / RUN_JSON).is_file() or not (run / RUN_EMBEDDINGS).is_file():
-        raise UsageError(f"{run} is not a graph training run (needs {RUN_JSON} and {RUN_EMBEDDINGS}; "
-                         "write one with `mmrec graph train`)")
-    return load_file(str(run / RUN_EMBEDDINGS)), json.loads((run / RUN_JSON).read_text())
+    if not (run / RUN_EMBEDDINGS).is_file():
+        raise UsageError(f"{run} is not a graph training run (needs {RUN_EMBEDDINGS}; write one with `mmrec graph train`)")
+    runs.read_config(run, kind="graph")
+    return load_file(str(run / RUN_EMBEDDINGS)), json.loads((run / runs.METRICS).read_text())
+
+
+def load_graphcl(run: str | Path) -> GraphCL:
+    """The trained GraphCL model of a run folder, in eval mode."""
+    config, state, _, _ = runs.load_run(run, kind="graph")
+    model = model_from_sizes(config["model"])
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def graph_train(
@@ -150,7 +156,8 @@ def graph_train(
         summary = {"graph": str(graph), "author_emb": str(author_emb) if author_emb is not None else None,
                    "features": feature_report, "config": config.to_dict(), "report": report,
                    "nodes": {t: int(e.shape[0]) for t, e in embeddings.items()}, "dim": config.dim}
-        save_run(out, model, embeddings, summary)
+        save_run(out, model, embeddings, summary, sizes=model_sizes(data, features=features, config=config),
+                 job={"graph": str(graph), "author_emb": summary["author_emb"], "emb_column": emb_column, "config": config.to_dict()})
     return summary
 
 
@@ -162,4 +169,4 @@ def graph_export(run: str | Path, out: str | Path) -> dict[str, Any]:
             "dim": summary["dim"]}
 
 
-__all__ = ["GraphExpandConfig", "graph_build", "graph_expand", "graph_export", "graph_train", "load_run", "save_run"]
+__all__ = ["GraphExpandConfig", "graph_build", "graph_expand", "graph_export", "graph_train", "load_graphcl", "load_run", "save_run"]

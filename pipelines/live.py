@@ -6,8 +6,8 @@
 with ``gie`` the GIE inputs (:func:`gie_inputs`: graphs from the rows before the training window,
 metapath expansions, GraphCL author embeddings), builds GTR (:func:`mmrec.rankers.build_gtr`, with
 ``mfq`` the MFQ segment fusion), trains it through the shared loop (:func:`mmrec.rankers.train_gtr`)
-and writes ``gtr.safetensors``, ``mfq.safetensors`` (with MFQ) and ``metrics.json`` to ``out``. It
-returns the training report (test metrics overall and per planted ``gift_activity`` group).
+and writes the run folder ``out`` (:mod:`mmrec.runs`: ``model.safetensors``, ``config.json``,
+``metrics.json``) and ``mfq.safetensors`` (with MFQ). It returns the training report (test metrics overall and per planted ``gift_activity`` group).
 """
 
 from __future__ import annotations

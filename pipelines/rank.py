@@ -17,14 +17,14 @@ ranker from ``RANKERS``, train it with masked multi-task BCE through the one loo
 - Saved runs: :func:`evaluate_run` (``mmrec rank evaluate``), :func:`predict_run` (``mmrec rank
   predict``) and :func:`export_run` (``mmrec rank export``: ``torch.export`` program, ONNX where
   the exporter and ``onnx`` allow; :mod:`mmrec.rankers.export` holds the serving inputs).
-- Output (``out``): ``model.safetensors`` (:mod:`mmrec.rankers.checkpoint`), ``metrics.json`` (the
-  report), ``vocab.json`` (the raw ids behind each sparse field's rows), ``checkpoint.pt``
+- Output (``out``): a run folder of kind ``rank`` (:mod:`mmrec.runs`, :mod:`mmrec.rankers.checkpoint`):
+  ``config.json`` (ranker config, input schema, the RankConfig), ``model.safetensors``, ``metrics.json``
+  (the report), ``vocab.json`` (the raw ids behind each sparse field's rows); and ``checkpoint.pt``
   (:func:`mmrec.training.fit`'s state after the last epoch, what ``resume`` continues from).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,16 +36,18 @@ import torch
 from torch import nn
 
 from mmrec.device import resolve_device
-from mmrec.errors import InputError, UsageError
+from mmrec.errors import UsageError
 from mmrec.io import atomic_path, finite_json, open_parquet, output_folder, write_json
 from mmrec.rankers.base import RANKERS, Ranker
-from mmrec.rankers.checkpoint import load_ranker, save_checkpoint
+from mmrec.rankers.checkpoint import ranker_from_run, save_checkpoint
 from mmrec.rankers.config import OptimConfig, RankConfig, load_config
 from mmrec.rankers.data import prepare_data, prepare_scoring
 from mmrec.rankers.features.collate import collate
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, format_table, metrics_table
 from mmrec.rankers.predict import predict
+from mmrec.runs import WEIGHTS
+from mmrec.runs import load_run as load_run_folder
 from mmrec.threads import announce_threads, use_threads
 from mmrec.training import LoopConfig, amp_dtype, distributed, fit, shuffled_batches
 
@@ -145,8 +147,7 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
         scores = predict(model, test_set, items, batch_size=opt.eval_batch_size, amp_dtype=dtype)
         table = metrics_table(data.test.labels.numpy(), data.test.label_mask.numpy(), scores, data.test.domain.numpy(),
                               data.test.group.numpy(), data.schema.tasks, data.schema.domains)
-        checkpoint = save_checkpoint(out / "model.safetensors", model)
-        write_json(out / "vocab.json", data.vocabs)
+        checkpoint = out / WEIGHTS
         report = {
             "model": cfg.model.name,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -166,7 +167,7 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
             "config": cfg.as_dict(),
         }
         report = finite_json(report)
-        write_json(out / "metrics.json", report)
+        save_checkpoint(out, model, job=cfg.as_dict(), vocab=data.vocabs, metrics=report)
         report["table"] = format_table(table)
     return report
 
@@ -212,17 +213,13 @@ class RankRun:
 
 
 def load_run(run: str | Path, *, device: str = "cpu") -> RankRun:
-    """Read a ``mmrec rank train`` folder: ``model.safetensors``, ``vocab.json``, ``metrics.json``."""
+    """Read a ``mmrec rank train`` folder (:func:`mmrec.runs.load_run`, kind ``rank``)."""
     run = Path(run)
-    for name in ("model.safetensors", "vocab.json", "metrics.json"):
-        if not (run / name).is_file():
-            raise UsageError(f"{run}: no {name}; not a run folder written by mmrec rank train")
-    report = json.loads((run / "metrics.json").read_text())
-    if "config" not in report:
-        raise InputError(f"{run / 'metrics.json'}: no config section; not written by mmrec rank train")
-    model = load_ranker(run, device=resolve_device(device, what="device"))
-    return RankRun(path=run, model=model, config=load_config(report["config"]),
-                   vocabs=json.loads((run / "vocab.json").read_text()))
+    if not (run / WEIGHTS).is_file():
+        raise UsageError(f"{run}: no {WEIGHTS}; not a run folder written by mmrec rank train")
+    config, state, vocabs, _ = load_run_folder(run, kind="rank")
+    model = ranker_from_run(config, state, device=resolve_device(device, what="device"))
+    return RankRun(path=run, model=model, config=load_config(config["job"]), vocabs=vocabs)
 
 
 def _score(job_run: RankRun, log: str | Path | None, *, batch_size: int, labels: bool):

@@ -96,6 +96,8 @@ class TrainJob:
             raise UsageError("sasrec uses ids only; give emb / codes to kuaiformer")
         if self.model == "generative" and (self.emb or not self.codes):
             raise UsageError("generative reads code tuples only: give codes (codes.parquet of mmrec quantize), no emb")
+        if self.model == "generative" and build_config(RetrieverConfig, self.model_config, "retrieve.model_config") != RetrieverConfig():
+            raise UsageError("--max-len, --dim, --layers ... size kuaiformer / sasrec; generative's sizes are --gen-* (e.g. --gen-max-len)")
 
 
 def _aligned(keys: list[str], values: np.ndarray, n_items: int, fill: float, what: str) -> tuple[np.ndarray, int]:
@@ -113,10 +115,11 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
     codes = content = None
     info: dict[str, Any] = {}
     if job.codes:
-        from mmrec.quantization.files import load_codes
+        from mmrec.quantization.files import codebook_sizes, load_codes
 
-        keys, raw, _ = load_codes(job.codes)
+        keys, raw, meta = load_codes(job.codes)
         codes, info["items_with_codes"] = _aligned(keys, raw, n_items, -1, f"codes {job.codes}")
+        info["codebook_sizes"] = codebook_sizes(raw, meta, job.codes)
     if job.emb:
         from mmrec.store import read_embeddings
 
@@ -146,12 +149,13 @@ def _step(job: TrainJob, model: KuaiFormer, samples: TrainingSamples, device: to
     return step
 
 
-def _model_config(job: TrainJob, n_items: int, codes: np.ndarray | None, content: np.ndarray | None) -> RetrieverConfig:
+def _model_config(job: TrainJob, n_items: int, codes: np.ndarray | None, content: np.ndarray | None,
+                  sizes: list[int] | None = None) -> RetrieverConfig:
     overrides: dict[str, Any] = {"n_items": n_items}
     if job.model == "sasrec":
         overrides.update(readout="last", interests=1, use_id=True)
     if codes is not None:
-        overrides["code_sizes"] = tuple(int(c) for c in codes.max(0) + 1)
+        overrides["code_sizes"] = tuple(sizes or (int(c) for c in codes.max(0) + 1))  # the codes file's metadata first
     if content is not None:
         overrides["content_dim"] = int(content.shape[1])
     return replace_config(job.model_config, "retrieve.model_config", **overrides)
@@ -179,13 +183,14 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         from mmrec.retrieval.generative_train import train_generative
 
         codes, _, feature_info = _item_features(job, seqs.n_items)
-        model, report["validation"], report["train"] = train_generative(job, history, targets, codes, progress=progress)
+        model, report["validation"], report["train"] = train_generative(job, history, targets, codes, progress=progress,
+                                                                        sizes=feature_info.get("codebook_sizes"))
         model_config, max_len = model.config, model.config.max_len
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         report["train"].update(feature_info)
     else:
         codes, content, feature_info = _item_features(job, seqs.n_items)
-        model_config = _model_config(job, seqs.n_items, codes, content)
+        model_config = _model_config(job, seqs.n_items, codes, content, feature_info.get("codebook_sizes"))
         device = resolve_device(job.loop.device)
         model = KuaiFormer(model_config)
         model.set_item_features(codes, content)

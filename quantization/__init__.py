@@ -1,4 +1,4 @@
-"""QARM item alignment and quantized codes (PAPERS.md, QARM and OneRec sections): the algorithms.
+"""QARM item alignment and quantized codes (docs/papers.md, "QARM"): the algorithms.
 
 - Pairs and alignment: :func:`mine_pairs` (User2Item + Swing, streamed from a behaviour log),
   :func:`align_vectors` (a head over cached vectors), :func:`train_tower` (InfoNCE through the shared

@@ -1,4 +1,4 @@
-"""The files quantization reads and writes (DESIGN.md, "Data contracts").
+"""The files quantization reads and writes (docs/file-contracts.md).
 
 - Embeddings: read and written by the one embedding store, :mod:`mmrec.store`.
 - Codes: ``codes.parquet`` with ``key`` and ``c1..cL`` (int32), the quantizer and level sizes in the
@@ -129,6 +129,18 @@ def load_codes(path: str | Path, *, item_key: str = "item-{:06d}") -> tuple[list
     codes = np.stack([table.column(n).to_numpy() for n in levels], axis=1).astype(np.int64)
     raw = (table.schema.metadata or {}).get(b"mmrec")
     return table.column("key").to_pylist(), codes, json.loads(raw) if raw else {}
+
+
+def codebook_sizes(codes: np.ndarray, info: dict[str, Any], path: str | Path = "codes") -> list[int]:
+    """Each level's code count: ``codebook_sizes`` of the codes file's metadata (what ``mmrec quantize``
+    wrote), else the largest code per level + 1 (files from elsewhere). ``codes`` ``(n, L)``, ``-1`` = no code."""
+    observed = (codes.max(axis=0) + 1).clip(min=1).tolist() if len(codes) else [1] * codes.shape[1]
+    sizes = info.get("codebook_sizes")
+    if not sizes or len(sizes) != codes.shape[1]:
+        return [int(s) for s in observed]
+    if any(o > s for o, s in zip(observed, sizes)):
+        raise InputError(f"{path}: codes exceed the codebook sizes {sizes} in its metadata")
+    return [int(s) for s in sizes]
 
 
 def save_tensors(path: str | Path, tensors: dict[str, np.ndarray], info: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Multi-task, multi-domain rankers and their trainer (PAPERS.md: PEPNet, HoME).
+"""Multi-task, multi-domain rankers and their trainer (docs/papers.md, "PEPNet" and "Multi-task rankers").
 
 - ``RANKERS``: ``pepnet`` (:class:`PEPNet`: :class:`GateNU`, :class:`EPNet`, :class:`PPNet`),
   ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``ple`` (:class:`PLE`, CGC levels),

@@ -1,46 +1,41 @@
-"""Ranker checkpoints: one safetensors file with the weights, the ranker's config and input schema.
+"""Ranker runs: a :mod:`mmrec.runs` folder of kind ``rank``.
 
-``model.safetensors`` holds the state dict; its metadata key ``mmrec`` holds JSON with the model
-config (``name`` and every field) and the :class:`mmrec.rankers.features.InputSchema`, so
-:func:`load_ranker` rebuilds the same module without the training config. Writes are atomic.
+``config.json`` holds the model config (``ranker``: ``name`` and every field; ``schema``: the
+:class:`mmrec.rankers.features.InputSchema`) and the job config (the :class:`RankConfig`), so
+:func:`load_ranker` rebuilds the same module; ``model.safetensors`` the state dict, ``vocab.json`` the
+raw ids behind each sparse field's rows, ``metrics.json`` the report. Writes are atomic.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mmrec.errors import InputError
-from mmrec.io import atomic_path, read_safetensors
 from mmrec.rankers.base import RANKERS, Ranker
 from mmrec.rankers.features.collate import InputSchema
+from mmrec.runs import WEIGHTS, load_run, save_run
 
 
-def save_checkpoint(path: str | Path, model: Ranker, *, info: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (unwrapped from DDP by the caller) to ``path``; ``info`` goes into the metadata."""
-    from safetensors.torch import save_file
+def save_checkpoint(folder: str | Path, model: Ranker, *, job: dict[str, Any] | None = None, vocab: Any = None,
+                    metrics: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (unwrapped from DDP by the caller) as the run folder ``folder``; returns its weights file."""
+    config = {"ranker": asdict(model.config), "schema": model.schema.as_dict()}
+    return save_run(folder, config, job, model.state_dict(), vocab, metrics, kind="rank") / WEIGHTS
 
-    meta = {"model": asdict(model.config), "schema": model.schema.as_dict(), **(info or {})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"mmrec": json.dumps(meta)})
-    return path
+
+def ranker_from_run(config: dict[str, Any], state: dict[str, torch.Tensor], *, device: str | torch.device = "cpu") -> Ranker:
+    """The ranker of a loaded rank run (:func:`mmrec.runs.load_run`), in eval mode."""
+    model_config = config["model"]
+    model = RANKERS.get(model_config["ranker"]["name"])(InputSchema.from_dict(model_config["schema"]), model_config["ranker"])
+    model.load_state_dict(state)
+    return model.to(device).eval()
 
 
 def load_ranker(path: str | Path, *, device: str | torch.device = "cpu") -> Ranker:
-    """Rebuild the ranker saved at ``path`` (a file, or a run folder holding ``model.safetensors``), in eval mode."""
+    """Rebuild the ranker of a run folder (or of its ``model.safetensors``), in eval mode."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    state, meta = read_safetensors(path, "checkpoint")
-    if not isinstance(meta, dict) or "model" not in meta or "schema" not in meta:
-        raise InputError(f"{path}: no mmrec ranker metadata; not written by mmrec rank train")
-    builder = RANKERS.get(meta["model"]["name"])
-    model = builder(InputSchema.from_dict(meta["schema"]), meta["model"])
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    config, state, _, _ = load_run(path.parent if path.name == WEIGHTS else path, kind="rank")
+    return ranker_from_run(config, state, device=device)

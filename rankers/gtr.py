@@ -1,4 +1,4 @@
-"""GTR: the gift-through-rate ranker of MMBee (arXiv 2407.00056), on a SIM backbone (PAPERS.md).
+"""GTR: the gift-through-rate ranker of MMBee (arXiv 2407.00056), on a SIM backbone (docs/papers.md, "MMBee").
 
 MMBee predicts whether a user who watches a live segment sends a gift. Its backbone is SIM (Pi et
 al., CIKM'20): a *general search unit* cuts the user's long behaviour sequence down to the part

@@ -10,14 +10,13 @@ There is no validation split (the log's time span is graphs / train / test), so 
 
 :func:`train_gtr` returns a report with the test metrics (AUC / UAUC / GAUC of
 :mod:`mmrec.rankers.metrics`) overall and per user group (e.g. the simulator's ``gift_activity``),
-and with ``out`` writes ``gtr.safetensors`` (weights, config in the metadata) and, when MFQ is on,
-``mfq.safetensors`` (:func:`mmrec.encoders.mfq.save_mfq`, what ``mmrec extract --fuse mfq
+and with ``out`` writes a run folder (:mod:`mmrec.runs`, kind ``gtr``: ``model.safetensors``,
+``config.json``, ``metrics.json``) and, when MFQ is on, ``mfq.safetensors`` (:func:`mmrec.encoders.mfq.save_mfq`, what ``mmrec extract --fuse mfq
 --fusion-weights`` reads). The job over a simulator folder is :func:`mmrec.pipelines.live.train_live`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ import numpy as np
 import torch
 
 from mmrec.config import build_config, replace_config
-from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, finite_json, read_safetensors, write_json
+from mmrec.errors import UsageError
+from mmrec.io import finite_json
 from mmrec.rankers.gtr import GTR, GTRConfig
 from mmrec.rankers.gtr_data import GTRData
 from mmrec.rankers.losses import masked_bce
 from mmrec.rankers.metrics import auc, uauc_gauc
+from mmrec.runs import load_run, save_run
 from mmrec.training import LoopConfig, fit, shuffled_batches
 
 
@@ -126,31 +126,25 @@ def train_gtr(model: GTR, data: GTRData, *, epochs: int = 2, batch_size: int = 5
                               for i, name in enumerate(group_names) if (group == i).any()}
     if out is not None:
         out = Path(out)
-        save_gtr(model, out / "gtr.safetensors")
         if model.mfq is not None:
             from mmrec.encoders.mfq import save_mfq
 
+            out.mkdir(parents=True, exist_ok=True)
             save_mfq(model.mfq, out / "mfq.safetensors", info={"trained_with": "GTR gift head"})
-        write_json(out / "metrics.json", finite_json(report))
+        job = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "loop": asdict(loop)}
+        save_gtr(model, out, job=job, metrics=finite_json(report))
     return report
 
 
-def save_gtr(model: GTR, path: str | Path) -> Path:
-    """Weights (buffers included: author categories, GraphCL features) + config, one safetensors file; atomic."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
-                  metadata={"mmrec": json.dumps({"kind": "gtr", "config": asdict(model.config)})})
-    return path
+def save_gtr(model: GTR, folder: str | Path, *, job: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+    """The run folder of ``model`` (:func:`mmrec.runs.save_run`, kind ``gtr``): weights with the buffers
+    (author categories, GraphCL features) and its config."""
+    return save_run(folder, asdict(model.config), job, model.state_dict(), metrics=metrics, kind="gtr")
 
 
-def load_gtr(path: str | Path) -> GTR:
-    """Rebuild a GTR written by :func:`save_gtr`, in eval mode."""
-    state, meta = read_safetensors(path, "GTR checkpoint")
-    if not isinstance(meta, dict) or meta.get("kind") != "gtr":
-        raise InputError(f"{path}: not a GTR checkpoint")
-    model = GTR(meta["config"], author_category=state["author_category"], author_graph=state.get("author_graph"))
+def load_gtr(folder: str | Path) -> GTR:
+    """Rebuild the GTR of a run folder written by :func:`save_gtr`, in eval mode."""
+    config, state, _, _ = load_run(folder, kind="gtr")
+    model = GTR(config["model"], author_category=state["author_category"], author_graph=state.get("author_graph"))
     model.load_state_dict(state)
     return model.eval()

@@ -1,6 +1,6 @@
 """HoME: hierarchy of multi-gate experts (Wang et al., arXiv 2408.05430, Kuaishou).
 
-HoME keeps MMoE's idea but fixes three ways it breaks at scale (PAPERS.md, "Also in the seeds"):
+HoME keeps MMoE's idea but fixes three ways it breaks at scale (docs/papers.md, "Multi-task rankers"):
 
 - Expert normalisation + Swish: every expert is ``Swish(Norm(W x + b))``, so all experts give
   outputs of one distribution and no gate prefers an expert for its scale (expert collapse).
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrec.errors import UsageError
+from mmrec.layers import masked_softmax
 from mmrec.rankers.base import RANKERS, Ranker, RankerConfig
 from mmrec.rankers.features.collate import InputSchema, RankBatch
 from mmrec.rankers.layers import GroupedLinear, TaskTowers
@@ -78,7 +79,7 @@ def masked_mix(logits: torch.Tensor, mask: torch.Tensor, experts: torch.Tensor) 
 
     Returns the mixtures ``(B, G, H)`` and the weights ``(B, G, n)`` (exactly 0 where masked).
     """
-    weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+    weights = masked_softmax(logits, mask)
     return weights @ experts, weights
 
 

@@ -1,6 +1,6 @@
 """User sequences for retrieval: each user's items in time order, held as one CSR array.
 
-A behaviour log (DESIGN.md) from ``mmrec seq import`` has ``user_id`` and ``item_id`` as indices
+A behaviour log (docs/file-contracts.md) from ``mmrec seq import`` has ``user_id`` and ``item_id`` as indices
 (``0..U-1``, ``0..I-1``), ``ts`` the position in the user's sequence, and the source's raw ids in
 ``raw_user`` / ``raw_item``. :func:`read_sequences` reads it through :func:`mmrec.logs.read_log_columns`
 and orders each user's rows by ``ts``. Leave-one-out (TIGER, SASRec): the last item of a sequence is

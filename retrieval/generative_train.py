@@ -68,17 +68,18 @@ class _Windows:
         return {"history": torch.as_tensor(history), "targets": torch.as_tensor(self.seqs.items[ends])}
 
 
-def model_config(base: GenerativeConfig, n_items: int, codes: np.ndarray) -> GenerativeConfig:
-    """``base`` with ``n_items`` and the code sizes (largest code + 1 per level) of ``codes`` ``(n_items, L)``."""
-    return replace_config(base, "retrieve.generative", n_items=n_items, code_sizes=tuple(int(c) + 1 for c in codes.max(0)))
+def model_config(base: GenerativeConfig, n_items: int, codes: np.ndarray, sizes: list[int] | None = None) -> GenerativeConfig:
+    """``base`` with ``n_items`` and the code sizes: ``sizes`` (the codes file's metadata), else the largest
+    code + 1 per level of ``codes`` ``(n_items, L)``."""
+    return replace_config(base, "retrieve.generative", n_items=n_items, code_sizes=tuple(sizes or (int(c) + 1 for c in codes.max(0))))
 
 
-def train_generative(job: Any, history: Sequences, targets: np.ndarray, codes: np.ndarray, *,
-                     progress: bool = True) -> tuple[GenerativeRetriever, dict[str, Any], dict[str, Any]]:
+def train_generative(job: Any, history: Sequences, targets: np.ndarray, codes: np.ndarray, *, progress: bool = True,
+                     sizes: list[int] | None = None) -> tuple[GenerativeRetriever, dict[str, Any], dict[str, Any]]:
     """Train on ``history`` (training parts), validate on ``targets``; ``job`` is a
     :class:`~mmrec.pipelines.retrieve.TrainJob`, ``codes`` ``(n_items, L)`` (-1 = no codes).
     Returns ``(model, validation metrics of the best epoch, training report)``."""
-    config = model_config(job.generative, history.n_items, codes)
+    config = model_config(job.generative, history.n_items, codes, sizes)
     device = resolve_device(job.loop.device)
     model = GenerativeRetriever(config)
     model.set_codes(codes)

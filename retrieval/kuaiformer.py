@@ -1,6 +1,6 @@
 """KuaiFormer-style sequential retriever (Liu et al., arXiv 2411.10057) and SASRec as its one-interest case.
 
-Retrieval as next-item prediction (PAPERS.md, "Retrieval with the representations"):
+Retrieval as next-item prediction (docs/papers.md, "Retrieval: KuaiFormer and SASRec"):
 
 - item token ``e_i`` = id embedding + one code embedding per level (codes from ``mmrec quantize``)
   + a linear projection of a fixed content embedding (``mmrec extract`` / ``mmrec align``); any of

@@ -113,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     """GraphCL pre-training of node embeddings on a graph folder
 
     Pre-train a GraphSAGE-style encoder with GraphCL (edge dropping, attribute masking, NT-Xent) on mini-batches
-    of sampled neighbourhoods; writes model.safetensors, embeddings.safetensors and train.json.
+    of sampled neighbourhoods; writes a run folder: model.safetensors, config.json, metrics.json and embeddings.safetensors.
     """
     from mmrec.pipelines.graph import graph_train
 

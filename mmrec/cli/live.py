@@ -78,8 +78,8 @@ def _train(args: argparse.Namespace) -> int:
     """train GTR (SIM + DIN; --mfq segment fusion, --gie graph expansion) on a simulator folder
 
     Train MMBee's GTR on a mmrec live simulate folder: by default the first half of the time span feeds the GIE
-    graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes gtr.safetensors, mfq.safetensors
-    (with --mfq; what mmrec extract --fuse mfq --fusion-weights reads) and metrics.json.
+    graphs, 50-80 % trains, 80-100 % tests (--train-start, --train-end). Writes the run folder (model.safetensors,
+    config.json, metrics.json) and mfq.safetensors (with --mfq; what mmrec extract --fuse mfq --fusion-weights reads).
     """
     from mmrec.config import build_config, replace_config
     from mmrec.pipelines.live import train_live

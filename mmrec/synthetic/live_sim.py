@@ -1,4 +1,4 @@
-"""SYNTHETIC live-streaming world for gifting models (MMBee, PAPERS.md): nothing here is real data.
+"""SYNTHETIC live-streaming world for gifting models (MMBee, docs/papers.md): nothing here is real data.
 
 No public gifting log can be had offline, so :func:`simulate_live` draws one whose structure is
 known and written next to it, so that models and tests can check what they recover:
@@ -44,7 +44,7 @@ gift_value``; rows in time order, row groups of ``row_group_size``), ``users.par
 end, topic``), ``segment-tokens.safetensors`` (``image (N, Lf, d)``, ``audio (N, Ls, d)``,
 ``text (N, Lc, d)``, ``text_mask (N, Lc)``, rows in ``segments.parquet`` order), ``live.json``
 (the parameters and counts; ``"synthetic": true``) and, with ``shard_segments > 0``, webdataset
-shards ``segments-NNNNNN.tar`` of the first segments in the format of DESIGN.md (frames, comments,
+shards ``segments-NNNNNN.tar`` of the first segments in the format of docs/file-contracts.md (frames, comments,
 speech drawn from the segment's topic by :mod:`mmrec.synthetic.sample_data`'s writers) for ``mmrec extract``.
 :func:`read_live_log` reads the log back and checks it; :func:`read_live_world` reads the whole folder
 (:class:`LiveWorld`: log, author categories, user groups, segment tokens), what GTR's data is built from.
@@ -329,7 +329,7 @@ def _write(path: Path, table: pa.Table, note: str, row_group_size: int | None = 
 
 
 def _write_segment_shards(out: Path, cfg: LiveSimConfig, seg: dict[str, np.ndarray], keys: np.ndarray) -> list[Path]:
-    """The first ``shard_segments`` segments as DESIGN.md live-segment samples, via mmrec.synthetic.sample_data's writers."""
+    """The first ``shard_segments`` segments as docs/file-contracts.md live-segment samples, via mmrec.synthetic.sample_data's writers."""
     from tqdm import tqdm
 
     from mmrec.synthetic.sample_data import _segment_sample, _topic_specs, _write_shards

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from mmrec.config import build_config, check_bounds, replace_config
 from mmrec.errors import UsageError
 from mmrec.io import atomic_open, atomic_path, write_json
+from mmrec.store import write_emb_file
 
 DOMAINS = ("video", "live", "mall")
 TASKS = ("click", "like", "follow")
@@ -184,13 +185,8 @@ def _draw_items(rng: np.random.Generator, t: np.ndarray, user: np.ndarray, favou
 def _write_content(path: Path, content: np.ndarray) -> None:
     n, dim = content.shape
     info = {"synthetic": True, "note": _NOTE, "rows": n, "fused_dim": dim, "encoders": {}}
-    schema = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("fused", pa.list_(pa.float32(), dim))],
-                       metadata={"mmrec": json.dumps(info), "model": json.dumps(info), "dim": json.dumps({"fused": dim})})
-    keys = pa.array([f"item-{i:06d}" for i in range(n)], pa.string())
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(content.reshape(-1)), dim)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_arrays([keys, vectors], schema=schema), tmp)
+    write_emb_file(path, [f"item-{i:06d}" for i in range(n)], {"fused": content}, {"fused": dim}, meta=info, model=info)
 
 
 RANK_YAML = """\

@@ -27,7 +27,7 @@ belongs to one author; its segments are contiguous in time and its topic stays p
 to the next with probability 0.7, else switches. Topic definitions depend only on K; samples depend
 on the seed through ``numpy.random.default_rng``. Same arguments give byte-identical files.
 
-Behaviour log (``users > 0``; DESIGN.md's columns ``user_id, item_id, author_id, domain, ts`` and the
+Behaviour log (``users > 0``; docs/file-contracts.md's columns ``user_id, item_id, author_id, domain, ts`` and the
 labels ``click, like, follow, forward, hate, long_view`` as int8, rows in time order, row groups of
 4096). Each topic has ``STYLES`` = 2 hidden sub-styles: the first five and the last five words of its
 vocabulary; an item's style is the half most of its title's topic words come from (ties: the half of

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrec.errors import InputError, UsageError
-from mmrec.quantization.files import load_codes
+from mmrec.quantization.files import codebook_sizes, load_codes
 from mmrec.rankers.features.base import IndexedProvider, ProviderStats
 
 
@@ -37,13 +37,7 @@ class CodeProvider(IndexedProvider):
             raise UsageError(f"feature {self.name!r}: {path} has {self.width} code levels, expected {levels}")
         if len(codes) and codes.min() < 0:
             raise InputError(f"{path}: negative codes")
-        sizes = info.get("codebook_sizes")
-        observed = (codes.max(axis=0) + 1).tolist() if len(codes) else [1] * self.width
-        if not sizes or len(sizes) != self.width:
-            sizes = observed
-        elif any(o > s for o, s in zip(observed, sizes)):
-            raise InputError(f"{path}: codes exceed the codebook sizes {sizes} in its metadata")
-        self.codebook_sizes = [int(s) for s in sizes]
+        self.codebook_sizes = codebook_sizes(codes, info, path)
         self.codes = codes
         self.index = {k: i for i, k in enumerate(keys)}
         if len(self.index) != len(keys):

@@ -1,7 +1,7 @@
 """Behaviour logs as ranking samples: the columns, id vocabularies, time split and histories.
 
 A log is Parquet with ``user_id, item_id, author_id, domain, ts`` and one 0/1 column per task
-(DESIGN.md, "Data contracts"). :func:`read_log` reads it through the one log reader,
+(docs/file-contracts.md). :func:`read_log` reads it through the one log reader,
 :mod:`mmrec.logs` (an error names the file and the column), puts the rows in time order and turns task labels into ``labels`` plus ``label_mask``: a
 null label (the task is not observed there, e.g. ``follow`` outside live streams) is masked out of
 the loss and the metrics. :class:`Vocab` maps raw ids to ``1..n`` with ``0`` for ids it was not fit

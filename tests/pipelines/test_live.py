@@ -30,7 +30,7 @@ def test_train_live_from_a_dict_config(small, tmp_path):
     assert len(report["history"]) == 1 and set(report["by_group"]) <= {"low", "mid", "high"}
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["test"]["positives"] == report["test"]["positives"] and written["train_rows"] == report["train_rows"]
-    assert (tmp_path / "run" / "gtr.safetensors").is_file() and not (tmp_path / "run" / "mfq.safetensors").exists()
+    assert (tmp_path / "run" / "model.safetensors").is_file() and not (tmp_path / "run" / "mfq.safetensors").exists()
     with pytest.raises(UsageError, match="live train: unknown field 'epoch'; known: mfq, gie, epochs"):
         train_live(small, None, {"epoch": 1})
     with pytest.raises(UsageError, match=r"live train.samples: unknown field 'recent'"):

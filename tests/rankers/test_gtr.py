@@ -188,7 +188,7 @@ def test_mfq_finds_the_planted_content_effect_and_checkpoints_round_trip(data, t
     base, mfq = reports["base"]["test"], reports["mfq"]["test"]
     assert mfq["auc"] > base["auc"] + 0.02, (base, mfq)
     assert reports["mfq"]["test_watch"]["auc"] > reports["base"]["test_watch"]["auc"] + 0.05
-    loaded = load_gtr(tmp_path / "mfq" / "gtr.safetensors")
+    loaded = load_gtr(tmp_path / "mfq")
     np.testing.assert_allclose(predict_gtr(loaded, data, data.test[:200]), predict_gtr(model, data, data.test[:200]), atol=1e-6)
     mfq_module = load_mfq(tmp_path / "mfq" / "mfq.safetensors")
     batch = data.batch(data.test[:8])
@@ -204,7 +204,7 @@ def test_cli_live_train(world, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["config"]["expansion_paths"] == 2 and report["config"]["graph_dim"] == 16 and report["config"]["mfq"]
     assert set(report["by_group"]) <= {"low", "mid", "high"} and 0.0 <= report["test"]["auc"] <= 1.0
-    assert (tmp_path / "run" / "mfq.safetensors").is_file() and (tmp_path / "run" / "gtr.safetensors").is_file()
+    assert (tmp_path / "run" / "mfq.safetensors").is_file() and (tmp_path / "run" / "model.safetensors").is_file()
     assert main(["live", "train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r2")]) == 2
     # the MFQ trained with the gift head fuses real segment shards in mmrec extract (tiny encoders are 32 wide,
     # as the simulator's tokens; their spaces differ, so this checks the path, not the vectors' meaning)
@@ -215,3 +215,17 @@ def test_cli_live_train(world, tmp_path, capsys):
     fused = np.asarray(table.column("fused").to_pylist(), np.float32)
     assert table.num_rows == 4 and fused.shape == (4, 32) and np.allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-5)
     assert table.column("key").to_pylist() == pq.read_table(small / "segments.parquet").column("item_id").to_pylist()[:4]
+
+
+def test_gtr_run_save_then_load_run_gives_identical_scores(data, tmp_path):
+    from mmrec.rankers import save_gtr
+    from mmrec.runs import load_run
+
+    torch.manual_seed(0)
+    model = build_gtr(data, tower=(16,)).eval()
+    save_gtr(model, tmp_path / "run", job={"epochs": 0}, metrics={"test": {"auc": 0.5}})
+    config, tensors, _, metrics = load_run(tmp_path / "run", kind="gtr")
+    assert config["model"] == json.loads(json.dumps(asdict(model.config))) and metrics == {"test": {"auc": 0.5}}
+    assert torch.equal(tensors["author_category"], model.author_category.cpu())
+    rows = data.test[:64]
+    np.testing.assert_array_equal(predict_gtr(load_gtr(tmp_path / "run"), data, rows), predict_gtr(model, data, rows))

@@ -65,14 +65,24 @@ def planted_data(tmp_path_factory):
     return root
 
 
-def test_retriever_learns_a_planted_next_item_rule_far_above_pop(planted_data):
+LOOP = {"epochs": 15, "patience": 3, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def trained(planted_data):
+    """The popularity and KuaiFormer runs ``pop/`` and ``kf/`` on the planted data, trained once for the
+    module (every test that serves or evaluates them gets them from here, whatever the order)."""
     root = planted_data
-    loop = {"epochs": 15, "patience": 3, "progress": False}
     pop = train(root / "data", root / "pop", {"model": "pop"})
     kf = train(root / "data", root / "kf", {"model": "kuaiformer", "lr": 5e-3, "batch_size": 64, "uniform_negatives": 16,
-                                            "model_config": {**TINY, "interests": 2}, "loop": loop})
+                                            "model_config": {**TINY, "interests": 2}, "loop": LOOP})
+    return root, pop, kf
+
+
+def test_retriever_learns_a_planted_next_item_rule_far_above_pop(trained):
+    root, pop, kf = trained
     sas = train(root / "data", root / "sas", {"model": "sasrec", "lr": 5e-3, "batch_size": 32,
-                                              "model_config": TINY, "loop": loop})
+                                              "model_config": TINY, "loop": LOOP})
     assert pop["validation"]["recall@10"] < 0.4
     assert kf["validation"]["recall@10"] > 0.8 and kf["validation"]["ndcg@10"] > 3 * pop["validation"]["ndcg@10"]
     assert sas["validation"]["recall@10"] > 0.8
@@ -82,8 +92,8 @@ def test_retriever_learns_a_planted_next_item_rule_far_above_pop(planted_data):
     assert again["ndcg@10"] == pytest.approx(kf["validation"]["ndcg@10"], abs=1e-6)
 
 
-def test_cli_evaluate_test_file_and_serving(planted_data, tmp_path, capsys):
-    root = planted_data
+def test_cli_evaluate_test_file_and_serving(trained, tmp_path, capsys):
+    root = trained[0]
     (tmp_path / "test.tsv").write_text("u0\t3\nu1\t999\nnobody\t3\nu2\t5\n")
     assert main(["retrieve", "evaluate", "--run", str(root / "pop"), "--test", str(tmp_path / "test.tsv"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -98,8 +108,8 @@ def test_cli_evaluate_test_file_and_serving(planted_data, tmp_path, capsys):
     assert "recall@10 vs exact 1.0000" in capsys.readouterr().out
 
 
-def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
-    root = planted_data
+def test_tree_serving_beam_trades_items_scored_for_recall(trained):
+    root = trained[0]
     full = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150)
     assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["items_scored_per_query"] >= 40  # beam = widest level: exhaustive
     narrow = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150)
@@ -116,8 +126,8 @@ def test_tree_serving_beam_trades_items_scored_for_recall(planted_data):
     assert 0 < tuned["scored_fraction"] and tuned["factory"] == f"tree(branching=4, beam={tuned['beam']}, mips)"
 
 
-def test_joint_tree_search_shares_one_beam_among_a_users_interests(planted_data):
-    root = planted_data
+def test_joint_tree_search_shares_one_beam_among_a_users_interests(trained):
+    root = trained[0]
     full = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150, joint=True)
     assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["joint"]  # exhaustive beam: exact max over interests
     joint = serve_run(root / "kf", kind="tree", k=10, branching=4, beam=2, max_users=150, joint=True)
@@ -151,7 +161,7 @@ def test_an_epoch_reads_every_training_position_once_in_batches_of_about_batch_s
     assert sorted(seen) == sorted(truth)
 
 
-def test_mips_lift_keeps_inner_products_and_puts_every_item_on_one_sphere(planted_data):
+def test_mips_lift_keeps_inner_products_and_puts_every_item_on_one_sphere(trained):
     from mmrec.retrieval.serving import mips_lift
 
     rng = np.random.default_rng(0)
@@ -163,8 +173,8 @@ def test_mips_lift_keeps_inner_products_and_puts_every_item_on_one_sphere(plante
     norms = np.linalg.norm(lifted_items, axis=1)
     np.testing.assert_allclose(norms, norms.max(), rtol=1e-5)
     # served through the lifted tree: an exhaustive beam is exact, a narrow one scores fewer items
-    full = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150)
-    narrow = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150)
-    plain = serve_run(planted_data / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150, mips=False)
+    full = serve_run(trained[0] / "kf", kind="tree", k=10, branching=4, beam=16, max_users=150)
+    narrow = serve_run(trained[0] / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150)
+    plain = serve_run(trained[0] / "kf", kind="tree", k=10, branching=4, beam=1, max_users=150, mips=False)
     assert full["recall@10_vs_exact"] == pytest.approx(1.0) and full["factory"] == "tree(branching=4, beam=16, mips)"
     assert narrow["items_scored_per_query"] < 0.5 * full["items_scored_per_query"] and plain["factory"] == "tree(branching=4, beam=1)"
