@@ -82,12 +82,22 @@ class SMESConfig(ExpertsConfig):
 
 @dataclass
 class Routing:
-    """Which experts run for a batch of ``B`` instances, ``K`` tasks, ``n`` experts."""
+    """Which experts run for a batch of ``B`` instances, ``K`` tasks, ``n`` experts; ``m = k_shared + k_private``."""
 
     probs: torch.Tensor  # (B, K, n) every task gate's softmax over all experts
     shared: torch.Tensor  # (B, k_shared) the jointly chosen experts
-    select: torch.Tensor  # (B, K, n) bool, the experts each task mixes
-    weights: torch.Tensor  # (B, K, n) mixing weights, 0 outside select
+    chosen: torch.Tensor  # (B, K, m) the experts each task mixes: the shared ones, then its private ones
+    weights: torch.Tensor  # (B, K, m) their mixing weights
+
+    @property
+    def select(self) -> torch.Tensor:
+        """``(B, K, n)`` bool: the experts each task mixes."""
+        return torch.zeros_like(self.probs, dtype=torch.bool).scatter(2, self.chosen, True)
+
+    @property
+    def mix_weights(self) -> torch.Tensor:
+        """``(B, K, n)``: the mixing weights over all experts, 0 outside :attr:`select`."""
+        return torch.zeros_like(self.probs).scatter(2, self.chosen, self.weights)
 
     @property
     def active(self) -> torch.Tensor:
@@ -95,17 +105,22 @@ class Routing:
         return self.select.any(1)
 
 
+def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` largest scores along the last dimension (argmax for one: far faster than topk on CPU)."""
+    return scores.argmax(-1, keepdim=True) if k == 1 else scores.topk(k, dim=-1).indices
+
+
 def route(logits: torch.Tensor, k_shared: int, k_private: int, *, shared_score: str = "sum") -> Routing:
     """Progressive routing from the task gate logits ``(B, K, n)`` (the module docstring's equations)."""
     B, K, n = logits.shape
     probs = torch.softmax(logits, dim=-1)  # (B, K, n)
     score = probs.sum(1) if shared_score == "sum" else probs.amax(1)  # (B, n)
-    shared = score.topk(k_shared, dim=-1).indices  # (B, ks)
-    in_shared = torch.zeros(B, n, dtype=torch.bool, device=logits.device).scatter(1, shared, True)  # (B, n)
-    private = logits.masked_fill(in_shared[:, None, :], float("-inf")).topk(k_private, dim=-1).indices  # (B, K, kp)
-    select = in_shared[:, None, :].expand(B, K, n).scatter(2, private, True)  # (B, K, n)
-    weights = torch.softmax(logits.masked_fill(~select, float("-inf")), dim=-1)  # (B, K, n)
-    return Routing(probs=probs, shared=shared, select=select, weights=weights)
+    shared = _top(score, k_shared)  # (B, ks)
+    in_shared = torch.zeros(B, 1, n, dtype=torch.bool, device=logits.device).scatter(2, shared[:, None, :], True)  # (B, 1, n)
+    private = _top(logits.masked_fill(in_shared, float("-inf")), k_private)  # (B, K, kp)
+    chosen = torch.cat([shared[:, None, :].expand(B, K, k_shared), private], dim=-1)  # (B, K, m)
+    weights = torch.softmax(logits.gather(2, chosen), dim=-1)  # (B, K, m) the gate renormalised over the chosen
+    return Routing(probs=probs, shared=shared, chosen=chosen, weights=weights)
 
 
 def balance_loss(select: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -141,35 +156,43 @@ class Experts(nn.Module):
             in_dim = out
         self.out_dim = in_dim
 
-    def _activate(self, h: torch.Tensor, layer: int, expert: int | None) -> torch.Tensor:
-        if self.norms is not None:
-            scale, shift = self.norms[layer] if expert is None else self.norms[layer][:, expert]
-            h = F.layer_norm(h, h.shape[-1:]) * scale + shift
-        return F.dropout(F.relu(h), self.dropout, self.training)
-
-    def run(self, expert: int, x: torch.Tensor) -> torch.Tensor:
-        """Expert ``expert`` on rows ``x`` ``(b, in)`` -> ``(b, H)``."""
-        for j, linear in enumerate(self.linears):
-            x = self._activate(torch.addmm(linear.bias[expert], x, linear.weight[expert]), j, expert)
+    def run(self, expert: int, x: torch.Tensor, params: list[tuple[torch.Tensor, ...]] | None = None) -> torch.Tensor:
+        """Expert ``expert`` on rows ``x`` ``(b, in)`` -> ``(b, H)``; ``params``: :meth:`unbound`'s, else read here."""
+        for weight, bias, norm in params or self.unbound():
+            x = torch.addmm(bias[expert], x, weight[expert])
+            if norm is not None:
+                x = F.layer_norm(x, x.shape[-1:]) * norm[0][expert] + norm[1][expert]
+            x = F.dropout(F.relu(x), self.dropout, self.training)
         return x
+
+    def unbound(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer ``(weights, biases, (scales, shifts) or None)``, each a tuple over the experts: one
+        ``unbind`` per parameter and forward, whose backward stacks the experts' gradients once (indexing
+        the stacked parameter per expert would build a full-size zero gradient per expert)."""
+        norms = list(self.norms) if self.norms is not None else [None] * len(self.linears)
+        return [(lin.weight.unbind(0), lin.bias.unbind(0), None if norm is None else tuple(t.unbind(0) for t in norm.unbind(0)))
+                for lin, norm in zip(self.linears, norms)]
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """Every expert on every row: ``(B, in) -> (B, n, H)``."""
         h = x[:, None, :].expand(-1, self.n, -1)
         for j, linear in enumerate(self.linears):
-            h = self._activate(linear(h), j, None)
+            h = linear(h)  # (B, n, H)
+            if self.norms is not None:
+                h = F.layer_norm(h, h.shape[-1:]) * self.norms[j][0] + self.norms[j][1]
+            h = F.dropout(F.relu(h), self.dropout, self.training)
         return h
 
-    def mix_sparse(self, x: torch.Tensor, weights: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """``sum_i weights[:, :, i] * E_i(x)`` computing ``E_i`` only on the rows where ``active[:, i]``:
-        ``x`` (B, in), ``weights`` (B, K, n), ``active`` (B, n) -> ``(B, K, H)``."""
-        out = x.new_zeros(x.shape[0], weights.shape[1], self.out_dim)
+    def sparse(self, x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``E_i(x_b)`` only where ``active[b, i]``: ``x`` (B, in), ``active`` (B, n) -> the outputs ``(P, H)``
+        of the ``P`` active pairs, grouped by expert, and each pair's ``b * n + i`` ``(P,)``."""
+        params = self.unbound()
+        index, outputs = [], []
         for i in range(self.n):
             rows = active[:, i].nonzero().squeeze(1)  # (b_i,) gather: the rows routed to expert i
-            h = self.run(i, x.index_select(0, rows))  # (b_i, H)
-            w = weights.index_select(0, rows)[:, :, i]  # (b_i, K)
-            out = out.index_add(0, rows, w[:, :, None] * h[:, None, :])  # scatter back into the task mixtures
-        return out
+            outputs.append(self.run(i, x.index_select(0, rows), params))  # (b_i, H)
+            index.append(rows * self.n + i)
+        return torch.cat(outputs), torch.cat(index)
 
 
 @RANKERS.register("smes")
@@ -181,24 +204,37 @@ class SMES(Ranker):
     def _build(self, schema: InputSchema, cfg: SMESConfig) -> None:
         in_dim = self.inputs.general_dim(with_domain=True)
         self.experts = Experts(cfg.experts, in_dim, cfg.expert, norm=cfg.expert_norm == "layer", dropout=cfg.dropout)
-        self.gates = GroupedLinear(self.num_tasks, in_dim, cfg.experts)
+        self.gates = nn.Linear(in_dim, self.num_tasks * cfg.experts)  # every task's gate in one matmul
         self.towers = TaskTowers(self.num_tasks, self.experts.out_dim, cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
         self._balance: torch.Tensor | None = None
 
     def route(self, x: torch.Tensor) -> Routing:
         """Routing of the general features ``x`` ``(B, in)``."""
         cfg = self.config
-        logits = self.gates(x[:, None, :].expand(-1, self.num_tasks, -1))  # (B, K, n)
+        logits = self.gates(x).view(x.shape[0], self.num_tasks, cfg.experts)  # (B, K, n)
         return route(logits, cfg.k_shared, cfg.k_private, shared_score=cfg.shared_score)
 
     def mix(self, x: torch.Tensor) -> tuple[torch.Tensor, Routing]:
-        """``x`` ``(B, in)`` -> per-task mixtures ``(B, K, H)`` and the routing."""
+        """``x`` ``(B, in)`` -> per-task mixtures ``(B, K, H)`` and the routing.
+
+        Sparse: the outputs of an instance's active experts go to ``U = min(n, k_shared + K k_private)``
+        slots of its own (the ``u``-th active expert in slot ``u``, zeros after the last), and each task
+        mixes over these slots, ``(B, K, U) @ (B, U, H)``: neither the unchosen experts nor their mixing
+        is computed. Dense: every expert on every row, mixed over all ``n`` (zero weights outside the choice).
+        """
         routing = self.route(x)
+        B, (K, m), n = x.shape[0], routing.chosen.shape[1:], self.config.experts
         if self.config.dispatch == "dense":
-            mixed = routing.weights @ self.experts.dense(x)  # (B, K, n) @ (B, n, H)
-        else:
-            mixed = self.experts.mix_sparse(x, routing.weights, routing.active)
-        return mixed, routing
+            return routing.mix_weights @ self.experts.dense(x), routing  # (B, K, n) @ (B, n, H)
+        active = routing.active  # (B, n)
+        U = min(n, self.config.k_shared + K * self.config.k_private)
+        slot = active.cumsum(1) - 1  # (B, n) slot of each active expert in its row
+        outputs, pair = self.experts.sparse(x, active)  # (P, H), (P,) unchosen experts are never computed
+        target = (torch.arange(B, device=x.device)[:, None] * U + slot).view(-1)[pair]  # (P,) row b * U + slot
+        slots = x.new_zeros(B * U, outputs.shape[1]).index_copy(0, target, outputs).view(B, U, -1)  # (B, U, H)
+        weights = torch.zeros(B, K, U, dtype=routing.weights.dtype, device=x.device).scatter(
+            2, slot.gather(1, routing.chosen.view(B, K * m)).view(B, K, m), routing.weights)  # (B, K, U)
+        return weights @ slots, routing
 
     def routing(self, batch: RankBatch) -> Routing:
         """The routing of ``batch`` (for inspection: experts per instance, loads)."""

@@ -25,8 +25,8 @@ def test_shared_subset_is_the_top_of_the_summed_task_scores_by_hand():
     assert sorted(r.shared[0].tolist()) == [0, 1]
     # private: task 0 takes 2 (0.15 > 0.05) among {2, 3}, task 1 takes 3 (0.35 > 0.3)
     assert r.select[0].tolist() == [[True, True, True, False], [True, True, False, True]]
-    torch.testing.assert_close(r.weights[0, 0], torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95)
-    torch.testing.assert_close(r.weights[0, 1], torch.tensor([0.1, 0.25, 0.0, 0.35]) / 0.7)
+    torch.testing.assert_close(r.mix_weights[0, 0], torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95)
+    torch.testing.assert_close(r.mix_weights[0, 1], torch.tensor([0.1, 0.25, 0.0, 0.35]) / 0.7)
     torch.testing.assert_close(r.probs[0], torch.stack([p0, p1]))
     # the max of the scores (0.5, 0.3, 0.3, 0.35) picks {0, 3} instead
     assert sorted(route(logits, 2, 1, shared_score="max").shared[0].tolist()) == [0, 3]
@@ -39,7 +39,7 @@ def test_a_task_runs_at_most_ks_plus_kp_experts_and_an_instance_ks_plus_tasks_ti
     r = route(torch.randn(500, K, n) * 3, k_shared, k_private)
     assert (r.select.sum(-1) == k_shared + k_private).all()
     assert (r.active.sum(-1) <= k_shared + K * k_private).all() and (r.active.sum(-1) >= k_shared + k_private).all()
-    assert ((r.weights > 0) == r.select).all()
+    assert ((r.mix_weights > 0) == r.select).all()
     # in the ranker, on a real batch (3 tasks)
     model = SMES(tiny_schema, {"experts": 8, "k_shared": k_shared, "k_private": k_private}).eval()
     r = model.routing(tiny_batch)
@@ -69,7 +69,7 @@ def _train_loads(tiny_schema, batch, balance_weight):
     torch.manual_seed(0)
     model = SMES(tiny_schema, {"experts": 6, "k_shared": 1, "k_private": 1, "balance_weight": balance_weight})
     with torch.no_grad():
-        model.gates.bias[:, :2] += 3.0  # every gate starts out overloading experts 0 and 1
+        model.gates.bias.view(3, 6)[:, :2] += 3.0  # every (task) gate starts out overloading experts 0 and 1
     before = load_cv(model.routing(batch).select.sum((0, 1)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
@@ -99,7 +99,7 @@ def test_sparse_dispatch_equals_dense_compute_under_the_same_mask(tiny_schema, t
     dense.load_state_dict(sparse.state_dict())
     ran = []
     real = Experts.run
-    monkeypatch.setattr(Experts, "run", lambda self, i, x: ran.append(len(x)) or real(self, i, x))
+    monkeypatch.setattr(Experts, "run", lambda self, i, x, params=None: ran.append(len(x)) or real(self, i, x, params))
     out_sparse = sparse(tiny_batch)
     assert sum(ran) == int(sparse.routing(tiny_batch).active.sum()) < 8 * len(tiny_batch.domain)  # chosen rows only
     out_dense = dense(tiny_batch)
