@@ -17,11 +17,11 @@ What it does, in one process on one torch thread:
      rounded; MMoE with ``A`` experts and HoME with ``A`` level-1 experts (``A - 3`` shared + 1 per
      family, no task experts). PLE is left out there: with 12 tasks and at least one expert per task
      it runs at least 12, and with none it is MMoE;
-   - *speed peers*: the same SMES weights with ``dispatch: dense`` (every expert on every row, same
-     routing: the dense MoE of the same total size) and MMoE of ``--experts`` (a dense MoE of the
-     same total size); training samples/s are each run's own loop, inference samples/s are
-     ``predict`` over the test rows, interleaved between SMES, dense SMES and MMoE in the same
-     process (best of ``--repeats``).
+   - *speed*: after a seed's runs, SMES, the same SMES weights with ``dispatch: dense`` (every expert on
+     every row, mixed over all of them with the same routing) and MMoE of ``--experts`` (the plain dense
+     MoE of the same total size) are timed in turn in this process on the same data, best of
+     ``--repeats``: ``--speed-steps`` training steps (forward, losses, backward, Adam) on the same
+     training batches, and ``predict`` over the test rows.
 3. **Measures**: AUC / GAUC per task on the test rows (``mmrec.rankers.metrics``), experts run per
    instance (SMES: the union of its tasks' experts, measured; others: all their experts), the
    coefficient of variation of the expert loads (SMES: picks per expert summed over tasks, the load
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -46,8 +47,8 @@ import numpy as np
 import torch
 
 from mmrec.pipelines.rank import load_run, train
-from mmrec.rankers import simulate
-from mmrec.rankers.data import prepare_scoring
+from mmrec.rankers import SMES, masked_bce, simulate
+from mmrec.rankers.data import prepare_data, prepare_scoring
 from mmrec.rankers.features.collate import collate
 from mmrec.rankers.predict import predict
 from mmrec.rankers.smes import load_cv
@@ -58,19 +59,20 @@ FAMILIES = ("click", "like", "follow")
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench-out/smes")
-    p.add_argument("--users", type=int, default=1200)
+    p.add_argument("--users", type=int, default=1000)
     p.add_argument("--items", type=int, default=3000)
-    p.add_argument("--impressions", type=int, default=100)
+    p.add_argument("--impressions", type=int, default=80)
     p.add_argument("--tasks", type=int, default=12)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--experts", type=int, default=16)
+    p.add_argument("--experts", type=int, default=32)
     p.add_argument("--expert-dim", type=int, default=64)
     p.add_argument("--k-shared", type=int, default=2)
     p.add_argument("--k-private", type=int, default=1)
-    p.add_argument("--balance-weight", type=float, default=0.01)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--balance-weight", type=float, default=0.1)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--speed-steps", type=int, default=8)
     return p.parse_args()
 
 
@@ -87,7 +89,6 @@ def _models(a: argparse.Namespace, tasks: list[str], parents: dict[str, str], ac
     models = {
         "SMES": smes,
         "SMES, no balance loss": {**smes, "balance_weight": 0.0},
-        "SMES, dense dispatch": {**smes, "dispatch": "dense"},
         f"MMoE {n}": {"name": "mmoe", "experts": n, "expert": [h]},
         f"PLE {n}": {"name": "ple", "levels": 1, "expert": [h], "task_experts": 1, "shared_experts": max(n - K, 1)},
         f"HoME {n}": {"name": "home", "expert_dim": h, "shared_experts": max(n - K - len(FAMILIES), 1), "group_experts": 1,
@@ -127,19 +128,33 @@ def _routing_stats(run) -> dict[str, float]:
             "load_cv_picks": load_cv(picks), "load_cv_rows": load_cv(rows)}
 
 
-def _inference(runs: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Test-row samples/s of each run's model, interleaved, best of ``repeats``."""
-    best = dict.fromkeys(runs, 0.0)
-    data = {}
-    for name, run in runs.items():
-        samples, items, _ = prepare_scoring(run.config.data, run.config.features, vocabs=run.vocabs, domains=run.model.schema.domains)
-        data[name] = (samples, items)
-    for _ in range(repeats):
+def _speed(runs: dict[str, Any], a: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Training and inference samples/s of each model, interleaved in this process, best of ``--repeats``:
+    ``--speed-steps`` training steps (forward, losses, backward, Adam) on the same training batches, and
+    ``predict`` over the test rows."""
+    import copy
+
+    first = next(iter(runs.values()))
+    data = prepare_data(first.config.data, first.config.features)
+    samples, items, _ = prepare_scoring(first.config.data, first.config.features, vocabs=first.vocabs, domains=first.model.schema.domains)
+    batches = [collate(data.train, data.items, rows) for rows in torch.randperm(len(data.train))[: a.speed_steps * a.batch_size].split(a.batch_size)]
+    best = {name: {"train": 0.0, "infer": 0.0} for name in runs}
+    for _ in range(a.repeats):
         for name, run in runs.items():
-            samples, items = data[name]
+            model = copy.deepcopy(run.model).train()
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+            start = time.perf_counter()
+            for batch in batches:
+                loss, _ = masked_bce(model(batch), batch.labels, batch.label_mask)
+                aux = model.auxiliary_loss()
+                loss = loss if aux is None else loss + aux
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            best[name]["train"] = max(best[name]["train"], sum(len(b.domain) for b in batches) / (time.perf_counter() - start))
             start = time.perf_counter()
             predict(run.model, samples, items, batch_size=4096)
-            best[name] = max(best[name], len(samples) / (time.perf_counter() - start))
+            best[name]["infer"] = max(best[name]["infer"], len(samples) / (time.perf_counter() - start))
     return best
 
 
@@ -157,6 +172,7 @@ def main() -> None:
             "features": [{"name": "content", "kind": "embeddings", "path": str(out / "data" / "emb"), "dim": 32}],
             "optim": {"lr": 0.003, "batch_size": a.batch_size, "epochs": a.epochs, "threads": 1, "eval_batch_size": 4096}}
     results: dict[str, list[dict[str, Any]]] = {}
+    speeds: dict[str, list[dict[str, Any]]] = {}
     activated = None
     started = time.perf_counter()
     for seed in range(a.seeds):
@@ -183,12 +199,17 @@ def main() -> None:
             if label == "SMES" and activated is None:
                 activated = max(round(row["experts_per_instance"]), len(FAMILIES) + 1)
                 queue += [(k, v) for k, v in _models(a, tasks, parents, activated).items() if k not in models]
-        speed = _inference({k: loaded[k] for k in ("SMES", "SMES, dense dispatch", f"MMoE {a.experts}")}, a.repeats)
-        for label, value in speed.items():
-            results[label][-1]["infer_samples_per_s"] = value
+        smes = loaded["SMES"]
+        dense = SMES(smes.model.schema, replace(smes.model.config, dispatch="dense"))
+        dense.load_state_dict(smes.model.state_dict())
+        peers = {"SMES": smes, "SMES, dense dispatch": replace(smes, model=dense.eval()), f"MMoE {a.experts}": loaded[f"MMoE {a.experts}"]}
+        for label, value in _speed(peers, a).items():
+            speeds.setdefault(label, []).append({"seed": seed, "train_samples_per_s": value["train"], "infer_samples_per_s": value["infer"]})
+        print(f"seed {seed} speed (samples/s, train / infer): " + ", ".join(
+            f"{k} {v[-1]['train_samples_per_s']:,.0f} / {v[-1]['infer_samples_per_s']:,.0f}" for k, v in speeds.items()), flush=True)
     report = {"synthetic": True, "machine": "2-core CPU VM, one torch thread", "args": vars(a), "rows": summary["rows"],
               "tasks": tasks, "positive_rate": rates, "task_parent": parents, "sparse_tasks": sparse, "activated": activated,
-              "seconds": time.perf_counter() - started, "runs": results}
+              "seconds": time.perf_counter() - started, "runs": results, "speed": speeds}
     (out / "smes-bench.json").write_text(json.dumps(report, indent=1))
     _print(report, a)
     _plot(report, out / "smes-gauc.png")
@@ -206,27 +227,28 @@ def _print(report: dict[str, Any], a: argparse.Namespace) -> None:
     dense_tasks = [t for t in tasks if t not in sparse]
     print(f"\n{report['rows']} rows, seeds {a.seeds}, {report['seconds']:.0f} s; A = {report['activated']} experts per instance")
     print("| run | parameters | experts run per instance | mean GAUC, dense tasks | mean GAUC, sparse tasks | mean AUC, sparse tasks "
-          "| load CV (picks / rows) | train samples/s | infer samples/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| load CV (picks / rows) | train samples/s (own run) |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, rows in runs.items():
         cv = (f"{median(r['load_cv_picks'] for r in rows):.3f} / {median(r['load_cv_rows'] for r in rows):.3f}"
               if "load_cv_picks" in rows[0] else "")
-        infer = f"{median(r['infer_samples_per_s'] for r in rows):,.0f}" if "infer_samples_per_s" in rows[0] else ""
         print(f"| {label} | {rows[0]['parameters']:,} | {np.mean([r['experts_per_instance'] for r in rows]):.2f} "
               f"| {_mean([np.nanmean([r['gauc'][t] for t in dense_tasks]) for r in rows])} "
               f"| {_mean([np.nanmean([r['gauc'][t] for t in sparse]) for r in rows])} "
               f"| {_mean([np.nanmean([r['auc'][t] for t in sparse]) for r in rows])} "
-              f"| {cv} | {median(r['train_samples_per_s'] for r in rows):,.0f} | {infer} |")
+              f"| {cv} | {median(r['train_samples_per_s'] for r in rows):,.0f} |")
     print("\nGAUC per task (mean over seeds):")
     print("| run | " + " | ".join(f"{t} ({report['positive_rate'][t]:.1%})" for t in tasks) + " |")
     print("|---|" + "---|" * len(tasks))
     for label, rows in runs.items():
         print(f"| {label} | " + " | ".join(f"{np.nanmean([r['gauc'][t] for r in rows]):.3f}" for t in tasks) + " |")
-    smes, dense, mmoe = runs["SMES"], runs["SMES, dense dispatch"], runs[f"MMoE {a.experts}"]
-    for what in ("train_samples_per_s", "infer_samples_per_s"):
-        vs_dense = median(s[what] / d[what] for s, d in zip(smes, dense))
-        vs_mmoe = median(s[what] / d[what] for s, d in zip(smes, mmoe))
-        print(f"SMES {what}: x{vs_dense:.2f} dense-dispatch SMES, x{vs_mmoe:.2f} MMoE {a.experts} (median of per-seed ratios)")
+    speeds = report["speed"]
+    print("\n| model (same weights for the SMES rows) | train samples/s | infer samples/s | SMES ÷ this, train | SMES ÷ this, infer |")
+    print("|---|---|---|---|---|")
+    for label, rows in speeds.items():
+        ratio = {w: median(s[w] / r[w] for s, r in zip(speeds["SMES"], rows)) for w in ("train_samples_per_s", "infer_samples_per_s")}
+        print(f"| {label} | {median(r['train_samples_per_s'] for r in rows):,.0f} | {median(r['infer_samples_per_s'] for r in rows):,.0f} "
+              f"| {ratio['train_samples_per_s']:.2f} | {ratio['infer_samples_per_s']:.2f} |")
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
@@ -239,8 +261,6 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     order = sorted(tasks, key=lambda t: -rates[t])
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for label, rows in report["runs"].items():
-        if label == "SMES, dense dispatch":
-            continue
         ax.plot(range(len(order)), [np.nanmean([r["gauc"][t] for r in rows]) for t in order], marker="o", label=label)
     ax.set_xticks(range(len(order)), [f"{t}\n{rates[t]:.1%}" for t in order], fontsize=7)
     ax.set_ylabel("test GAUC (mean over seeds)")
