@@ -14,15 +14,16 @@ instance, every task ``k`` scores the experts with its own gate, ``p_k = softmax
 So a task runs ``k_shared + k_private`` experts and an instance at most ``k_shared + K * k_private``
 (the union ``S u P_1 u ... u P_K``), against up to ``K * k`` for per-task top-k routing.
 Experts outside the union are **not computed**: rows are grouped by expert (gather), each expert runs
-on its rows only, and its outputs are added into the task mixtures (scatter, ``index_add``);
-``dispatch="dense"`` runs every expert on every row under the same routing, the reference the
+on its rows only, and its outputs are scattered into ``U = min(n, k_shared + K * k_private)`` slots
+per instance that the tasks mix over (:meth:`SMES.mix`), so the mixing does not grow with ``n``
+either; ``dispatch="dense"`` runs every expert on every row under the same routing, the reference the
 sparse path is tested against and the dense MoE of the same size the bench times it against.
 
 Global multi-gate load balancing (in the form of Switch / GShard, on the aggregate over tasks):
 with ``f_i`` the share of all (instance, task) picks in the batch that went to expert ``i`` and
 ``P_i`` the mean of ``p_k,i`` over the instances and tasks,
 ``L_balance = n * sum_i f_i * P_i``; it is 1 at uniform use and the ranker adds
-``balance_weight * L_balance`` to the task losses in training (:meth:`SMES.auxiliary_loss`).
+``balance_weight * L_balance`` to the task losses in training (:meth:`SMES.auxiliary_loss`; it is ``n`` when every pick goes to one expert).
 
 [I] None of this is public beyond the abstract; decided here and config fields:
 ``shared_score`` ``sum`` (of the task softmax scores; ``max`` is the other choice); private
@@ -208,8 +209,12 @@ class SMES(Ranker):
         self.towers = TaskTowers(self.num_tasks, self.experts.out_dim, cfg.tower, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
         self._balance: torch.Tensor | None = None
 
+    def features(self, batch: RankBatch) -> torch.Tensor:
+        """The input of the gates and experts ``(B, in)``: the general features with the domain."""
+        return self.inputs.general(self.inputs(batch), with_domain=True)
+
     def route(self, x: torch.Tensor) -> Routing:
-        """Routing of the general features ``x`` ``(B, in)``."""
+        """Routing of the expert input ``x`` ``(B, in)`` (:meth:`features`)."""
         cfg = self.config
         logits = self.gates(x).view(x.shape[0], self.num_tasks, cfg.experts)  # (B, K, n)
         return route(logits, cfg.k_shared, cfg.k_private, shared_score=cfg.shared_score)
@@ -231,18 +236,17 @@ class SMES(Ranker):
         slot = active.cumsum(1) - 1  # (B, n) slot of each active expert in its row
         outputs, pair = self.experts.sparse(x, active)  # (P, H), (P,) unchosen experts are never computed
         target = (torch.arange(B, device=x.device)[:, None] * U + slot).view(-1)[pair]  # (P,) row b * U + slot
-        slots = x.new_zeros(B * U, outputs.shape[1]).index_copy(0, target, outputs).view(B, U, -1)  # (B, U, H)
+        slots = outputs.new_zeros(B * U, outputs.shape[1]).index_copy(0, target, outputs).view(B, U, -1)  # (B, U, H)
         weights = torch.zeros(B, K, U, dtype=routing.weights.dtype, device=x.device).scatter(
             2, slot.gather(1, routing.chosen.view(B, K * m)).view(B, K, m), routing.weights)  # (B, K, U)
         return weights @ slots, routing
 
     def routing(self, batch: RankBatch) -> Routing:
         """The routing of ``batch`` (for inspection: experts per instance, loads)."""
-        return self.route(self.inputs.general(self.inputs(batch), with_domain=True))
+        return self.route(self.features(batch))
 
     def forward(self, batch: RankBatch) -> torch.Tensor:
-        emb = self.inputs(batch)
-        mixed, routing = self.mix(self.inputs.general(emb, with_domain=True))
+        mixed, routing = self.mix(self.features(batch))
         self._balance = balance_loss(routing.select, routing.probs) if self.training and self.config.balance_weight else None
         return self.towers(mixed)
 
