@@ -182,11 +182,11 @@ def main() -> None:
         while queue:
             label, model = queue.pop(0)
             cfg = {**base, "model": model, "optim": {**base["optim"], "seed": seed}}
-            report = train(cfg, out=out / "runs" / f"{label.replace(' ', '_').replace(',', '')}-{seed}", progress=False, threads=1)
-            run = load_run(Path(report["checkpoint"]).parent)
+            folder = out / "runs" / f"{label.replace(' ', '_').replace(',', '')}-{seed}"
+            report = train(cfg, out=folder, progress=False, threads=1)
+            run = load_run(folder)
             row = {"seed": seed, "parameters": report["parameters"], "train_samples_per_s": report["train"]["samples_per_s"],
-                   "auc": {t: report["metrics"][t]["all"]["auc"] for t in tasks},
-                   "gauc": {t: report["metrics"][t]["all"]["gauc"] for t in tasks}}
+                   **{m: {t: _number(report["metrics"][t]["all"][m]) for t in tasks} for m in ("auc", "gauc")}}
             if model["name"] == "smes":
                 row.update(_routing_stats(run))
             else:
@@ -213,6 +213,11 @@ def main() -> None:
     (out / "smes-bench.json").write_text(json.dumps(report, indent=1))
     _print(report, a)
     _plot(report, out / "smes-gauc.png")
+
+
+def _number(value: float | None) -> float:
+    """A metric of the report (null where a task had one class in the test rows) as a float, NaN for null."""
+    return float("nan") if value is None else float(value)
 
 
 def _mean(values: list[float]) -> str:
