@@ -188,12 +188,16 @@ class Experts(nn.Module):
         """``E_i(x_b)`` only where ``active[b, i]``: ``x`` (B, in), ``active`` (B, n) -> the outputs ``(P, H)``
         of the ``P`` active pairs, grouped by expert, and each pair's ``b * n + i`` ``(P,)``."""
         params = self.unbound()
-        index, outputs = [], []
-        for i in range(self.n):
-            rows = active[:, i].nonzero().squeeze(1)  # (b_i,) gather: the rows routed to expert i
-            outputs.append(self.run(i, x.index_select(0, rows), params))  # (b_i, H)
-            index.append(rows * self.n + i)
-        return torch.cat(outputs), torch.cat(index)
+        if torch.compiler.is_exporting():  # split sizes would be data-dependent: one gather per expert
+            index, outputs = [], []
+            for i in range(self.n):
+                rows = active[:, i].nonzero().squeeze(1)  # (b_i,) gather: the rows routed to expert i
+                outputs.append(self.run(i, x.index_select(0, rows), params))  # (b_i, H)
+                index.append(rows * self.n + i)
+            return torch.cat(outputs), torch.cat(index)
+        expert, rows = active.t().nonzero().unbind(1)  # (P,) each, grouped by expert
+        chunks = x.index_select(0, rows).split(active.sum(0).tolist())  # one gather, then a slice per expert
+        return torch.cat([self.run(i, chunk, params) for i, chunk in enumerate(chunks)]), rows * self.n + expert
 
 
 @RANKERS.register("smes")
