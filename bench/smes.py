@@ -29,7 +29,7 @@ What it does, in one process on one torch thread:
 
 Results: a table on stdout, ``OUT/smes-bench.json`` and ``OUT/smes-gauc.png``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/smes.py                      # the full run (633 s here, other jobs on the other core)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/smes.py                      # the full run (490-633 s here, other jobs on the other core)
     OMP_NUM_THREADS=1 .venv/bin/python bench/smes.py --users 200 --seeds 1 --epochs 1   # a smoke run
 """
 
