@@ -122,7 +122,12 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
     def step(net: nn.Module, rows: torch.Tensor):
         batch = collate(train_set, items, rows)
         loss, per_task = masked_bce(net(batch).float(), batch.labels, batch.label_mask, weights)
-        return loss, dict(zip((f"task_loss/{t}" for t in tasks), per_task.detach().tolist()))
+        logs = dict(zip((f"task_loss/{t}" for t in tasks), per_task.detach().tolist()))
+        aux = model.auxiliary_loss()  # e.g. SMES's load balancing; the unwrapped model under DDP
+        if aux is not None:
+            loss = loss + aux
+            logs["aux_loss"] = float(aux.detach())
+        return loss, logs
 
     evaluate = None if valid_set is None else (lambda m: _mean_auc(m, valid_set, items, opt, dtype))
     if progress:  # the data are checked: training starts

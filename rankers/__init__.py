@@ -2,7 +2,8 @@
 
 - ``RANKERS``: ``pepnet`` (:class:`PEPNet`: :class:`GateNU`, :class:`EPNet`, :class:`PPNet`),
   ``mmoe`` (:class:`MMoE`), ``home`` (:class:`HoME`), ``ple`` (:class:`PLE`, CGC levels),
-  ``esmm`` (:class:`ESMM`, pCTR x pCVR over the entire space), ``shared_bottom`` (:class:`SharedBottom`);
+  ``esmm`` (:class:`ESMM`, pCTR x pCVR over the entire space), ``shared_bottom`` (:class:`SharedBottom`),
+  ``smes`` (:class:`SMES`, sparse experts: jointly chosen shared ones plus private ones per task, a load-balancing loss);
   every one takes an :class:`mmrec.rankers.features.InputSchema` and a config, embeds a
   :class:`mmrec.rankers.features.RankBatch` (:class:`FeatureEmbedding`, DIN :class:`TargetAttention` over
   the history) and returns ``(B, K)`` logits.
@@ -37,6 +38,7 @@ from mmrec.rankers.pepnet import EPNet, PEPNet, PEPNetConfig, PPNet
 from mmrec.rankers.ple import CGC, PLE, PLEConfig
 from mmrec.rankers.predict import predict
 from mmrec.rankers.shared_bottom import SharedBottom, SharedBottomConfig
+from mmrec.rankers.smes import SMES, SMESConfig
 from mmrec.synthetic.rank_sim import SimulationConfig, simulate
 
 __all__ = [
@@ -44,7 +46,7 @@ __all__ = [
     "CGC", "ESMM", "ESMMConfig", "PLE", "PLEConfig",
     "RANKERS", "DataConfig", "EPNet", "FeatureConfig", "FeatureEmbedding", "GateNU", "HistoryConfig", "HoME",
     "HoMEConfig", "MMoE", "MMoEConfig", "OptimConfig", "PEPNet", "PEPNetConfig", "PPNet", "RankConfig", "RankData",
-    "Ranker", "RankerConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
+    "Ranker", "RankerConfig", "SMES", "SMESConfig", "SharedBottom", "SharedBottomConfig", "SimulationConfig", "TargetAttention", "auc",
     "build_provider", "format_table", "load_config", "load_ranker", "masked_bce", "metrics_table", "predict",
     "prepare_data", "prepare_scoring", "save_checkpoint", "simulate", "uauc_gauc",
 ]

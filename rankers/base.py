@@ -111,3 +111,7 @@ class Ranker(nn.Module):
 
     def forward(self, batch: RankBatch):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def auxiliary_loss(self):
+        """A loss the training job adds to the task losses after each forward (SMES's load balancing), or None."""
+        return None

@@ -1,4 +1,4 @@
-"""train, evaluate, predict with and export multi-task, multi-domain rankers (PEPNet, MMoE, HoME, PLE, ESMM) on codes and embeddings
+"""train, evaluate, predict with and export multi-task, multi-domain rankers (PEPNet, MMoE, HoME, PLE, ESMM, SMES) on codes and embeddings
 
 Rankers over behaviour logs with item features from mmrec extract / quantize; a SYNTHETIC log simulator with
 planted per-domain and per-user effects.
@@ -27,7 +27,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     Write a SYNTHETIC behaviour log (click, like, follow over the domains video, live, mall) with planted per-
     domain and per-user effects, item content vectors in the mmrec extract layout, the planted probabilities,
-    and a rank.yaml to train on it.
+    and a rank.yaml to train on it. --tasks N (> 3) adds tasks t03.. with positive rates down to --min-rate and
+    planted relations to a parent task, for many-task rankers (SMES).
     """
     from mmrec.rankers import simulate
 

@@ -22,7 +22,17 @@ log whose structure is known. It plants
     quality taste, in ``mall`` half of each. Ranking likes within a user needs the domain *and*
     the user's taste: what PEPNet's EPNet and PPNet gates are for;
   - ``follow`` = -1.5 + a + author popularity + 0.5 b_u, observed only in ``live`` (null elsewhere:
-    a label mask).
+    a label mask);
+  - with ``tasks`` = N > 3, N - 3 more tasks ``t03 ... t{N-1}`` (observed everywhere), what many-task
+    rankers (SMES) are for: skewed positive rates falling geometrically from ``max_rate`` to
+    ``min_rate`` (some under 1% by default), and planted relations: task ``t_j``'s parent is base task
+    ``(click, like, follow)[(j - 3) % 3]`` and its logit is
+    ``c_j + 1.5 * (r * z(parent logit) + sqrt(1 - r^2) * o_j)`` with ``r = task_relation``, ``z`` the
+    standardisation over the log and ``o_j`` a task-own effect (random weights over affinity, quality,
+    taste x quality, author popularity, user bias, the user's affinity to a topic of its own and the
+    item being of that topic), standardised and made uncorrelated with the parent's, so the planted
+    logits correlate with the parent's at exactly ``r``; ``c_j`` is set (bisection) so the planted
+    probabilities average to the task's rate.
 
 Outputs in ``out``: ``behaviour.parquet`` (``user_id, item_id, author_id, domain, ts, click,
 like, follow``; rows in time order), ``truth.parquet`` (the planted probabilities ``p_click,
@@ -73,6 +83,10 @@ class SimulationConfig:
         "help": "per domain (video, live, mall): weight of the user's quality taste in like"})
     taste_flip: float = field(default=0.5, metadata={"help": "share of users whose quality taste is reversed"})
     content_noise: float = field(default=0.3, metadata={"help": "noise norm of the content vectors"})
+    tasks: int = field(default=3, metadata={"help": "tasks: 3 = click, like, follow; more adds related tasks t03.. with skewed positive rates", "min": 3})
+    task_relation: float = field(default=0.8, metadata={"help": "correlation of an added task's planted logit with its parent task's"})
+    max_rate: float = field(default=0.2, metadata={"help": "positive rate of the first added task (rates fall geometrically)"})
+    min_rate: float = field(default=0.003, metadata={"help": "positive rate of the last, sparsest added task"})
     seed: int = field(default=0, metadata={"help": "random seed (same arguments, same bytes)"})
 
     def __post_init__(self) -> None:
@@ -81,6 +95,12 @@ class SimulationConfig:
             raise UsageError(f"like_affinity and like_taste need one weight per domain {DOMAINS}")
         if not 0 < self.lifetime <= 1 or not 0 <= self.taste_flip <= 1:
             raise UsageError("simulation needs lifetime in (0, 1] and taste_flip in [0, 1]")
+        if not 0 <= self.task_relation <= 1 or not 0 < self.min_rate <= self.max_rate < 1:
+            raise UsageError("simulation needs task_relation in [0, 1] and 0 < min_rate <= max_rate < 1")
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(TASKS) + [f"t{j:02d}" for j in range(len(TASKS), self.tasks)]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -136,6 +156,18 @@ def simulate(out: str | Path, **options: Any) -> dict[str, Any]:
     follow = -1.5 + aff + author_pop[item_author[item]] + 0.5 * bias[user]
     probs = {name: _sigmoid(logit) for name, logit in zip(TASKS, (click, like, follow))}
     labels = {name: rng.random(n) < p for name, p in probs.items()}
+    parents = {}
+    if cfg.tasks > len(TASKS):  # drawn after the base tasks: a 3-task log keeps its bytes
+        own = np.stack([aff, q, taste[user] * q, author_pop[item_author[item]], bias[user]], axis=1)
+        rates = np.geomspace(cfg.max_rate, cfg.min_rate, cfg.tasks - len(TASKS))
+        for j, name in enumerate(cfg.task_names[len(TASKS):]):
+            parents[name] = TASKS[j % len(TASKS)]
+            topic = rng.integers(0, cfg.topics)
+            features = np.column_stack([own, prefs[user, topic], item_topic[item] == topic])
+            logit = _related_logit((click, like, follow)[j % len(TASKS)], features @ rng.normal(0, 1, features.shape[1]),
+                                   cfg.task_relation, rates[j])
+            probs[name] = _sigmoid(logit)
+            labels[name] = rng.random(n) < probs[name]
 
     order = np.argsort(t, kind="stable")
     ts = (1_700_000_000 + t * cfg.days * DAY).astype(np.int64)
@@ -145,6 +177,7 @@ def simulate(out: str | Path, **options: Any) -> dict[str, Any]:
         "domain": pa.array(np.array(DOMAINS)[domain[order]].tolist(), pa.string()), "ts": ts[order],
         "click": labels["click"][order].astype(np.int8), "like": labels["like"][order].astype(np.int8),
         "follow": pa.array(labels["follow"][order].astype(np.int8), mask=~follow_observed),
+        **{name: labels[name][order].astype(np.int8) for name in parents},
     }).replace_schema_metadata({"mmrec": json.dumps({"synthetic": True, "note": _NOTE})})
     with atomic_path(out / "behaviour.parquet") as tmp:
         pq.write_table(table, tmp, row_group_size=65536)
@@ -155,15 +188,33 @@ def simulate(out: str | Path, **options: Any) -> dict[str, Any]:
 
     summary = {
         "synthetic": True, "note": _NOTE, "config": asdict(cfg), "rows": n, "domains": list(DOMAINS),
-        "tasks": list(TASKS), "domain_specific_task": "like",
+        "tasks": cfg.task_names, "domain_specific_task": "like", "task_parent": parents,
         "positive_rate": {k: float(v.mean()) for k, v in labels.items()},
         "follow_observed_rate": float(follow_observed.mean()),
         "behaviour": str(out / "behaviour.parquet"), "emb": str(out / "emb"), "config_file": str(out / "rank.yaml"),
     }
     write_json(out / "simulation.json", summary)
     with atomic_open(out / "rank.yaml") as f:
-        f.write(RANK_YAML)
+        f.write(RANK_YAML.replace("[click, like, follow]", f"[{', '.join(cfg.task_names)}]"))
     return summary
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / max(float(x.std()), 1e-12)
+
+
+def _related_logit(parent: np.ndarray, own: np.ndarray, relation: float, rate: float) -> np.ndarray:
+    """``c + 1.5 * (r z(parent) + sqrt(1 - r^2) o)``, ``o`` the own effect made uncorrelated with the parent,
+    ``c`` such that the mean probability is ``rate``."""
+    zp = _standardise(parent)
+    o = _standardise(own)
+    o = _standardise(o - (o @ zp / len(zp)) * zp)
+    core = 1.5 * (relation * zp + np.sqrt(1 - relation**2) * o)
+    lo, hi = -30.0, 30.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _sigmoid(mid + core).mean() < rate else (lo, mid)
+    return (lo + hi) / 2 + core
 
 
 def _draw_items(rng: np.random.Generator, t: np.ndarray, user: np.ndarray, favourites: np.ndarray,

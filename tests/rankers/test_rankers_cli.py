@@ -51,7 +51,7 @@ def test_simulate_cli_is_labelled_synthetic(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"model.name": "pepnett"}, "unknown ranker 'pepnett'; known: esmm, gtr, home, mmoe, pepnet, ple, shared_bottom"),
+    ({"model.name": "pepnett"}, "unknown ranker 'pepnett'; known: esmm, gtr, home, mmoe, pepnet, ple, shared_bottom, smes"),
     ({"model.towr": [8]}, "model: unknown field 'towr'"),
     ({"model.tower": "wide"}, "model.tower: expected a list, got 'wide'"),
     ({"model.tower": []}, "tower must be a non-empty list"),
