@@ -278,7 +278,6 @@ class IndexTree(BaseIndex):
         self.leaf_of[items] = np.arange(len(items))
         self.width = max(int(np.diff(o).max()) for o in offsets)
         self.scorer: NodeScorer | None = None
-        self._scored: tuple[list[np.ndarray], list[np.ndarray] | None] | None = None
         self.device = torch.device("cpu")
         self._on: dict[str, _Tables] = {}
 
@@ -357,61 +356,6 @@ class IndexTree(BaseIndex):
             return dots if t.norms is None else 2 * dots - t.norms[level][nodes] - (qp * qp).sum(1, keepdim=True)
 
         return score
-
-    def _beam_numpy(self, n: int, k: int, beam: int, score: Callable[[int, np.ndarray, slice], np.ndarray],
-                    upper_beam: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Layer-wise beam search for ``n`` queries; ``score(level, nodes (q, C), query slice)``.
-
-        ``beam`` nodes are kept at the last inner level (whose children are the items) and
-        ``upper_beam`` (None: ``beam``) at the levels above it. [I] A smaller upper beam stops a wide
-        beam from scoring every node of the level above the items: with branching 32 over 12k items that
-        level holds 1,024 nodes of ~12 items, and beam 64 scores all of them to keep 768 items.
-        """
-        out_s = np.full((n, k), -np.inf, dtype=np.float32)
-        out_r = np.full((n, k), -1, dtype=np.int64)
-        scored, chunk = 0, self._chunk(max(beam, upper_beam or 0), 1 << 24)
-        for start in range(0, n, chunk):
-            part = slice(start, min(n, start + chunk))
-            q = part.stop - part.start
-            cand = np.broadcast_to(np.arange(len(self.embeddings[0])), (q, len(self.embeddings[0])))
-            for level in range(self.depth):
-                valid = cand >= 0
-                scored += int(valid.sum())
-                s = np.where(valid, score(level, np.where(valid, cand, 0), part), -np.inf).astype(np.float32)
-                width = k if level == self.depth - 1 else beam if level == self.depth - 2 or upper_beam is None else upper_beam
-                keep = min(width, s.shape[1])
-                top = np.argpartition(-s, keep - 1, axis=1)[:, :keep] if keep < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), (q, s.shape[1]))
-                top_s = np.take_along_axis(s, top, 1)
-                order = np.argsort(-top_s, axis=1, kind="stable")
-                sel, sel_s = np.take_along_axis(cand, np.take_along_axis(top, order, 1), 1), np.take_along_axis(top_s, order, 1)
-                sel = np.where(np.isfinite(sel_s), sel, -1)
-                if level == self.depth - 1:
-                    out_s[part, :keep], out_r[part, :keep] = sel_s, np.where(sel >= 0, self.items[np.maximum(sel, 0)], -1)
-                    break
-                lo = self.offsets[level + 1][np.maximum(sel, 0)]
-                hi = np.where(sel >= 0, self.offsets[level + 1][np.maximum(sel, 0) + 1], lo)
-                kids = lo[..., None] + np.arange(self.width)  # (q, keep, width)
-                cand = np.where(kids < hi[..., None], kids, -1).reshape(q, -1)
-        return out_s, out_r, scored / max(n, 1)
-
-    def _ip_score_numpy(self, queries: np.ndarray) -> Callable[[int, np.ndarray, slice], np.ndarray]:
-        if self._scored is None:  # what a query is compared with, per level (built once)
-            if self.metric == "ip":  # inner nodes by direction: a wide subtree's mean is short
-                inner = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in self.embeddings[:-1]]
-                self._scored = (inner + [self.embeddings[-1]], None)
-            else:
-                self._scored = (self.embeddings, [(e * e).sum(1) for e in self.embeddings])
-        embeddings, norms = self._scored
-
-        def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
-            emb = embeddings[level][nodes]  # (q, C, d)
-            dots = np.matmul(emb, queries[part][:, :, None])[..., 0]  # (q, C)
-            return dots if norms is None else 2 * dots - norms[level][nodes] - (queries[part] ** 2).sum(1)[:, None]
-
-        return score
-
-    def _chunk(self, beam: int, floats: int = CHUNK_FLOATS) -> int:
-        return max(1, floats // (max(beam, len(self.embeddings[0])) * self.width * self.dim))
 
     def search_with_count(self, queries: np.ndarray, k: int, beam: int | None = None,
                           upper_beam: int | None = None, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray, float]:

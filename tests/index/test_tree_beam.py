@@ -84,14 +84,3 @@ def test_cuda_beam_matches_cpu(small):
     np.testing.assert_array_equal(cpu[1], gpu[1])
     assert cpu[2] == gpu[2]
 
-
-@pytest.mark.parametrize("metric,beam,upper", [("ip", 3, None), ("l2", 4, 2), ("ip", 16, None)])
-def test_torch_beam_equals_numpy_beam(metric, beam, upper):
-    x, _ = planted(3000, d=16, topics=12, seed=1)
-    q, _ = planted(200, d=16, topics=12, seed=2)
-    tree = IndexTree.build(x, None, {"branching": 8, "metric": metric, "k": 10}, **FAST)
-    s_np, r_np, c_np = tree._beam_numpy(len(q), 10, beam, tree._ip_score_numpy(q), upper)
-    s_t, r_t, c_t = tree.search_with_count(q, 10, beam=beam, upper_beam=upper)
-    np.testing.assert_array_equal(r_np, r_t)
-    np.testing.assert_allclose(s_np, s_t, rtol=1e-4, atol=1e-4)
-    assert c_np == c_t
