@@ -7,7 +7,8 @@ For each size and dim, SYNTHETIC clustered vectors with planted neighbourhoods
 computed once. Then one subprocess per method (so that its peak memory is its own):
 
 - ``flat``, ``ivf`` (IVF{nlist},Flat, nlist the power of two nearest 4·√N), ``hnsw`` (HNSW32),
-  ``ivfpq`` (IVF{nlist},PQ{dim/4}: 4 dims per 8-bit code) and ``tree`` (the MISS tree, :class:`mmrec.index.IndexTree`) are built
+  ``ivfpq`` (IVF{nlist},PQ{dim/2}x4fs: 4-bit fast-scan codes, 2 dims per code) and ``tree`` (the MISS tree,
+  :class:`mmrec.index.IndexTree`, ``--branching``; ``tree8``: branching 8) are built
   through :func:`mmrec.index.build_index`; build seconds exclude its own tuning pass (``times.tune_s``);
   peak memory is the process's ``ru_maxrss`` above its RSS once the vectors are loaded;
 - the search knob (nprobe, efSearch, beam) is tuned by :func:`mmrec.index.tune.tune` to the smallest value
@@ -39,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("flat", "ivf", "hnsw", "ivfpq", "tree", "rq")
+METHODS = ("flat", "ivf", "hnsw", "ivfpq", "tree", "rq")  # and treeB: the MISS tree at branching B
 K = 100
 
 
@@ -99,7 +100,7 @@ def _factory(method: str, n: int, dim: int) -> str:
     from mmrec.index.select import default_nlist
 
     nlist = default_nlist(n)
-    return {"flat": "Flat", "ivf": f"IVF{nlist},Flat", "hnsw": "HNSW32", "ivfpq": f"IVF{nlist},PQ{dim // 4}"}[method]
+    return {"flat": "Flat", "ivf": f"IVF{nlist},Flat", "hnsw": "HNSW32", "ivfpq": f"IVF{nlist},PQ{dim // 2}x4fs"}[method]
 
 
 def run_method(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +127,8 @@ def run_method(method: str, folder: Path, *, threads: int, target: float, tree: 
         row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
         return row
     small = {"progress": False, "n_queries": 100, "k": 10, "target_recall": target}
-    if method == "tree":
+    if method.startswith("tree"):  # tree, or tree8: branching 8
+        tree = {**tree, "branching": int(method[4:] or tree["branching"])}
         index = build_index(x, None, "tree", **small, **tree)
         row["config"] = f"tree(branching={tree['branching']}, balanced={tree['balanced']}, depth={index.depth})"
     else:
@@ -136,7 +138,7 @@ def run_method(method: str, folder: Path, *, threads: int, target: float, tree: 
     row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
     tuned = tune(index, q, truth, k=K, target=target)
     row.update(param=tuned["param"], value=tuned.get("value"), target_reached=tuned.get("target_reached", True))
-    if method == "tree":
+    if method.startswith("tree"):
         scores, rows, scored = index.search_with_count(q, K)
     else:
         faiss.cvar.indexIVF_stats.reset()
@@ -224,6 +226,24 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> dict[str, dict[s
     return exponents
 
 
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (the one in docs/scaling.md)."""
+    head = ("| data | N | dim | method | build s | peak MB | knob | recall@100 | % scored | queries/s | planted found |\n"
+            "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: (r["data"].split("-")[0], r["dim"], r["n"], METHODS.index(r["method"][:4] if r["method"].startswith("tree") else r["method"]), r["method"])):
+        if r["method"] == "rq":
+            knob, recall, scored, qps, planted = f"unique codes {r['unique_pct']} %", "", "", "", ""
+        else:
+            knob = "" if r.get("param") is None else f"{r['param']} {r['value']}" + ("" if r.get("target_reached", True) else " (target missed)")
+            recall, scored, qps = f"{r['recall@100']:.3f}", f"{r['scored_pct']:.2f}", f"{r['qps']:,.0f}"
+            planted = "" if r.get("planted_recovered") is None else f"{r['planted_recovered']:.3f}"
+        name = "RQ-Kmeans 3×256" if r["method"] == "rq" else r.get("config", r["method"]).replace("balanced=False, ", "").replace("tree(", "MISS tree(")
+        lines.append(f"| {r['data'].split('-')[0]} | {r['n']:,} | {r['dim']} | {name} | {r['build_s']:.1f} | {r['peak_mb']:.0f} | {knob} | "
+                     f"{recall} | {scored} | {qps} | {planted} |")
+    return "\n".join(lines)
+
+
 def write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -252,6 +272,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder of the data, rows.json / rows.parquet (required)")
     p.add_argument("--plots", type=Path, default=None, help="folder for scaling-cost.png")
+    p.add_argument("--table", action="store_true", help="print the rows in OUT as a Markdown table and stop")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -262,6 +283,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     if any(s >= 10_000_000 for s in sizes) and not args.allow_10m:
         p.error("10M items needs --allow-10m (2.6 GB of float32 vectors at dim 64, 5.1 GB at 128, plus each index)")
+    if args.table:
+        print(format_table(json.loads((args.out / "rows.json").read_text())))
+        return []
     args.out.mkdir(parents=True, exist_ok=True)
     done_path = args.out / "rows.json"
     rows: list[dict[str, Any]] = json.loads(done_path.read_text()) if done_path.is_file() else []
