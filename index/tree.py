@@ -253,12 +253,12 @@ class _Tables:
         a row's last child, M the most children any row has. Children of a node are contiguous rows, so
         candidate j of a row is child ``j - end[owner-1]`` of the selected node ``owner`` whose range holds j."""
         node = sel.clamp(min=0)
-        count = self.count[level][node].masked_fill(sel < 0, 0)  # (q, keep)
+        count = self.count[level].take(node).masked_fill(sel < 0, 0)  # (q, keep)
         end = count.cumsum(1)  # (q, keep)
         total = end[:, -1:]  # (q, 1)
         pos = torch.arange(int(total.max()), device=sel.device).expand(len(sel), -1).contiguous()  # (q, M)
         owner = torch.searchsorted(end, pos, right=True).clamp(max=sel.shape[1] - 1)  # (q, M)
-        cand = self.lo[level][node].gather(1, owner) + pos - (end - count).gather(1, owner)
+        cand = self.lo[level].take(node).gather(1, owner) + pos - (end - count).gather(1, owner)
         return cand.masked_fill(pos >= total, -1)
 
 
@@ -335,7 +335,7 @@ class IndexTree(BaseIndex):
                 sel = cand.gather(1, top).masked_fill(~torch.isfinite(top_s), -1)
                 if level == self.depth - 1:
                     out_s[part, :keep] = top_s
-                    out_r[part, :keep] = torch.where(sel >= 0, t.items[sel.clamp(min=0)], -1)
+                    out_r[part, :keep] = torch.where(sel >= 0, t.items.take(sel.clamp(min=0)), -1)
                     break
                 cand = t.children(level, sel)
         return out_s.cpu().numpy(), out_r.cpu().numpy(), int(scored) / max(n, 1)
@@ -353,7 +353,7 @@ class IndexTree(BaseIndex):
             else:
                 rows = emb.index_select(0, nodes.reshape(-1)).view(*nodes.shape, -1)  # (q, C, d)
                 dots = torch.bmm(qp[:, None, :], rows.transpose(1, 2))[:, 0]  # (q, C)
-            return dots if t.norms is None else 2 * dots - t.norms[level][nodes] - (qp * qp).sum(1, keepdim=True)
+            return dots if t.norms is None else 2 * dots - t.norms[level].take(nodes) - (qp * qp).sum(1, keepdim=True)
 
         return score
 
