@@ -205,12 +205,13 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> dict[str, dict[s
         lines = sorted({(r["method"], r["dim"]) for r in rows if r.get(key) is not None and r["data"].startswith("syn")})
         for method, dim in lines:
             pts = sorted((r["n"], r[key]) for r in rows if r["method"] == method and r["dim"] == dim and r.get(key) is not None
-                         and r["data"].startswith("syn") and r.get("target_reached", True))
+                         and r["data"].startswith("syn") and (key in ("build_s", "peak_mb") or r.get("target_reached", True)))
             if not pts:
                 continue
             e = growth_exponent([p[0] for p in pts], [p[1] for p in pts])
             exponents.setdefault(key, {})[f"{method}-{dim}"] = None if e is None else round(e, 2)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if dim == 64 else "s--",
+            methods = sorted({r["method"] for r in rows})
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if dim == 64 else "s--", color=f"C{methods.index(method) % 10}",
                     label=f"{method} d{dim}" + ("" if e is None else f" (N^{e:.2f})"))
         ax.set_xscale("log")
         ax.set_yscale("log")
