@@ -62,7 +62,7 @@ from mmrec.training import FitResult, LoopConfig, fit, shuffled_batches
 
 TREE_FILE = "tree.safetensors"
 SCORER_FILE = "scorer.safetensors"
-CHUNK_FLOATS = 1 << 24  # gathered candidate embeddings per beam-search chunk (64 MB of float32)
+CHUNK_FLOATS = 1 << 21  # gathered candidate embeddings per beam-search chunk (8 MB of float32: stays in cache)
 
 
 @dataclass
@@ -214,6 +214,54 @@ class NodeScorer(nn.Module):
             feats += [interest, interest * e]
         return self.mlp(torch.cat(feats, dim=-1)).squeeze(-1)  # (B, C)
 
+@dataclass
+class _Tables:
+    """An :class:`IndexTree` as torch tensors on one device, for the batched beam search.
+
+    ``raw`` and ``scored`` hold each level's node embeddings (N_l, d), contiguous; ``scored`` is what a
+    query vector is compared with (inner nodes unit-normed for ``ip``, see the module docstring), ``raw``
+    what the trained scorer reads. The children of node j of level l are the nodes ``lo[l][j]`` to
+    ``lo[l][j] + count[l][j] - 1`` of level l+1; ``first`` are the root's children, ``items`` the
+    index row of each leaf, ``norms`` ‖e‖² per level for ``l2``.
+    """
+
+    device: torch.device
+    raw: list[torch.Tensor]
+    scored: list[torch.Tensor]
+    norms: list[torch.Tensor] | None
+    lo: list[torch.Tensor]
+    count: list[torch.Tensor]
+    first: torch.Tensor
+    items: torch.Tensor
+
+    @classmethod
+    def of(cls, tree: IndexTree, device: torch.device) -> _Tables:
+        def put(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        raw = [put(e) for e in tree.embeddings]
+        if tree.metric == "ip":  # inner nodes by direction: a wide subtree's mean is short
+            scored, norms = [F.normalize(e, dim=1, eps=1e-12) for e in raw[:-1]] + [raw[-1]], None
+        else:
+            scored, norms = raw, [(e * e).sum(1) for e in raw]
+        lo = [put(off[:-1]) for off in tree.offsets[1:]]
+        count = [put(np.diff(off)) for off in tree.offsets[1:]]
+        return cls(device, raw, scored, norms, lo, count, torch.arange(len(raw[0]), device=device), put(tree.items.astype(np.int64)))
+
+    def children(self, level: int, sel: torch.Tensor) -> torch.Tensor:
+        """The children (level+1 nodes) of the nodes ``sel`` (q, keep) of ``level``, packed left: (q, M), -1 past
+        a row's last child, M the most children any row has. Children of a node are contiguous rows, so
+        candidate j of a row is child ``j - end[owner-1]`` of the selected node ``owner`` whose range holds j."""
+        node = sel.clamp(min=0)
+        count = self.count[level].take(node).masked_fill(sel < 0, 0)  # (q, keep)
+        end = count.cumsum(1)  # (q, keep)
+        total = end[:, -1:]  # (q, 1)
+        pos = torch.arange(int(total.max()), device=sel.device).expand(len(sel), -1).contiguous()  # (q, M)
+        owner = torch.searchsorted(end, pos, right=True).clamp(max=sel.shape[1] - 1)  # (q, M)
+        cand = self.lo[level].take(node).gather(1, owner) + pos - (end - count).gather(1, owner)
+        return cand.masked_fill(pos >= total, -1)
+
+
 class IndexTree(BaseIndex):
     """The MISS index tree over keyed item vectors; ``search`` by vector, ``recommend`` by user."""
 
@@ -230,7 +278,8 @@ class IndexTree(BaseIndex):
         self.leaf_of[items] = np.arange(len(items))
         self.width = max(int(np.diff(o).max()) for o in offsets)
         self.scorer: NodeScorer | None = None
-        self._scored: tuple[list[np.ndarray], list[np.ndarray] | None] | None = None
+        self.device = torch.device("cpu")
+        self._on: dict[str, _Tables] = {}
 
     @property
     def depth(self) -> int:
@@ -241,70 +290,84 @@ class IndexTree(BaseIndex):
         return [len(e) for e in self.embeddings]
 
     # -- beam search ------------------------------------------------------------------------
-    def _beam(self, n: int, k: int, beam: int, score: Callable[[int, np.ndarray, slice], np.ndarray],
-              upper_beam: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Layer-wise beam search for ``n`` queries; ``score(level, nodes (q, C), query slice)``.
+    def to(self, device: str | torch.device) -> IndexTree:
+        """Run beam search on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``); returns the tree."""
+        self.device = resolve_device(device, what="tree device")
+        return self
+
+    def _tables(self, device: torch.device) -> _Tables:
+        """The tree as torch tensors on ``device``, built once per device (see :class:`_Tables`)."""
+        key = str(device)
+        if key not in self._on:
+            self._on[key] = _Tables.of(self, device)
+        return self._on[key]
+
+    def _beam(self, n: int, k: int, beam: int, score: Callable[[int, torch.Tensor, slice], torch.Tensor],
+              upper_beam: int | None = None, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Layer-wise beam search for ``n`` queries at once on ``device`` (None: the tree's):
+        ``score(level, nodes (q, C) long, query slice) -> (q, C)``; returns ``(scores (n, k), rows (n, k), nodes scored per query)``.
 
         ``beam`` nodes are kept at the last inner level (whose children are the items) and
         ``upper_beam`` (None: ``beam``) at the levels above it. [I] A smaller upper beam stops a wide
         beam from scoring every node of the level above the items: with branching 32 over 12k items that
         level holds 1,024 nodes of ~12 items, and beam 64 scores all of them to keep 768 items.
+        Each level is one gather of the kept nodes' children (packed, no padding: :meth:`_Tables.children`)
+        and one top-k over them, for every query of a chunk together.
         """
-        out_s = np.full((n, k), -np.inf, dtype=np.float32)
-        out_r = np.full((n, k), -1, dtype=np.int64)
-        scored, chunk = 0, self._chunk(max(beam, upper_beam or 0))
+        device = self.device if device is None else device
+        t = self._tables(device)
+        out_s = torch.full((n, k), float("-inf"), dtype=torch.float32, device=device)
+        out_r = torch.full((n, k), -1, dtype=torch.long, device=device)
+        scored = torch.zeros((), dtype=torch.long, device=device)
+        fan = max(b / a for a, b in zip(self.node_counts(), self.node_counts()[1:])) if self.depth > 1 else 1  # mean children per node
+        chunk = max(1, int(CHUNK_FLOATS // (max(len(t.first), max(beam, upper_beam or 0) * fan) * self.dim)))
         for start in range(0, n, chunk):
             part = slice(start, min(n, start + chunk))
             q = part.stop - part.start
-            cand = np.broadcast_to(np.arange(len(self.embeddings[0])), (q, len(self.embeddings[0])))
+            cand = t.first.expand(q, -1)  # (q, C) candidate nodes of the level, -1 = none
             for level in range(self.depth):
                 valid = cand >= 0
-                scored += int(valid.sum())
-                s = np.where(valid, score(level, np.where(valid, cand, 0), part), -np.inf).astype(np.float32)
+                scored += valid.sum()
+                s = score(level, cand.clamp(min=0), part).float().masked_fill(~valid, float("-inf"))  # (q, C)
                 width = k if level == self.depth - 1 else beam if level == self.depth - 2 or upper_beam is None else upper_beam
                 keep = min(width, s.shape[1])
-                top = np.argpartition(-s, keep - 1, axis=1)[:, :keep] if keep < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), (q, s.shape[1]))
-                top_s = np.take_along_axis(s, top, 1)
-                order = np.argsort(-top_s, axis=1, kind="stable")
-                sel, sel_s = np.take_along_axis(cand, np.take_along_axis(top, order, 1), 1), np.take_along_axis(top_s, order, 1)
-                sel = np.where(np.isfinite(sel_s), sel, -1)
+                top_s, top = s.topk(keep, dim=1)  # (q, keep) best first
+                sel = cand.gather(1, top).masked_fill(~torch.isfinite(top_s), -1)
                 if level == self.depth - 1:
-                    out_s[part, :keep], out_r[part, :keep] = sel_s, np.where(sel >= 0, self.items[np.maximum(sel, 0)], -1)
+                    out_s[part, :keep] = top_s
+                    out_r[part, :keep] = torch.where(sel >= 0, t.items.take(sel.clamp(min=0)), -1)
                     break
-                lo = self.offsets[level + 1][np.maximum(sel, 0)]
-                hi = np.where(sel >= 0, self.offsets[level + 1][np.maximum(sel, 0) + 1], lo)
-                kids = lo[..., None] + np.arange(self.width)  # (q, keep, width)
-                cand = np.where(kids < hi[..., None], kids, -1).reshape(q, -1)
-        return out_s, out_r, scored / max(n, 1)
+                cand = t.children(level, sel)
+        return out_s.cpu().numpy(), out_r.cpu().numpy(), int(scored) / max(n, 1)
 
-    def _ip_score(self, queries: np.ndarray) -> Callable[[int, np.ndarray, slice], np.ndarray]:
-        if self._scored is None:  # what a query is compared with, per level (built once)
-            if self.metric == "ip":  # inner nodes by direction: a wide subtree's mean is short
-                inner = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in self.embeddings[:-1]]
-                self._scored = (inner + [self.embeddings[-1]], None)
+    def _ip_score(self, queries: np.ndarray, device: torch.device | None = None) -> Callable[[int, torch.Tensor, slice], torch.Tensor]:
+        """The similarity ``score`` of :meth:`_beam` for query vectors (q, d): cosine to inner nodes and inner
+        product to items (``ip``), or −‖q − e‖² (``l2``)."""
+        t = self._tables(self.device if device is None else device)
+        qt = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(t.device)
+
+        def score(level: int, nodes: torch.Tensor, part: slice) -> torch.Tensor:
+            emb, qp = t.scored[level], qt[part]  # (N_l, d), (q, d)
+            if nodes.shape[1] >= len(emb):  # the candidates cover the level: one matmul, then pick
+                dots = (qp @ emb.T).gather(1, nodes)  # (q, C)
             else:
-                self._scored = (self.embeddings, [(e * e).sum(1) for e in self.embeddings])
-        embeddings, norms = self._scored
-
-        def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
-            emb = embeddings[level][nodes]  # (q, C, d)
-            dots = np.matmul(emb, queries[part][:, :, None])[..., 0]  # (q, C)
-            return dots if norms is None else 2 * dots - norms[level][nodes] - (queries[part] ** 2).sum(1)[:, None]
+                rows = emb.index_select(0, nodes.reshape(-1)).view(*nodes.shape, -1)  # (q, C, d)
+                dots = torch.bmm(qp[:, None, :], rows.transpose(1, 2))[:, 0]  # (q, C)
+            return dots if t.norms is None else 2 * dots - t.norms[level].take(nodes) - (qp * qp).sum(1, keepdim=True)
 
         return score
 
-    def _chunk(self, beam: int) -> int:
-        return max(1, CHUNK_FLOATS // (max(beam, len(self.embeddings[0])) * self.width * self.dim))
-
     def search_with_count(self, queries: np.ndarray, k: int, beam: int | None = None,
-                          upper_beam: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                          upper_beam: int | None = None, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """``(scores, rows, nodes scored per query)`` of a beam search by vector similarity; ``upper_beam``
-        is the beam above the last inner level (None: ``beam``, see :meth:`_beam`)."""
+        is the beam above the last inner level (None: ``beam``, see :meth:`_beam`); ``device`` None is the
+        tree's (:meth:`to`)."""
         queries = check_vectors(queries, name="queries", dim=self.dim)
         if k < 1 or (upper_beam is not None and upper_beam < 1):
             raise UsageError(f"k and upper_beam must be >= 1, got {k} and {upper_beam}")
         beam = beam or int(self.info["search_params"]["beam"])
-        return self._beam(len(queries), k, beam, self._ip_score(queries), upper_beam)
+        device = self.device if device is None else resolve_device(device, what="device")
+        return self._beam(len(queries), k, beam, self._ip_score(queries, device), upper_beam, device)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, rows, _ = self.search_with_count(queries, k)
@@ -468,25 +531,26 @@ class IndexTree(BaseIndex):
             users_t = torch.from_numpy(check_vectors(users, name="users"))
         if users_t.shape[1] != self.scorer.user.in_features:
             raise UsageError(f"users have dim {users_t.shape[1]}, the scorer was trained on dim {self.scorer.user.in_features}")
-        starts = self.level_starts
-        device = next(self.scorer.parameters()).device  # the scorer may sit on its training device
+        starts = self.level_starts.tolist()
+        device = next(self.scorer.parameters()).device  # the beam runs where the scorer sits
+        t = self._tables(device)
         users_t = users_t.to(device)
         if hist is not None:
             hist, hids, hmask = hist.to(device), hids.to(device), hmask.to(device)
 
-        def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
+        def score(level: int, nodes: torch.Tensor, part: slice) -> torch.Tensor:
             with torch.no_grad():
                 return self.scorer(
                     users_t[part],
-                    torch.from_numpy(self.embeddings[level][nodes]).to(device),
-                    torch.from_numpy(starts[level] + nodes).to(device),
+                    t.raw[level].index_select(0, nodes.reshape(-1)).view(*nodes.shape, -1),  # (q, C, d)
+                    starts[level] + nodes,
                     torch.full((nodes.shape[1],), level, dtype=torch.long, device=device),
                     None if hist is None else hist[part],
                     None if hids is None else hids[part],
                     None if hmask is None else hmask[part],
-                ).float().cpu().numpy()
+                )
 
-        scores, rows, _ = self._beam(len(users_t), k, beam, score)
+        scores, rows, _ = self._beam(len(users_t), k, beam, score, device=device)
         return scores, rows
 
     # -- build, save, load ------------------------------------------------------------------

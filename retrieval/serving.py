@@ -67,7 +67,7 @@ def tree_search(index: Any, queries: np.ndarray, n_int: int, k: int, beam: int, 
     scorers = [index._ip_score(np.ascontiguousarray(per_interest[:, j])) for j in range(n_int)]
 
     def score(level: int, nodes: np.ndarray, part: slice) -> np.ndarray:
-        return np.max([f(level, nodes, part) for f in scorers], axis=0)
+        return torch.stack([f(level, nodes, part) for f in scorers]).amax(0)
 
     _, rows, nodes = index._beam(len(per_interest), k, beam, score, upper_beam)
     return rows, nodes

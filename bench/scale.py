@@ -1,0 +1,322 @@
+"""How index build, search and RQ-Kmeans cost grow with the catalogue: 10k / 100k / 1M (/ 10M) items.
+
+For each size and dim, SYNTHETIC clustered vectors with planted neighbourhoods
+(:func:`mmrec.synthetic.vectors.planted_clusters`: groups of 10 near-identical items inside clusters;
+1000 queries are fresh members of random groups, never indexed), or real item vectors (``--emb``, an
+``emb-*.parquet`` folder: 1000 random items are held out as queries). Exact top-100 of every query is
+computed once. Then one subprocess per method (so that its peak memory is its own):
+
+- ``flat``, ``ivf`` (IVF{nlist},Flat, nlist the power of two nearest 4·√N), ``hnsw`` (HNSW32),
+  ``ivfpq`` (IVF{nlist},PQ{dim/2}x4fs: 4-bit fast-scan codes, 2 dims per code) and ``tree`` (the MISS tree,
+  :class:`mmrec.index.IndexTree`, ``--branching``; ``tree8``: branching 8) are built
+  through :func:`mmrec.index.build_index`; build seconds exclude its own tuning pass (``times.tune_s``);
+  peak memory is the process's ``ru_maxrss`` above its RSS once the vectors are loaded;
+- the search knob (nprobe, efSearch, beam) is tuned by :func:`mmrec.index.tune.tune` to the smallest value
+  reaching recall@100 ≥ ``--target`` against exact search on the same 1000 queries; then queries/s
+  (:func:`mmrec.index.tune.throughput`: the whole batch per call) and the % of items scored per query
+  (IVF: nlist centroids + the codes scanned, FAISS's ``indexIVF_stats``; HNSW: distances computed,
+  ``hnsw_stats``; tree: nodes scored on all levels; flat: 100 %);
+- ``rq``: RQ-Kmeans codes (3 × 256, :class:`mmrec.quantization.rq_kmeans.RQKMeans`): fit + encode seconds
+  and % of items whose code tuple is unique.
+
+Rows go to ``OUT/rows.json`` and ``OUT/rows.parquet`` as they finish (a rerun skips rows already there);
+``--plots`` writes log-log plots of each cost against N, one line per method and dim, with the growth
+exponent fitted per line (least squares on log cost vs log N) in the legend.
+
+    OMP_NUM_THREADS=1 python bench/scale.py --sizes 10k,100k --dims 64,128 --out /tmp/scale --plots docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METHODS = ("flat", "ivf", "hnsw", "ivfpq", "tree", "rq")  # and treeB: the MISS tree at branching B
+K = 100
+
+
+def _log(message: str) -> None:
+    print(f"[scale] {message}", flush=True)
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+# -- data ---------------------------------------------------------------------------------------
+def make_data(work: Path, n: int, dim: int, *, emb: str | None, n_queries: int, seed: int) -> Path:
+    """``x.npy``, ``q.npy``, ``truth.npy`` (exact top-100 rows) and, for SYNTHETIC data, the planted groups."""
+    from mmrec.index.exact import exact_knn
+
+    folder = work / (f"real-{dim}" if emb else f"syn-{n}-{dim}")
+    if (folder / "truth.npy").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if emb:
+        from mmrec.store import open_source
+
+        x = np.concatenate([b.vectors for b in open_source(emb, column="fused").batches()]).astype(np.float32)
+        held = np.random.default_rng(seed).choice(len(x), size=min(n_queries, len(x) // 10), replace=False)
+        q, x = x[held], np.delete(x, held, axis=0)
+    else:
+        from mmrec.synthetic.vectors import planted_clusters
+
+        x, group, q, q_group = planted_clusters(n, dim, n_queries=n_queries, seed=seed)
+        np.save(folder / "group.npy", group)
+        np.save(folder / "q_group.npy", q_group)
+    truth = exact_knn((x[i : i + 65536] for i in range(0, len(x), 65536)), q, K)[1]
+    for name, a in (("x", x), ("q", q), ("truth", truth)):
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(a))
+    _log(f"{folder.name}: {len(x)} x {x.shape[1]} vectors and exact top-{K} in {time.perf_counter() - start:.1f} s")
+    return folder
+
+
+def planted_recovery(folder: Path, rows: np.ndarray) -> float:
+    """Fraction of each query's planted group (its 10 group mates) found in ``rows`` (q, ≥10), averaged."""
+    group, q_group = np.load(folder / "group.npy"), np.load(folder / "q_group.npy")
+    size = np.bincount(group)
+    return float(np.mean([(group[r[r >= 0]] == g).sum() / size[g] for r, g in zip(rows, q_group)]))
+
+
+# -- one method, in its own process ---------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _factory(method: str, n: int, dim: int) -> str:
+    from mmrec.index.select import default_nlist
+
+    nlist = default_nlist(n)
+    return {"flat": "Flat", "ivf": f"IVF{nlist},Flat", "hnsw": "HNSW32", "ivfpq": f"IVF{nlist},PQ{dim // 2}x4fs"}[method]
+
+
+def run_method(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any]) -> dict[str, Any]:
+    """Build, tune and time one method over the vectors in ``folder``; the row of the table."""
+    import faiss
+    import torch
+
+    from mmrec.index import build_index
+    from mmrec.index.tune import throughput, tune
+
+    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)
+    x, q, truth = (np.load(folder / f"{name}.npy") for name in ("x", "q", "truth"))
+    n, dim = x.shape
+    row: dict[str, Any] = {"method": method, "n": n, "dim": dim, "threads": threads, "data": folder.name}
+    rss0 = _rss_mb()
+    start = time.perf_counter()
+    if method == "rq":
+        from mmrec.quantization.rq_kmeans import RQKMeans
+
+        codes = RQKMeans(levels=3, codebook_size=256).fit_transform(x)
+        row["build_s"] = round(time.perf_counter() - start, 3)
+        row["unique_pct"] = round(100 * len(np.unique(codes, axis=0)) / n, 3)
+        row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
+        return row
+    small = {"progress": False, "n_queries": 100, "k": 10, "target_recall": target}
+    if method.startswith("tree"):  # tree, or tree8: branching 8
+        tree = {**tree, "branching": int(method[4:] or tree["branching"])}
+        index = build_index(x, None, "tree", **small, **tree)
+        row["config"] = f"tree(branching={tree['branching']}, balanced={tree['balanced']}, depth={index.depth})"
+    else:
+        row["config"] = _factory(method, n, dim)
+        index = build_index(x, None, f"faiss:{row['config']}", **small)
+    row["build_s"] = round(time.perf_counter() - start - index.info["times"].get("tune_s", 0.0), 3)
+    row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
+    tuned = tune(index, q, truth, k=K, target=target)
+    row.update(param=tuned["param"], value=tuned.get("value"), target_reached=tuned.get("target_reached", True))
+    if method.startswith("tree"):
+        scores, rows, scored = index.search_with_count(q, K)
+    else:
+        faiss.cvar.indexIVF_stats.reset()
+        faiss.cvar.hnsw_stats.reset()
+        scores, rows = index.search(q, K)
+        ivf = faiss.cvar.indexIVF_stats
+        scored = {"flat": float(n), "hnsw": faiss.cvar.hnsw_stats.ndis / len(q)}.get(method)
+        if scored is None:
+            scored = ivf.ndis / len(q) + faiss.extract_index_ivf(index.index).nlist
+    from mmrec.index.exact import recall_at
+
+    row["recall@100"] = round(recall_at(rows, truth, K), 4)
+    row["scored_pct"] = round(100 * scored / n, 3)
+    row["qps"] = round(throughput(index, q, K), 1)
+    if (folder / "group.npy").is_file():
+        row["planted_recovered"] = round(planted_recovery(folder, rows[:, :10]), 4)
+    return row
+
+
+def _child(spec: str) -> None:
+    args = json.loads(spec)
+    row = run_method(args["method"], Path(args["folder"]), threads=args["threads"], target=args["target"], tree=args["tree"])
+    print("ROW " + json.dumps(row), flush=True)
+
+
+def run_child(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    spec = json.dumps({"method": method, "folder": str(folder), "threads": threads, "target": target, "tree": tree})
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    try:
+        done = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _log(f"{method} on {folder.name}: over {timeout:.0f} s, skipped")
+        return None
+    rows = [line[4:] for line in done.stdout.splitlines() if line.startswith("ROW ")]
+    if done.returncode or not rows:
+        _log(f"{method} on {folder.name} failed:\n{done.stderr[-3000:]}")
+        return None
+    return json.loads(rows[-1])
+
+
+# -- table and plots ------------------------------------------------------------------------------
+def growth_exponent(n: list[float], cost: list[float]) -> float | None:
+    """Slope of log(cost) against log(n) (least squares); None below two sizes."""
+    pairs = [(a, b) for a, b in zip(n, cost) if b and b > 0]
+    if len({a for a, _ in pairs}) < 2:
+        return None
+    return float(np.polyfit(np.log([a for a, _ in pairs]), np.log([b for _, b in pairs]), 1)[0])
+
+
+PANELS = (("build_s", "build seconds"), ("peak_mb", "peak memory above the data (MB)"),
+          ("us_per_query", "µs per query at recall@100 ≥ target"), ("scored_pct", "% of items scored per query"))
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> dict[str, dict[str, float | None]]:
+    """Log-log cost vs N, one line per (method, dim); the fitted exponents per panel and line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    exponents: dict[str, dict[str, float | None]] = {}
+    for ax, (key, label) in zip(axes.flat, PANELS):
+        lines = sorted({(r["method"], r["dim"]) for r in rows if r.get(key) is not None and r["data"].startswith("syn")})
+        for method, dim in lines:
+            pts = sorted((r["n"], r[key]) for r in rows if r["method"] == method and r["dim"] == dim and r.get(key) is not None
+                         and r["data"].startswith("syn") and (key in ("build_s", "peak_mb") or r.get("target_reached", True)))
+            if not pts:
+                continue
+            e = growth_exponent([p[0] for p in pts], [p[1] for p in pts])
+            exponents.setdefault(key, {})[f"{method}-{dim}"] = None if e is None else round(e, 2)
+            methods = sorted({r["method"] for r in rows})
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if dim == 64 else "s--", color=f"C{methods.index(method) % 10}",
+                    label=f"{method} d{dim}" + ("" if e is None else f" (N^{e:.2f})"))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("items N")
+        ax.set_title(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return exponents
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (the one in docs/scaling.md)."""
+    head = ("| data | N | dim | method | build s | peak MB | knob | recall@100 | % scored | queries/s | planted found |\n"
+            "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: (r["data"].split("-")[0], r["dim"], r["n"], METHODS.index(r["method"][:4] if r["method"].startswith("tree") else r["method"]), r["method"])):
+        if r["method"] == "rq":
+            knob, recall, scored, qps, planted = f"unique codes {r['unique_pct']} %", "", "", "", ""
+        else:
+            knob = "" if r.get("param") is None else f"{r['param']} {r['value']}" + ("" if r.get("target_reached", True) else " (target missed)")
+            recall, scored, qps = f"{r['recall@100']:.3f}", f"{r['scored_pct']:.2f}", f"{r['qps']:,.0f}"
+            planted = "" if r.get("planted_recovered") is None else f"{r['planted_recovered']:.3f}"
+        name = "RQ-Kmeans 3×256" if r["method"] == "rq" else r.get("config", r["method"]).replace("balanced=False, ", "").replace("tree(", "MISS tree(")
+        lines.append(f"| {r['data'].split('-')[0]} | {r['n']:,} | {r['dim']} | {name} | {r['build_s']:.1f} | {r['peak_mb']:.0f} | {knob} | "
+                     f"{recall} | {scored} | {qps} | {planted} |")
+    return "\n".join(lines)
+
+
+def write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmrec.io import write_json
+
+    write_json(out / "rows.json", rows)
+    keys = sorted({k for r in rows for k in r})
+    pq.write_table(pa.table({k: [None if r.get(k) is None else str(r[k]) if k == "value" else r[k] for r in rows] for k in keys}),
+                   out / "rows.parquet")
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="10k,100k", help="comma-separated N (10k, 100k, 1M; 10M needs --allow-10m)")
+    p.add_argument("--allow-10m", action="store_true", help="let --sizes include 10M (about 2.6 GB of vectors at dim 64)")
+    p.add_argument("--dims", default="64,128")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--threads", default="1", help="comma-separated FAISS / torch thread counts")
+    p.add_argument("--emb", default=None, help="also run on real item vectors: a folder of emb-*.parquet (column fused)")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--target", type=float, default=0.9, help="recall@100 vs exact search each knob is tuned to")
+    p.add_argument("--branching", type=int, default=32, help="MISS tree children per node")
+    p.add_argument("--balanced", action="store_true", help="MISS tree: balanced k-means splits (default: plain k-means)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds one method may take at one size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="folder of the data, rows.json / rows.parquet (required)")
+    p.add_argument("--plots", type=Path, default=None, help="folder for scaling-cost.png")
+    p.add_argument("--table", action="store_true", help="print the rows in OUT as a Markdown table and stop")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(args.child)
+        return []
+    if args.out is None:
+        p.error("--out is required")
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    if any(s >= 10_000_000 for s in sizes) and not args.allow_10m:
+        p.error("10M items needs --allow-10m (2.6 GB of float32 vectors at dim 64, 5.1 GB at 128, plus each index)")
+    if args.table:
+        print(format_table(json.loads((args.out / "rows.json").read_text())))
+        return []
+    args.out.mkdir(parents=True, exist_ok=True)
+    done_path = args.out / "rows.json"
+    rows: list[dict[str, Any]] = json.loads(done_path.read_text()) if done_path.is_file() else []
+    tree = {"branching": args.branching, "balanced": args.balanced}
+    datasets = [(n, dim, None) for n in sizes for dim in map(int, args.dims.split(","))]
+    if args.emb:
+        datasets.insert(0, (0, 0, args.emb))
+    for n, dim, emb in datasets:
+        folder = make_data(args.out, n, dim, emb=emb, n_queries=args.queries, seed=args.seed)
+        for threads in map(int, args.threads.split(",")):
+            for method in args.methods.split(","):
+                if any(r["data"] == folder.name and r["method"] == method and r["threads"] == threads for r in rows):
+                    continue
+                start = time.perf_counter()
+                row = run_child(method, folder, threads=threads, target=args.target, tree=tree, timeout=args.timeout)
+                if row is None:
+                    continue
+                row["wall_s"] = round(time.perf_counter() - start, 1)
+                row["us_per_query"] = round(1e6 / row["qps"], 2) if row.get("qps") else None
+                rows.append(row)
+                write_rows(args.out, rows)
+                _log(json.dumps(row))
+    if args.plots:
+        title = (f"bench/scale.py, {time.strftime('%Y-%m-%d')}, threads {args.threads}, target recall@100 {args.target}; "
+                 "SYNTHETIC planted-cluster vectors")
+        exponents = plot(rows, args.plots / "scaling-cost.png", title)
+        (args.out / "exponents.json").write_text(json.dumps(exponents, indent=1))
+        _log(f"exponents: {json.dumps(exponents)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
