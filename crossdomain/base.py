@@ -31,6 +31,7 @@ class CDRModel(nn.Module):
     objective = "bce"
     default_aggregator = "mean"  # CDRConfig.aggregator when none is given
     cross_domain = True  # False: the model never reads the other domain (no count residual)
+    trainable = True  # False: no gradient training, train_model calls ``select(targets, seed)`` (baselines)
 
     @classmethod
     def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> CDRModel:

@@ -42,6 +42,10 @@ class CDRConfig:
     count_residual: bool = field(default=True, metadata={
         "help": "add w·log(1 + leave-one-out cross-domain co-count) to the score (crossdomain.residual); "
                 "never in single-domain"})
+    residual_gate: str = field(default="user", metadata={
+        "help": "weight of the count residual: global (one per domain) or user (a learned gate on the user's "
+                "history size, count row total and the item's degree)", "choices": ("global", "user")})
+    residual_init: float = field(default=4.0, metadata={"help": "starting weight of the count residual"})
     ease_items: int = field(default=4000, metadata={"help": "items the EASE weights of item_similarity are solved on"})
     # UniCDR+ and FARM
     gnn_layers: int = field(default=1, metadata={"help": "LightGCN layers over the item graph (unicdr+, farm)"})
@@ -64,6 +68,10 @@ class CDRConfig:
         for name in ("dropout", "lam", "interaction_mask", "domain_mask", "critic_weight", "soft_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.residual_gate not in ("global", "user"):
+            raise UsageError(f"residual_gate must be 'global' or 'user', got {self.residual_gate!r}")
+        if self.residual_init <= 0:
+            raise UsageError(f"residual_init must be > 0, got {self.residual_init}")
         if self.objective not in ("bce", "softmax"):
             raise UsageError(f"objective must be 'bce' or 'softmax', got {self.objective!r}")
         self.tasks = tuple(self.tasks)
