@@ -46,22 +46,23 @@ class CDRModel(nn.Module):
         raise NotImplementedError
 
     def score(self, domain: int, user: torch.Tensor, items: torch.Tensor, tables: list[torch.Tensor],
-              users: torch.Tensor | None = None) -> torch.Tensor:
+              users: torch.Tensor | None = None, cold: torch.Tensor | None = None) -> torch.Tensor:
         """``user`` ``(B, D)``, ``items`` ``(B, C)`` -> scores ``(B, C)``; with the user ids ``users``, plus
-        the count residual when the model has one (:mod:`~mmrec.crossdomain.residual`)."""
-        return self.with_residual((user[:, None, :] * tables[domain][items]).sum(-1), domain, users, items)
+        the count residual when the model has one (:mod:`~mmrec.crossdomain.residual`; ``cold`` ``(B,)``: the
+        samples scored without their own-domain history, all of them when None)."""
+        return self.with_residual((user[:, None, :] * tables[domain][items]).sum(-1), domain, users, items, cold)
 
     def with_residual(self, scores: torch.Tensor, domain: int, users: torch.Tensor | None,
-                      items: torch.Tensor) -> torch.Tensor:
+                      items: torch.Tensor, cold: torch.Tensor | None = None) -> torch.Tensor:
         """``scores`` ``(B, C)`` (or ``(B, C, T)``) plus the residual of ``users`` at ``items``, if any."""
         if users is None or "residual" not in self._modules:
             return scores
-        extra = self.residual(domain, users, items)
+        extra = self.residual(domain, users, items, cold)
         return scores + (extra[..., None] if scores.ndim == 3 else extra)
 
     def bce(self, batch: Batch, user: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
         items = torch.cat([batch.pos[:, None], batch.neg], 1)  # (B, 1 + K)
-        logits = self.score(batch.domain, user, items, tables, users=batch.users)
+        logits = self.score(batch.domain, user, items, tables, users=batch.users, cold=batch.cold)
         if self.objective == "softmax":
             return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
         target = torch.zeros_like(logits)

@@ -87,7 +87,7 @@ class BaselineModel(CDRModel):
             self._basis[domain] = np.ascontiguousarray(vt[np.argsort(-s)].T)
         return self._basis[domain]
 
-    def score(self, domain, user, items, tables, users=None):
+    def score(self, domain, user, items, tables, users=None, cold=None):
         return torch.as_tensor(self.baseline(domain).scores(users.cpu().numpy(), items.cpu().numpy()))
 
 

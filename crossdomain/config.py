@@ -33,8 +33,8 @@ class CDRConfig:
     critic_weight: float = field(default=0.6, metadata={"help": "weight of UniCDR's mutual-information critic"})
     objective: str = field(default="softmax", metadata={
         "help": "bce (UniCDR's) or softmax (sampled softmax over 1 + negatives)", "choices": ("bce", "softmax")})
-    epochs: int = field(default=3, metadata={"help": "maximum epochs (early stopping on valid NDCG@10)"})
-    patience: int = field(default=1, metadata={"help": "epochs without a better valid NDCG@10 before stopping"})
+    epochs: int = field(default=8, metadata={"help": "maximum epochs (early stopping on valid NDCG@10)"})
+    patience: int = field(default=2, metadata={"help": "epochs without a better valid NDCG@10 before stopping"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation, batching and negatives"})
     eval_seed: int = field(default=0, metadata={"help": "seed of the 999 evaluation negatives"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads while training (restored after)"})

@@ -109,7 +109,7 @@ class HeldoutEvaluator:
             cold = (own < 0).all(1)
             # a baseline scores from the user ids alone (baseline_model): no vectors to build
             user = model.user_vectors(d, users, own, other, cold, tables) if getattr(model, "scores_from_vectors", True) else None
-            return model.score(d, user, torch.as_tensor(items), tables, users=users)
+            return model.score(d, user, torch.as_tensor(items), tables, users=users, cold=cold)
 
         out = self.evaluate_fn(score)
         model.train(was)

@@ -14,11 +14,13 @@ The weight ``w_d`` has two forms (``CDRConfig.residual_gate``):
 - ``global``: one learned scalar per target domain, ``w_d = softplus(a_d)``.
 - ``user`` (default, [I]): a learned gate per user and item,
   ``w_d(u, i) = softplus(a_d + b_d·log(1 + |S_u|) + c_d·log(1 + Σ_j c_d(u, j)) + e_d·log(1 + n_i))``
-  with ``|S_u|`` the user's source-domain history, ``Σ_j c_d(u, j)`` its count row total (how much
-  co-interaction evidence stands behind its counts) and ``n_i`` the target item's degree among the
-  overlap users. A user whose evidence is in co-interactions leans on the count, one whose signal is in
-  its own tastes (short source history, flat counts) leans on the embeddings. Chosen over ``global`` on
-  valid.txt (docs/cross-domain.md).
+  ``+ f_d·[u has own-domain history]``, with ``|S_u|`` the user's source-domain history, ``Σ_j c_d(u, j)``
+  its count row total (how much co-interaction evidence stands behind its counts), ``n_i`` the target
+  item's degree among the overlap users, and the warm flag: a training sample that keeps its own-domain
+  history has its own-domain signal and needs the count less ([I]: without it the warm half of the
+  samples pulled the weight of the cold ones down; every evaluated user is cold, flag 0). A user whose
+  evidence is in co-interactions leans on the count, one whose signal is in its own tastes leans on the
+  embeddings. Chosen over ``global`` on valid.txt (docs/cross-domain.md).
 
 ``softplus(a_d)`` starts at ``residual_init`` (4 by default, [I]: the count must outrank the untrained
 embedding scores from the first step; at 1 the scalar needed more than an epoch of Adam steps to grow).
@@ -59,7 +61,7 @@ class CountResidual(nn.Module):
         self.counts = [fit_baseline("count", data, d) for d in range(2)]
         self.bias = nn.Parameter(torch.full((2,), inverse_softplus(init)))
         if gate == "user":
-            self.coef = nn.Parameter(torch.zeros(2, 3))  # per domain: history size, row total, item degree
+            self.coef = nn.Parameter(torch.zeros(2, 4))  # per domain: history size, row total, item degree, warm
             for d, count in enumerate(self.counts):
                 history = np.diff(count.x_src.indptr)  # |S_u| (shared users only)
                 own = history * np.diff(count.xt.indptr)  # the user's own co-counts, |S_u|·|T_u| (overlap users)
@@ -69,17 +71,21 @@ class CountResidual(nn.Module):
                     self.register_buffer(f"{name}{d}", torch.log1p(torch.as_tensor(np.maximum(value, 0), dtype=torch.float32)),
                                          persistent=False)
 
-    def weight(self, domain: int, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``w_d(u, i)`` ``(B, C)`` (``(1, 1)`` for the global gate)."""
+    def weight(self, domain: int, users: torch.Tensor, items: torch.Tensor,
+               cold: torch.Tensor | None = None) -> torch.Tensor:
+        """``w_d(u, i)`` ``(B, C)`` (``(1, 1)`` for the global gate); ``cold`` ``(B,)`` bool, None = all cold."""
         if self.gate == "global":
             return nn.functional.softplus(self.bias[domain]).reshape(1, 1)
         b = self.coef[domain]
         logit = (self.bias[domain] + b[0] * getattr(self, f"history{domain}")[users][:, None]
                  + b[1] * getattr(self, f"total{domain}")[users][:, None] + b[2] * getattr(self, f"degree{domain}")[items])
+        if cold is not None:
+            logit = logit + b[3] * (~cold).to(logit.dtype)[:, None]
         return nn.functional.softplus(logit)
 
-    def forward(self, domain: int, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` residual scores of ``items`` ``(B, C)`` for ``users`` ``(B,)``."""
+    def forward(self, domain: int, users: torch.Tensor, items: torch.Tensor,
+                cold: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C)`` residual scores of ``items`` ``(B, C)`` for ``users`` ``(B,)`` (``cold``: see :meth:`weight`)."""
         c = self.counts[domain].pair_scores(users.cpu().numpy(), items.cpu().numpy())
         feature = torch.log1p(torch.as_tensor(np.maximum(c, 0.0), dtype=torch.float32, device=items.device))
-        return self.weight(domain, users.to(items.device), items) * feature
+        return self.weight(domain, users.to(items.device), items, cold) * feature
