@@ -1,5 +1,7 @@
 """The gated count residual, leakage and the baselines as run folders (all SYNTHETIC)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -69,10 +71,11 @@ def test_training_reads_no_held_out_item(partner, monkeypatch):
 
     def leaky(name, data, target, **params):
         dom = data.domains[target]
-        leaked = type(data)(domains=tuple(d if i != target else type(d)(d.name, d.folder, d.n_items,
-                            np.concatenate([d.train, d.valid])) for i, d in enumerate(data.domains)),
-                            n_users=data.n_users, shared_users=data.shared_users)
-        return fit_baseline(name, leaked, target, **params) if dom.valid is not None else fit_baseline(name, data, target)
+        if dom.valid is None:
+            return fit_baseline(name, data, target, **params)
+        leaked = dataclasses.replace(dom, train=np.concatenate([dom.train, dom.valid]))
+        domains = tuple(leaked if d == target else other for d, other in enumerate(data.domains))
+        return fit_baseline(name, dataclasses.replace(data, domains=domains), target, **params)
 
     monkeypatch.setattr(residual, "fit_baseline", leaky)
     assert _losses(data) != clean
