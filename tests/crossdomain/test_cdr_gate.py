@@ -98,3 +98,19 @@ def test_a_baseline_run_folder_evaluates_as_evaluate_baseline(partner, tmp_path,
     assert config.model == name and model.params[1] == params
     manifest = export_user_features(run, tmp_path / "users", target="bb", users=np.arange(5))
     assert manifest["users"] == 5 and manifest["dim"] == 8
+
+
+def test_cli_trains_evaluates_and_exports_the_count(partner, tmp_path, capsys):
+    import json
+
+    from mmrec.cli import main
+
+    run = tmp_path / "count"
+    assert main(["cdr", "train", "--data", str(partner), "--pair", "aa_bb", "--model", "count", "--out", str(run),
+                 "--set", "dim=8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "count" and report["stopped"] == "selected" and report["params"] == {"aa": {}, "bb": {}}
+    assert main(["cdr", "evaluate", "--run", str(run), "--test", str(partner / "bb_aa" / "valid.txt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == report["metrics"]["bb"]
+    assert main(["cdr", "export", "--run", str(run), "--out", str(tmp_path / "users"), "--target", "bb", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dim"] == 8
