@@ -114,3 +114,24 @@ def test_cli_trains_evaluates_and_exports_the_count(partner, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["metrics"] == report["metrics"]["bb"]
     assert main(["cdr", "export", "--run", str(run), "--out", str(tmp_path / "users"), "--target", "bb", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dim"] == 8
+
+
+def test_a_run_from_before_the_gate_still_loads(partner, tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    report = train_cdr(partner, "aa_bb", out=run, targets=("bb",),
+                       config=CDRConfig(model="unicdr", residual_gate="global", **{**FAST, "epochs": 1}))
+    # rewrite it as the previous version wrote it: a plain weight per domain, no residual_gate field
+    tensors = load_file(str(run / "model.safetensors"))
+    tensors["model.residual.weight"] = torch.nn.functional.softplus(tensors.pop("model.residual.bias"))
+    save_file(tensors, str(run / "model.safetensors"))
+    config = json.loads((run / "config.json").read_text())
+    del config["residual_gate"], config["residual_init"]
+    (run / "config.json").write_text(json.dumps(config))
+    model, loaded, _ = load_run(run)
+    assert loaded.residual_gate == "global"
+    again = evaluate_run(run, partner / "bb_aa" / "valid.txt")["metrics"]
+    assert again["NDCG@10"] == pytest.approx(report["metrics"]["bb"]["NDCG@10"], abs=1e-6)
