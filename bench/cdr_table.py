@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
                     report = train_cdr(args.data, pair, out=run_dir, config=config)
                     row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics", "stopped")}
                     row["steps"] = sum(h["steps"] for h in report["history"])
+                    row["history"] = [{k: h[k] for k in ("epoch", "seconds", "valid_ndcg10")} for h in report["history"]]
                     row["model"] = label
                     row["config"] = report["config"]
                     rows.append(row)

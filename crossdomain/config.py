@@ -33,6 +33,9 @@ class CDRConfig:
     critic_weight: float = field(default=0.6, metadata={"help": "weight of UniCDR's mutual-information critic"})
     objective: str = field(default="softmax", metadata={
         "help": "bce (UniCDR's) or softmax (sampled softmax over 1 + negatives)", "choices": ("bce", "softmax")})
+    softmax_candidates: int = field(default=1000, metadata={
+        "help": "softmax: the ranking list the sampled negatives stand for, each weighted (N - 1)/K in the "
+                "partition (1000 = the evaluation's list; 0 = unweighted)"})
     epochs: int = field(default=8, metadata={"help": "maximum epochs (early stopping on valid NDCG@10)"})
     patience: int = field(default=2, metadata={"help": "epochs without a better valid NDCG@10 before stopping"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation, batching and negatives"})
@@ -68,6 +71,8 @@ class CDRConfig:
         for name in ("dropout", "lam", "interaction_mask", "domain_mask", "critic_weight", "soft_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.softmax_candidates < 0:
+            raise UsageError(f"softmax_candidates must be >= 0, got {self.softmax_candidates}")
         if self.residual_gate not in ("global", "user"):
             raise UsageError(f"residual_gate must be 'global' or 'user', got {self.residual_gate!r}")
         if self.residual_init <= 0:

@@ -33,7 +33,7 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     """The model named by ``config.model`` for ``data`` (``state``: tensors of a saved run)."""
     config = build_config(CDRConfig, config, "cdr")
     model = CDR_MODELS.get(config.model).from_config(config, data, state)
-    model.objective = config.objective
+    model.objective, model.candidates = config.objective, config.softmax_candidates
     if config.count_residual and model.cross_domain:
         from mmrec.crossdomain.residual import CountResidual
 

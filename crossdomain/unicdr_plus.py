@@ -116,6 +116,7 @@ class UniCDRPlus(UniCDR):
         logits = self.task_logits(batch.domain, self.dropout(spec + shared), items, tables, batch.users,
                                  batch.cold)  # (B, 1+K, T)
         if self.objective == "softmax":  # one softmax over the candidates per task with a positive label
+            logits = self.negative_shift(logits)
             ce = F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), torch.zeros(logits.shape[0] * logits.shape[2],
                                  dtype=torch.long), reduction="none")
             bce = (ce * batch.labels.flatten()).sum() / batch.labels.sum().clamp(min=1)
