@@ -28,7 +28,7 @@ PAIRS = ("sport_cloth", "game_video")
 BASELINES = ("count", "ease", "item_knn")  # mmrec.crossdomain.baselines.GRID: their parameter grids
 
 
-def baseline_rows(data_dir: str, pair: str) -> list[dict]:
+def baseline_rows(data_dir: str, pair: str, names: tuple[str, ...] = BASELINES) -> list[dict]:
     """One result row per baseline for ``pair``: both directions, the parameter of
     ``mmrec.crossdomain.baselines.GRID`` picked per direction on valid NDCG@10 (``select_baseline``, the
     same function as ``mmrec cdr train --model count|ease|item-knn``), the models' candidates (evaluator
@@ -38,7 +38,7 @@ def baseline_rows(data_dir: str, pair: str) -> list[dict]:
 
     data = load_pair(data_dir, pair)
     rows = []
-    for name in BASELINES:
+    for name in names:
         metrics, params, seconds = {}, {}, 0.0
         for t, dom in enumerate(data.domains):
             t0 = time.perf_counter()
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
                         help="leave out the count / EASE / item-kNN rows")
+    parser.add_argument("--baselines", dest="baseline_names", nargs="+", default=list(BASELINES), choices=BASELINES,
+                        help="which baseline rows to compute (those of a pair already in results.jsonl are kept)")
     parser.add_argument("--epochs", type=int, help="CDRConfig.epochs of every run (not part of the row label)")
     parser.add_argument("--max-minutes", type=float, help="CDRConfig.max_minutes of every run (not in the label)")
     args = parser.parse_args(argv)
@@ -109,9 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
     if not args.table_only and args.baselines:
         for pair in args.pairs:
-            if any(r["pair"] == pair and r["seed"] is None for r in rows):
-                continue
-            for row in baseline_rows(args.data, pair):
+            names = [n for n in args.baseline_names if not any(r["pair"] == pair and r["model"] == n for r in rows)]
+            for row in baseline_rows(args.data, pair, tuple(names)) if names else []:
                 rows.append(row)
                 with open(results, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
