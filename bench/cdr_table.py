@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="bench-out/cdr")
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="none: the baseline rows only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="CDRConfig override for every run (an ablation); rows are labelled model[KEY=VALUE,...]")
     parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
