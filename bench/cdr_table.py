@@ -4,8 +4,8 @@ Each run is ``mmrec.pipelines.cdr.train_cdr`` (the same function as ``mmrec cdr 
 ``CDRConfig`` defaults (chosen on valid.txt), trained on both domains of the pair and evaluated
 on both ``valid.txt`` files (the only held-out data in the folder). Finished runs are appended to
 ``OUT/results.jsonl`` and skipped when the script is started again, so a killed grid resumes. The
-markdown table (mean ± std over seeds of NDCG@10, HR@10 and MRR per model x target domain, and
-seconds per run) is printed at the end and written to ``OUT/table.md``, with the non-learned and shallow
+markdown table (mean ± std over seeds of NDCG@10, HR@10 and MRR per model x target domain, minutes
+per run and best epoch / epochs run of each seed) is printed at the end and written to ``OUT/table.md``, with the non-learned and shallow
 baseline rows of :func:`baseline_rows` per direction (co-occurrence count, cross-domain EASE, item-kNN on
 the same candidates; computed once per pair and kept in ``results.jsonl`` like the runs).
 
@@ -25,27 +25,24 @@ MODELS = ("single-domain", "unicdr", "unicdr+", "farm")  # table row order (base
 PAIRS = ("sport_cloth", "game_video")
 
 
-BASELINE_GRID = {"count": {}, "ease": {"lam": (100.0, 1000.0)}, "item_knn": {"k": (50, 200)}}  # tuned on valid
+BASELINES = ("count", "ease", "item_knn")  # mmrec.crossdomain.baselines.GRID: their parameter grids
 
 
-def baseline_rows(data_dir: str, pair: str) -> list[dict]:
-    """One result row per baseline of :data:`BASELINE_GRID` for ``pair``: both directions, the grid's
-    parameter picked per direction on valid NDCG@10 (mmrec.crossdomain.baselines.tune_baseline), the
-    models' candidates (evaluator seed 0); ``seconds``: fit + evaluation of both directions, every grid value."""
-    from mmrec.crossdomain.baselines import evaluate_baseline, fit_baseline, tune_baseline
+def baseline_rows(data_dir: str, pair: str, names: tuple[str, ...] = BASELINES) -> list[dict]:
+    """One result row per baseline for ``pair``: both directions, the parameter of
+    ``mmrec.crossdomain.baselines.GRID`` picked per direction on valid NDCG@10 (``select_baseline``, the
+    same function as ``mmrec cdr train --model count|ease|item-knn``), the models' candidates (evaluator
+    seed 0); ``seconds``: fit + evaluation of both directions, every grid value."""
+    from mmrec.crossdomain.baselines import select_baseline
     from mmrec.crossdomain.files import load_pair
 
     data = load_pair(data_dir, pair)
     rows = []
-    for name, grid in BASELINE_GRID.items():
+    for name in names:
         metrics, params, seconds = {}, {}, 0.0
         for t, dom in enumerate(data.domains):
             t0 = time.perf_counter()
-            if grid:
-                (param, values), = grid.items()
-                params[dom.name], metrics[dom.name] = tune_baseline(name, data, t, param, values)
-            else:
-                metrics[dom.name] = evaluate_baseline(fit_baseline(name, data, t), data, t)
+            params[dom.name], metrics[dom.name], _ = select_baseline(name, data, t)
             seconds += time.perf_counter() - t0
         rows.append({"pair": pair, "model": name, "seed": None, "seconds": round(seconds, 1), "metrics": metrics,
                      "params": params})
@@ -54,8 +51,8 @@ def baseline_rows(data_dir: str, pair: str) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """Markdown table from result rows (one per model x pair x seed; baselines have seed None)."""
-    out = ["| target (source → target) | model | NDCG@10 | HR@10 | MRR | seeds | s / run |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+    out = ["| target (source → target) | model | NDCG@10 | HR@10 | MRR | seeds | min / run | best epoch |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
     targets = []
     for r in rows:
         for t in r["metrics"]:
@@ -64,7 +61,7 @@ def table(rows: list[dict]) -> str:
     for pair, target in targets:
         names = pair.split("_")
         source = names[1] if target == names[0] else names[0]
-        labels = [m for m in (*MODELS, *BASELINE_GRID) if any(r["model"] == m for r in rows)]
+        labels = [m for m in (*MODELS, *BASELINES) if any(r["model"] == m for r in rows)]
         labels += [r["model"] for r in rows if r["model"] not in labels]
         for model in dict.fromkeys(labels):
             runs = [r for r in rows if r["pair"] == pair and r["model"] == model and target in r["metrics"]]
@@ -80,8 +77,9 @@ def table(rows: list[dict]) -> str:
                 cells = [f"{runs[0]['metrics'][target][m]:.4f}" for m in ("NDCG@10", "HR@10", "MRR")]
                 params = runs[0]["params"].get(target, {})
                 model = f"*{model}*" + (f" ({', '.join(f'{k} {v:g}' for k, v in params.items())})" if params else "")
+            epochs = "–" if baseline else ", ".join(f"{r['best_epoch']}/{r['epochs_run']}" for r in runs)
             out.append(f"| {target} ({source} → {target}) | {model} | " + " | ".join(cells)
-                       + f" | {'–' if baseline else len(runs)} | {seconds:.0f} |")
+                       + f" | {'–' if baseline else len(runs)} | {seconds / 60:.1f} | {epochs} |")
     return "\n".join(out)
 
 
@@ -91,13 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="bench-out/cdr")
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="none: the baseline rows only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="CDRConfig override for every run (an ablation); rows are labelled model[KEY=VALUE,...]")
     parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
     parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
                         help="leave out the count / EASE / item-kNN rows")
+    parser.add_argument("--baselines", dest="baseline_names", nargs="+", default=list(BASELINES), choices=BASELINES,
+                        help="which baseline rows to compute (those of a pair already in results.jsonl are kept)")
     parser.add_argument("--epochs", type=int, help="CDRConfig.epochs of every run (not part of the row label)")
     parser.add_argument("--max-minutes", type=float, help="CDRConfig.max_minutes of every run (not in the label)")
     args = parser.parse_args(argv)
@@ -111,9 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
     if not args.table_only and args.baselines:
         for pair in args.pairs:
-            if any(r["pair"] == pair and r["seed"] is None for r in rows):
-                continue
-            for row in baseline_rows(args.data, pair):
+            names = [n for n in args.baseline_names if not any(r["pair"] == pair and r["model"] == n for r in rows)]
+            for row in baseline_rows(args.data, pair, tuple(names)) if names else []:
                 rows.append(row)
                 with open(results, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
@@ -133,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                     report = train_cdr(args.data, pair, out=run_dir, config=config)
                     row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics", "stopped")}
                     row["steps"] = sum(h["steps"] for h in report["history"])
+                    row["history"] = [{k: h[k] for k in ("epoch", "seconds", "valid_ndcg10")} for h in report["history"]]
                     row["model"] = label
                     row["config"] = report["config"]
                     rows.append(row)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "CDRModel": "base",
     "BASELINES": "baselines", "CoCount": "baselines", "CrossEASE": "baselines", "ItemKNN": "baselines",
     "evaluate_baseline": "baselines", "fit_baseline": "baselines", "tune_baseline": "baselines",
+    "GRID": "baselines", "select_baseline": "baselines", "BaselineModel": "baseline_model",
     "Batch": "data", "CDRData": "data", "Domain": "data", "domain_histories": "data", "histories": "data",
     "log_pair": "data", "make_batch": "data", "other_histories": "data",
     "CountResidual": "residual",

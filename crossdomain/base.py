@@ -11,6 +11,8 @@ objective of one :class:`~mmrec.crossdomain.data.Batch`. Each model is registere
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +31,10 @@ class CDRModel(nn.Module):
     (``objective = "bce"``, UniCDR's) or the sampled softmax cross-entropy (``"softmax"``)."""
 
     objective = "bce"
+    candidates = 0  # softmax: the ranking list the K sampled negatives stand for (0: unweighted); see negative_shift
     default_aggregator = "mean"  # CDRConfig.aggregator when none is given
     cross_domain = True  # False: the model never reads the other domain (no count residual)
+    trainable = True  # False: no gradient training, train_model calls ``select(targets, seed)`` (baselines)
 
     @classmethod
     def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> CDRModel:
@@ -45,23 +49,41 @@ class CDRModel(nn.Module):
         raise NotImplementedError
 
     def score(self, domain: int, user: torch.Tensor, items: torch.Tensor, tables: list[torch.Tensor],
-              users: torch.Tensor | None = None) -> torch.Tensor:
+              users: torch.Tensor | None = None, cold: torch.Tensor | None = None) -> torch.Tensor:
         """``user`` ``(B, D)``, ``items`` ``(B, C)`` -> scores ``(B, C)``; with the user ids ``users``, plus
-        the count residual when the model has one (:mod:`~mmrec.crossdomain.residual`)."""
-        return self.with_residual((user[:, None, :] * tables[domain][items]).sum(-1), domain, users, items)
+        the count residual when the model has one (:mod:`~mmrec.crossdomain.residual`; ``cold`` ``(B,)``: the
+        samples scored without their own-domain history, all of them when None)."""
+        return self.with_residual((user[:, None, :] * tables[domain][items]).sum(-1), domain, users, items, cold)
 
     def with_residual(self, scores: torch.Tensor, domain: int, users: torch.Tensor | None,
-                      items: torch.Tensor) -> torch.Tensor:
+                      items: torch.Tensor, cold: torch.Tensor | None = None) -> torch.Tensor:
         """``scores`` ``(B, C)`` (or ``(B, C, T)``) plus the residual of ``users`` at ``items``, if any."""
         if users is None or "residual" not in self._modules:
             return scores
-        extra = self.residual(domain, users, items)
+        extra = self.residual(domain, users, items, cold)
         return scores + (extra[..., None] if scores.ndim == 3 else extra)
+
+    def negative_shift(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` ``(B, 1 + K, ...)`` with ``log((candidates − 1)/K)`` added to the K negatives' columns.
+
+        The sampled softmax over 1 positive and K uniform negatives then estimates the softmax over a list
+        of ``candidates`` items, each negative standing for ``(candidates − 1)/K`` of them in the partition
+        (Bengio & Senécal 2008, importance-sampled softmax; Jean et al. 2015, eq. 11). [I] With
+        ``candidates`` = 1000, the size of the evaluation list: with 10 negatives a margin of log 10 over
+        them already zeroes the loss, so the count residual's weight stopped growing before it outranked
+        999 candidates (docs/cross-domain.md)."""
+        k = logits.shape[1] - 1
+        if not self.candidates or k < 1:
+            return logits
+        shift = torch.zeros(logits.shape[1], dtype=logits.dtype, device=logits.device)
+        shift[1:] = math.log((self.candidates - 1) / k)
+        return logits + shift.view(1, -1, *([1] * (logits.ndim - 2)))
 
     def bce(self, batch: Batch, user: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
         items = torch.cat([batch.pos[:, None], batch.neg], 1)  # (B, 1 + K)
-        logits = self.score(batch.domain, user, items, tables, users=batch.users)
+        logits = self.score(batch.domain, user, items, tables, users=batch.users, cold=batch.cold)
         if self.objective == "softmax":
+            logits = self.negative_shift(logits)
             return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
         target = torch.zeros_like(logits)
         target[:, 0] = 1.0

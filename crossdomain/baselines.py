@@ -165,6 +165,7 @@ class ItemKNN(CrossDomainBaseline):
 BASELINES.register("count", CoCount)
 BASELINES.register("ease", CrossEASE)
 BASELINES.register("item_knn", ItemKNN)
+GRID = {"count": {}, "ease": {"lam": (100.0, 1000.0)}, "item_knn": {"k": (50, 200)}}  # chosen on valid NDCG@10
 
 
 def fit_baseline(name: str, data: CDRData, target: int, **params) -> CrossDomainBaseline:
@@ -187,11 +188,24 @@ def tune_baseline(name: str, data: CDRData, target: int, param: str, grid, *, se
                   **fixed) -> tuple[dict[str, float], dict[str, float]]:
     """``(best params, their metrics)`` of baseline ``name`` over ``param`` in ``grid``, by held-out NDCG@10
     ([I] picked on the same valid pairs that are reported, as the models' epochs are)."""
-    evaluator = HeldoutEvaluator(data, domain_histories(data, 1), {target: data.domains[target].valid}, seed)
+    params, metrics, _ = select_baseline(name, data, target, {param: grid} if param else {}, seed=seed, **fixed)
+    return params, metrics
+
+
+def select_baseline(name: str, data: CDRData, target: int, grid: dict | None = None, *, seed: int = 0,
+                    heldout: np.ndarray | None = None, **fixed) -> tuple[dict, dict[str, float], CrossDomainBaseline]:
+    """``(best params, their metrics, the fitted baseline)`` of ``name`` for domain ``target`` over the one
+    parameter of ``grid`` (default :data:`GRID`; empty: the fixed parameters only), by NDCG@10 on
+    ``heldout`` (default: the domain's valid pairs) with the models' candidates (evaluator seed ``seed``)."""
+    grid = GRID[name] if grid is None else grid
+    heldout = data.domains[target].valid if heldout is None else heldout
+    evaluator = HeldoutEvaluator(data, domain_histories(data, 1), {target: heldout}, seed)
     best = None
-    for value in grid:
-        params = {**fixed, param: value}
-        metrics = evaluate_baseline(fit_baseline(name, data, target, **params), data, target, evaluator=evaluator)
+    (param, values), = grid.items() if grid else ((None, (None,)),)
+    for value in values:
+        params = {**fixed, **({param: value} if param else {})}
+        baseline = fit_baseline(name, data, target, **params)
+        metrics = evaluate_baseline(baseline, data, target, evaluator=evaluator)
         if best is None or metrics["NDCG@10"] > best[1]["NDCG@10"]:
-            best = (params, metrics)
+            best = (params, metrics, baseline)
     return best

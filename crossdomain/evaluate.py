@@ -107,8 +107,9 @@ class HeldoutEvaluator:
             users = torch.as_tensor(users)
             own, other = self.hist[d][users], self.other[1 - d][users]
             cold = (own < 0).all(1)
-            user = model.user_vectors(d, users, own, other, cold, tables)
-            return model.score(d, user, torch.as_tensor(items), tables, users=users)
+            # a baseline scores from the user ids alone (baseline_model): no vectors to build
+            user = model.user_vectors(d, users, own, other, cold, tables) if getattr(model, "scores_from_vectors", True) else None
+            return model.score(d, user, torch.as_tensor(items), tables, users=users, cold=cold)
 
         out = self.evaluate_fn(score)
         model.train(was)

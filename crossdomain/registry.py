@@ -16,6 +16,9 @@ CDR_MODELS.register("single-domain", "mmrec.crossdomain.single_domain:SingleDoma
 CDR_MODELS.register("unicdr", "mmrec.crossdomain.unicdr:UniCDR")
 CDR_MODELS.register("unicdr+", "mmrec.crossdomain.unicdr_plus:UniCDRPlus")
 CDR_MODELS.register("farm", "mmrec.crossdomain.farm:FARM")
+CDR_MODELS.register("count", "mmrec.crossdomain.baseline_model:CountModel")
+CDR_MODELS.register("ease", "mmrec.crossdomain.baseline_model:EASEModel")
+CDR_MODELS.register("item-knn", "mmrec.crossdomain.baseline_model:ItemKNNModel")
 
 AGGREGATORS = Registry("aggregator")
 AGGREGATORS.register("mean", "mmrec.crossdomain.aggregators:MeanPool")

@@ -33,11 +33,11 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     """The model named by ``config.model`` for ``data`` (``state``: tensors of a saved run)."""
     config = build_config(CDRConfig, config, "cdr")
     model = CDR_MODELS.get(config.model).from_config(config, data, state)
-    model.objective = config.objective
+    model.objective, model.candidates = config.objective, config.softmax_candidates
     if config.count_residual and model.cross_domain:
         from mmrec.crossdomain.residual import CountResidual
 
-        model.residual = CountResidual(data)
+        model.residual = CountResidual(data, gate=config.residual_gate, init=config.residual_init)
     return model
 
 
@@ -114,6 +114,12 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
     evaluator = HeldoutEvaluator(data, hist, {d: data.domains[d].valid for d in target_ids}, config.eval_seed)
     started = time.perf_counter()
     model = build_model(config, data)
+    if not model.trainable:  # a baseline: its parameter is chosen on the held-out pairs, nothing to train
+        metrics = model.select({d: heldout for d, (heldout, _) in evaluator.sets.items()}, config.eval_seed)
+        return model, {"model": config.model, "seed": config.seed, "best_epoch": 0, "epochs_run": 0,
+                       "seconds": round(time.perf_counter() - started, 1), "metrics": metrics, "history": [],
+                       "stopped": "selected", "params": {data.domains[d].name: model.params[d] for d in range(2)},
+                       "config": dataclasses.asdict(config)}
     optimizers = make_optimizers(model, config)
     gen = torch.Generator().manual_seed(config.seed)
     evaluated: list[tuple[dict[str, dict[str, float]], float]] = []  # (metrics, seconds) per epoch

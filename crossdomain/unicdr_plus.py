@@ -85,14 +85,14 @@ class UniCDRPlus(UniCDR):
         return self.encoder()
 
     def task_logits(self, domain: int, user: torch.Tensor, items: torch.Tensor, tables,
-                    users: torch.Tensor | None = None) -> torch.Tensor:
+                    users: torch.Tensor | None = None, cold: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, T)`` logits of every task (plus the count residual, given ``users``)."""
         item = tables[domain][items]  # (B, C, D)
         x = user[:, None, :] * item
-        return self.with_residual(x.sum(-1, keepdim=True) + self.head(x), domain, users, items)
+        return self.with_residual(x.sum(-1, keepdim=True) + self.head(x), domain, users, items, cold)
 
-    def score(self, domain, user, items, tables, users=None):
-        return self.task_logits(domain, user, items, tables, users)[..., 0]
+    def score(self, domain, user, items, tables, users=None, cold=None):
+        return self.task_logits(domain, user, items, tables, users, cold)[..., 0]
 
     def contrast(self, batch: Batch, tables) -> torch.Tensor:
         both = ~batch.cold & (batch.other >= 0).any(1)
@@ -113,8 +113,10 @@ class UniCDRPlus(UniCDR):
         tables = self.item_tables()
         spec, shared = self.parts(batch.domain, batch.users, batch.own, batch.other, batch.cold, tables)
         items = torch.cat([batch.pos[:, None], batch.neg], 1)  # (B, 1 + K)
-        logits = self.task_logits(batch.domain, self.dropout(spec + shared), items, tables, batch.users)  # (B, 1+K, T)
+        logits = self.task_logits(batch.domain, self.dropout(spec + shared), items, tables, batch.users,
+                                 batch.cold)  # (B, 1+K, T)
         if self.objective == "softmax":  # one softmax over the candidates per task with a positive label
+            logits = self.negative_shift(logits)
             ce = F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), torch.zeros(logits.shape[0] * logits.shape[2],
                                  dtype=torch.long), reduction="none")
             bce = (ce * batch.labels.flatten()).sum() / batch.labels.sum().clamp(min=1)

@@ -143,6 +143,7 @@ def save_run(out: str | Path, model: torch.nn.Module, config: CDRConfig, data: C
 
 def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
     """Rebuild a saved run's model (eval mode), config and training data."""
+    import torch
     from safetensors.torch import load_file
 
     from mmrec.crossdomain.data import CDRData, Domain
@@ -152,9 +153,14 @@ def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
     for name in ("config.json", "data.json", "model.safetensors"):
         if not (run / name).is_file():
             raise UsageError(f"{run} is not a cdr run folder: {name} missing")
-    config = build_config(CDRConfig, json.loads((run / "config.json").read_text()), f"{run}/config.json")
-    info = json.loads((run / "data.json").read_text())
+    raw = json.loads((run / "config.json").read_text())
     tensors = load_file(str(run / "model.safetensors"))
+    if "model.residual.weight" in tensors:  # a run from before the gate: its one weight per domain, w = bias
+        raw.setdefault("residual_gate", "global")
+        w = tensors.pop("model.residual.weight").clamp(min=1e-4)
+        tensors["model.residual.bias"] = w + torch.log(-torch.expm1(-w))  # softplus(bias) = w
+    config = build_config(CDRConfig, raw, f"{run}/config.json")
+    info = json.loads((run / "data.json").read_text())
     domains = []
     for d, dom in enumerate(info["domains"]):
         labels = tensors.get(f"labels.{d}")

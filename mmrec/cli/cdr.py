@@ -1,4 +1,4 @@
-"""cross-domain cold-start models (UniCDR, UniCDR+, FARM, single-domain) on user<TAB>item pair data
+"""cross-domain cold-start models (UniCDR, UniCDR+, FARM, single-domain; count, EASE, item-kNN) on user<TAB>item pairs
 
 Train cross-domain user models on both domains of a pair (folders a_b/ and b_a/ with train.txt, valid.txt, or a
 Parquet behaviour log) and rank each held-out item of the cold-start users among 999 sampled negatives (MRR,
@@ -40,7 +40,8 @@ def _train(args: argparse.Namespace) -> int:
     """train on a pair and evaluate on the valid.txt of both domains (or --target)
 
     Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the best epoch (mean NDCG@10 of
-    the targets); write config.json, data.json, model.safetensors, metrics.json to --out.
+    the targets); write config.json, data.json, model.safetensors, metrics.json to --out. The baselines
+    count, ease and item-knn train nothing: their parameter (EASE lambda, kNN k) is chosen on valid.txt.
     """
     from mmrec.pipelines.cdr import (
         CDRTrainJob,
@@ -52,9 +53,10 @@ def _train(args: argparse.Namespace) -> int:
     job = config_from_args(args, CDRTrainJob, what="cdr train")
     config = apply_overrides(config_from_args(args, CDRConfig, what="cdr"), args.set)
     report = train_cdr(job.data, job.pair, out=job.out, config=config, targets=job.target, progress=not args.json)
-    return emit(args, report, f"{report['model']} on {report['pair']}: best epoch {report['best_epoch']} of "
-                f"{report['epochs_run']}, {report['seconds']:.0f} s" + (f" -> {job.out}" if job.out else "")
-                + "\n" + format_table(list(report["metrics"].items())))
+    done = (f"parameters {report['params']} chosen on valid" if "params" in report else
+            f"best epoch {report['best_epoch']} of {report['epochs_run']}")
+    return emit(args, report, f"{report['model']} on {report['pair']}: {done}, {report['seconds']:.0f} s"
+                + (f" -> {job.out}" if job.out else "") + "\n" + format_table(list(report["metrics"].items())))
 
 
 @cli.command(

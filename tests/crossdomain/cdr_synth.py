@@ -58,3 +58,39 @@ def write_partner_pair(root: Path, *, users: int = 800, items: int = 1200, per_u
             if pairs:
                 (folder / name).write_text("".join(f"{u}\t{i}\n" for u, i in pairs))
     return {"partner": partner}
+
+
+def write_mixed_pair(root: Path, *, users: int = 900, items: int = 1200, groups: int = 10, cold: int = 60,
+                     seed: int = 0) -> dict:
+    """SYNTHETIC pair with two kinds of users, ``partner`` (even ids) and ``taste`` (odd ids).
+
+    - partner users: 3 items of the first half of ``aa`` and their partners ``π(j)`` in ``bb`` (first
+      half): their ``bb`` signal is in co-interactions, the count finds it;
+    - taste users: 24 random items of the second half of ``aa`` (no structure) and 8 ``bb`` items of
+      their latent group (second half of ``bb``, ``groups`` groups): their ``bb`` signal is in their own
+      domain's taste, and their co-counts are noise.
+    The first ``cold`` users (both kinds) are cold in ``bb``: 2 held-out items each in ``bb_aa/valid.txt``.
+    """
+    rng = np.random.default_rng(seed)
+    half = items // 2
+    partner = rng.permutation(half)
+    group = rng.integers(0, groups, users)
+    rows = {0: [], 1: [], "valid": []}
+    for u in range(users):
+        if u % 2 == 0:
+            src = rng.choice(half, 3, replace=False)
+            tgt = partner[src]
+        else:
+            src = half + rng.choice(items - half, 24, replace=False)
+            pool = half + np.flatnonzero(np.arange(items - half) % groups == group[u])
+            tgt = rng.choice(pool, 8, replace=False)
+        rows[0].extend((u, j) for j in src)
+        if u < cold:
+            rows["valid"].extend((u, i) for i in tgt[:2])
+        else:
+            rows[1].extend((u, i) for i in tgt)
+    for d, folder in ((0, root / "aa_bb"), (1, root / "bb_aa")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train.txt").write_text("".join(f"{u}\t{i}\n" for u, i in rows[d]))
+    (root / "bb_aa" / "valid.txt").write_text("".join(f"{u}\t{i}\n" for u, i in rows["valid"]))
+    return {"partner_users": np.arange(0, cold, 2), "taste_users": np.arange(1, cold, 2)}

@@ -102,7 +102,8 @@ def test_single_domain_never_gets_the_residual(partner):
     data = load_pair(partner, "aa_bb")
     assert "residual" not in build_model(CDRConfig(model="single-domain", dim=8), data)._modules
     net = build_model(CDRConfig(model="unicdr", dim=8), data)
-    assert isinstance(net.residual.weight, torch.nn.Parameter) and "residual.weight" in net.state_dict()
+    assert isinstance(net.residual.bias, torch.nn.Parameter) and {"residual.bias", "residual.coef"} <= set(net.state_dict())
+    assert torch.allclose(net.residual.weight(1, torch.tensor([0]), torch.tensor([[0, 1]])), torch.tensor(4.0))  # starts at 4
 
 
 def test_users_not_shared_by_the_domains_carry_no_cross_domain_signal(tmp_path):

@@ -177,7 +177,7 @@ def test_the_target_item_never_reaches_the_user_vector(tiny, model):
 
 
 def test_models_and_aggregators_dispatch_through_the_registries(tiny):
-    assert CDR_MODELS.names() == ["farm", "single-domain", "unicdr", "unicdr+"]
+    assert CDR_MODELS.names() == ["count", "ease", "farm", "item-knn", "single-domain", "unicdr", "unicdr+"]
     assert AGGREGATORS.names() == ["item_similarity", "mean", "position_attention", "user_attention"]
     for name in CDR_MODELS.names():
         net = build_model(CDRConfig(model=name, **TINY), tiny)
@@ -187,7 +187,7 @@ def test_models_and_aggregators_dispatch_through_the_registries(tiny):
         ["mean", "user_attention", "position_attention", "mean"]
     net = build_model(CDRConfig(model="unicdr", aggregator="item_similarity", **TINY), tiny)
     assert type(net.agg_specific[0]) is AGGREGATORS.get("item_similarity") and net.agg_specific[0].similarity is not None
-    with pytest.raises(UsageError, match=r"unknown cross-domain model 'bert4rec'; known: farm, single-domain, unicdr, unicdr\+"):
+    with pytest.raises(UsageError, match=r"unknown cross-domain model 'bert4rec'; known: count, ease, farm, item-knn, single-domain"):
         CDRConfig(model="bert4rec")
     with pytest.raises(UsageError, match="unknown aggregator 'max'; known: item_similarity, mean"):
         CDRConfig(aggregator="max")

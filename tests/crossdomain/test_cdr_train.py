@@ -107,7 +107,7 @@ def test_cli_options_come_from_the_config_dataclasses(capsys):
     with pytest.raises(SystemExit):
         main(["cdr", "train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "{farm,single-domain,unicdr,unicdr+}" in text
+    assert "{count,ease,farm,item-knn,single-domain,unicdr,unicdr+}" in text
     assert "--batch-size N interactions per batch (one domain per batch) (default 1024)" in text
     assert "--gnn-cross, --no-gnn-cross" in text
 
