@@ -66,6 +66,7 @@ class RetrieverConfig:
     transition_order: int = field(default=1, metadata={"help": "1: last -> i; 2: also last-but-one -> i (its own gate)"})
     transition_gate: str = field(default="evidence", metadata={
         "help": "evidence: gate from log(1 + the source row's total); scalar: one learned weight", "choices": GATES})
+    transition_init: float = field(default=3.0, metadata={"help": "the gate's starting value (g > 0)"})
     code_sizes: tuple[int, ...] = ()
     content_dim: int = 0
 
@@ -78,8 +79,8 @@ class RetrieverConfig:
             raise UsageError("dim, layers, heads, max_len and interests must be >= 1 and dropout in [0, 1)")
         if not (self.use_id or self.code_sizes or self.content_dim):
             raise UsageError("the item token needs at least one of: ids, codes, content")
-        if self.transition_order not in (1, 2) or self.transition_gate not in GATES:
-            raise UsageError(f"transition_order must be 1 or 2 and transition_gate one of {GATES}")
+        if self.transition_order not in (1, 2) or self.transition_gate not in GATES or self.transition_init <= 0:
+            raise UsageError(f"transition_order must be 1 or 2, transition_gate one of {GATES} and transition_init > 0")
 
 
 class _Block(nn.Module):
@@ -115,7 +116,7 @@ class KuaiFormer(nn.Module):
         self.queries = nn.Parameter(torch.randn(c.interests, c.dim) * 0.02) if c.readout == "queries" else None
         self.blocks = nn.ModuleList(_Block(c.dim, c.heads, c.dropout) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.dim)
-        self.transition = TransitionTerm(c.n_items, c.transition_order, c.transition_gate) if c.transition else None
+        self.transition = TransitionTerm(c.n_items, c.transition_order, c.transition_gate, c.transition_init) if c.transition else None
         for emb in [self.id_emb, *self.code_emb, self.pos]:
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)

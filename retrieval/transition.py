@@ -12,7 +12,9 @@ with ``c_1`` the count of ``a -> i`` (``i`` directly after ``a``) and, with ``or
 count of ``b -> i`` (``i`` two steps after ``b``), both counted over the training part. The gate
 ``g_o`` is learned and never negative: ``softplus(w_o + v_o · log(1 + n_o(src)))`` with ``n_o(src)``
 the row total of ``src`` (``gate="evidence"``: how much the count row can be trusted depends on how
-many transitions it holds), or ``softplus(w_o)`` (``gate="scalar"``). [I] Leave-one-out in training:
+many transitions it holds), or ``softplus(w_o)`` (``gate="scalar"``); ``g`` starts at ``init`` (3 in
+:class:`~mmrec.retrieval.kuaiformer.RetrieverConfig`: started at 1, Adam's small steps on this one scalar
+left it at 1.3 after 11 epochs on Scientific while validation preferred about 3, docs/retrieval.md). [I] Leave-one-out in training:
 every training sample ``a -> t`` is itself one of the counted transitions, so its own count (and its
 row total) is read minus one: a transition seen once cannot predict itself, and ``g`` is fitted on
 what a validation or test target (never counted) will see. Because ``g >= 0`` and the term is zero
@@ -46,12 +48,12 @@ def transition_pairs(seqs: Sequences, gap: int = 1) -> tuple[np.ndarray, np.ndar
 class TransitionTerm(nn.Module):
     """``sum_o g_o · log(1 + c_o(src_o -> i))`` for sources ``(V, order)`` (``-1``: none) and items."""
 
-    def __init__(self, n_items: int, order: int = 1, gate: str = "evidence") -> None:
+    def __init__(self, n_items: int, order: int = 1, gate: str = "evidence", init: float = 1.0) -> None:
         super().__init__()
         if order not in (1, 2) or gate not in GATES:
             raise UsageError(f"transition order must be 1 or 2 and gate one of {GATES}; got {order}, {gate!r}")
         self.n_items, self.order, self.gate = n_items, order, gate
-        self.bias = nn.Parameter(torch.full((order,), math.log(math.e - 1)))  # softplus = 1 at the start
+        self.bias = nn.Parameter(torch.full((order,), math.log(math.expm1(init))))  # softplus = init at the start
         self.slope = nn.Parameter(torch.zeros(order)) if gate == "evidence" else None
         for o in range(order):  # sorted keys src * n_items + dst, their counts, and row totals
             self.register_buffer(f"keys{o}", torch.zeros(0, dtype=torch.long))

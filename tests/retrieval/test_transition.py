@@ -74,13 +74,14 @@ def test_a_transition_seen_once_cannot_teach_the_gate(tmp_path):
     rng = np.random.default_rng(1)
     data = _import(tmp_path, [rng.integers(0, 500, size=6).tolist() for _ in range(200)])
     train(data, tmp_path / "run", {"model": "sasrec", "lr": 1e-2, "batch_size": 64, "model_config": {**TINY, "transition": True,
-          "transition_gate": "scalar"}, "loop": {"epochs": 3, "progress": False}})
+          "transition_gate": "scalar", "transition_init": 1.0}, "loop": {"epochs": 3, "progress": False}})
     model, _ = load_run(tmp_path / "run")
     assert F.softplus(model.transition.bias[0]).item() < 0.9  # started at 1
 
     seqs, _ = read_sequences(data)
     history, _ = seqs.split_last()
-    leaky = KuaiFormer(RetrieverConfig(n_items=seqs.n_items, readout="last", interests=1, **TINY, transition=True, transition_gate="scalar"))
+    leaky = KuaiFormer(RetrieverConfig(n_items=seqs.n_items, readout="last", interests=1, **TINY, transition=True, transition_gate="scalar",
+                                       transition_init=1.0))
     leaky.transition.fit(history)
     optimizer = torch.optim.Adam(leaky.transition.parameters(), lr=0.1)
     batch = TrainingSamples(history, 8).batch(torch.arange(len(history)))
