@@ -69,7 +69,7 @@ def test_retriever_learns_a_planted_next_item_rule_far_above_pop(planted_data):
     root = planted_data
     loop = {"epochs": 15, "patience": 3, "progress": False}
     pop = train(root / "data", root / "pop", {"model": "pop"})
-    kf = train(root / "data", root / "kf", {"model": "kuaiformer", "lr": 5e-3, "batch_size": 64, "uniform_negatives": 16,
+    kf = train(root / "data", root / "kf", {"model": "kuaiformer", "loss": "inbatch", "lr": 5e-3, "batch_size": 64, "uniform_negatives": 16,
                                             "model_config": {**TINY, "interests": 2}, "loop": loop})
     sas = train(root / "data", root / "sas", {"model": "sasrec", "lr": 5e-3, "batch_size": 32,
                                               "model_config": TINY, "loop": loop})
