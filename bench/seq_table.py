@@ -34,6 +34,12 @@ VARIANTS = {
     "kuaiformer+content": {"model": "kuaiformer", "emb": True},
     "kuaiformer+codes": {"model": "kuaiformer", "codes": "codes_root"},
     "kuaiformer+qarm-codes": {"model": "kuaiformer", "codes": "qarm_codes_root"},
+    "kuaiformer-inbatch": {"model": "kuaiformer", "job": {"loss": "inbatch"}},
+    "sasrec+transition": {"model": "sasrec", "config": "bench/configs/sasrec-transition.yaml"},
+    "kuaiformer+transition": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition.yaml"},
+    "sasrec+transition-scalar": {"model": "sasrec", "config": "bench/configs/sasrec-transition-scalar.yaml"},
+    "sasrec+transition2": {"model": "sasrec", "config": "bench/configs/sasrec-transition2.yaml"},
+    "kuaiformer+transition-inbatch": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition-inbatch.yaml"},
 }
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 COLUMNS = (*METRICS, "tail_recall@10")  # tail: targets with <= 5 training interactions
@@ -83,7 +89,8 @@ def main(argv=None) -> int:
             spec = dict(VARIANTS[variant])
             runs = []
             for seed in map(int, args.seeds.split(",")):
-                job = {"model": spec["model"], "seed": seed,
+                job = {**(yaml.safe_load(Path(spec["config"]).read_text()) if "config" in spec else {}), **spec.get("job", {}),
+                       "model": spec["model"], "seed": seed,
                        "loop": {"epochs": args.epochs, "max_minutes": args.max_minutes, "patience": args.patience, "progress": False}}
                 if spec.get("emb"):
                     job["emb"] = str(Path(args.emb_root) / ds)

@@ -27,7 +27,10 @@
   factory) over the run's item vectors; a user with k interests is k queries, merged by max score.
   ``tree``: the MISS tree (:class:`mmrec.index.IndexTree`) over the same item vectors, beam search.
   Reports recall@k against exact search over the same vectors, items scored (distance computations)
-  per query and the validation Recall@10 through the index.
+  per query and the validation Recall@10 through the index. A run with the transition term is served in
+  two stages (:func:`~mmrec.retrieval.transition.hybrid_top`): the index's top-k over the inner product
+  ∪ the items the user's last item led to in training, rescored with the hybrid score; recall@k is then
+  against brute-force hybrid scoring of every item (``index_recall@k_vs_exact``: the first stage's).
 """
 
 from __future__ import annotations
@@ -53,11 +56,13 @@ from mmrec.retrieval.kuaiformer import (
     LOSSES,
     KuaiFormer,
     RetrieverConfig,
+    default_loss,
     full_softmax_loss,
     sampled_softmax_loss,
 )
 from mmrec.retrieval.samples import TrainingSamples
 from mmrec.retrieval.serving import exact_top, interest_vectors, merge_interests, mips_lift, recall_vs, tree_search
+from mmrec.retrieval.transition import hybrid_top, sources_at
 from mmrec.training import LoopConfig, fit
 
 MODELS = ("kuaiformer", "sasrec", "pop", "cooc", "generative")
@@ -72,7 +77,7 @@ class TrainJob:
     emb: str | None = field(default=None, metadata={"help": "content embeddings folder (emb-*.parquet keyed item-NNNNNN)"})
     emb_column: str = field(default="fused", metadata={"help": "vector column of emb"})
     codes: str | None = field(default=None, metadata={"help": "codes.parquet of mmrec quantize or an LC-Rec <DS>.index.json (keyed item-NNNNNN)"})
-    loss: str | None = field(default=None, metadata={"help": "inbatch (logQ-corrected) or full softmax; none: inbatch for kuaiformer, full for sasrec",
+    loss: str | None = field(default=None, metadata={"help": "inbatch (logQ) or full softmax; none: full up to 100k items, inbatch above (both models)",
                                                      "choices": LOSSES})
     logq: bool = field(default=True, metadata={"help": "logQ correction of the in-batch softmax"})
     uniform_negatives: int = field(default=0, metadata={"help": "uniform negatives added to the in-batch candidates"})
@@ -129,22 +134,28 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
 
 
 def _step(job: TrainJob, model: KuaiFormer, samples: TrainingSamples, device: torch.device, generator: torch.Generator):
-    loss_kind = job.loss or ("full" if job.model == "sasrec" else "inbatch")
+    loss_kind = job.loss or default_loss(model.config.n_items)
     log_p = samples.log_p.to(device) if job.logq else None
     n = model.config.n_items
+    term = model.transition
 
     def step(net, batch):
         hist, targets = batch["history"].to(device), batch["targets"].to(device)
         keep = targets >= 0
         users, targets = model.interests_at(hist)[keep], targets[keep]  # (V, k, D), (V,)
+        sources = None if term is None else sources_at(hist, term.order)[keep]  # (V, order)
         if loss_kind == "full":
-            return full_softmax_loss(users, targets, model.item_vectors(), job.temperature)
+            bias = None if term is None else (lambda logits: term.add_to(logits, sources, targets))  # leave-one-out
+            return full_softmax_loss(users, targets, model.item_vectors(), job.temperature, bias=bias)
         negatives = None
+        cands = targets
         if job.uniform_negatives:
             negatives = torch.randint(n, (job.uniform_negatives,), generator=generator).to(device)
+            cands = torch.cat([targets, negatives])
+        bias = None if term is None else term(sources, cands.expand(len(targets), -1), targets=targets)
         return sampled_softmax_loss(users, targets, model.item_vectors(targets), log_p=log_p, negatives=negatives,
                                     negative_vectors=None if negatives is None else model.item_vectors(negatives),
-                                    n_items=n, temperature=job.temperature)
+                                    n_items=n, temperature=job.temperature, bias=bias)
 
     return step
 
@@ -194,6 +205,8 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         device = resolve_device(job.loop.device)
         model = KuaiFormer(model_config)
         model.set_item_features(codes, content)
+        if model.transition is not None:
+            model.transition.fit(history)  # counted over the training part only
         model.to(device)
         samples = TrainingSamples(history, model_config.max_len)
         if len(samples) == 0:
@@ -213,7 +226,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
                      size=lambda b: int((b["targets"] >= 0).sum()))
         report["validation"] = result.best_metrics
         report["train"] = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
-                           "parameters": sum(p.numel() for p in model.parameters()), **feature_info}
+                           "loss": job.loss or default_loss(seqs.n_items), "parameters": sum(p.numel() for p in model.parameters()), **feature_info}
         tensors, max_len = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, model_config.max_len
     config_json = {"job": asdict(job), "model": None if model_config is None else asdict(model_config), "max_len": max_len, "data": report["data"]}
     report["seconds"] = round(time.perf_counter() - start, 3)
@@ -260,6 +273,8 @@ def load_run(run: str | Path, *, device: str = "cpu") -> tuple[Any, dict[str, An
 
         return load_generative(config["model"], tensors, device), config
     model = KuaiFormer(build_config(RetrieverConfig, config["model"], "model"))
+    if model.transition is not None:
+        model.transition.load_counts(tensors, "transition.")  # the counts are saved with the weights
     model.load_state_dict(tensors)
     return model.to(resolve_device(device)).eval(), config
 
@@ -477,6 +492,12 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
         extra["search_params"] = index.info.get("search_params")
         extra["index_type"] = type(index).__name__ if not isinstance(index, FaissIndex) else "faiss"
         found = merge_interests(scores, rows, n_int, k)
+    if model.transition is not None:  # two-stage: the index's candidates ∪ the transition rows, rescored with the hybrid score
+        extra[f"index_recall@{k}_vs_exact"] = recall_vs(found, truth, k)
+        hist = history.padded(users, config["max_len"])
+        truth = np.concatenate([model.score(hist[i : i + 1024]).topk(k).indices.numpy() for i in range(0, len(hist), 1024)])
+        found = hybrid_top(model, hist, found, k)
+        factory = f"{factory} + transition candidates, rescored"
     hit10 = float(np.mean([targets[u] in f[:10] for u, f in zip(users, found)]))
     hit10_exact = float(np.mean([targets[u] in t[:10] for u, t in zip(users, truth)]))
     return finite_json({

@@ -25,6 +25,7 @@ the item tokens, attention and MLP; the paper's production sizes (256 items) are
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +34,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrec.errors import UsageError
+from mmrec.retrieval.transition import GATES, TransitionTerm, sources_of
 
 READOUTS = ("queries", "last")
 LOSSES = ("inbatch", "full")
+FULL_SOFTMAX_MAX_ITEMS = 100_000  # default loss: full softmax up to this many items, in-batch + logQ above
+
+
+def default_loss(n_items: int) -> str:
+    """``full`` (cross-entropy over all items) up to :data:`FULL_SOFTMAX_MAX_ITEMS` items, ``inbatch`` above:
+    the full softmax is the better loss while its ``(B, n_items)`` logits are cheap (on one CPU thread,
+    Beauty's 12k items cost about 2x the in-batch step, docs/retrieval.md), the logQ-corrected in-batch one is what scales."""
+    return "full" if n_items <= FULL_SOFTMAX_MAX_ITEMS else "inbatch"
 
 
 @dataclass
@@ -51,6 +61,12 @@ class RetrieverConfig:
     interests: int = field(default=4, metadata={"help": "learnable query tokens = interest vectors (readout queries)"})
     readout: str = field(default="queries", metadata={"help": "queries (KuaiFormer) or last (SASRec: every position)", "choices": READOUTS})
     use_id: bool = field(default=True, metadata={"help": "item token includes the id embedding"})
+    transition: bool = field(default=False, metadata={
+        "help": "add the gated leave-one-out transition-count term g * log(1 + count(last -> i)) to the logits"})
+    transition_order: int = field(default=1, metadata={"help": "1: last -> i; 2: also last-but-one -> i (its own gate)"})
+    transition_gate: str = field(default="evidence", metadata={
+        "help": "evidence: gate from log(1 + the source row's total); scalar: one learned weight", "choices": GATES})
+    transition_init: float = field(default=3.0, metadata={"help": "the gate's starting value (g > 0)"})
     code_sizes: tuple[int, ...] = ()
     content_dim: int = 0
 
@@ -63,6 +79,8 @@ class RetrieverConfig:
             raise UsageError("dim, layers, heads, max_len and interests must be >= 1 and dropout in [0, 1)")
         if not (self.use_id or self.code_sizes or self.content_dim):
             raise UsageError("the item token needs at least one of: ids, codes, content")
+        if self.transition_order not in (1, 2) or self.transition_gate not in GATES or self.transition_init <= 0:
+            raise UsageError(f"transition_order must be 1 or 2, transition_gate one of {GATES} and transition_init > 0")
 
 
 class _Block(nn.Module):
@@ -98,6 +116,7 @@ class KuaiFormer(nn.Module):
         self.queries = nn.Parameter(torch.randn(c.interests, c.dim) * 0.02) if c.readout == "queries" else None
         self.blocks = nn.ModuleList(_Block(c.dim, c.heads, c.dropout) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.dim)
+        self.transition = TransitionTerm(c.n_items, c.transition_order, c.transition_gate, c.transition_init) if c.transition else None
         for emb in [self.id_emb, *self.code_emb, self.pos]:
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)
@@ -195,8 +214,13 @@ class KuaiFormer(nn.Module):
 
     @torch.no_grad()
     def score(self, history: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """``max_k <u_k, e_i>`` for every item: ``(B, n_items)``."""
-        return interest_scores(self(torch.as_tensor(history)), self.item_vectors())
+        """``max_k <u_k, e_i>`` for every item, plus the transition term of the history's last item(s)
+        when the model has one: ``(B, n_items)``."""
+        history = torch.as_tensor(history, device=self.pos.weight.device)
+        scores = interest_scores(self(history), self.item_vectors())
+        if self.transition is not None:
+            scores = scores + self.transition(sources_of(history, self.transition.order))
+        return scores
 
 
 def interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -210,20 +234,22 @@ def interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vectors: torch.Tensor, *,
                          log_p: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
                          negative_vectors: torch.Tensor | None = None, n_items: int | None = None,
-                         temperature: float = 1.0) -> torch.Tensor:
+                         temperature: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
     """In-batch softmax over the batch's targets (+ uniform ``negatives``) with optional logQ correction.
 
     ``users`` (B, k, D), ``targets`` (B,) item indices with vectors (B, D); ``log_p`` (n_items,) the log
     frequency of each item among training targets (None: no correction); ``negatives`` (M,) uniform
     draws over ``n_items`` with vectors (M, D). The logit of candidate ``c`` for row ``b`` is
     ``max_k <u_bk, e_c> / temperature - log q_c`` with ``q_c = B p_c`` (in-batch) or ``M / n_items``
-    (uniform); candidates equal to the row's target (other than its own column) are masked.
+    (uniform); candidates equal to the row's target (other than its own column) are masked. ``bias``
+    (B, C): a term added to the scores before the temperature (the transition term), C = B (+ M).
     """
     b = len(targets)
     cands, vectors = targets, target_vectors
     if negatives is not None:
         cands, vectors = torch.cat([targets, negatives]), torch.cat([target_vectors, negative_vectors])
-    logits = interest_scores(users, vectors) / temperature  # (B, C)
+    logits = interest_scores(users, vectors)  # (B, C)
+    logits = (logits if bias is None else logits + bias) / temperature
     if log_p is not None:
         correction = log_p[targets] + math.log(b)
         if negatives is not None:
@@ -235,6 +261,10 @@ def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vect
     return F.cross_entropy(logits, torch.arange(b, device=logits.device))
 
 
-def full_softmax_loss(users: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Cross-entropy over all items: ``users`` (B, k, D), ``targets`` (B,), ``items`` (n_items, D)."""
-    return F.cross_entropy(interest_scores(users, items) / temperature, targets)
+def full_softmax_loss(users: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, temperature: float = 1.0,
+                      bias: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Cross-entropy over all items: ``users`` (B, k, D), ``targets`` (B,), ``items`` (n_items, D); the
+    logit is the max over interests (passed through ``bias``: logits -> logits plus a term, the transition
+    term) over the temperature."""
+    logits = interest_scores(users, items)
+    return F.cross_entropy((logits if bias is None else bias(logits)) / temperature, targets)

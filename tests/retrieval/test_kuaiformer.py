@@ -74,7 +74,7 @@ def trained(planted_data):
     module (every test that serves or evaluates them gets them from here, whatever the order)."""
     root = planted_data
     pop = train(root / "data", root / "pop", {"model": "pop"})
-    kf = train(root / "data", root / "kf", {"model": "kuaiformer", "lr": 5e-3, "batch_size": 64, "uniform_negatives": 16,
+    kf = train(root / "data", root / "kf", {"model": "kuaiformer", "loss": "inbatch", "lr": 5e-3, "batch_size": 64, "uniform_negatives": 16,
                                             "model_config": {**TINY, "interests": 2}, "loop": LOOP})
     return root, pop, kf
 
