@@ -29,8 +29,12 @@ browser:
 	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	echo "chromium not installed: the search page's browser test will skip"
 
+# Tests run in a shuffled order (pytest-randomly); make test pins the order's seed so CI is repeatable,
+# `make test TEST_SEED=N` (or plain pytest, a new seed each run) checks another order.
+TEST_SEED ?= 101
+
 test: $(STAMP) speech-tools browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p randomly --randomly-seed=$(TEST_SEED)
 
 clean:
 	rm -rf demo-out build dist *.egg-info .pytest_cache

@@ -47,9 +47,10 @@ import numpy as np
 import torch
 
 from mmrec.pipelines.rank import load_run, train
-from mmrec.rankers import SMES, masked_bce, simulate
+from mmrec.rankers import SMES, simulate
 from mmrec.rankers.data import prepare_data, prepare_scoring
 from mmrec.rankers.features.collate import collate
+from mmrec.rankers.losses import training_loss
 from mmrec.rankers.predict import predict
 from mmrec.rankers.smes import load_cv
 
@@ -145,9 +146,7 @@ def _speed(runs: dict[str, Any], a: argparse.Namespace) -> dict[str, dict[str, f
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
             start = time.perf_counter()
             for batch in batches:
-                loss, _ = masked_bce(model(batch), batch.labels, batch.label_mask)
-                aux = model.auxiliary_loss()
-                loss = loss if aux is None else loss + aux
+                loss = training_loss(model, batch)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

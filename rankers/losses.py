@@ -24,3 +24,10 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
         return per_task.sum(), per_task
     w = torch.as_tensor(weights, dtype=per_task.dtype, device=per_task.device)
     return (per_task * w).sum(), per_task
+
+
+def training_loss(model, batch) -> torch.Tensor:
+    """The task losses of ``model`` on ``batch`` plus the ranker's auxiliary loss (SMES's load balancing), if any."""
+    loss, _ = masked_bce(model(batch), batch.labels, batch.label_mask)
+    aux = model.auxiliary_loss()
+    return loss if aux is None else loss + aux

@@ -12,7 +12,8 @@ from rank_data import TINY_SIM, tiny_rank_config
 
 from mmrec.cli import main
 from mmrec.errors import UsageError
-from mmrec.rankers import RANKERS, SMES, masked_bce, simulate
+from mmrec.rankers import RANKERS, SMES, simulate
+from mmrec.rankers.losses import training_loss
 from mmrec.rankers.smes import Experts, balance_loss, load_cv, route
 
 
@@ -73,9 +74,7 @@ def _train_loads(tiny_schema, batch, balance_weight):
     before = load_cv(model.routing(batch).select.sum((0, 1)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
-        loss, _ = masked_bce(model(batch), batch.labels, batch.label_mask)
-        aux = model.auxiliary_loss()
-        loss = loss if aux is None else loss + aux
+        loss = training_loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
