@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mmrec.retrieval.data import Sequences
+from mmrec.retrieval.transition import transition_pairs
 
 
 class Popularity:
@@ -40,9 +41,7 @@ class CoOccurrence(Popularity):
 
     def fit(self, sequences: Sequences) -> CoOccurrence:
         super().fit(sequences)
-        user_of = np.repeat(np.arange(len(sequences)), sequences.lengths)
-        same_user = user_of[:-1] == user_of[1:]
-        src, dst = sequences.items[:-1][same_user], sequences.items[1:][same_user]
+        src, dst = transition_pairs(sequences)
         n = sequences.n_items
         pairs, counts = np.unique(src * n + dst, return_counts=True)  # sorted by (src, dst)
         self.indptr = torch.as_tensor(np.searchsorted(pairs // n, np.arange(n + 1)))
