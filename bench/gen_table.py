@@ -157,11 +157,11 @@ def _faiss_speed(run: Path, k: int = 10) -> dict:
 
     faiss = faiss_module()
     model, config = load_run(run)
-    history, _ = read_sequences(config["data"])[0].split_last()
+    history, _ = read_sequences(config["job"]["data"])[0].split_last()
     users = np.arange(len(history))
     start = time.perf_counter()
     with torch.no_grad():
-        queries = torch.cat([model(torch.as_tensor(history.padded(users[i: i + 1024], config["max_len"])))
+        queries = torch.cat([model(torch.as_tensor(history.padded(users[i: i + 1024], config["model"]["max_len"])))
                              for i in range(0, len(users), 1024)]).numpy()[:, 0]  # (U, D): one interest
         items = model.item_vectors().numpy()
     encoded = time.perf_counter()

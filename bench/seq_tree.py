@@ -58,9 +58,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     model, config = load_run(args.run)
-    history, _ = read_sequences(config["data"])[0].split_last()
+    history, _ = read_sequences(config["job"]["data"])[0].split_last()
     users = np.arange(min(args.users, len(history)))
-    interests = _interests(model, history, users, config["max_len"])  # (U, k, D)
+    interests = _interests(model, history, users, config["model"]["max_len"])  # (U, k, D)
     with torch.no_grad():
         items = np.ascontiguousarray(model.item_vectors().numpy(), dtype=np.float32)
     n_int = interests.shape[1]

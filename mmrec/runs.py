@@ -13,7 +13,7 @@ Every file is written atomically (:mod:`mmrec.io`). A family may keep further fi
 (GraphCL's node embeddings, GTR's MFQ fuser, a resumable ``checkpoint.pt``). A folder written by an
 older mmrec (no ``config.json`` with a ``format``) fails with one line that says how to convert it:
 ``mmrec.runs.convert_run(folder)`` (or ``python -m mmrec.runs convert FOLDER``) rewrites the rank,
-graph and GTR run folders of the formats before this one.
+graph, GTR, retrieve and cdr run folders of the formats before this one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CONFIG, WEIGHTS, VOCAB, METRICS = "config.json", "model.safetensors", "vocab.jso
 
 def save_run(folder: str | Path, model_config: dict[str, Any], job_config: dict[str, Any] | None, tensors: dict[str, torch.Tensor],
              vocab: Any = None, metrics: dict[str, Any] | None = None, *, kind: str) -> Path:
-    """Write the run folder ``folder`` of a model of family ``kind`` (``rank``, ``graph``, ``gtr`` ...);
+    """Write the run folder ``folder`` of a model of family ``kind`` (``rank``, ``graph``, ``gtr``, ``retrieve``, ``cdr``);
     ``config.json`` last. Returns ``folder``."""
     from safetensors.torch import save_file
 
@@ -85,11 +85,12 @@ def load_run(folder: str | Path, *, kind: str | None = None,
 
 
 def convert_run(folder: str | Path) -> str:
-    """Rewrite an older rank, graph or GTR run folder in this format, in place; returns its kind."""
+    """Rewrite an older rank, graph, GTR, retrieve or cdr run folder in this format, in place; returns its kind."""
     folder = Path(folder)
     if (folder / CONFIG).is_file() and "format" in json.loads((folder / CONFIG).read_text()):
         return read_config(folder)["kind"]
     metrics = json.loads((folder / METRICS).read_text()) if (folder / METRICS).is_file() else None
+    vocab = json.loads((folder / VOCAB).read_text()) if (folder / VOCAB).is_file() else None
     if (folder / "gtr.safetensors").is_file():  # GTR before format 1: weights + config in one file
         tensors, meta = read_safetensors(folder / "gtr.safetensors", "GTR checkpoint")
         save_run(folder, meta["config"], None, tensors, metrics=metrics, kind="gtr")
@@ -103,12 +104,25 @@ def convert_run(folder: str | Path) -> str:
         save_run(folder, sizes, {"graph": summary.get("graph"), "config": summary.get("config")}, tensors, metrics=summary, kind="graph")
         (folder / "train.json").unlink()
         return "graph"
+    old = json.loads((folder / CONFIG).read_text()) if (folder / CONFIG).is_file() else None
+    if isinstance(old, dict) and "job" in old and "data" in old:  # retrieve: the job, model, max_len and data side by side
+        tensors, _ = read_safetensors(folder / WEIGHTS, "retriever weights")
+        model = old["model"] if old["model"] is not None else {"n_items": int(tensors["counts"].shape[0]), "max_len": old["max_len"]}
+        job = {**old["job"], "data": old["data"], **{k: old[k] for k in ("align", "aligned_from") if k in old}}
+        save_run(folder, model, job, tensors, vocab, metrics, kind="retrieve")
+        return "retrieve"
+    if isinstance(old, dict) and (folder / "data.json").is_file():  # cdr: the CDRConfig, data.json beside it
+        info = json.loads((folder / "data.json").read_text())
+        ids = {"users": info.pop("user_vocab"), "items": [d.pop("item_vocab") for d in info["domains"]]}
+        save_run(folder, old, {"pair": info.pop("pair"), "data": info}, read_safetensors(folder / WEIGHTS, "cdr run weights")[0],
+                 ids, metrics, kind="cdr")
+        (folder / "data.json").unlink()
+        return "cdr"
     if (folder / WEIGHTS).is_file() and metrics is not None and "config" in metrics:  # rank: config in the weights' metadata
         tensors, meta = read_safetensors(folder / WEIGHTS, "ranker checkpoint")
-        vocab = json.loads((folder / VOCAB).read_text()) if (folder / VOCAB).is_file() else None
         save_run(folder, {"ranker": meta["model"], "schema": meta["schema"]}, metrics["config"], tensors, vocab, metrics, kind="rank")
         return "rank"
-    raise InputError(f"{folder}: not a run folder mmrec knows how to convert (rank, graph or GTR)")
+    raise InputError(f"{folder}: not a run folder mmrec knows how to convert (rank, graph, GTR, retrieve or cdr)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,12 @@
 """``mmrec cdr train|evaluate|export``: cross-domain runs from pair folders or a Parquet log to run folders.
 
-``train_cdr(DATA, PAIR, config=CDRConfig(model=...), out=RUN)`` reads the pair (:mod:`.cdr_data`),
+``train_cdr(DATA, PAIR, config=CDRConfig(model=...), out=RUN)`` reads the pair (:mod:`mmrec.crossdomain.files`),
 trains with :func:`mmrec.crossdomain.train_model` (evaluation every epoch on the held-out ``valid.txt``
-of the target domains, early stopping, best epoch kept) and writes a run folder: ``config.json``,
-``model.safetensors`` (weights plus the training interactions the histories are rebuilt from and the
-fixed item content tables), ``data.json`` (domain names, sizes, vocabularies of a Parquet log) and
-``metrics.json``. ``evaluate_run(RUN, FILE)`` scores any ``user<TAB>item`` file of one domain of the pair
+of the target domains, early stopping, best epoch kept) and writes a run folder (:mod:`mmrec.runs`, kind
+``cdr``): ``config.json`` (the CDRConfig; the pair, domain names and sizes), ``model.safetensors``
+(weights plus the training interactions the histories are rebuilt from and the fixed item content
+tables), ``vocab.json`` (the raw ids of a Parquet log) and ``metrics.json``.
+``evaluate_run(RUN, FILE)`` scores any ``user<TAB>item`` file of one domain of the pair
 with the same protocol; ``export_user_features(RUN, OUT, target=...)`` writes every user's target-domain
 vector in the extract layout, keyed by the raw user id, for the rankers' user-side features.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmrec import runs
 from mmrec.config import apply_overrides as set_overrides
 from mmrec.config import build_config
 from mmrec.crossdomain.config import CDRConfig
+from mmrec.device import resolve_device
 from mmrec.errors import UsageError
-from mmrec.io import atomic_path, output_folder, write_json
+from mmrec.io import output_folder
 from mmrec.threads import announce_threads
 
 if TYPE_CHECKING:  # torch and the models load when a job runs, not when the CLI builds its parser
@@ -112,68 +114,55 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
     return report
 
 
-def _data_info(data: CDRData, pair: str) -> dict[str, Any]:
-    return {"pair": pair, "n_users": data.n_users, "shared_users": data.shared_users, "tasks": list(data.tasks),
-            "user_vocab": data.user_vocab,
-            "domains": [{"name": d.name, "folder": d.folder, "n_items": d.n_items, "item_vocab": d.item_vocab}
-                        for d in data.domains]}
+def _data_info(data: CDRData) -> dict[str, Any]:
+    return {"n_users": data.n_users, "shared_users": data.shared_users, "tasks": list(data.tasks),
+            "domains": [{"name": d.name, "folder": d.folder, "n_items": d.n_items} for d in data.domains]}
 
 
 def save_run(out: str | Path, model: torch.nn.Module, config: CDRConfig, data: CDRData, pair: str,
              report: dict[str, Any]) -> Path:
-    """Write a run folder: config.json, data.json, model.safetensors (weights + train data), metrics.json."""
+    """Write a run folder (:func:`mmrec.runs.save_run`, kind ``cdr``): ``config.json`` (``model``: the CDRConfig;
+    ``job``: the pair and the data's sizes and domains), ``model.safetensors`` (weights + the training
+    interactions), ``vocab.json`` (the raw user and item ids of a Parquet log, null for pair files), ``metrics.json``."""
     import torch
-    from safetensors.torch import save_file
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     for d, dom in enumerate(data.domains):
         tensors[f"train.{d}"] = torch.as_tensor(dom.train).contiguous()
         if dom.labels is not None:
             tensors[f"labels.{d}"] = torch.as_tensor(dom.labels).contiguous()
     tensors.update({f"extra.{k}": v.contiguous() for k, v in getattr(model, "extra_tensors", dict)().items()})
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp))
-    write_json(out / "config.json", dataclasses.asdict(config))
-    write_json(out / "data.json", _data_info(data, pair))
-    write_json(out / "metrics.json", report)
-    return out
+    vocab = {"users": data.user_vocab, "items": [d.item_vocab for d in data.domains]}
+    return runs.save_run(out, dataclasses.asdict(config), {"pair": pair, "data": _data_info(data)}, tensors, vocab, report, kind="cdr")
 
 
-def load_run(run: str | Path) -> tuple[torch.nn.Module, CDRConfig, CDRData]:
-    """Rebuild a saved run's model (eval mode), config and training data."""
+def load_run(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, CDRConfig, CDRData]:
+    """Rebuild a saved run's model (eval mode, on ``device``), config and training data (:func:`mmrec.runs.load_run`, kind ``cdr``)."""
     import torch
-    from safetensors.torch import load_file
 
     from mmrec.crossdomain.data import CDRData, Domain
     from mmrec.crossdomain.train import build_model
 
-    run = Path(run)
-    for name in ("config.json", "data.json", "model.safetensors"):
-        if not (run / name).is_file():
-            raise UsageError(f"{run} is not a cdr run folder: {name} missing")
-    raw = json.loads((run / "config.json").read_text())
-    tensors = load_file(str(run / "model.safetensors"))
+    saved, tensors, vocab, _ = runs.load_run(run, kind="cdr")
+    raw = dict(saved["model"])
     if "model.residual.weight" in tensors:  # a run from before the gate: its one weight per domain, w = bias
         raw.setdefault("residual_gate", "global")
         w = tensors.pop("model.residual.weight").clamp(min=1e-4)
         tensors["model.residual.bias"] = w + torch.log(-torch.expm1(-w))  # softplus(bias) = w
     config = build_config(CDRConfig, raw, f"{run}/config.json")
-    info = json.loads((run / "data.json").read_text())
+    info = saved["job"]["data"]
     domains = []
     for d, dom in enumerate(info["domains"]):
         labels = tensors.get(f"labels.{d}")
         domains.append(Domain(name=dom["name"], folder=dom["folder"], n_items=dom["n_items"],
                               train=tensors[f"train.{d}"].numpy(), labels=None if labels is None else labels.numpy(),
-                              item_vocab=dom["item_vocab"]))
+                              item_vocab=vocab["items"][d]))
     data = CDRData(domains=(domains[0], domains[1]), n_users=info["n_users"], tasks=tuple(info["tasks"]),
-                   user_vocab=info["user_vocab"], shared_users=info.get("shared_users"))
+                   user_vocab=vocab["users"], shared_users=info.get("shared_users"))
     extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     model = build_model(config, data, state=extra)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    model.eval()
-    return model, config, data
+    return model.to(resolve_device(device)).eval(), config, data
 
 
 def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None, seed: int | None = None) -> dict[str, Any]:

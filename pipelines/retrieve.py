@@ -2,17 +2,19 @@
 
 - :func:`train` (:class:`TrainJob`, ``mmrec retrieve train``): over a data folder of ``mmrec seq
   import``, each user's last item is the validation target and the items before it the training part.
+  ``model`` names a family of :data:`~mmrec.retrieval.registry.RETRIEVERS`, which trains it:
   ``kuaiformer`` (:class:`~mmrec.retrieval.kuaiformer.KuaiFormer`: k interest queries, in-batch softmax
-  with logQ correction) and ``sasrec`` (the same backbone, ids only, one interest; full softmax, or
-  ``loss="inbatch"``) read each user's sequence once per epoch with a training sample at every
-  position (:meth:`KuaiFormer.interests_at`: the interests after each prefix in one pass); a batch
-  holds about ``batch_size`` samples (positions) of users of similar length. Both train through
+  with logQ correction) and ``sasrec`` (:class:`~mmrec.retrieval.kuaiformer.SASRec`: the same backbone, ids
+  only, one interest; full softmax, or ``loss="inbatch"``) read each user's sequence once per epoch with a
+  training sample at every position (:mod:`mmrec.retrieval.sequence_train`). Both train through
   :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
   figures are those of the selected epoch, optimistic by that selection; ``pop`` and ``cooc``
   (:mod:`mmrec.retrieval.baselines`) are counted. ``emb`` (an ``emb-*.parquet`` folder keyed
   ``item-NNNNNN``) and ``codes`` (``codes.parquet`` of ``mmrec quantize``, or LC-Rec's ``.index.json``) add content and code
   embeddings to the item token; items missing from them get zeros / a "no code" row.
-  The run folder holds ``model.safetensors``, ``config.json``, ``vocab.json`` and ``metrics.json``.
+  The run folder is :mod:`mmrec.runs`' (kind ``retrieve``): ``model.safetensors``, ``config.json`` (``model``:
+  the family's config, with ``max_len``; ``job``: the options, ``model`` naming the family, and ``data``), ``vocab.json``
+  and ``metrics.json``; :func:`load_run` rebuilds the scorer through the family.
 - :func:`evaluate_run` (``mmrec retrieve evaluate``): validation as above, or ``test``: a file of
   ``user<TAB>item`` lines in raw ids, each item predicted from the user's whole sequence; unknown users
   or items are skipped and counted. Both report ``tail``: the metrics over targets with <= 5
@@ -35,7 +37,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,29 +45,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmrec import runs
 from mmrec.config import build_config, replace_config
-from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
-from mmrec.io import atomic_path, finite_json, read_safetensors, write_json
-from mmrec.retrieval.baselines import CoOccurrence, Popularity
+from mmrec.io import finite_json
 from mmrec.retrieval.data import ITEM_KEY, ITEMS_FILE, Sequences, read_sequences
 from mmrec.retrieval.evaluate import evaluate
 from mmrec.retrieval.generative import GenerativeConfig
-from mmrec.retrieval.kuaiformer import (
-    LOSSES,
-    KuaiFormer,
-    RetrieverConfig,
-    default_loss,
-    full_softmax_loss,
-    sampled_softmax_loss,
-)
-from mmrec.retrieval.samples import TrainingSamples
+from mmrec.retrieval.kuaiformer import LOSSES, KuaiFormer, RetrieverConfig
+from mmrec.retrieval.registry import RETRIEVERS
 from mmrec.retrieval.serving import exact_top, interest_vectors, merge_interests, mips_lift, recall_vs, tree_search
-from mmrec.retrieval.transition import hybrid_top, sources_at
-from mmrec.training import LoopConfig, fit
+from mmrec.retrieval.transition import hybrid_top
+from mmrec.training import LoopConfig
 
-MODELS = ("kuaiformer", "sasrec", "pop", "cooc", "generative")
-COUNTED = {"pop": Popularity, "cooc": CoOccurrence}
+MODELS = tuple(RETRIEVERS.names())
 
 
 @dataclass
@@ -91,8 +83,7 @@ class TrainJob:
     loop: LoopConfig = field(default_factory=LoopConfig)  # evaluated every epoch; best epoch restored; stops early with patience
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise UsageError(f"unknown model {self.model!r}; known: {', '.join(MODELS)}")
+        RETRIEVERS.get(self.model)  # an unknown name lists the known ones
         if self.loss not in (None, *LOSSES):
             raise UsageError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0:
@@ -133,45 +124,6 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
     return codes, content, info
 
 
-def _step(job: TrainJob, model: KuaiFormer, samples: TrainingSamples, device: torch.device, generator: torch.Generator):
-    loss_kind = job.loss or default_loss(model.config.n_items)
-    log_p = samples.log_p.to(device) if job.logq else None
-    n = model.config.n_items
-    term = model.transition
-
-    def step(net, batch):
-        hist, targets = batch["history"].to(device), batch["targets"].to(device)
-        keep = targets >= 0
-        users, targets = model.interests_at(hist)[keep], targets[keep]  # (V, k, D), (V,)
-        sources = None if term is None else sources_at(hist, term.order)[keep]  # (V, order)
-        if loss_kind == "full":
-            bias = None if term is None else (lambda logits: term.add_to(logits, sources, targets))  # leave-one-out
-            return full_softmax_loss(users, targets, model.item_vectors(), job.temperature, bias=bias)
-        negatives = None
-        cands = targets
-        if job.uniform_negatives:
-            negatives = torch.randint(n, (job.uniform_negatives,), generator=generator).to(device)
-            cands = torch.cat([targets, negatives])
-        bias = None if term is None else term(sources, cands.expand(len(targets), -1), targets=targets)
-        return sampled_softmax_loss(users, targets, model.item_vectors(targets), log_p=log_p, negatives=negatives,
-                                    negative_vectors=None if negatives is None else model.item_vectors(negatives),
-                                    n_items=n, temperature=job.temperature, bias=bias)
-
-    return step
-
-
-def _model_config(job: TrainJob, n_items: int, codes: np.ndarray | None, content: np.ndarray | None,
-                  sizes: list[int] | None = None) -> RetrieverConfig:
-    overrides: dict[str, Any] = {"n_items": n_items}
-    if job.model == "sasrec":
-        overrides.update(readout="last", interests=1, use_id=True)
-    if codes is not None:
-        overrides["code_sizes"] = tuple(sizes or (int(c) for c in codes.max(0) + 1))  # the codes file's metadata first
-    if content is not None:
-        overrides["content_dim"] = int(content.shape[1])
-    return replace_config(job.model_config, "retrieve.model_config", **overrides)
-
-
 def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | None = None, *, progress: bool = True,
           **overrides: Any) -> dict[str, Any]:
     """Train ``config.model`` on the data folder ``data``; write the run folder ``out``; returns ``metrics.json``."""
@@ -184,70 +136,20 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
     torch.manual_seed(job.seed)
     report: dict[str, Any] = {"model": job.model, "data": str(Path(data).resolve()), "dataset": manifest.get("dataset"),
                               "split": "validation", "training_interactions": int(len(history.items))}
-    if job.model in COUNTED:
-        counted = COUNTED[job.model]().fit(history)
-        tensors, max_len = counted.state(), job.model_config.max_len
-        report["validation"] = evaluate(counted.score, history, targets, max_len=max_len, train_counts=history.item_counts())
-        model_config = None
-        report["train"] = {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))}
-    elif job.model == "generative":
-        from mmrec.retrieval.generative_train import train_generative
-
-        codes, _, feature_info = _item_features(job, seqs.n_items)
-        model, report["validation"], report["train"] = train_generative(job, history, targets, codes, progress=progress,
-                                                                        sizes=feature_info.get("codebook_sizes"))
-        model_config, max_len = model.config, model.config.max_len
-        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        report["train"].update(feature_info)
-    else:
-        codes, content, feature_info = _item_features(job, seqs.n_items)
-        model_config = _model_config(job, seqs.n_items, codes, content, feature_info.get("codebook_sizes"))
-        device = resolve_device(job.loop.device)
-        model = KuaiFormer(model_config)
-        model.set_item_features(codes, content)
-        if model.transition is not None:
-            model.transition.fit(history)  # counted over the training part only
-        model.to(device)
-        samples = TrainingSamples(history, model_config.max_len)
-        if len(samples) == 0:
-            raise InputError(f"{data}: no training samples (every training part has < 2 items)")
-        # fused: one kernel for all parameters (6x faster steps on CPU than the per-tensor loop)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay, fused=True)
-        generator = torch.Generator().manual_seed(job.seed)
-
-        train_counts = history.item_counts()
-
-        def validate(m):
-            return evaluate(m.score, history, targets, max_len=model_config.max_len, train_counts=train_counts)
-
-        loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve {job.model}")
-        result = fit(model, optimizer, samples.epochs(job.batch_size, job.seed),
-                     _step(job, model, samples, device, generator), config=loop, evaluate=validate, monitor="ndcg@10",
-                     size=lambda b: int((b["targets"] >= 0).sum()))
-        report["validation"] = result.best_metrics
-        report["train"] = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
-                           "loss": job.loss or default_loss(seqs.n_items), "parameters": sum(p.numel() for p in model.parameters()), **feature_info}
-        tensors, max_len = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, model_config.max_len
-    config_json = {"job": asdict(job), "model": None if model_config is None else asdict(model_config), "max_len": max_len, "data": report["data"]}
+    codes, content, feature_info = _item_features(job, seqs.n_items)
+    trained = RETRIEVERS.get(job.model).train(job, history, targets, codes=codes, content=content,
+                                               sizes=feature_info.get("codebook_sizes"), progress=progress)
+    report["validation"], report["train"] = trained.validation, {**trained.train, **feature_info}
     report["seconds"] = round(time.perf_counter() - start, 3)
-    return save_run(out, tensors, config_json, read_vocab(Path(data)), report)
+    return save_run(out, trained.config, {**asdict(job), "data": report["data"]}, trained.model.state_dict(), read_vocab(Path(data)), report)
 
 
-def save_run(out: str | Path, tensors: dict[str, torch.Tensor], config_json: dict[str, Any], vocab: dict[str, list[str]],
-             report: dict[str, Any]) -> dict[str, Any]:
-    """Write a run folder (``model.safetensors``, ``config.json``, ``vocab.json``, ``metrics.json``) that
-    :func:`load_run` reads; returns the report as written."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"mmrec": json.dumps({"model": config_json["job"]["model"]})})
-    write_json(out / "config.json", finite_json(config_json))
-    write_json(out / "vocab.json", vocab)
+def save_run(out: str | Path, model_config: dict[str, Any], job_config: dict[str, Any], tensors: dict[str, torch.Tensor],
+             vocab: dict[str, list[str]], report: dict[str, Any]) -> dict[str, Any]:
+    """Write a retriever's run folder (:func:`mmrec.runs.save_run`, kind ``retrieve``) that :func:`load_run`
+    reads: ``job_config["model"]`` names the family, ``job_config["data"]`` the data folder; returns the report as written."""
     report = finite_json(report)
-    write_json(out / "metrics.json", report)
+    runs.save_run(out, finite_json(model_config), finite_json(job_config), tensors, vocab, report, kind="retrieve")
     return report
 
 
@@ -259,24 +161,12 @@ def read_vocab(data: Path) -> dict[str, list[str]]:
 
 
 def load_run(run: str | Path, *, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
-    """``(scorer object, config.json)`` of a run folder: a :class:`KuaiFormer` in eval mode or a counted baseline."""
-    run = Path(run)
-    if not (run / "config.json").is_file():
-        raise UsageError(f"{run} is not a run folder of `mmrec retrieve train` (no config.json)")
-    config = json.loads((run / "config.json").read_text())
-    tensors, _ = read_safetensors(run / "model.safetensors", "retriever weights")
-    name = config["job"]["model"]
-    if name in COUNTED:
-        return COUNTED[name]().load_state(tensors), config
-    if name == "generative":
-        from mmrec.retrieval.generative_train import load_generative
-
-        return load_generative(config["model"], tensors, device), config
-    model = KuaiFormer(build_config(RetrieverConfig, config["model"], "model"))
-    if model.transition is not None:
-        model.transition.load_counts(tensors, "transition.")  # the counts are saved with the weights
-    model.load_state_dict(tensors)
-    return model.to(resolve_device(device)).eval(), config
+    """``(scorer, config.json)`` of a run folder (:func:`mmrec.runs.load_run`, kind ``retrieve``): the model of
+    its family (``config["job"]["model"]``, :data:`~mmrec.retrieval.registry.RETRIEVERS`) in eval mode on
+    ``device``. ``config["model"]`` is the family's model config (with ``max_len``), ``config["job"]`` the job's
+    options and ``data``."""
+    config, tensors, _, _ = runs.load_run(run, kind="retrieve")
+    return RETRIEVERS.get(config["job"]["model"]).load(config["model"], tensors, device), config
 
 
 def _read_test(path: Path, data: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -349,7 +239,7 @@ def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str |
                  exclude_history: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Leave-one-out metrics of a run: validation, or the ``test`` file predicted from whole sequences."""
     scorer, config = load_run(run, device=device)
-    data = Path(data or config["data"])
+    data = Path(data or config["job"]["data"])
     seqs, _ = read_sequences(data)
     report: dict[str, Any] = {"run": str(run), "model": config["job"]["model"]}
     if test is None:
@@ -365,8 +255,8 @@ def evaluate_run(run: str | Path, *, test: str | Path | None = None, data: str |
 
         if exclude_history:
             raise UsageError("exclude_history: beam search ranks code tuples, not all items; not supported for generative runs")
-        return {**report, **evaluate_generative(scorer, history, targets, max_len=config["max_len"], train_counts=train_counts)}
-    return {**report, **evaluate(scorer.score, history, targets, max_len=config["max_len"], exclude_history=exclude_history,
+        return {**report, **evaluate_generative(scorer, history, targets, max_len=config["model"]["max_len"], train_counts=train_counts)}
+    return {**report, **evaluate(scorer.score, history, targets, max_len=config["model"]["max_len"], exclude_history=exclude_history,
                                  train_counts=train_counts)}
 
 
@@ -394,7 +284,7 @@ def export_run(run: str | Path, out: str | Path, config: ExportJob | dict | None
         vectors = model.item_vectors().numpy().astype(np.float32)  # (n_items, D)
     keys = [ITEM_KEY.format(i) for i in range(len(vectors))]
     shards = {f"{i // job.shard_size:06d}": keys[i : i + job.shard_size] for i in range(0, len(keys), job.shard_size)}
-    history, _ = read_sequences(config_json["data"])[0].split_last()
+    history, _ = read_sequences(config_json["job"]["data"])[0].split_last()
     info = {"model": f"retrieve:{config_json['job']['model']}", "run": str(Path(run).resolve()), "dim": int(vectors.shape[1]),
             "items": len(keys), "untrained_items": int((history.item_counts() == 0).sum())}
     return write_embeddings(out, shards, dict(zip(keys, vectors)), job.column, info=info)
@@ -425,10 +315,10 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
     model, config = load_run(run)
     if not isinstance(model, KuaiFormer):
         raise UsageError(f"{config['job']['model']} has no user vectors to serve; use a kuaiformer or sasrec run")
-    seqs, _ = read_sequences(config["data"])
+    seqs, _ = read_sequences(config["job"]["data"])
     history, targets = seqs.split_last()
     users = np.arange(len(history)) if max_users is None else np.arange(min(max_users, len(history)))
-    interests = interest_vectors(model, history, users, config["max_len"])  # (U, k, D)
+    interests = interest_vectors(model, history, users, config["model"]["max_len"])  # (U, k, D)
     with torch.no_grad():
         items = np.ascontiguousarray(model.item_vectors().numpy(), dtype=np.float32)
     n_int = interests.shape[1]
@@ -448,7 +338,7 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
             tune_users = np.arange(len(users), min(len(users) + 500, len(history)))
             if not len(tune_users):
                 tune_users = users
-            tune_q = np.ascontiguousarray(interest_vectors(model, history, tune_users, config["max_len"]).reshape(-1, items.shape[1]))
+            tune_q = np.ascontiguousarray(interest_vectors(model, history, tune_users, config["model"]["max_len"]).reshape(-1, items.shape[1]))
             tune_truth = exact_top(tune_q, items, n_int, k)
             tune_q = lift(items, tune_q)[1]
             sweep: list[dict[str, Any]] = []
@@ -494,7 +384,7 @@ def serve_run(run: str | Path, config: ServeJob | dict | None = None, *, progres
         found = merge_interests(scores, rows, n_int, k)
     if model.transition is not None:  # two-stage: the index's candidates ∪ the transition rows, rescored with the hybrid score
         extra[f"index_recall@{k}_vs_exact"] = recall_vs(found, truth, k)
-        hist = history.padded(users, config["max_len"])
+        hist = history.padded(users, config["model"]["max_len"])
         truth = np.concatenate([model.score(hist[i : i + 1024]).topk(k).indices.numpy() for i in range(0, len(hist), 1024)])
         found = hybrid_top(model, hist, found, k)
         factory = f"{factory} + transition candidates, rescored"

@@ -14,8 +14,8 @@ The report (``metrics.json``) holds ``before`` and ``after``: :func:`truth_metri
 users (``eval_data``, default the world's ``heldout/``) -- the true expected reward and watch time of
 each user's top-10 beams, the share of long items, Recall / NDCG@10 of the held-out next items and
 code-level entropy -- and ``train`` (per epoch: loss, the reward signal, the true reward of the
-sampled items). The output folder is a run folder like ``retrieve train``'s (``config.json`` gains
-``align``), so :func:`~mmrec.pipelines.retrieve.load_run`, ``retrieve evaluate`` and this job read it.
+sampled items). The output folder is a run folder like ``retrieve train``'s (the job config of
+``config.json`` gains ``align`` and ``aligned_from``), so :func:`~mmrec.pipelines.retrieve.load_run`, ``retrieve evaluate`` and this job read it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from mmrec import runs
 from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
 from mmrec.pipelines.retrieve import load_run, save_run
@@ -145,7 +146,7 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
         raise UsageError(f"retrieve align needs a generative run; {run} is {run_config['job']['model']}")
     start = time.perf_counter()
     pref, world = job.preference, WatchWorld.load(job.world)
-    data = Path(run_config["data"])
+    data = Path(run_config["job"]["data"])
     eval_data = Path(job.eval_data) if job.eval_data else Path(job.world) / "heldout"
     seqs, manifest = read_sequences(data)
     history, _ = seqs.split_last()
@@ -217,9 +218,8 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
               "data": str(data), "eval_data": str(eval_data.resolve()), "world": str(Path(job.world).resolve()), "synthetic": True,
               "before": before, "after": after,
               "train": {k: v for k, v in result.as_dict().items() if k != "best_metrics"}, "seconds": round(time.perf_counter() - start, 3)}
-    config_json = {**run_config, "align": asdict(job), "aligned_from": report["aligned_from"]}
-    vocab = json.loads((Path(run) / "vocab.json").read_text())
-    return save_run(out, model.state_dict(), config_json, vocab, report)
+    job_config = {**run_config["job"], "align": asdict(job), "aligned_from": report["aligned_from"]}
+    return save_run(out, asdict(model.config), job_config, model.state_dict(), json.loads((Path(run) / runs.VOCAB).read_text()), report)
 
 
 __all__ = ["AlignJob", "align_run", "code_log_probs", "truth_metrics"]

@@ -4,14 +4,22 @@
 - :class:`CoOccurrence`: the score of item ``j`` after history ``(..., i)`` is how often ``j``
   directly followed ``i`` in the training sequences (last item -> next item counts), plus the item's
   popularity times ``1e-6`` so items that never followed ``i`` are ranked by popularity rather than tied.
+
+:class:`PopularityFamily` and :class:`CoOccurrenceFamily` are their ``pop`` and ``cooc`` entries of
+:data:`~mmrec.retrieval.registry.RETRIEVERS`: counted on the training part, nothing trained.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
+from mmrec.device import resolve_device
 from mmrec.retrieval.data import Sequences
+from mmrec.retrieval.evaluate import evaluate
+from mmrec.retrieval.registry import RetrieverFamily, Trained
 from mmrec.retrieval.transition import transition_pairs
 
 
@@ -28,12 +36,15 @@ class Popularity:
     def score(self, histories: np.ndarray) -> torch.Tensor:
         return self.counts.expand(len(histories), -1)
 
-    def state(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts}
 
-    def load_state(self, state: dict[str, torch.Tensor]) -> Popularity:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> Popularity:
         self.counts = state["counts"]
         return self
+
+    def to(self, device: torch.device) -> Popularity:
+        return self.load_state_dict({k: v.to(device) for k, v in self.state_dict().items()})
 
 
 class CoOccurrence(Popularity):
@@ -57,9 +68,33 @@ class CoOccurrence(Popularity):
                 scores[row, self.indices[lo:hi]] += self.values[lo:hi]
         return scores
 
-    def state(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts, "indptr": self.indptr, "indices": self.indices, "values": self.values}
 
-    def load_state(self, state: dict[str, torch.Tensor]) -> CoOccurrence:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> CoOccurrence:
         self.counts, self.indptr, self.indices, self.values = state["counts"], state["indptr"], state["indices"], state["values"]
         return self
+
+
+class PopularityFamily(RetrieverFamily):
+    """``pop``: :class:`Popularity`; its config is the catalogue size and the history length evaluated (``job.model_config.max_len``)."""
+
+    counter: type[Popularity] = Popularity
+
+    @classmethod
+    def train(cls, job, history, targets, *, codes=None, content=None, sizes=None, progress=True) -> Trained:
+        start = time.perf_counter()
+        counted = cls.counter().fit(history)
+        config = {"n_items": int(history.n_items), "max_len": int(job.model_config.max_len)}
+        validation = evaluate(counted.score, history, targets, max_len=config["max_len"], train_counts=history.item_counts())
+        return Trained(counted, config, validation, {"seconds": round(time.perf_counter() - start, 3), "samples": int(len(history.items))})
+
+    @classmethod
+    def load(cls, config, tensors, device="cpu") -> Popularity:
+        return cls.counter().load_state_dict(tensors).to(resolve_device(device))
+
+
+class CoOccurrenceFamily(PopularityFamily):
+    """``cooc``: :class:`CoOccurrence`, last item -> next item counts."""
+
+    counter = CoOccurrence

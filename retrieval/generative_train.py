@@ -7,13 +7,15 @@ of ``mmrec quantize``, keyed ``item-NNNNNN``). Samples are every position of eve
 ``max_len`` items before it the history; targets without codes are left out. Training runs through
 :func:`mmrec.training.fit` with validation NDCG@10 from constrained beam search
 (:func:`~mmrec.retrieval.generative_beam.evaluate_generative`) after every epoch, the best epoch
-restored; ``loop.patience`` stops early. The run folder is written by
+restored; ``loop.patience`` stops early. :class:`GenerativeFamily` is the ``generative`` entry of
+:data:`~mmrec.retrieval.registry.RETRIEVERS`; the run folder is written by
 :func:`mmrec.pipelines.retrieve.train` like every retriever's (``model.safetensors`` holds the item
 codes too, so a run needs no codes file to be evaluated).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,11 @@ import torch
 
 from mmrec.config import build_config, replace_config
 from mmrec.device import resolve_device
-from mmrec.errors import InputError
+from mmrec.errors import InputError, UsageError
 from mmrec.retrieval.data import Sequences
 from mmrec.retrieval.generative import GenerativeConfig, GenerativeRetriever
 from mmrec.retrieval.generative_beam import CodeTrie, evaluate_generative
+from mmrec.retrieval.registry import RetrieverFamily, Trained
 from mmrec.training import fit, shuffled_batches
 
 
@@ -97,7 +100,8 @@ def train_generative(job: Any, history: Sequences, targets: np.ndarray, codes: n
         return model.loss(batch["history"].to(device), batch["targets"].to(device))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, weight_decay=job.weight_decay)
-    loop = replace_config(job.loop, "loop", progress=job.loop.progress and progress, desc=f"retrieve generative ({config.arch})")
+    loop = replace_config(job.loop, "loop", device=str(device), progress=job.loop.progress and progress,
+                          desc=f"retrieve generative ({config.arch})")
     result = fit(model, optimizer, windows.epochs(job.batch_size, job.seed), step, config=loop,
                  evaluate=validate, monitor="ndcg@10", size=lambda b: len(b["targets"]))
     info = {**{k: v for k, v in result.as_dict().items() if k != "best_metrics"},
@@ -107,11 +111,24 @@ def train_generative(job: Any, history: Sequences, targets: np.ndarray, codes: n
     return model, result.best_metrics, info
 
 
-def load_generative(model: dict[str, Any], tensors: dict[str, torch.Tensor], device: str) -> GenerativeRetriever:
-    """The model of a run's ``config.json`` ``model`` entry with its weights, in eval mode on ``device``."""
-    net = GenerativeRetriever(build_config(GenerativeConfig, model, "model"))
-    net.load_state_dict(tensors)
-    return net.to(resolve_device(device)).eval()
+class GenerativeFamily(RetrieverFamily):
+    """``generative``: :class:`GenerativeRetriever` over the item codes, sized by ``job.generative``."""
+
+    features = ("codes",)
+
+    @classmethod
+    def train(cls, job, history, targets, *, codes=None, content=None, sizes=None, progress=True) -> Trained:
+        if codes is None:
+            raise UsageError("generative reads code tuples: give codes (codes.parquet of mmrec quantize)")
+        model, validation, info = train_generative(job, history, targets, codes, progress=progress, sizes=sizes)
+        return Trained(model.eval(), asdict(model.config), validation, info)
+
+    @classmethod
+    def load(cls, config, tensors, device="cpu") -> GenerativeRetriever:
+        """The model of a run's ``config.json`` ``model`` entry with its weights, in eval mode on ``device``."""
+        net = GenerativeRetriever(build_config(GenerativeConfig, config, "model"))
+        net.load_state_dict(tensors)
+        return net.to(resolve_device(device)).eval()
 
 
-__all__ = ["load_generative", "model_config", "train_generative"]
+__all__ = ["GenerativeFamily", "model_config", "train_generative"]

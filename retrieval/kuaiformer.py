@@ -223,6 +223,30 @@ class KuaiFormer(nn.Module):
         return scores
 
 
+
+@dataclass
+class SASRecConfig(RetrieverConfig):
+    """Sizes of :class:`SASRec`: a :class:`RetrieverConfig` read at the last position (one interest) over
+    item ids only (Kang & McAuley 2018); the transformer and transition fields are shared."""
+
+    interests: int = field(default=1, metadata={"help": "one vector per position"})
+    readout: str = field(default="last", metadata={"help": "last: the output at every position", "choices": ("last",)})
+
+    def __post_init__(self) -> None:
+        if self.readout != "last" or self.interests != 1 or not self.use_id or self.code_sizes or self.content_dim:
+            raise UsageError("sasrec reads one vector at the last position over item ids only (readout last, 1 interest, "
+                             "no codes or content); give codes / content to kuaiformer")
+        super().__post_init__()
+
+
+class SASRec(KuaiFormer):
+    """SASRec (Kang & McAuley 2018): the KuaiFormer backbone with :class:`SASRecConfig` (ids, readout ``last``)."""
+
+    def __init__(self, config: SASRecConfig) -> None:
+        if not isinstance(config, SASRecConfig):
+            raise UsageError(f"SASRec takes a SASRecConfig, got {type(config).__name__}")
+        super().__init__(config)
+
 def interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """``(B, k, D)`` interests x ``(C, D)`` items -> ``(B, C)`` max over interests."""
     out = users[:, 0] @ items.T

@@ -129,7 +129,7 @@ def test_a_run_from_before_the_gate_still_loads(partner, tmp_path):
     tensors["model.residual.weight"] = torch.nn.functional.softplus(tensors.pop("model.residual.bias"))
     save_file(tensors, str(run / "model.safetensors"))
     config = json.loads((run / "config.json").read_text())
-    del config["residual_gate"], config["residual_init"]
+    del config["model"]["residual_gate"], config["model"]["residual_init"]
     (run / "config.json").write_text(json.dumps(config))
     model, loaded, _ = load_run(run)
     assert loaded.residual_gate == "global"

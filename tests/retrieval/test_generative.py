@@ -81,7 +81,7 @@ def test_learns_the_planted_code_rule_far_above_chance(planted_run, arch):
     seqs, _ = read_sequences(root / "data")
     history, targets = seqs.split_last()
     users = np.arange(len(history))
-    tuples, _ = beam_search(model, CodeTrie.of(model), history.padded(users, config["max_len"]))
+    tuples, _ = beam_search(model, CodeTrie.of(model), history.padded(users, config["model"]["max_len"]))
     last = model.item_codes.numpy()[history.items[history.offsets[1:] - 1]]
     top = model.item_codes.numpy()[CodeTrie.of(model).slot_items[tuples[:, 0].numpy()]]
     assert (top[:, 0] == rule(last)).mean() > 0.9  # the best beam's first code follows the rule

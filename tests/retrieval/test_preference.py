@@ -194,7 +194,7 @@ def test_saved_aligned_run_loads_and_gives_the_same_beams(world_run, tmp_path, c
     assert report["method"] == "dpo" and report["synthetic"] and report["train"]["steps"] == 10
     assert set(report["after"]) >= {"true_reward", "true_watch_s", "long_share", "recall@10", "code_entropy"}
     model, config = load_run(out)
-    assert config["align"]["preference"]["method"] == "dpo" and config["job"]["model"] == "generative"
+    assert config["job"]["align"]["preference"]["method"] == "dpo" and config["job"]["model"] == "generative"
     again = truth_metrics(model, WatchWorld.load(world_run / "world"), world_run / "world" / "heldout")
     assert again == report["after"]  # the same top-10 beams for every held-out user
     sft, _ = load_run(world_run / "sft")

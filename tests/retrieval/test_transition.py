@@ -127,7 +127,7 @@ def test_two_stage_serving_returns_the_brute_force_hybrid_top_k(hybrid_run):
     assert served["recall@10_vs_exact"] == pytest.approx(1.0) and "transition candidates" in served["factory"]
     model, config = load_run(run)
     history, _ = read_sequences(data)[0].split_last()
-    hist = history.padded(np.arange(50), config["max_len"])
+    hist = history.padded(np.arange(50), config["model"]["max_len"])
     truth = model.score(hist).topk(10).indices.numpy()
     ip_top = torch.topk(model.score(hist) - model.transition(torch.stack([torch.as_tensor(hist[:, -1]), torch.as_tensor(hist[:, -2])], 1)),
                         10).indices.numpy()  # the first stage: exact top-10 of the inner product alone
@@ -145,7 +145,7 @@ def test_a_loaded_hybrid_run_scores_like_the_trained_one(hybrid_run):
     rebuilt.transition.fit(history)  # the counts rebuilt from the data equal the saved ones
     rebuilt.load_state_dict({k: v for k, v in model.state_dict().items() if "transition." not in k or k.endswith(("bias", "slope"))},
                             strict=False)
-    hist = history.padded(np.arange(100), config["max_len"])
+    hist = history.padded(np.arange(100), config["model"]["max_len"])
     assert torch.equal(model.score(hist), rebuilt.eval().score(hist))
     again, _ = load_run(run)
     assert torch.equal(model.score(hist), again.score(hist))
