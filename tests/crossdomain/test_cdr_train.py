@@ -56,7 +56,7 @@ def test_run_folder_evaluates_again_and_exports_user_features(synth, tmp_path):
     report = train_cdr(root, "aa_bb", out=run, targets=("aa",),
                        config=CDRConfig(model="farm", **{**FAST, "epochs": 2}))
     assert set(report["metrics"]) == {"aa"}
-    for name in ("config.json", "data.json", "model.safetensors", "metrics.json"):
+    for name in ("config.json", "vocab.json", "model.safetensors", "metrics.json"):
         assert (run / name).is_file()
     again = evaluate_run(run, root / "aa_bb" / "valid.txt")
     assert again["target"] == "aa"
