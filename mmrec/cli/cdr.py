@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
     """train on a pair and evaluate on the valid.txt of both domains (or --target)
 
     Train on both domains' train.txt; evaluate every epoch on valid.txt, keep the best epoch (mean NDCG@10 of
-    the targets); write config.json, data.json, model.safetensors, metrics.json to --out. The baselines
+    the targets); write config.json, model.safetensors, vocab.json, metrics.json to --out. The baselines
     count, ease and item-knn train nothing: their parameter (EASE lambda, kNN k) is chosen on valid.txt.
     """
     from mmrec.pipelines.cdr import (
