@@ -159,21 +159,38 @@ def sources_at(history: torch.Tensor, order: int) -> torch.Tensor:
     return torch.stack(cols, -1)
 
 
-def hybrid_top(model, history: torch.Tensor, candidates: np.ndarray, k: int) -> np.ndarray:
+def hybrid_top(model, history: torch.Tensor, candidates: np.ndarray, k: int, *, chunk: int = 1024) -> np.ndarray:
     """Two-stage serving of a hybrid model: each user's ``candidates`` (its inner-product top-k through an
     index, -1 = none) ∪ the items its transition sources lead to, rescored with the full hybrid score;
     the top-``k`` rows ``(U, k)`` (-1 where fewer). With exact candidates this is the exact hybrid top-k
-    (the term is >= 0 and zero off the source rows)."""
+    (the term is >= 0 and zero off the source rows). Users are rescored ``chunk`` at a time, every
+    (user, candidate) pair of a chunk in one batch."""
     term: TransitionTerm = model.transition
-    sources = sources_of(torch.as_tensor(history), term.order)
+    device = term.bias.device
+    n = term.n_items
     out = np.full((len(history), k), -1, dtype=np.int64)
-    with torch.no_grad():
-        users = model(torch.as_tensor(history))  # (U, k_int, D)
-        for u in range(len(history)):
-            rows = [torch.as_tensor(candidates[u][candidates[u] >= 0])]
-            rows += [term.row(o, int(s)) for o, s in enumerate(sources[u].tolist()) if s >= 0]
-            items = torch.unique(torch.cat(rows))
-            scores = (users[u] @ model.item_vectors(items).T).max(0).values + term(sources[u : u + 1], items[None])[0]
-            top = items[scores.topk(min(k, len(items))).indices]
-            out[u, : len(top)] = top.numpy()
+    for s in range(0, len(history), chunk):
+        hist = torch.as_tensor(history[s : s + chunk], device=device)
+        cands = torch.as_tensor(candidates[s : s + chunk], device=device)  # (U, K)
+        sources = sources_of(hist, term.order)  # (U, order)
+        users = torch.arange(len(hist), device=device)
+        pairs = [(users[:, None] * n + cands)[cands >= 0]]
+        for o in range(term.order):
+            rows, items, _ = term.entries(o, sources[:, o])
+            pairs.append(rows * n + items)
+        keys = torch.unique(torch.cat(pairs))  # sorted: by user, then item
+        rows, items = keys // n, keys % n  # (P,)
+        with torch.no_grad():
+            scores = (model(hist)[rows] @ model.item_vectors(items)[:, :, None])[..., 0].max(1).values  # (P,)
+            scores = scores + term(sources[rows], items[:, None])[:, 0]
+        per_user = torch.bincount(rows, minlength=len(hist))
+        slot = torch.arange(len(keys), device=device) - torch.repeat_interleave(per_user.cumsum(0) - per_user, per_user)
+        width = max(int(per_user.max()), 1) if len(keys) else 1
+        table = torch.full((len(hist), width), -torch.inf, device=device)
+        table[rows, slot] = scores
+        ids = torch.full((len(hist), width), -1, dtype=torch.long, device=device)
+        ids[rows, slot] = items
+        top = table.topk(min(k, width), dim=1)
+        found = torch.where(top.values > -torch.inf, ids.gather(1, top.indices), -1)
+        out[s : s + len(hist), : found.shape[1]] = found.cpu().numpy()
     return out
