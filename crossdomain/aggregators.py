@@ -125,7 +125,7 @@ class ItemSimilarity(Aggregator):
         super().__init__(dim, **kwargs)
         if similarity is None:
             raise UsageError("the item_similarity aggregator needs EASE weights (ease_weights)")
-        self.similarity = similarity  # sparse, not a parameter
+        self.register_buffer("similarity", similarity, persistent=False)  # sparse, rebuilt from the data, moves with the model
 
     def logits(self, user, hist, items, mask):
         safe = items.clamp(min=0)
@@ -145,6 +145,6 @@ def _sparse_lookup(matrix: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor)
     query = rows * n + cols
     pos = torch.searchsorted(linear, query).clamp(max=max(len(linear) - 1, 0))
     if not len(linear):
-        return torch.zeros(query.shape)
+        return torch.zeros(query.shape, device=query.device)
     hit = linear[pos] == query
-    return torch.where(hit, matrix.values()[pos], torch.zeros(()))
+    return torch.where(hit, matrix.values()[pos], torch.zeros((), device=query.device))

@@ -20,6 +20,11 @@ from torch import nn
 from mmrec.crossdomain.data import Batch
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters; the CPU for a model without any (the counted baselines)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 def gather(table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Rows of ``table`` for ids with ``-1`` padding (padding rows are zero): ``(..., D)``."""
     out = table[items.clamp(min=0)]

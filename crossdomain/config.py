@@ -42,6 +42,7 @@ class CDRConfig:
     seed: int = field(default=0, metadata={"help": "seed of initialisation, batching and negatives"})
     eval_seed: int = field(default=0, metadata={"help": "seed of the 999 evaluation negatives"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads while training (restored after)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda or cuda:N: where the model trains and is evaluated"})
     max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes"})
     count_residual: bool = field(default=True, metadata={
         "help": "add w·log(1 + leave-one-out cross-domain co-count) to the score (crossdomain.residual); "

@@ -14,6 +14,7 @@ of the target is masked (:func:`make_batch`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -154,6 +155,10 @@ class Batch:
     other: torch.Tensor  # (B, L)
     cold: torch.Tensor  # (B,) bool
     labels: torch.Tensor  # (B, T) labels of the positive; negatives are 0 for every task
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch with every tensor on ``device`` (batches are drawn on the CPU, one random stream whatever the device)."""
+        return Batch(self.domain, *(getattr(self, f.name).to(device) for f in dataclasses.fields(self)[1:]))
 
 
 def make_batch(domain: int, users: torch.Tensor, pos: torch.Tensor, hist: tuple[torch.Tensor, torch.Tensor],

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from mmrec.crossdomain.base import device_of
 from mmrec.crossdomain.data import CDRData, other_histories
 from mmrec.errors import UsageError
 
@@ -47,7 +48,7 @@ def sample_candidates(heldout: np.ndarray, seen: np.ndarray, n_items: int, *, ne
 def ranks(scores: torch.Tensor | np.ndarray) -> np.ndarray:
     """Pessimistic 0-based rank of column 0 among the row: the number of other columns scoring ``>=``."""
     scores = torch.as_tensor(scores)
-    return (scores[:, 1:] >= scores[:, :1]).sum(1).numpy()
+    return (scores[:, 1:] >= scores[:, :1]).sum(1).cpu().numpy()
 
 
 def metrics_from_ranks(rank: np.ndarray) -> dict[str, float]:
@@ -76,7 +77,8 @@ class HeldoutEvaluator:
     """Fixed candidates for the held-out ``(user, item)`` pairs of each target domain (``targets``:
     domain index -> ``(n, 2)`` array); calling it scores a model on them: ``{domain name: metrics}``.
 
-    ``hist``: both domains' training histories (:func:`~mmrec.crossdomain.data.domain_histories`).
+    ``hist``: both domains' training histories (:func:`~mmrec.crossdomain.data.domain_histories`), on the
+    CPU; each batch of users is scored on the model's device (:func:`~mmrec.crossdomain.base.device_of`).
     """
 
     def __init__(self, data: CDRData, hist: tuple[torch.Tensor, torch.Tensor], targets: dict[int, np.ndarray],
@@ -102,14 +104,16 @@ class HeldoutEvaluator:
         was = model.training
         model.eval()
         tables = model.item_tables()
+        device = device_of(model)
 
         def score(d: int, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
             users = torch.as_tensor(users)
-            own, other = self.hist[d][users], self.other[1 - d][users]
+            own, other = self.hist[d][users].to(device), self.other[1 - d][users].to(device)
+            users = users.to(device)
             cold = (own < 0).all(1)
             # a baseline scores from the user ids alone (baseline_model): no vectors to build
             user = model.user_vectors(d, users, own, other, cold, tables) if getattr(model, "scores_from_vectors", True) else None
-            return model.score(d, user, torch.as_tensor(items), tables, users=users, cold=cold)
+            return model.score(d, user, torch.as_tensor(items, device=device), tables, users=users, cold=cold)
 
         out = self.evaluate_fn(score)
         model.train(was)

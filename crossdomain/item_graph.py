@@ -119,7 +119,7 @@ class ItemEncoder(nn.Module):
         self.layers = layers
         if layers:
             self.conv = SymmetricLGConv()
-            self.adj = normalized_adjacency(edge_index, n_items[0] + n_items[1])
+            self.register_buffer("adj", normalized_adjacency(edge_index, n_items[0] + n_items[1]), persistent=False)
 
     def forward(self) -> list[torch.Tensor]:
         x = self.ids.weight + self.degree(self.buckets)  # (N, D)

@@ -5,7 +5,9 @@ and trains it with :func:`mmrec.training.fit` on both domains' training pairs (b
 time, the two domains interleaved at random), evaluates every epoch on the held-out pairs of the target
 domains (:class:`~mmrec.crossdomain.evaluate.HeldoutEvaluator`), stops after ``patience`` epochs without
 a better mean NDCG@10 and keeps the best epoch's weights ([I] model selection on valid, as the issue
-allows; no test split is read). Reading pair folders / logs and writing run folders is the job of
+allows; no test split is read). The model trains and is evaluated on ``config.device`` (through
+:func:`mmrec.device.resolve_device`): batches are drawn on the CPU, so a run draws the same batches on any
+device, and each moves to the device. Reading pair folders / logs and writing run folders is the job of
 :mod:`mmrec.pipelines.cdr`.
 """
 
@@ -25,6 +27,7 @@ from mmrec.crossdomain.config import CDRConfig
 from mmrec.crossdomain.data import Batch, CDRData, domain_histories, make_batch, other_histories
 from mmrec.crossdomain.evaluate import HeldoutEvaluator
 from mmrec.crossdomain.registry import CDR_MODELS
+from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.training import LoopConfig, fit
 
@@ -85,9 +88,10 @@ def train_model(data: CDRData, config: CDRConfig | dict | None = None, *, target
         torch.set_num_threads(previous)
 
 
-def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator):
+def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator, device: torch.device | str = "cpu"):
     """``batches(epoch)`` for :func:`fit`: each domain's pairs permuted and cut, the batches shuffled
-    together; negatives and masks are drawn from ``gen`` as each batch is made."""
+    together; negatives and masks are drawn from ``gen`` on the CPU as each batch is made, which then
+    moves to ``device``."""
     other = other_histories(data, hist)
     train = [(torch.as_tensor(d.train[:, 0]), torch.as_tensor(d.train[:, 1]),
               None if d.labels is None else torch.as_tensor(d.labels)) for d in data.domains]
@@ -102,7 +106,7 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator)
             users, items, labels = train[d]
             yield make_batch(d, users[idx], items[idx], hist, data.domains[d].n_items, negatives=config.negatives,
                              interaction_mask=config.interaction_mask, domain_mask=config.domain_mask,
-                             labels=None if labels is None else labels[idx], generator=gen, other_hist=other)
+                             labels=None if labels is None else labels[idx], generator=gen, other_hist=other).to(device)
 
     return batches
 
@@ -113,7 +117,8 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
     hist = domain_histories(data, config.maxlen)
     evaluator = HeldoutEvaluator(data, hist, {d: data.domains[d].valid for d in target_ids}, config.eval_seed)
     started = time.perf_counter()
-    model = build_model(config, data)
+    device = resolve_device(config.device, what="cdr device")
+    model = build_model(config, data).to(device)
     if not model.trainable:  # a baseline: its parameter is chosen on the held-out pairs, nothing to train
         metrics = model.select({d: heldout for d, (heldout, _) in evaluator.sets.items()}, config.eval_seed)
         return model, {"model": config.model, "seed": config.seed, "best_epoch": 0, "epochs_run": 0,
@@ -132,9 +137,9 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
             print(json.dumps({"epoch": len(evaluated), "valid_ndcg10": _ndcg10(metrics)}), flush=True)
         return mean_ndcg(metrics)
 
-    loop = LoopConfig(epochs=config.epochs, patience=config.patience, restore_best=True,
+    loop = LoopConfig(epochs=config.epochs, patience=config.patience, restore_best=True, device=str(device),
                       max_minutes=config.max_minutes, progress=progress, desc=f"cdr {config.model}")
-    result = fit(model, optimizers, _epoch_batches(data, config, hist, gen), lambda net, batch: net.loss(batch),
+    result = fit(model, optimizers, _epoch_batches(data, config, hist, gen, device), lambda net, batch: net.loss(batch),
                  config=loop, evaluate=evaluate if evaluator.sets else None, size=lambda batch: len(batch.users))
     history = []
     for i, entry in enumerate(result.history):

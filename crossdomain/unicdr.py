@@ -84,7 +84,7 @@ class UniCDR(CDRModel):
         spec, shared = spec[warm], shared[warm]
         if len(spec) < 2:
             return spec.sum() * 0.0
-        shuffled = shared[torch.roll(torch.arange(len(shared)), 1)]
+        shuffled = shared[torch.roll(torch.arange(len(shared), device=shared.device), 1)]
         pos = self.critic[domain](spec, shared).squeeze(-1)
         neg = self.critic[domain](spec, shuffled).squeeze(-1)
         return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \

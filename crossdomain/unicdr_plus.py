@@ -118,7 +118,7 @@ class UniCDRPlus(UniCDR):
         if self.objective == "softmax":  # one softmax over the candidates per task with a positive label
             logits = self.negative_shift(logits)
             ce = F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), torch.zeros(logits.shape[0] * logits.shape[2],
-                                 dtype=torch.long), reduction="none")
+                                 dtype=torch.long, device=logits.device), reduction="none")
             bce = (ce * batch.labels.flatten()).sum() / batch.labels.sum().clamp(min=1)
         else:
             target = torch.zeros_like(logits)

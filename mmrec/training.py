@@ -233,7 +233,8 @@ def fit(
     extra_state: Callable[[], dict[str, Any]] | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> FitResult:
-    """Train ``model`` (already on its device) for ``config.epochs`` epochs; see the module docstring.
+    """Train ``model`` for ``config.epochs`` epochs on ``config.device`` (``auto``: the device the model is
+    on; otherwise the model is moved there and ``step`` must move its batches alike); see the module docstring.
 
     ``batches(epoch)`` yields the epoch's batches (``epoch`` from 0); ``evaluate(model)`` returns a
     number or a dict (then ``monitor`` names the key), higher is better, called after every epoch;
@@ -245,6 +246,9 @@ def fit(
     if not optimizers:
         raise UsageError("fit needs at least one optimizer")
     device = next(model.parameters()).device
+    if config.device != "auto":  # an explicit device is honoured: the model moves there (auto: where the caller put it)
+        device = resolve_device(config.device, what="loop.device")
+        model.to(device)
     dtype, use_scaler = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     net = _wrap(model, device)

@@ -165,14 +165,15 @@ def load_run(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[to
     return model.to(resolve_device(device)).eval(), config, data
 
 
-def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None, seed: int | None = None) -> dict[str, Any]:
+def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None, seed: int | None = None,
+                 device: str = "cpu") -> dict[str, Any]:
     """Evaluate a saved run on a ``user<TAB>item`` file of one domain (``target``; by default the domain
-    whose folder name is the file's parent folder)."""
+    whose folder name is the file's parent folder), its model on ``device``."""
     from mmrec.crossdomain.data import domain_histories
     from mmrec.crossdomain.evaluate import HeldoutEvaluator
     from mmrec.crossdomain.files import read_heldout
 
-    model, config, data = load_run(run)
+    model, config, data = load_run(run, device=device)
     test = Path(test)
     if target is None:
         folders = {dom.folder: dom.name for dom in data.domains}
@@ -194,21 +195,23 @@ def evaluate_run(run: str | Path, test: str | Path, *, target: str | None = None
 
 def user_vectors(model: torch.nn.Module, config: CDRConfig, data: CDRData, domain: int, users: np.ndarray, *,
                  batch: int = 4096) -> np.ndarray:
-    """Target-domain user vectors ``(len(users), D)`` float32 of user indices ``users`` (eval mode);
-    a user cold in ``domain`` gets its cross-domain vector."""
+    """Target-domain user vectors ``(len(users), D)`` float32 of user indices ``users`` (eval mode, on the
+    model's device); a user cold in ``domain`` gets its cross-domain vector."""
     import torch
 
+    from mmrec.crossdomain.base import device_of
     from mmrec.crossdomain.data import domain_histories, other_histories
 
     hist = domain_histories(data, config.maxlen)
     cross = other_histories(data, hist)
+    device = device_of(model)
     vectors = []
     with torch.no_grad():
         tables = model.item_tables()
         for start in range(0, len(users), batch):
             u = torch.as_tensor(users[start:start + batch])
-            own, other = hist[domain][u], cross[1 - domain][u]
-            vectors.append(model.user_vectors(domain, u, own, other, (own < 0).all(1), tables).numpy())
+            own, other, u = hist[domain][u].to(device), cross[1 - domain][u].to(device), u.to(device)
+            vectors.append(model.user_vectors(domain, u, own, other, (own < 0).all(1), tables).cpu().numpy())
     return np.concatenate(vectors).astype(np.float32)
 
 
