@@ -137,7 +137,8 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
             print(json.dumps({"epoch": len(evaluated), "valid_ndcg10": _ndcg10(metrics)}), flush=True)
         return mean_ndcg(metrics)
 
-    loop = LoopConfig(epochs=config.epochs, patience=config.patience, restore_best=True, device=str(device),
+    # amp off: sparse user tables and the CSR item graph have no half-precision kernels, and these small models gain nothing
+    loop = LoopConfig(epochs=config.epochs, patience=config.patience, restore_best=True, device=str(device), amp="off",
                       max_minutes=config.max_minutes, progress=progress, desc=f"cdr {config.model}")
     result = fit(model, optimizers, _epoch_batches(data, config, hist, gen, device), lambda net, batch: net.loss(batch),
                  config=loop, evaluate=evaluate if evaluator.sets else None, size=lambda batch: len(batch.users))

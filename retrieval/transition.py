@@ -59,6 +59,7 @@ class TransitionTerm(nn.Module):
             self.register_buffer(f"keys{o}", torch.zeros(0, dtype=torch.long))
             self.register_buffer(f"counts{o}", torch.zeros(0))
             self.register_buffer(f"totals{o}", torch.zeros(n_items))
+            self.register_buffer(f"_indptr{o}", torch.zeros(n_items + 1, dtype=torch.long), persistent=False)  # moves with the model
             self._set(o, torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(n_items))
 
     def fit(self, seqs: Sequences) -> TransitionTerm:

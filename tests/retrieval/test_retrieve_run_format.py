@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from seq_data import planted, write_lcrec
 
-from mmrec.config import build_config
+from mmrec.config import build_config, replace_config
 from mmrec.errors import InputError, UsageError
 from mmrec.pipelines.retrieve import TrainJob, _item_features, evaluate_run, load_run, read_vocab, save_run, train
 from mmrec.pipelines.seq_import import import_sequences
@@ -21,6 +21,7 @@ from mmrec.retrieval.data import ITEM_KEY, read_sequences
 from mmrec.retrieval.generative_beam import CodeTrie, beam_search
 from mmrec.runs import main as runs_main
 from mmrec.runs import read_config
+from mmrec.testing import with_cuda
 
 TINY = {"dim": 16, "layers": 1, "heads": 2, "max_len": 6, "dropout": 0.0}
 GEN = {"dim": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0, "max_len": 5, "beam": 10}
@@ -112,3 +113,27 @@ def test_an_older_retrieve_folder_fails_in_one_line_then_converts(seq, tmp_path,
     after, _ = load_run(run)
     hist = read_sequences(seq[0])[0].split_last()[0].padded(np.arange(50), 6)
     assert torch.equal(before.score(hist), after.score(hist))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA")
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_family_resolves_its_device_through_the_one_resolver(seq, tmp_path, name):
+    run = _saved(seq, tmp_path, name)
+    with pytest.raises(UsageError, match="CUDA is not available"):
+        load_run(run, device="cuda")
+    if name not in ("pop", "cooc"):  # counted, not trained on a device
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            train(seq[0], tmp_path / "cuda", replace_config(_job(seq, name), "test", loop={"epochs": 1, "progress": False, "device": "cuda"}))
+
+
+@with_cuda
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_a_run_trained_on_cuda_loads_alike_on_the_cpu(seq, tmp_path, name):
+    job = replace_config(_job(seq, name), "test", loop={"epochs": 1, "progress": False, "device": "cuda"})
+    report = train(seq[0], tmp_path / "run", job)
+    on_cuda, config = load_run(tmp_path / "run", device="cuda")
+    on_cpu, _ = load_run(tmp_path / "run")
+    hist = read_sequences(seq[0])[0].split_last()[0].padded(np.arange(50), config["model"]["max_len"])
+    if hasattr(on_cpu, "score"):  # beams may swap near-ties between devices: a generative run is compared by its metrics
+        assert torch.allclose(on_cuda.score(hist).cpu(), on_cpu.score(hist), atol=1e-3)
+    assert evaluate_run(tmp_path / "run")["ndcg@10"] == pytest.approx(report["validation"]["ndcg@10"], abs=0.02)
