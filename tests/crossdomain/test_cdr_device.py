@@ -4,7 +4,6 @@ explicit LoopConfig.device. The CUDA tests skip cleanly without CUDA. SYNTHETIC 
 import numpy as np
 import pytest
 import torch
-from cdr_synth import write_pair
 from torch import nn
 
 import mmrec.crossdomain.train as cdr_train
@@ -19,14 +18,7 @@ from mmrec.training import LoopConfig, fit
 FAST = dict(dim=16, maxlen=6, batch_size=256, epochs=1, patience=1, lr=0.02, gnn_topk=5)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cdr_device")
-    write_pair(root, users=240, items=(1200, 1300), groups=6, per_user=6, cold=40)
-    return root
-
-
-def test_the_configured_device_is_resolved_and_every_batch_and_weight_follows_it(pair, monkeypatch):
+def test_the_configured_device_is_resolved_and_every_batch_and_weight_follows_it(small_pair, monkeypatch):
     asked, moved = [], set()
     real_resolve, real_to = cdr_train.resolve_device, Batch.to
 
@@ -40,23 +32,23 @@ def test_the_configured_device_is_resolved_and_every_batch_and_weight_follows_it
 
     monkeypatch.setattr(cdr_train, "resolve_device", resolve)
     monkeypatch.setattr(Batch, "to", to)
-    model, report = train_model(load_data(pair, "aa_bb"), CDRConfig(model="farm", device="cuda:3", **FAST))
+    model, report = train_model(load_data(small_pair, "aa_bb"), CDRConfig(model="farm", device="cuda:3", **FAST))
     assert asked == ["cuda:3"] and moved == {"cpu"} and report["epochs_run"] == 1
     assert {p.device.type for p in model.parameters()} == {"cpu"}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA")
-def test_cuda_asked_where_there_is_none_fails_before_training(pair):
+def test_cuda_asked_where_there_is_none_fails_before_training(small_pair):
     with pytest.raises(UsageError, match="CUDA is not available"):
-        train_model(load_data(pair, "aa_bb"), CDRConfig(model="unicdr", device="cuda", **FAST))
+        train_model(load_data(small_pair, "aa_bb"), CDRConfig(model="unicdr", device="cuda", **FAST))
     model = nn.Linear(2, 1)
     with pytest.raises(UsageError, match="loop.device cuda asked"):  # fit does not ignore LoopConfig.device
         fit(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda e: [torch.ones(1, 2)], lambda m, b: m(b).sum(),
             config=LoopConfig(epochs=1, device="cuda", progress=False))
 
 
-def test_auto_trains_on_the_cpu_here_and_fit_reports_the_device_it_used(pair):
-    model, _ = train_model(load_data(pair, "aa_bb"), CDRConfig(model="single-domain", **FAST))
+def test_auto_trains_on_the_cpu_here_and_fit_reports_the_device_it_used(small_pair):
+    model, _ = train_model(load_data(small_pair, "aa_bb"), CDRConfig(model="single-domain", **FAST))
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert {p.device.type for p in model.parameters()} == {expected}
     net = nn.Linear(2, 1)
@@ -67,11 +59,11 @@ def test_auto_trains_on_the_cpu_here_and_fit_reports_the_device_it_used(pair):
 
 @with_cuda
 @pytest.mark.parametrize("name", ["unicdr", "unicdr+", "farm", "count"])
-def test_a_model_trained_on_cuda_evaluates_alike_on_the_cpu(pair, tmp_path, name):
-    report = train_cdr(pair, "aa_bb", out=tmp_path / "run", config=CDRConfig(model=name, device="cuda", **FAST))
-    again = evaluate_run(tmp_path / "run", pair / "bb_aa" / "valid.txt")["metrics"]
+def test_a_model_trained_on_cuda_evaluates_alike_on_the_cpu(small_pair, tmp_path, name):
+    report = train_cdr(small_pair, "aa_bb", out=tmp_path / "run", config=CDRConfig(model=name, device="cuda", **FAST))
+    again = evaluate_run(tmp_path / "run", small_pair / "bb_aa" / "valid.txt")["metrics"]
     assert again["NDCG@10"] == pytest.approx(report["metrics"]["bb"]["NDCG@10"], abs=2e-3)
-    on_cuda = evaluate_run(tmp_path / "run", pair / "bb_aa" / "valid.txt", device="cuda")["metrics"]
+    on_cuda = evaluate_run(tmp_path / "run", small_pair / "bb_aa" / "valid.txt", device="cuda")["metrics"]
     assert np.isclose(on_cuda["MRR"], again["MRR"], atol=2e-3)
 
 

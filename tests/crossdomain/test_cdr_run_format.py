@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from cdr_synth import write_pair
 from safetensors.torch import load_file, save_file
 
 from mmrec.crossdomain import CDRConfig, HeldoutEvaluator, domain_histories, train_model
@@ -19,13 +18,6 @@ from mmrec.runs import read_config
 FAST = dict(dim=16, maxlen=6, batch_size=256, epochs=1, patience=1, lr=0.02, gnn_topk=5)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cdr_runs")
-    write_pair(root, users=240, items=(1200, 1300), groups=6, per_user=6, cold=40)
-    return root
-
-
 def _outputs(model, config, data):
     """What a run answers: the held-out metrics of both domains and every user's vectors in each."""
     hist = domain_histories(data, config.maxlen)
@@ -35,8 +27,8 @@ def _outputs(model, config, data):
 
 
 @pytest.mark.parametrize("name", ["unicdr", "unicdr+", "farm", "single-domain", "count", "item-knn"])
-def test_a_saved_run_of_each_family_loads_with_identical_outputs(pair, tmp_path, name):
-    data = load_data(pair, "aa_bb")
+def test_a_saved_run_of_each_family_loads_with_identical_outputs(small_pair, tmp_path, name):
+    data = load_data(small_pair, "aa_bb")
     config = CDRConfig(model=name, **FAST)
     model, report = train_model(data, config)
     save_run(tmp_path / "run", model, config, data, "aa_bb", report)
@@ -49,12 +41,12 @@ def test_a_saved_run_of_each_family_loads_with_identical_outputs(pair, tmp_path,
     assert again == metrics and all(np.array_equal(a, b) for a, b in zip(vectors, loaded_vectors))
 
 
-def test_an_older_cdr_folder_fails_in_one_line_then_converts(pair, tmp_path):
-    data = load_data(pair, "aa_bb")
+def test_an_older_cdr_folder_fails_in_one_line_then_converts(small_pair, tmp_path):
+    data = load_data(small_pair, "aa_bb")
     config = CDRConfig(model="unicdr", **FAST)
     model, _ = train_model(data, config)
     run = save_run(tmp_path / "run", model, config, data, "aa_bb", {"config": {}})
-    before = evaluate_run(run, pair / "bb_aa" / "valid.txt")
+    before = evaluate_run(run, small_pair / "bb_aa" / "valid.txt")
     # rewrite it as the previous mmrec wrote it: the CDRConfig alone in config.json, the data in data.json
     saved = read_config(run)
     vocab = json.loads((run / "vocab.json").read_text())
@@ -69,4 +61,4 @@ def test_an_older_cdr_folder_fails_in_one_line_then_converts(pair, tmp_path):
         load_run(run)
     assert "\n" not in str(err.value) and f"python -m mmrec.runs convert {run}" in str(err.value)
     assert runs_main(["convert", str(run)]) == 0 and not (run / "data.json").exists()
-    assert evaluate_run(run, pair / "bb_aa" / "valid.txt") == before
+    assert evaluate_run(run, small_pair / "bb_aa" / "valid.txt") == before
