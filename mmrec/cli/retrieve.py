@@ -37,8 +37,8 @@ def _metrics_line(m: dict) -> str:
 @cli.command(
     "train",
     arguments={"--data": "data folder of `mmrec seq import`", "--out": "run folder",
-               "--config": dict(default=None, metavar="FILE", help="TrainJob as JSON or YAML (best.json of mmrec tune, a run's "
-                                "config.json 'job'); options given on the command line override it")},
+               "--config": dict(default=None, metavar="FILE", help="TrainJob as JSON or YAML (best.json of mmrec tune, or a run's "
+                                "config.json: the job it ran); options given on the command line override it")},
     configs=(
         Options(TrainJob, exclude=("model_config", "loop", "generative")),
         Options(RetrieverConfig, "model (RetrieverConfig)", exclude=("n_items", "code_sizes", "content_dim")),
@@ -61,7 +61,10 @@ def _train(args: argparse.Namespace) -> int:
                            model_config=config_from_args(args, RetrieverConfig, exclude=("n_items", "code_sizes", "content_dim")),
                            loop=config_from_args(args, LoopConfig, exclude=_LOOP_EXCLUDE, dest_prefix="loop_"))
     if args.config is not None:
-        job = overlay_given(build_config(TrainJob, read_yaml(args.config, "retrieve train --config"), "retrieve train"), job, "retrieve train")
+        given = read_yaml(args.config, "retrieve train --config")
+        if given.get("kind") == "retrieve":  # a run's config.json: the job it ran, less where it read its data
+            given = {k: v for k, v in given["job"].items() if k not in ("data", "align", "aligned_from")}
+        job = overlay_given(build_config(TrainJob, given, "retrieve train"), job, "retrieve train")
     report = train(args.data, args.out, job, progress=not args.json)
     t = report["train"]
     speed = f", {t['samples_per_s']:.0f} samples/s, best epoch {t['best_epoch']}" if t.get("samples_per_s") else ""

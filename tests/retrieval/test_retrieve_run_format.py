@@ -137,3 +137,15 @@ def test_a_run_trained_on_cuda_loads_alike_on_the_cpu(seq, tmp_path, name):
     if hasattr(on_cpu, "score"):  # beams may swap near-ties between devices: a generative run is compared by its metrics
         assert torch.allclose(on_cuda.score(hist).cpu(), on_cpu.score(hist), atol=1e-3)
     assert evaluate_run(tmp_path / "run")["ndcg@10"] == pytest.approx(report["validation"]["ndcg@10"], abs=0.02)
+
+
+def test_a_runs_config_json_trains_the_same_job_again(seq, tmp_path, capsys):
+    from mmrec.cli import main
+
+    run = _saved(seq, tmp_path, "sasrec")
+    assert main(["retrieve", "train", "--data", str(seq[0]), "--config", str(run / "config.json"), "--out", str(tmp_path / "again"),
+                 "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    first = json.loads((run / "metrics.json").read_text())
+    assert read_config(tmp_path / "again")["job"] == read_config(run)["job"]
+    assert again["validation"]["ndcg@10"] == pytest.approx(first["validation"]["ndcg@10"], abs=1e-6)
