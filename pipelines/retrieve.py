@@ -108,15 +108,17 @@ def _aligned(keys: list[str], values: np.ndarray, n_items: int, fill: float, wha
 
 
 def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """The codes and content of ``job`` aligned to the data's items, each read only when the family reads it."""
     codes = content = None
     info: dict[str, Any] = {}
-    if job.codes:
+    reads = RETRIEVERS.get(job.model).features
+    if job.codes and "codes" in reads:
         from mmrec.quantization.files import codebook_sizes, load_codes
 
         keys, raw, meta = load_codes(job.codes)
         codes, info["items_with_codes"] = _aligned(keys, raw, n_items, -1, f"codes {job.codes}")
         info["codebook_sizes"] = codebook_sizes(raw, meta, job.codes)
-    if job.emb:
+    if job.emb and "emb" in reads:
         from mmrec.store import read_embeddings
 
         keys, vectors = read_embeddings(job.emb, job.emb_column)
