@@ -10,6 +10,7 @@ from torch import nn
 
 from mmrec.config import build_config, replace_config
 from mmrec.errors import UsageError
+from mmrec.testing import with_cuda
 from mmrec.training import LoopConfig, TrainingError, fit, shuffled_batches
 
 
@@ -150,3 +151,19 @@ def test_on_epoch_sees_every_epoch_and_stop_training_ends_the_run_cleanly():
     fit(model, opt, shuffled_batches(len(x), 64, seed=0), lambda m, r: nn.functional.mse_loss(m(x[r]), y[r]),
         config=LoopConfig(epochs=1, progress=False))
     assert ambient == [1, 2, 3]  # outside the block: not called
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA")
+def test_fit_does_not_ignore_an_explicit_loop_device():
+    model, opt = _setup()
+    with pytest.raises(UsageError, match="loop.device cuda asked"):
+        fit(model, opt, lambda e: [torch.ones(1, 4)], lambda m, b: m(b).sum(), config=LoopConfig(epochs=1, device="cuda", progress=False))
+    result = fit(model, opt, lambda e: [torch.ones(1, 4)], lambda m, b: m(b).sum(), config=LoopConfig(epochs=1, device="cpu", progress=False))
+    assert result.device == "cpu"
+
+
+@with_cuda
+def test_fit_moves_the_model_to_an_explicit_device():
+    model, opt = _setup()
+    fit(model, opt, lambda e: [torch.ones(1, 4)], lambda m, b: m(b.cuda()).sum(), config=LoopConfig(epochs=1, device="cuda", progress=False))
+    assert model.weight.device.type == "cuda"

@@ -1,10 +1,9 @@
-"""Cross-domain models train where CDRConfig.device says (mmrec.device.resolve_device), and fit honours an
-explicit LoopConfig.device. The CUDA tests skip cleanly without CUDA. SYNTHETIC pair (cdr_synth)."""
+"""Cross-domain models train where CDRConfig.device says (mmrec.device.resolve_device). The CUDA tests skip
+cleanly without CUDA. SYNTHETIC pair (cdr_synth)."""
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import mmrec.crossdomain.train as cdr_train
 from mmrec.crossdomain import CDRConfig, train_model
@@ -13,7 +12,6 @@ from mmrec.crossdomain.files import load_data
 from mmrec.errors import UsageError
 from mmrec.pipelines.cdr import evaluate_run, train_cdr
 from mmrec.testing import with_cuda
-from mmrec.training import LoopConfig, fit
 
 FAST = dict(dim=16, maxlen=6, batch_size=256, epochs=1, patience=1, lr=0.02, gnn_topk=5)
 
@@ -41,20 +39,12 @@ def test_the_configured_device_is_resolved_and_every_batch_and_weight_follows_it
 def test_cuda_asked_where_there_is_none_fails_before_training(small_pair):
     with pytest.raises(UsageError, match="CUDA is not available"):
         train_model(load_data(small_pair, "aa_bb"), CDRConfig(model="unicdr", device="cuda", **FAST))
-    model = nn.Linear(2, 1)
-    with pytest.raises(UsageError, match="loop.device cuda asked"):  # fit does not ignore LoopConfig.device
-        fit(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda e: [torch.ones(1, 2)], lambda m, b: m(b).sum(),
-            config=LoopConfig(epochs=1, device="cuda", progress=False))
 
 
-def test_auto_trains_on_the_cpu_here_and_fit_reports_the_device_it_used(small_pair):
+def test_auto_trains_on_cuda_when_present_else_on_the_cpu(small_pair):
     model, _ = train_model(load_data(small_pair, "aa_bb"), CDRConfig(model="single-domain", **FAST))
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert {p.device.type for p in model.parameters()} == {expected}
-    net = nn.Linear(2, 1)
-    result = fit(net, torch.optim.SGD(net.parameters(), lr=0.1), lambda e: [torch.ones(1, 2)], lambda m, b: m(b.to(m.weight.device)).sum(),
-                 config=LoopConfig(epochs=1, device="cpu", progress=False))
-    assert result.device == "cpu"
 
 
 @with_cuda
@@ -65,11 +55,3 @@ def test_a_model_trained_on_cuda_evaluates_alike_on_the_cpu(small_pair, tmp_path
     assert again["NDCG@10"] == pytest.approx(report["metrics"]["bb"]["NDCG@10"], abs=2e-3)
     on_cuda = evaluate_run(tmp_path / "run", small_pair / "bb_aa" / "valid.txt", device="cuda")["metrics"]
     assert np.isclose(on_cuda["MRR"], again["MRR"], atol=2e-3)
-
-
-@with_cuda
-def test_fit_moves_the_model_to_an_explicit_device():
-    net = nn.Linear(2, 1)
-    fit(net, torch.optim.SGD(net.parameters(), lr=0.1), lambda e: [torch.ones(1, 2)], lambda m, b: m(b.cuda()).sum(),
-        config=LoopConfig(epochs=1, device="cuda", progress=False))
-    assert net.weight.device.type == "cuda"
