@@ -54,3 +54,20 @@ def test_an_older_gtr_file_is_converted_in_place(tmp_path):
     assert not (folder / "gtr.safetensors").exists() and convert_run(folder) == "gtr"  # converting again changes nothing
     with pytest.raises(InputError, match="not a run folder mmrec knows how to convert"):
         convert_run(tmp_path)
+
+
+def test_older_retrieve_folders_convert_with_their_job_data_and_alignment(tmp_path):
+    from safetensors.torch import save_file
+
+    for name, model, extra in (("cooc", None, {}), ("generative", {"dim": 8, "max_len": 5}, {"align": {"lr": 1e-4}, "aligned_from": "/runs/sft"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        save_file({"counts": torch.ones(7)}, str(folder / "model.safetensors"), metadata={"mmrec": json.dumps({"model": name})})
+        (folder / "config.json").write_text(json.dumps({"job": {"model": name, "seed": 0}, "model": model, "max_len": 5, "data": "/d", **extra}))
+        (folder / "vocab.json").write_text(json.dumps({"items": list("abcdefg"), "users": ["u"]}))
+        with pytest.raises(InputError, match="python -m mmrec.runs convert"):
+            load_run(folder)
+        assert convert_run(folder) == "retrieve"
+        config, tensors, vocab, _ = load_run(folder, kind="retrieve")
+        assert config["job"] == {"model": name, "seed": 0, "data": "/d", **extra} and vocab["users"] == ["u"]
+        assert config["model"] == (model or {"n_items": 7, "max_len": 5}) and torch.equal(tensors["counts"], torch.ones(7))
