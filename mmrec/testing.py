@@ -51,7 +51,8 @@ def torchrun(argv: list[str], *, cwd: str | Path, nproc: int = 2, timeout: float
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            "-m", "mmrec", *argv, "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
-    assert done.returncode == 0, done.stderr[-4000:]
+    errors = "\n".join(line for line in done.stderr.splitlines() if "rror" in line or "what()" in line)
+    assert done.returncode == 0, (errors or done.stderr)[-6000:]
     return json.loads(done.stdout[done.stdout.index("{"):])
 
 

@@ -63,7 +63,7 @@ from mmrec.retrieval.kuaiformer import (
 from mmrec.retrieval.samples import TrainingSamples
 from mmrec.retrieval.serving import exact_top, interest_vectors, merge_interests, mips_lift, recall_vs, tree_search
 from mmrec.retrieval.transition import hybrid_top, sources_at
-from mmrec.training import LoopConfig, fit
+from mmrec.training import LoopConfig, distributed, fit, on_rank0
 
 MODELS = ("kuaiformer", "sasrec", "pop", "cooc", "generative")
 COUNTED = {"pop": Popularity, "cooc": CoOccurrence}
@@ -174,8 +174,17 @@ def _model_config(job: TrainJob, n_items: int, codes: np.ndarray | None, content
 
 def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | None = None, *, progress: bool = True,
           **overrides: Any) -> dict[str, Any]:
-    """Train ``config.model`` on the data folder ``data``; write the run folder ``out``; returns ``metrics.json``."""
+    """Train ``config.model`` on the data folder ``data``; write the run folder ``out``; returns ``metrics.json``.
+
+    Under ``torchrun`` the model trains with DDP (:func:`mmrec.training.fit`): ``batch_size`` is the global
+    batch, each rank takes every other user of it (the in-batch softmax's candidates are the rank's own),
+    every rank counts the transition term and evaluates alike; rank 0 writes the run folder."""
     job = replace_config(build_config(TrainJob, config, "retrieve train"), "retrieve train", **overrides)
+    with distributed(resolve_device(job.loop.device)):
+        return _train(data, out, job, progress)
+
+
+def _train(data: str | Path, out: str | Path, job: TrainJob, progress: bool) -> dict[str, Any]:
     seqs, manifest = read_sequences(data)
     history, targets = seqs.split_last()
     out = Path(out)
@@ -230,7 +239,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
         tensors, max_len = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, model_config.max_len
     config_json = {"job": asdict(job), "model": None if model_config is None else asdict(model_config), "max_len": max_len, "data": report["data"]}
     report["seconds"] = round(time.perf_counter() - start, 3)
-    return save_run(out, tensors, config_json, read_vocab(Path(data)), report)
+    return on_rank0(save_run, out, tensors, config_json, read_vocab(Path(data)), report)
 
 
 def save_run(out: str | Path, tensors: dict[str, torch.Tensor], config_json: dict[str, Any], vocab: dict[str, list[str]],
