@@ -26,7 +26,7 @@ from mmrec.crossdomain.data import Batch, CDRData, domain_histories, make_batch,
 from mmrec.crossdomain.evaluate import HeldoutEvaluator
 from mmrec.crossdomain.registry import CDR_MODELS
 from mmrec.errors import UsageError
-from mmrec.training import LoopConfig, fit
+from mmrec.training import LoopConfig, fit, rank_shares
 
 
 def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
@@ -87,7 +87,8 @@ def train_model(data: CDRData, config: CDRConfig | dict | None = None, *, target
 
 def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator):
     """``batches(epoch)`` for :func:`fit`: each domain's pairs permuted and cut, the batches shuffled
-    together; negatives and masks are drawn from ``gen`` as each batch is made."""
+    together; negatives and masks are drawn from ``gen`` as each batch is made. Under torchrun every rank
+    makes the same batches (one ``gen``) and trains on its share of each (:func:`mmrec.training.rank_shares`)."""
     other = other_histories(data, hist)
     train = [(torch.as_tensor(d.train[:, 0]), torch.as_tensor(d.train[:, 1]),
               None if d.labels is None else torch.as_tensor(d.labels)) for d in data.domains]
@@ -104,7 +105,7 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator)
                              interaction_mask=config.interaction_mask, domain_mask=config.domain_mask,
                              labels=None if labels is None else labels[idx], generator=gen, other_hist=other)
 
-    return batches
+    return lambda epoch: rank_shares(batches(epoch))
 
 
 def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], progress: bool):

@@ -205,14 +205,21 @@ def _group() -> bool:
 
 
 class _Steps(nn.Module):
-    """What DDP wraps: its forward is a whole ``step(model, batch)`` (see the module docstring)."""
+    """What DDP wraps: its forward is a whole ``step(model, batch)`` (see the module docstring). Every sparse
+    embedding table also looks up no row: DDP cannot skip a sparse parameter left without gradient (a table
+    of the domain a batch is not from), so each gets an empty sparse one."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.sparse = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse and m.weight.requires_grad]
 
     def forward(self, step: Callable[[nn.Module, Any], Any], batch: Any) -> Any:
-        return step(self.model, batch)
+        out = step(self.model, batch)
+        if not self.sparse:
+            return out
+        loss, logs = _split(out)
+        return loss + sum(m(torch.zeros(0, dtype=torch.long, device=m.weight.device)).sum() for m in self.sparse), logs
 
 
 def _wrap(model: nn.Module, device: torch.device) -> nn.Module | None:
