@@ -49,7 +49,7 @@ def torchrun(argv: list[str], *, cwd: str | Path, nproc: int = 2, timeout: float
 
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           "-m", "mmrec", *argv, "--json"]
+           "-m", "mmrec", "--", *argv, "--json"]  # "--": torchrun would read --log as its own --log-dir
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
     errors = "\n".join(line for line in done.stderr.splitlines() if "rror" in line or "what()" in line)
     assert done.returncode == 0, (errors or done.stderr)[-6000:]
