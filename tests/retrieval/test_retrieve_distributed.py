@@ -1,5 +1,6 @@
-"""``mmrec retrieve train`` under torchrun: 2 CPU processes (DDP, gloo) reach one process's validation
-figures on SYNTHETIC sequences with a planted next-item rule, and rank 0 alone writes a run that loads."""
+"""``mmrec retrieve train`` and ``retrieve align`` under torchrun: 2 CPU processes (DDP, gloo) reach one
+process's validation figures on SYNTHETIC sequences with a planted next-item rule (and the truth of a
+SYNTHETIC watch world), and rank 0 alone writes a run that loads."""
 
 import json
 
@@ -8,9 +9,13 @@ import pytest
 from seq_data import planted, write_lcrec
 from test_generative import TINY as GEN_TINY
 from test_generative import write_planted
+from test_preference import SMALL_WORLD
+from test_preference import TINY as PREF_TINY
 
-from mmrec.pipelines.retrieve import evaluate_run, train
+from mmrec.pipelines.retrieve import evaluate_run, load_run, train
+from mmrec.pipelines.retrieve_align import align_run
 from mmrec.pipelines.seq_import import import_sequences
+from mmrec.synthetic.watch_world import WatchWorld, simulate_watch_world
 from mmrec.testing import torchrun, with_gloo
 
 TINY = dict(dim=16, layers=1, heads=2, max_len=6, dropout=0.0)
@@ -46,3 +51,23 @@ def test_two_processes_match_one(tmp_path, name):
     assert files == sorted(p.name for p in (tmp_path / "one").iterdir())
     again = evaluate_run(tmp_path / "two")
     assert np.isclose(again["ndcg@10"], two["validation"]["ndcg@10"], atol=1e-6)
+
+
+@with_gloo
+def test_preference_alignment_two_processes_match_one(tmp_path):
+    """``mmrec retrieve align`` (GBPO on a SYNTHETIC watch world): each rank samples and serves half of every
+    step's users; the truth after alignment is one process's within the noise of the sampled feedback."""
+    simulate_watch_world(tmp_path / "world", SMALL_WORLD)
+    train(tmp_path / "world" / "train", tmp_path / "sft", {"model": "generative", "codes": str(tmp_path / "world" / "codes.parquet"),
+                                                          "batch_size": 128, "lr": 3e-3, "generative": PREF_TINY,
+                                                          "loop": {"epochs": 2, "progress": False}}, progress=False)
+    options = {"world": str(tmp_path / "world"), "users_per_step": 30, "lr": 1e-3, "epochs": 2}
+    one = align_run(tmp_path / "sft", tmp_path / "one", {**{k: v for k, v in options.items() if k != "epochs"},
+                                                         "loop": {"epochs": 2, "progress": False}}, progress=False)
+    two = torchrun(["retrieve", "align", "--run", str(tmp_path / "sft"), "--out", str(tmp_path / "two"),
+                    *(f"--{k.replace('_', '-')}={v}" for k, v in options.items())], cwd=tmp_path)
+    assert two["before"] == one["before"] and two["train"]["steps"] == one["train"]["steps"]
+    for key in ("true_reward", "long_share", "recall@10"):
+        assert two["after"][key] == pytest.approx(one["after"][key], abs=0.05), key
+    model, config = load_run(tmp_path / "two")
+    assert config["align"]["users_per_step"] == 30 and model.config.n_items == len(WatchWorld.load(tmp_path / "world").duration)
