@@ -182,7 +182,8 @@ def world() -> tuple[int, int]:
 @contextlib.contextmanager
 def distributed(device: torch.device):
     """Start the torchrun process group (NCCL on CUDA, gloo on CPU) for the block when ``WORLD_SIZE`` > 1
-    and none is running; yields ``(rank, world size)``."""
+    and none is running; yields ``(rank, world size)``. A block that ends normally waits for every rank
+    before the group goes (a rank leaving while another still receives would abort that one)."""
     import torch.distributed as dist
 
     rank, size = world()
@@ -192,6 +193,8 @@ def distributed(device: torch.device):
         started = True
     try:
         yield (dist.get_rank() if size > 1 else 0), size
+        if started:
+            dist.barrier()
     finally:
         if started:
             dist.destroy_process_group()
