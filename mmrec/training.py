@@ -229,10 +229,15 @@ def _wrap(model: nn.Module, device: torch.device) -> nn.Module | None:
     """``DistributedDataParallel`` over :class:`_Steps` of ``model`` under a process group, else None."""
     if not _group():
         return None
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel
 
+    # buffers synced once at the start, not before every forward (torch < 2.14 has only broadcast_buffers)
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters \
+        else "broadcast_buffers"
     return DistributedDataParallel(_Steps(model), device_ids=[device.index] if device.type == "cuda" else None,
-                                   find_unused_parameters=True, broadcast_buffers=False)
+                                   find_unused_parameters=True, **{no_sync: False})
 
 
 def _all(flag: bool, device: torch.device) -> bool:
