@@ -189,6 +189,8 @@ def distributed(device: torch.device):
     rank, size = world()
     started = False
     if size > 1 and not dist.is_initialized():
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # NCCL's object collectives (scores, logs) run on the current device
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         started = True
     try:
