@@ -33,8 +33,8 @@ group, :func:`distributed`): the model is wrapped in ``DistributedDataParallel``
 its forward, so a loss computed through any method of the model (``model.loss(batch)``,
 ``model.interests_at(...)``) averages its gradients over the ranks -- a method called outside DDP's forward
 would skip that silently. ``find_unused_parameters`` is on (a batch of one domain leaves the other domain's
-parameters without gradient); buffers are not broadcast: they are data every rank computes alike (counts,
-content tables), and BatchNorm statistics stay each rank's own. The caller's batches decide what each rank
+parameters without gradient); buffers are synced from rank 0 once, not before every forward: they are data
+every rank computes alike (counts, content tables), and BatchNorm statistics stay each rank's own. The caller's batches decide what each rank
 sees: :func:`shuffled_batches` and :func:`rank_shares` give every rank its share (rows ``rank::N``) of each
 global batch, so ``batch_size`` stays the global batch and an epoch has as many steps as on one process;
 in-batch negatives are then the rank's own. Per step the ranks agree whether all have a batch (an uneven
