@@ -30,12 +30,20 @@ def with_package(name: str) -> Callable[[Callable], Callable]:
 
 
 def with_gloo(fn: Callable) -> Callable:
-    """Mark ``fn`` slow and skip it where torch.distributed's gloo backend (DDP on CPU) is missing."""
+    """Mark ``fn`` slow and skip it where torch.distributed's gloo backend (DDP on CPU) or a local TCP port
+    for the processes' rendezvous is missing."""
+    import socket
+
     import pytest
     import torch.distributed as dist
 
     usable = dist.is_available() and dist.is_gloo_available()
-    return pytest.mark.skipif(not usable, reason="needs torch.distributed with gloo")(pytest.mark.slow(fn))
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+    except OSError:
+        usable = False
+    return pytest.mark.skipif(not usable, reason="needs torch.distributed with gloo and a local TCP port")(pytest.mark.slow(fn))
 
 
 def torchrun(argv: list[str], *, cwd: str | Path, nproc: int = 2, timeout: float = 300) -> dict:
