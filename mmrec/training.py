@@ -308,14 +308,18 @@ def _rows(batch: Any, rank: int, size: int, keep: int) -> Any:
 
 
 def rank_shares(batches: Iterable[Any]) -> Iterator[Any]:
-    """This rank's share of each global batch under torchrun: rows ``rank::world`` of every tensor / array in
-    it (dicts, dataclasses, tuples are walked; every tensor holds the batch's rows first), the same number on
-    every rank; a batch with fewer rows than ranks is skipped on all. The batches themselves on one process."""
-    rank, size = world()
+    """This rank's share of each global batch under a process group (:func:`distributed`): rows ``rank::world``
+    of every tensor / array in it (dicts, dataclasses, tuples are walked; every tensor holds the batch's rows
+    first), the same number on every rank; a batch with fewer rows than ranks is skipped on all. The batches
+    themselves without a group (one process, or a job under torchrun that does not synchronise its ranks:
+    a share of the data without averaged gradients would train each rank on part of it)."""
+    if not _group():
+        yield from batches
+        return
+    import torch.distributed as dist
+
+    rank, size = dist.get_rank(), dist.get_world_size()
     for batch in batches:
-        if size == 1:
-            yield batch
-            continue
         n = _length(batch)
         if n is None or n < size:
             continue
@@ -517,7 +521,7 @@ def shuffled_batches(n: int, batch_size: int, *, seed: int, drop_last: bool = Fa
                      device: torch.device | str = "cpu", share: bool = True) -> Callable[[int], Iterable[torch.Tensor]]:
     """``batches(epoch)`` for :func:`fit`: a fresh permutation of ``range(n)`` per epoch (seeded by
     ``seed`` and the epoch, so a resumed run sees the same order), cut into index batches of ``batch_size``;
-    under torchrun each rank gets its share of every batch (:func:`rank_shares`; ``share`` False: the whole
+    under a process group each rank gets its share of every batch (:func:`rank_shares`; ``share`` False: the whole
     batches, for a caller that cuts its own batches from them and shares those)."""
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
