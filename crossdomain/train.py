@@ -29,7 +29,7 @@ from mmrec.crossdomain.evaluate import HeldoutEvaluator
 from mmrec.crossdomain.registry import CDR_MODELS
 from mmrec.device import resolve_device
 from mmrec.errors import UsageError
-from mmrec.training import LoopConfig, fit
+from mmrec.training import LoopConfig, fit, rank_shares
 
 
 def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
@@ -91,7 +91,8 @@ def train_model(data: CDRData, config: CDRConfig | dict | None = None, *, target
 def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator, device: torch.device | str = "cpu"):
     """``batches(epoch)`` for :func:`fit`: each domain's pairs permuted and cut, the batches shuffled
     together; negatives and masks are drawn from ``gen`` on the CPU as each batch is made, which then
-    moves to ``device``."""
+    moves to ``device``. Under torchrun every rank makes the same batches (one ``gen``) and trains on its
+    share of each (:func:`mmrec.training.rank_shares`)."""
     other = other_histories(data, hist)
     train = [(torch.as_tensor(d.train[:, 0]), torch.as_tensor(d.train[:, 1]),
               None if d.labels is None else torch.as_tensor(d.labels)) for d in data.domains]
@@ -108,7 +109,7 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator,
                              interaction_mask=config.interaction_mask, domain_mask=config.domain_mask,
                              labels=None if labels is None else labels[idx], generator=gen, other_hist=other).to(device)
 
-    return batches
+    return lambda epoch: rank_shares(batches(epoch))
 
 
 def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], progress: bool):

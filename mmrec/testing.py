@@ -1,7 +1,8 @@
 """Helpers for testing code built on mmrec (and mmrec itself): skips and generated shards.
 
-``with_cuda`` / ``with_package(name)`` skip a test cleanly when CUDA or an optional package is
-missing; ``sample_shards(folder)`` writes small SYNTHETIC shards with planted topics.
+``with_cuda`` / ``with_package(name)`` / ``with_gloo`` skip a test cleanly when CUDA, an optional package
+or torch's gloo backend is missing; ``torchrun(argv, cwd)`` runs an ``mmrec`` command under torchrun on CPU
+processes; ``sample_shards(folder)`` writes small SYNTHETIC shards with planted topics.
 """
 
 from __future__ import annotations
@@ -26,6 +27,41 @@ def with_package(name: str) -> Callable[[Callable], Callable]:
     import pytest
 
     return pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"needs package {name!r}")
+
+
+def with_gloo(fn: Callable) -> Callable:
+    """Mark ``fn`` slow and skip it where torch.distributed's gloo backend (DDP on CPU) or a local TCP port
+    for the processes' rendezvous is missing."""
+    import socket
+
+    import pytest
+    import torch.distributed as dist
+
+    usable = dist.is_available() and dist.is_gloo_available()
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+    except OSError:
+        usable = False
+    return pytest.mark.skipif(not usable, reason="needs torch.distributed with gloo and a local TCP port")(pytest.mark.slow(fn))
+
+
+def torchrun(argv: list[str], *, cwd: str | Path, nproc: int = 2, timeout: float = 300) -> dict:
+    """``mmrec ARGV --json`` under ``torchrun --standalone --nproc-per-node NPROC`` (CPU, one thread per
+    process); returns rank 0's report (the other ranks print nothing). A failed run is an AssertionError
+    with the end of its stderr."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           "-m", "mmrec", "--", *argv, "--json"]  # "--": torchrun would read --log as its own --log-dir
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+    errors = "\n".join(line for line in done.stderr.splitlines() if "rror" in line or "what()" in line)
+    assert done.returncode == 0, (errors or done.stderr)[-6000:]
+    return json.loads(done.stdout[done.stdout.index("{"):])
 
 
 def sample_shards(folder: str | Path, *, items: int = 32, segments: int = 8, seed: int = 0, **kwargs: Any) -> dict:

@@ -11,8 +11,7 @@ owns the rest:
   with one :class:`TrainingError` line naming the epoch and step (the weights are never updated from
   a non-finite loss);
 - device (:func:`mmrec.device.resolve_device`), AMP on CUDA (bfloat16 where supported, else float16
-  with a gradient scaler), DDP under ``torchrun`` (``WORLD_SIZE`` > 1: the model is wrapped in
-  ``DistributedDataParallel``; the caller's batches decide what each rank sees);
+  with a gradient scaler), DDP under ``torchrun`` (below);
 - an optional checkpoint file (model, optimizers, epoch, best score and history) written atomically
   after every epoch; with ``resume`` a rerun continues after the last completed epoch;
 - a progress bar from the first step (epoch, loss and, on CPU, the torch threads in use), per-epoch
@@ -26,9 +25,23 @@ job reports without passing it down. A callback that raises :class:`StopTraining
 epoch (``stopped == "callback"``; checkpoint written, best weights restored) and ``fit`` returns normally.
 
 ``step(model, batch)`` returns the loss, or ``(loss, logs)`` with a dict of floats to average per
-epoch; ``model`` is the DDP-wrapped module under torchrun. ``after_step(step_index, batch)`` runs after
-each update (RQ-VAE's dead-code restarts use it). A model whose update is not a gradient step (k-means)
-does not come here.
+epoch. ``after_step(step_index, batch)`` runs after each update (RQ-VAE's dead-code restarts use it). A
+model whose update is not a gradient step (k-means) does not come here.
+
+Distributed data parallel (``torchrun --nproc_per_node N``, ``WORLD_SIZE`` > 1; the job holds the process
+group, :func:`distributed`): the model is wrapped in ``DistributedDataParallel`` and the *whole step* runs as
+its forward, so a loss computed through any method of the model (``model.loss(batch)``,
+``model.interests_at(...)``) averages its gradients over the ranks -- a method called outside DDP's forward
+would skip that silently. ``find_unused_parameters`` is on (a batch of one domain leaves the other domain's
+parameters without gradient); buffers are synced from rank 0 once, not before every forward: they are data
+every rank computes alike (counts, content tables), and BatchNorm statistics stay each rank's own. The caller's batches decide what each rank
+sees: :func:`shuffled_batches` and :func:`rank_shares` give every rank its share (rows ``rank::N``) of each
+global batch, so ``batch_size`` stays the global batch and an epoch has as many steps as on one process;
+in-batch negatives are then the rank's own. Per step the ranks agree whether all have a batch (an uneven
+last batch ends the epoch everywhere), whether the loss is finite on all (else all skip) and whether the time
+is up; the epoch's loss, logs and samples are the ranks' means and sum. Every rank evaluates (the model is the
+same on all) and rank 0's monitored score decides early stopping everywhere; rank 0 alone writes the
+checkpoint and shows progress. :func:`on_rank0` runs a job's file writes once.
 """
 
 from __future__ import annotations
@@ -40,11 +53,12 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,6 +75,7 @@ class StopTraining(Exception):  # noqa: N818 (a request, not an error)
     """Raised by an ``on_epoch`` callback: :func:`fit` stops after this epoch and returns normally."""
 
 
+_END = object()  # the end of an epoch's batches
 EpochCallback = Callable[[int, dict[str, float]], None]
 _EPOCH_CALLBACKS: contextvars.ContextVar[tuple[EpochCallback, ...]] = contextvars.ContextVar("epoch_callbacks", default=())
 
@@ -167,29 +182,148 @@ def world() -> tuple[int, int]:
 @contextlib.contextmanager
 def distributed(device: torch.device):
     """Start the torchrun process group (NCCL on CUDA, gloo on CPU) for the block when ``WORLD_SIZE`` > 1
-    and none is running; yields ``(rank, world size)``."""
+    and none is running; yields ``(rank, world size)``. A block that ends normally waits for every rank
+    before the group goes (a rank leaving while another still receives would abort that one)."""
     import torch.distributed as dist
 
     rank, size = world()
     started = False
     if size > 1 and not dist.is_initialized():
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # NCCL's object collectives (scores, logs) run on the current device
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         started = True
     try:
         yield (dist.get_rank() if size > 1 else 0), size
+        if started:
+            dist.barrier()
     finally:
         if started:
             dist.destroy_process_group()
 
 
-def _wrap(model: nn.Module, device: torch.device) -> nn.Module:
+def _group() -> bool:
+    """Whether a process group of more than one rank is running."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return model
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _Steps(nn.Module):
+    """What DDP wraps: its forward is a whole ``step(model, batch)`` (see the module docstring). Every sparse
+    embedding table also looks up no row: DDP cannot skip a sparse parameter left without gradient (a table
+    of the domain a batch is not from), so each gets an empty sparse one."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.sparse = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse and m.weight.requires_grad]
+
+    def forward(self, step: Callable[[nn.Module, Any], Any], batch: Any) -> Any:
+        out = step(self.model, batch)
+        if not self.sparse:
+            return out
+        loss, logs = _split(out)
+        return loss + sum(m(torch.zeros(0, dtype=torch.long, device=m.weight.device)).sum() for m in self.sparse), logs
+
+
+def _wrap(model: nn.Module, device: torch.device) -> nn.Module | None:
+    """``DistributedDataParallel`` over :class:`_Steps` of ``model`` under a process group, else None."""
+    if not _group():
+        return None
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # buffers synced once at the start, not before every forward (torch < 2.14 has only broadcast_buffers)
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters \
+        else "broadcast_buffers"
+    return DistributedDataParallel(_Steps(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True, **{no_sync: False})
+
+
+def _all(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every rank (itself without a process group)."""
+    if not _group():
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def _from_rank0(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (itself without a process group)."""
+    if not _group():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _epoch_totals(sums: dict[str, float], n_samples: int) -> tuple[dict[str, float], int]:
+    """The epoch's per-rank sums averaged over the ranks, the samples summed."""
+    if not _group():
+        return sums, n_samples
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (sums, n_samples))
+    keys = sorted({k for s, _ in gathered for k in s})
+    means = {k: sum(s.get(k, 0.0) for s, _ in gathered) / len(gathered) for k in keys}
+    return means, sum(n for _, n in gathered)
+
+
+def on_rank0(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` on rank 0 only and its result on every rank (the others wait for it), under a
+    process group; a plain call otherwise. For a job's writes (mined pairs, the run folder) done once."""
+    if not _group():
+        return fn(*args, **kwargs)
+    return _from_rank0(fn(*args, **kwargs) if world()[0] == 0 else None)
+
+
+def _length(batch: Any) -> int | None:
+    """Rows of the first tensor / array in ``batch``."""
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return len(batch)
+    values = batch.values() if isinstance(batch, dict) else (getattr(batch, f.name) for f in dataclasses.fields(batch)) \
+        if dataclasses.is_dataclass(batch) else batch if isinstance(batch, (list, tuple)) else ()
+    return next((n for v in values if (n := _length(v)) is not None), None)
+
+
+def _rows(batch: Any, rank: int, size: int, keep: int) -> Any:
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return batch[rank::size][:keep]
+    if isinstance(batch, dict):
+        return {k: _rows(v, rank, size, keep) for k, v in batch.items()}
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: _rows(getattr(batch, f.name), rank, size, keep)
+                                             for f in dataclasses.fields(batch) if f.init})
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_rows(v, rank, size, keep) for v in batch)
+    return batch
+
+
+def rank_shares(batches: Iterable[Any]) -> Iterator[Any]:
+    """This rank's share of each global batch under a process group (:func:`distributed`): rows ``rank::world``
+    of every tensor / array in it (dicts, dataclasses, tuples are walked; every tensor holds the batch's rows
+    first), the same number on every rank; a batch with fewer rows than ranks is skipped on all. The batches
+    themselves without a group (one process, or a job under torchrun that does not synchronise its ranks:
+    a share of the data without averaged gradients would train each rank on part of it)."""
+    if not _group():
+        yield from batches
+        return
+    import torch.distributed as dist
+
+    rank, size = dist.get_rank(), dist.get_world_size()
+    for batch in batches:
+        n = _length(batch)
+        if n is None or n < size:
+            continue
+        yield _rows(batch, rank, size, n // size)
 
 
 def _sync(device: torch.device) -> None:
@@ -253,6 +387,10 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     net = _wrap(model, device)
     rank, _ = world()
+
+    def run(batch: Any) -> Any:
+        return step(model, batch) if net is None else net(step, batch)
+
     params = [p for o in optimizers for g in o.param_groups for p in g["params"]]
 
     history: list[dict[str, Any]] = []
@@ -280,18 +418,22 @@ def fit(
         bar = tqdm(desc=config.desc, unit="step", leave=False)
     threads = {"threads": torch.get_num_threads()} if device.type == "cpu" else {}  # what --threads chose
     for epoch in range(start_epoch, config.epochs):
-        net.train()
+        model.train()
         sums: dict[str, float] = {}
         n_steps = n_samples = bad = 0
         _sync(device)
         t0 = time.perf_counter()
-        for batch in batches(epoch):
+        epoch_batches = iter(batches(epoch))
+        while True:
+            batch = next(epoch_batches, _END)
+            if not _all(batch is not _END, device):  # under DDP: every rank has a batch, else all end the epoch
+                break
             if config.max_steps is not None and n_steps >= config.max_steps:
                 break
             with autocast(device, dtype):
-                loss, logs = _split(step(net, batch))
+                loss, logs = _split(run(batch))
             loss = loss.float()
-            if not torch.isfinite(loss.detach()):
+            if not _all(bool(torch.isfinite(loss.detach())), device):
                 bad += 1
                 skipped += 1
                 for opt in optimizers:
@@ -323,12 +465,13 @@ def fit(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{float(loss.detach()):.4f}", **threads)
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and not _all(time.perf_counter() <= deadline, device):
                 break
         _sync(device)
         elapsed = time.perf_counter() - t0
         if n_steps == 0:
             raise TrainingError(f"epoch {epoch + 1} made no update: no batch (is the training data empty?)")
+        sums, n_samples = _epoch_totals(sums, n_samples)
         seconds += elapsed
         samples += n_samples
         entry: dict[str, Any] = {"epoch": epoch + 1, **{k: v / n_steps for k, v in sums.items()},
@@ -336,11 +479,11 @@ def fit(
                                  "samples_per_s": n_samples / elapsed if elapsed > 0 else None}
         metrics = None
         if evaluate is not None:
-            net.eval()
+            model.eval()
             with torch.no_grad():
                 metrics = evaluate(model)
-            net.train()
-            score = _score(metrics, monitor)
+            model.train()
+            score = _from_rank0(_score(metrics, monitor))  # one decision on every rank
             entry["metric"] = score
             if score > best + config.min_delta or best_epoch is None:
                 best, best_epoch, best_metrics, stale = score, epoch + 1, metrics, 0
@@ -364,7 +507,7 @@ def fit(
         if config.patience is not None and stale >= config.patience:
             stopped = "early_stop"
             break
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and not _all(time.perf_counter() <= deadline, device):
             stopped = "time"
             break
     if bar is not None:
@@ -379,25 +522,23 @@ def fit(
 
 
 def shuffled_batches(n: int, batch_size: int, *, seed: int, drop_last: bool = False,
-                     device: torch.device | str = "cpu") -> Callable[[int], Iterable[torch.Tensor]]:
+                     device: torch.device | str = "cpu", share: bool = True) -> Callable[[int], Iterable[torch.Tensor]]:
     """``batches(epoch)`` for :func:`fit`: a fresh permutation of ``range(n)`` per epoch (seeded by
-    ``seed`` and the epoch, so a resumed run sees the same order), this rank's share under torchrun
-    (every rank the same number of rows), cut into index batches."""
+    ``seed`` and the epoch, so a resumed run sees the same order), cut into index batches of ``batch_size``;
+    under a process group each rank gets its share of every batch (:func:`rank_shares`; ``share`` False: the whole
+    batches, for a caller that cuts its own batches from them and shares those)."""
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
 
     def batches(epoch: int) -> Iterable[torch.Tensor]:
-        rank, size = world()
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        mine = perm[rank::size][: n // size].to(device)
-        for part in mine.split(batch_size):
-            if drop_last and len(part) < batch_size:
-                break
-            yield part
+        parts = torch.randperm(n, generator=g).to(device).split(batch_size)
+        if drop_last and len(parts) and len(parts[-1]) < batch_size:
+            parts = parts[:-1]
+        return rank_shares(parts) if share else iter(parts)
 
     return batches
 
 
-__all__ = ["FitResult", "LoopConfig", "TrainingError", "amp_dtype", "autocast", "distributed", "fit",
-           "resolve_device", "shuffled_batches", "world"]
+__all__ = ["FitResult", "LoopConfig", "TrainingError", "amp_dtype", "autocast", "distributed", "fit", "on_rank0",
+           "rank_shares", "resolve_device", "shuffled_batches", "world"]

@@ -16,6 +16,10 @@ into ``out``: ``emb-X.parquet`` per input shard (``key`` + ``column``, aligned; 
 weights (``head.safetensors`` or ``encoders.safetensors``) and ``align.json``, the returned report
 (pair counts, loss per epoch, temperature, held-out metrics before and after). :func:`run_align` picks
 the path from its inputs, as the CLI does.
+
+Under ``torchrun`` the tower trains with DDP (:func:`mmrec.training.fit`): rank 0 mines and writes the
+pairs, every rank reads them; ``train.batch_size`` is the global batch, each rank holds half of it (its
+in-batch negatives are its own); rank 0 writes the output folder.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from mmrec.quantization.files import save_tensors
 from mmrec.quantization.pairs import Log, PairConfig, mine_pairs
 from mmrec.store import check_vectors, embedding_shards, read_embeddings, write_embeddings
 from mmrec.threads import THREADS_HELP, announce_threads, use_threads
+from mmrec.training import distributed, on_rank0, world
 
 MODALITIES = ("image", "text", "audio")
 
@@ -109,7 +114,7 @@ def read_pairs(path: str | Path, rows: dict[str, int]) -> np.ndarray:
 
 def _mine_and_split(log: Log, keys: list[str], vectors: np.ndarray, out: Path, job: AlignJob,
                     progress: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    counts = write_pairs(log, keys, vectors, out / "pairs.parquet", job.pairs, progress=progress)
+    counts = on_rank0(write_pairs, log, keys, vectors, out / "pairs.parquet", job.pairs, progress=progress)
     train, held = split_pairs(read_pairs(out / "pairs.parquet", {k: r for r, k in enumerate(keys)}),
                               job.train.holdout, job.train.seed)
     return counts, train, held
@@ -133,8 +138,14 @@ def align(log: Log, emb: str | Path, out: str | Path, config: AlignJob | dict | 
     {"window": 20}}``); keyword ``overrides`` replace its fields. Returns the report (``align.json``).
     """
     job = _job(config, overrides)
-    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads:
-        return _align(log, emb, out, job, progress, threads)
+    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads, _distributed(job):
+        return _align(log, emb, out, job, progress and world()[0] == 0, threads)
+
+
+def _distributed(job: AlignJob):
+    from mmrec.device import resolve_device
+
+    return distributed(resolve_device(job.train.device, what="align device"))
 
 
 def _align(log: Log, emb: str | Path, out: Path, job: AlignJob, progress: bool, threads: int) -> dict[str, Any]:
@@ -146,11 +157,12 @@ def _align(log: Log, emb: str | Path, out: Path, job: AlignJob, progress: bool, 
     counts, train, held = _mine_and_split(log, keys, vectors, out, job, progress)
     aligned, head, history = align_vectors(vectors, train, job.train, progress=progress)
     info = {"aligned": True, "column": job.column, "source": str(emb), "head": job.train.head, "dim": int(aligned.shape[1])}
-    write_embeddings(out, embedding_shards(emb), dict(zip(keys, aligned)), job.column, info=info)
-    save_tensors(out / "head.safetensors", {k: v.detach().cpu().numpy() for k, v in head.state_dict().items()},
-                 {"config": asdict(job.train), "in_dim": int(vectors.shape[1])})
     report = _report(job, keys, counts, train, held, vectors, aligned, history, start)
-    write_json(out / "align.json", report)
+    if world()[0] == 0:
+        write_embeddings(out, embedding_shards(emb), dict(zip(keys, aligned)), job.column, info=info)
+        save_tensors(out / "head.safetensors", {k: v.detach().cpu().numpy() for k, v in head.state_dict().items()},
+                     {"config": asdict(job.train), "in_dim": int(vectors.shape[1])})
+        write_json(out / "align.json", report)
     return report
 
 
@@ -192,8 +204,8 @@ def align_encoders(log: Log, shards: str | list[str], out: str | Path, config: A
     job = _job(config, overrides)
     if not job.specs:
         raise UsageError("give at least one encoder spec (image=, text=, audio=)")
-    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads:
-        return _align_encoders(log, shards, out, job, progress, threads)
+    with output_folder(out) as out, use_threads(job.threads, what="align threads") as threads, _distributed(job):
+        return _align_encoders(log, shards, out, job, progress and world()[0] == 0, threads)
 
 
 def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob, progress: bool,
@@ -222,12 +234,13 @@ def _align_encoders(log: Log, shards: str | list[str], out: Path, job: AlignJob,
     after = encode_rows(tower, len(keys), batch=job.train.batch_size)
     info = {"aligned": True, "column": job.column, "encoders": {m: e.describe() for m, e in encoders.items()},
             "specs": job.specs, "fuse": job.fuse, "dim": int(after.shape[1])}
-    write_embeddings(out, by_shard, dict(zip(keys, after)), job.column, info=info)
-    trained = {f"{m}.{name}": p.detach().cpu().numpy()
-               for m, e in encoders.items() for name, p in e.named_parameters() if p.requires_grad}
-    save_tensors(out / "encoders.safetensors", trained, {"specs": job.specs, "trainable": asdict(job.trainable)})
     report = _report(job, keys, counts, train, held, before, after, history, start, read_errors=len(errors))
-    write_json(out / "align.json", report)
+    if world()[0] == 0:
+        write_embeddings(out, by_shard, dict(zip(keys, after)), job.column, info=info)
+        trained = {f"{m}.{name}": p.detach().cpu().numpy()
+                   for m, e in encoders.items() for name, p in e.named_parameters() if p.requires_grad}
+        save_tensors(out / "encoders.safetensors", trained, {"specs": job.specs, "trainable": asdict(job.trainable)})
+        write_json(out / "align.json", report)
     return report
 
 

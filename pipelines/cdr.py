@@ -92,10 +92,13 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
     ``data``: a folder of pair folders, a Parquet log or a :class:`CDRData`; ``config``: a CDRConfig, a
     dict or a YAML path; ``targets``: domain names to evaluate and select on (default: every domain with
     a ``valid.txt``). Returns the report (also written to ``out/metrics.json`` when ``out`` is given).
+    Under ``torchrun`` the model trains with DDP (gloo on CPU, NCCL on CUDA): ``batch_size`` is the global batch, each rank
+    trains on its share of every batch, all evaluate alike; rank 0 writes the run folder.
     """
     from mmrec.crossdomain.data import CDRData
     from mmrec.crossdomain.files import load_data, read_item_embeddings
     from mmrec.crossdomain.train import train_model
+    from mmrec.training import distributed, on_rank0, world
 
     config = build_config(CDRConfig, config, "cdr")
     with output_folder(out) if out is not None else contextlib.nullcontext():  # unwritable: fails before training
@@ -107,10 +110,11 @@ def train_cdr(data: str | Path | CDRData, pair: str, *, out: str | Path | None =
                 column=config.emb_column, vocab=tuple(d.item_vocab for d in data.domains))))
         if progress:  # crossdomain.train_model runs with config.threads
             announce_threads(config.threads, config.threads)
-        model, report = train_model(data, config, targets=tuple(targets), progress=progress)
-        report = {"model": report.pop("model"), "pair": pair, **report}
-        if out is not None:
-            save_run(out, model, config, data, pair, report)
+        with distributed(resolve_device(config.device)):
+            model, report = train_model(data, config, targets=tuple(targets), progress=progress and world()[0] == 0)
+            report = {"model": report.pop("model"), "pair": pair, **report}
+            if out is not None:
+                on_rank0(save_run, out, model, config, data, pair, report)
     return report
 
 

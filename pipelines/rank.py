@@ -9,10 +9,11 @@ ranker from ``RANKERS``, train it with masked multi-task BCE through the one loo
   samples and the item table move to the device once; a batch is then a few index gathers there.
 - AMP (CUDA only, ``optim.amp``) and DDP under ``torchrun`` come from :func:`mmrec.training.fit`;
   :func:`mmrec.training.distributed` holds the process group, :func:`mmrec.training.shuffled_batches`
-  gives every rank its equal share of one shared per-epoch permutation, so ranks step in lockstep.
-  Rank 0 tests, writes and reports. [I] No SyncBatchNorm: HoME's batch norms see each rank's batch.
+  gives every rank its share of each global batch (``optim.batch_size`` is the global batch: an epoch
+  has as many steps as on one process). Rank 0 tests, writes and reports. [I] No SyncBatchNorm: HoME's
+  batch norms see each rank's batch.
 - Early stopping: with ``data.validation_fraction`` the latest training rows are held out and scored
-  after every epoch (mean AUC over the tasks, every rank, so all stop together); ``optim.patience``
+  after every epoch (mean AUC over the tasks, every rank; rank 0's decides for all); ``optim.patience``
   stops the run and the best epoch's weights are kept.
 - Saved runs: :func:`evaluate_run` (``mmrec rank evaluate``), :func:`predict_run` (``mmrec rank
   predict``) and :func:`export_run` (``mmrec rank export``: ``torch.export`` program, ONNX where
@@ -160,7 +161,7 @@ def _train(cfg: RankConfig, out: Path, device: torch.device, rank: int, world: i
             "world_size": world,
             "train": {"rows": len(data.train), "epochs": len(result.history), "batch_size": opt.batch_size,
                       "seconds": result.seconds,
-                      "samples_per_s": result.samples * world / result.seconds if result.seconds else None,
+                      "samples_per_s": result.samples_per_s,  # every rank's samples
                       "prepare_s": round(prepare_s, 3), "stopped": result.stopped, "best_epoch": result.best_epoch, "resumed": resumed,
                       "skipped_steps": result.skipped_steps, "history": history},
             "validation": {"rows": len(data.valid) if data.valid is not None else 0, "best_auc": result.best_metric},

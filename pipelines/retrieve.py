@@ -47,6 +47,7 @@ import torch
 
 from mmrec import runs
 from mmrec.config import build_config, replace_config
+from mmrec.device import resolve_device
 from mmrec.errors import InputError, UsageError
 from mmrec.io import finite_json
 from mmrec.retrieval.data import ITEM_KEY, ITEMS_FILE, Sequences, read_sequences
@@ -56,7 +57,7 @@ from mmrec.retrieval.kuaiformer import LOSSES, KuaiFormer, RetrieverConfig
 from mmrec.retrieval.registry import RETRIEVERS
 from mmrec.retrieval.serving import exact_top, interest_vectors, merge_interests, mips_lift, recall_vs, tree_search
 from mmrec.retrieval.transition import hybrid_top
-from mmrec.training import LoopConfig
+from mmrec.training import LoopConfig, distributed, on_rank0
 
 MODELS = tuple(RETRIEVERS.names())
 
@@ -128,8 +129,17 @@ def _item_features(job: TrainJob, n_items: int) -> tuple[np.ndarray | None, np.n
 
 def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | None = None, *, progress: bool = True,
           **overrides: Any) -> dict[str, Any]:
-    """Train ``config.model`` on the data folder ``data``; write the run folder ``out``; returns ``metrics.json``."""
+    """Train ``config.model`` on the data folder ``data``; write the run folder ``out``; returns ``metrics.json``.
+
+    Under ``torchrun`` the model trains with DDP (:func:`mmrec.training.fit`): ``batch_size`` is the global
+    batch, each rank takes every other user of it (the in-batch softmax's candidates are the rank's own),
+    every rank counts the transition term and evaluates alike; rank 0 writes the run folder."""
     job = replace_config(build_config(TrainJob, config, "retrieve train"), "retrieve train", **overrides)
+    with distributed(resolve_device(job.loop.device)):
+        return _train(data, out, job, progress)
+
+
+def _train(data: str | Path, out: str | Path, job: TrainJob, progress: bool) -> dict[str, Any]:
     seqs, manifest = read_sequences(data)
     history, targets = seqs.split_last()
     out = Path(out)
@@ -143,7 +153,7 @@ def train(data: str | Path, out: str | Path, config: TrainJob | dict | str | Non
                                                sizes=feature_info.get("codebook_sizes"), progress=progress)
     report["validation"], report["train"] = trained.validation, {**trained.train, **feature_info}
     report["seconds"] = round(time.perf_counter() - start, 3)
-    return save_run(out, trained.config, {**asdict(job), "data": report["data"]}, trained.model.state_dict(), read_vocab(Path(data)), report)
+    return on_rank0(save_run, out, trained.config, {**asdict(job), "data": report["data"]}, trained.model.state_dict(), read_vocab(Path(data)), report)
 
 
 def save_run(out: str | Path, model_config: dict[str, Any], job_config: dict[str, Any], tensors: dict[str, torch.Tensor],

@@ -16,6 +16,11 @@ each user's top-10 beams, the share of long items, Recall / NDCG@10 of the held-
 code-level entropy -- and ``train`` (per epoch: loss, the reward signal, the true reward of the
 sampled items). The output folder is a run folder like ``retrieve train``'s (the job config of
 ``config.json`` gains ``align`` and ``aligned_from``), so :func:`~mmrec.pipelines.retrieve.load_run`, ``retrieve evaluate`` and this job read it.
+
+Under ``torchrun`` the policy updates with DDP (:func:`mmrec.training.fit`): ``users_per_step`` is the
+global step, each rank samples and serves its share of the step's users ([I] with the same random
+streams as the other ranks: their draws are alike for different users); every rank reports the truth
+alike; rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch
 
 from mmrec import runs
 from mmrec.config import build_config, replace_config
+from mmrec.device import resolve_device
 from mmrec.errors import UsageError
 from mmrec.pipelines.retrieve import load_run, save_run
 from mmrec.retrieval.data import LOG_FILE, Sequences, read_sequences
@@ -49,7 +55,7 @@ from mmrec.retrieval.preference import (
     pg_loss,
 )
 from mmrec.synthetic.watch_world import WatchWorld
-from mmrec.training import LoopConfig, fit
+from mmrec.training import LoopConfig, distributed, fit, on_rank0, rank_shares
 
 
 @dataclass
@@ -141,6 +147,11 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
     job = replace_config(build_config(AlignJob, config, "retrieve align"), "retrieve align", **overrides)
     if not job.world:
         raise UsageError("retrieve align needs world: the folder of a SYNTHETIC watch world (its feedback and truth)")
+    with distributed(resolve_device(job.loop.device)):
+        return _align_run(run, out, job, progress)
+
+
+def _align_run(run: str | Path, out: str | Path, job: AlignJob, progress: bool) -> dict[str, Any]:
     model, run_config = load_run(run, device=job.loop.device)
     if not isinstance(model, GenerativeRetriever):
         raise UsageError(f"retrieve align needs a generative run; {run} is {run_config['job']['model']}")
@@ -167,8 +178,7 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
     def rollouts(epoch: int):
         rng, gen = np.random.default_rng([job.seed, epoch]), torch.Generator(device).manual_seed(job.seed * 100_003 + epoch)
         order = rng.permutation(len(history))
-        for s in range(0, len(order), job.users_per_step):
-            users = order[s : s + job.users_per_step]
+        for users in rank_shares(order[s : s + job.users_per_step] for s in range(0, len(order), job.users_per_step)):
             hist = torch.as_tensor(history.padded(users, max_len), device=device)
             model.eval()
             with torch.no_grad():
@@ -219,7 +229,7 @@ def align_run(run: str | Path, out: str | Path, config: AlignJob | dict | str | 
               "before": before, "after": after,
               "train": {k: v for k, v in result.as_dict().items() if k != "best_metrics"}, "seconds": round(time.perf_counter() - start, 3)}
     job_config = {**run_config["job"], "align": asdict(job), "aligned_from": report["aligned_from"]}
-    return save_run(out, asdict(model.config), job_config, model.state_dict(), json.loads((Path(run) / runs.VOCAB).read_text()), report)
+    return on_rank0(save_run, out, asdict(model.config), job_config, model.state_dict(), json.loads((Path(run) / runs.VOCAB).read_text()), report)
 
 
 __all__ = ["AlignJob", "align_run", "code_log_probs", "truth_metrics"]

@@ -28,7 +28,7 @@ from mmrec.retrieval.data import Sequences
 from mmrec.retrieval.generative import GenerativeConfig, GenerativeRetriever
 from mmrec.retrieval.generative_beam import CodeTrie, evaluate_generative
 from mmrec.retrieval.registry import RetrieverFamily, Trained
-from mmrec.training import fit, shuffled_batches
+from mmrec.training import fit, rank_shares, shuffled_batches
 
 
 class _Windows:
@@ -48,17 +48,18 @@ class _Windows:
     def epochs(self, batch_size: int, seed: int):
         """``batches(epoch)`` for :func:`fit`: samples shuffled, sorted by history length within chunks
         of 32 batches (most histories are short: padding every batch to ``max_len`` wastes most of the
-        encoder), cut into batches, the batches of a chunk in random order."""
+        encoder), cut into batches, the batches of a chunk in random order; under torchrun each rank its share
+        of every batch (:func:`mmrec.training.rank_shares`)."""
         lengths = np.minimum(self.ends - self.starts, self.max_len)
-        chunks = shuffled_batches(len(self), 32 * batch_size, seed=seed)
+        chunks = shuffled_batches(len(self), 32 * batch_size, seed=seed, share=False)
 
         def batches(epoch: int):
             g = np.random.default_rng([seed, epoch])
             for chunk in chunks(epoch):
                 chunk = chunk[torch.as_tensor(np.argsort(lengths[chunk.numpy()], kind="stable"))]
                 parts = chunk.split(batch_size)
-                for i in g.permutation(len(parts)):
-                    yield self.batch(parts[i])
+                for part in rank_shares(parts[i] for i in g.permutation(len(parts))):
+                    yield self.batch(part)
 
         return batches
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from mmrec.retrieval.data import Sequences
-from mmrec.training import shuffled_batches
+from mmrec.training import rank_shares, shuffled_batches
 
 
 class TrainingSamples:
@@ -30,9 +30,10 @@ class TrainingSamples:
     def epochs(self, batch_size: int, seed: int):
         """``batches(epoch)`` for :func:`fit`: users shuffled, sorted by length within chunks of about 32
         batches (padding to the longest history of a random batch wastes most of the compute), cut into
-        batches of about ``batch_size`` targets, the batches of a chunk in random order."""
+        batches of about ``batch_size`` targets, the batches of a chunk in random order. Under torchrun each
+        rank trains on its share of every such batch (:func:`mmrec.training.rank_shares`: every other user)."""
         per_chunk = max(1, int(32 * batch_size / max(self.targets_per_user.mean(), 1)))
-        chunks = shuffled_batches(len(self.users), per_chunk, seed=seed)
+        chunks = shuffled_batches(len(self.users), per_chunk, seed=seed, share=False)
 
         def batches(epoch: int):
             g = np.random.default_rng([seed, epoch])
@@ -41,8 +42,8 @@ class TrainingSamples:
                 chunk = chunk[np.argsort(self.targets_per_user[chunk], kind="stable")]
                 cut = np.searchsorted(np.cumsum(self.targets_per_user[chunk]), np.arange(batch_size, len(self) + batch_size, batch_size))
                 parts = [p for p in np.split(chunk, np.unique(np.minimum(cut + 1, len(chunk)))) if len(p)]
-                for i in g.permutation(len(parts)):
-                    yield self.batch(torch.as_tensor(parts[i]))
+                for part in rank_shares(parts[i] for i in g.permutation(len(parts))):
+                    yield self.batch(torch.as_tensor(part))
 
         return batches
 

@@ -26,6 +26,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import os
 import re
 import sys
 import types
@@ -274,7 +275,9 @@ class Commands:
 
 def emit(args: argparse.Namespace, report: Any, text: str | None, *, default: Callable[[Any], Any] | None = None) -> int:
     """Print ``report`` as JSON under ``--json`` (``default`` for what JSON cannot hold), else ``text``
-    (nothing when None); the exit code 0."""
+    (nothing when None); the exit code 0. Under torchrun only rank 0 prints."""
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     if args.json:
         print(json.dumps(report, indent=2, default=default))
     elif text is not None:
