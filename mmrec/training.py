@@ -238,7 +238,12 @@ def _wrap(model: nn.Module, device: torch.device) -> nn.Module | None:
     # buffers synced once at the start, not before every forward (torch < 2.14 has only broadcast_buffers)
     no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters \
         else "broadcast_buffers"
-    return DistributedDataParallel(_Steps(model), device_ids=[device.index] if device.type == "cuda" else None,
+    steps = _Steps(model)
+    # sparse buffers (graph / similarity tables, built alike on every rank from the data) cannot be broadcast
+    sparse = [name for name, b in steps.named_buffers() if b.layout != torch.strided]
+    if sparse:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(steps, sparse)
+    return DistributedDataParallel(steps, device_ids=[device.index] if device.type == "cuda" else None,
                                    find_unused_parameters=True, **{no_sync: False})
 
 

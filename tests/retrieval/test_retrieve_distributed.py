@@ -70,4 +70,4 @@ def test_preference_alignment_two_processes_match_one(tmp_path):
     for key in ("true_reward", "long_share", "recall@10"):
         assert two["after"][key] == pytest.approx(one["after"][key], abs=0.05), key
     model, config = load_run(tmp_path / "two")
-    assert config["align"]["users_per_step"] == 30 and model.config.n_items == len(WatchWorld.load(tmp_path / "world").duration)
+    assert config["job"]["align"]["users_per_step"] == 30 and model.config.n_items == len(WatchWorld.load(tmp_path / "world").duration)
