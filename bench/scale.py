@@ -135,6 +135,12 @@ def run_method(method: str, folder: Path, *, threads: int, target: float, tree: 
         row["config"] = _factory(method, n, dim)
         index = build_index(x, None, f"faiss:{row['config']}", **small)
     row["build_s"] = round(time.perf_counter() - start - index.info["times"].get("tune_s", 0.0), 3)
+    if method.startswith("tree"):  # the FAISS inverted lists its CPU search scans (built by the tuning pass): timed again, counted
+        index._lists = None
+        lists_start = time.perf_counter()
+        index.lists()
+        row["lists_s"] = round(time.perf_counter() - lists_start, 3)
+        row["build_s"] = round(row["build_s"] + row["lists_s"], 3)
     row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
     tuned = tune(index, q, truth, k=K, target=target)
     row.update(param=tuned["param"], value=tuned.get("value"), target_reached=tuned.get("target_reached", True))
@@ -153,28 +159,128 @@ def run_method(method: str, folder: Path, *, threads: int, target: float, tree: 
     row["recall@100"] = round(recall_at(rows, truth, K), 4)
     row["scored_pct"] = round(100 * scored / n, 3)
     row["qps"] = round(throughput(index, q, K), 1)
+    if method.startswith("tree"):  # the same beam through the batched torch path (the engine off CPU)
+        start = time.perf_counter()
+        index.search_with_count(q, K, engine="torch")
+        row["qps_torch"] = round(len(q) / (time.perf_counter() - start), 1)
     if (folder / "group.npy").is_file():
         row["planted_recovered"] = round(planted_recovery(folder, rows[:, :10]), 4)
     return row
 
 
+# -- generative retrieval and sequential training against the catalogue (no vectors) --------------
+CATALOGUE = ("trie", "full", "inbatch")  # trie + constrained beam; one training step of full softmax / in-batch + logQ
+LEVELS, CODEBOOK = 3, 256
+
+
+def _timed(fn: Any, *, min_s: float, min_reps: int = 3) -> tuple[float, int]:
+    """Median seconds of ``fn()`` over at least ``min_reps`` calls and ``min_s`` seconds (after one warm-up call)."""
+    fn()
+    times: list[float] = []
+    while len(times) < min_reps or sum(times) < min_s:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), len(times)
+
+
+def run_trie(n: int, *, seed: int, users: int = 256, history: int = 20, beam: int = 20) -> dict[str, Any]:
+    """Trie of ``n`` random 3 × 256 code tuples (:class:`mmrec.retrieval.generative_beam.CodeTrie`): build seconds,
+    its tables' MB and the process's peak above the start; constrained-beam users/s of a tiny untrained
+    generative retriever (dim 32, one encoder and one decoder block: the model's cost does not depend on N,
+    the trie's lookups are what could)."""
+    import torch
+
+    from mmrec.retrieval.generative import GenerativeConfig, GenerativeRetriever
+    from mmrec.retrieval.generative_beam import CodeTrie, beam_search
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, CODEBOOK, (n, LEVELS))
+    rss0 = _rss_mb()
+    start = time.perf_counter()
+    trie = CodeTrie(codes, [CODEBOOK] * LEVELS)
+    row: dict[str, Any] = {"build_s": round(time.perf_counter() - start, 3), "tuples": len(trie)}
+    row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
+    arrays = [trie.tuples, trie.item_tuple, trie.slot_items, trie.slot_offsets]
+    row["trie_mb"] = round((sum(a.nbytes for a in arrays) + sum(c.numel() * c.element_size() for c in trie.child)) / 2**20, 1)
+    torch.manual_seed(seed)
+    model = GenerativeRetriever(GenerativeConfig(n_items=n, code_sizes=(CODEBOOK,) * LEVELS, dim=32, heads=2, encoder_layers=1,
+                                                 decoder_layers=1, max_len=history, beam=beam, dropout=0.0)).eval()
+    model.set_codes(codes)
+    hist = torch.from_numpy(rng.integers(0, n, (users, history)))
+    secs, reps = _timed(lambda: beam_search(model, trie, hist, beam), min_s=2.0)
+    row.update(config=f"trie {LEVELS}x{CODEBOOK}, beam {beam}", users_per_s=round(users / secs, 1), us_per_query=round(1e6 * secs / users, 2),
+               reps=reps)
+    return row
+
+
+def run_softmax(loss: str, n: int, *, seed: int, batch: int = 256, dim: int = 64, history: int = 50, min_s: float = 6.0) -> dict[str, Any]:
+    """Training steps of the sequential retriever (SASRec shape: ``retrieve train --model sasrec``'s model and
+    step, AdamW fused) over ``n`` items with ``loss`` ``full`` or ``inbatch`` (+ logQ): samples/s and the
+    process's peak memory above the start. SYNTHETIC Zipf(1.1) item ids, ``batch`` targets per step."""
+    import torch
+
+    from mmrec.config import build_config
+    from mmrec.pipelines.retrieve import TrainJob, _model_config, _step
+    from mmrec.retrieval.kuaiformer import KuaiFormer
+
+    rng = np.random.default_rng(seed)
+    job = build_config(TrainJob, {"model": "sasrec", "loss": loss, "batch_size": batch, "model_config": {"dim": dim, "max_len": history}}, "job")
+    rss0 = _rss_mb()
+    torch.manual_seed(seed)
+    model = KuaiFormer(_model_config(job, n, None, None))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, fused=True)
+    popularity = 1.0 / np.arange(1, n + 1) ** 1.1
+    log_p = torch.as_tensor(np.log(popularity / popularity.sum()), dtype=torch.float32)
+    samples = type("Samples", (), {"log_p": log_p})()  # what the step reads of TrainingSamples: the targets' log frequency
+    step = _step(job, model, samples, torch.device("cpu"), torch.Generator().manual_seed(seed))
+    users = batch // history  # full-length histories: ``batch`` targets = ``users`` x ``history`` positions
+    seqs = torch.from_numpy(rng.choice(n, size=(users, history + 1), p=popularity / popularity.sum()))
+    data = {"history": seqs[:, :-1], "targets": seqs[:, 1:]}
+    model.train()
+
+    def one() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        step(model, data).backward()
+        optimizer.step()
+
+    secs, reps = _timed(one, min_s=min_s)
+    targets = users * history
+    return {"config": f"sasrec dim {dim}, {loss}" + (" + logQ" if loss == "inbatch" else ""), "build_s": None,
+            "samples_per_s": round(targets / secs, 1), "us_per_query": round(1e6 * secs / targets, 2), "reps": reps,
+            "peak_mb": round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)}
+
+
+def run_catalogue(method: str, n: int, *, threads: int, seed: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    row: dict[str, Any] = {"method": method, "n": n, "dim": 0, "threads": threads, "data": f"catalogue-{n}"}
+    row.update(run_trie(n, seed=seed) if method == "trie" else run_softmax(method, n, seed=seed))
+    return row
+
+
 def _child(spec: str) -> None:
     args = json.loads(spec)
-    row = run_method(args["method"], Path(args["folder"]), threads=args["threads"], target=args["target"], tree=args["tree"])
+    if args["method"] in CATALOGUE:
+        row = run_catalogue(args["method"], args["n"], threads=args["threads"], seed=args["seed"])
+    else:
+        row = run_method(args["method"], Path(args["folder"]), threads=args["threads"], target=args["target"], tree=args["tree"])
     print("ROW " + json.dumps(row), flush=True)
 
 
-def run_child(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-    spec = json.dumps({"method": method, "folder": str(folder), "threads": threads, "target": target, "tree": tree})
+def run_child(method: str, folder: Path | None, *, threads: int, target: float, tree: dict[str, Any], timeout: float, n: int = 0,
+              seed: int = 0) -> dict[str, Any] | None:
+    spec = json.dumps({"method": method, "folder": str(folder), "threads": threads, "target": target, "tree": tree, "n": n, "seed": seed})
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     try:
         done = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _log(f"{method} on {folder.name}: over {timeout:.0f} s, skipped")
+        _log(f"{method} on {folder or n}: over {timeout:.0f} s, skipped")
         return None
     rows = [line[4:] for line in done.stdout.splitlines() if line.startswith("ROW ")]
     if done.returncode or not rows:
-        _log(f"{method} on {folder.name} failed:\n{done.stderr[-3000:]}")
+        _log(f"{method} on {folder or n} failed:\n{done.stderr[-3000:]}")
         return None
     return json.loads(rows[-1])
 
@@ -291,13 +397,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     done_path = args.out / "rows.json"
     rows: list[dict[str, Any]] = json.loads(done_path.read_text()) if done_path.is_file() else []
     tree = {"branching": args.branching, "balanced": args.balanced}
-    datasets = [(n, dim, None) for n in sizes for dim in map(int, args.dims.split(","))]
+    methods = args.methods.split(",")
+    for n in sizes:  # generative retrieval and training against the catalogue: no vectors
+        for threads in map(int, args.threads.split(",")):
+            for method in [m for m in methods if m in CATALOGUE]:
+                if any(r["data"] == f"catalogue-{n}" and r["method"] == method and r["threads"] == threads for r in rows):
+                    continue
+                start = time.perf_counter()
+                row = run_child(method, None, threads=threads, target=args.target, tree=tree, timeout=args.timeout, n=n, seed=args.seed)
+                if row is not None:
+                    row["wall_s"] = round(time.perf_counter() - start, 1)
+                    rows.append(row)
+                    write_rows(args.out, rows)
+                    _log(json.dumps(row))
+    methods = [m for m in methods if m not in CATALOGUE]
+    datasets = [(n, dim, None) for n in sizes for dim in map(int, args.dims.split(","))] if methods else []
     if args.emb:
         datasets.insert(0, (0, 0, args.emb))
     for n, dim, emb in datasets:
         folder = make_data(args.out, n, dim, emb=emb, n_queries=args.queries, seed=args.seed)
         for threads in map(int, args.threads.split(",")):
-            for method in args.methods.split(","):
+            for method in methods:
                 if any(r["data"] == folder.name and r["method"] == method and r["threads"] == threads for r in rows):
                     continue
                 start = time.perf_counter()
