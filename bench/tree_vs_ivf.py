@@ -24,12 +24,14 @@ import numpy as np
 K = 100
 
 
-def load_or_build(x: np.ndarray, kind: str, path: Path | None, **options: Any) -> Any:
+def load_or_build(x: np.ndarray, kind: str, path: Path | None, *, build_max: int, **options: Any) -> Any:
     from mmrec.index import build_index, load_index
 
     if path is not None and (path / "index.json").is_file():
         return load_index(path)
-    index = build_index(x, None, kind, progress=False, n_queries=100, k=10, target_recall=0.9, **options)
+    if len(x) > build_max:
+        raise SystemExit(f"{path}: not built; above --build-max {build_max} vectors build with bench/scale.py --keep")
+    index = build_index(np.ascontiguousarray(x), None, kind, progress=False, n_queries=100, k=10, target_recall=0.9, **options)
     if path is not None:
         index.save(path)
     return index
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--target", type=float, default=0.9)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--cache", type=Path, default=None, help="folder to keep the built indexes in (reused when there)")
+    p.add_argument("--build-max", type=int, default=2_000_000, help="above this many vectors, only load from --cache")
     p.add_argument("--out", type=Path, default=None, help="JSON file for the result")
     args = p.parse_args(argv)
 
@@ -55,12 +58,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     faiss.omp_set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
-    x, q, truth = (np.load(args.data / f"{name}.npy") for name in ("x", "q", "truth"))
+    x, q, truth = (np.load(args.data / f"{name}.npy", mmap_mode="r" if name == "x" else None) for name in ("x", "q", "truth"))
     cache = None if args.cache is None else args.cache / args.data.name
     nlist = default_nlist(len(x))
-    indexes = {f"IVF{nlist},Flat": load_or_build(x, f"faiss:IVF{nlist},Flat", cache and cache / "ivf")}
+    ivf = load_or_build(x, f"faiss:IVF{nlist},Flat", cache and cache / "ivf", build_max=args.build_max)
+    indexes = {ivf.info["factory"]: ivf}
     for b in map(int, args.branchings.split(",")):
-        indexes[f"tree b{b}"] = load_or_build(x, "tree", cache and cache / f"tree{b}", branching=b, balanced=False)
+        indexes[f"tree b{b}"] = load_or_build(x, "tree", cache and cache / f"tree{b}", build_max=args.build_max, branching=b, balanced=False)
     del x
     result: dict[str, Any] = {"data": args.data.name, "threads": args.threads, "target": args.target, "reps": args.reps, "indexes": {}}
     for name, index in indexes.items():
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 start = time.perf_counter()
                 index.search_with_count(q, K, engine="torch")
                 result["indexes"][name]["qps_torch"].append(round(len(q) / (time.perf_counter() - start), 1))
-    ivf = float(np.median(result["indexes"][f"IVF{nlist},Flat"]["qps"]))
+    ivf = float(np.median(result["indexes"][ivf.info["factory"]]["qps"]))
     for name, entry in result["indexes"].items():
         entry["median_qps"] = float(np.median(entry["qps"]))
         entry["vs_ivf"] = round(entry["median_qps"] / ivf, 3)
