@@ -23,7 +23,13 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
 - **Beam search.** Level by level, the children of the ``beam`` best nodes are scored and the ``beam``
   best kept; at the leaf level the best ``k`` items are returned. :meth:`IndexTree.search` scores nodes
   by similarity to a query vector (retrieval by embedding, tuned to a recall target like the FAISS
-  indexes); :meth:`IndexTree.recommend` scores them with the trained scorer.
+  indexes); :meth:`IndexTree.recommend` scores them with the trained scorer. [I] On CPU, search by
+  vector runs through FAISS's inverted-list scanner (:meth:`IndexTree.lists`: each level an
+  ``IndexIVFFlat`` whose list j is the children of node j above, probed with ``search_preassigned``):
+  the batched torch beam paid a gather copy, a batched matmul and a top-k per level, several times
+  FAISS's cost per item scored, and lost to IVF at 1M items (0.53×); the list scan returns the same
+  items at about 5× the torch path's queries/s there (docs/scaling.md). The torch path stays for GPUs
+  and the trained scorer.
 
 [I] Decided here: for ``search`` with the inner-product metric an inner node is scored by the cosine
 to its mean (the mean of a wide subtree is short, and raw inner products under-rank it: recall@10
