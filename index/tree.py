@@ -376,7 +376,9 @@ class IndexTree(BaseIndex):
         (``search_preassigned``): level by level, the kept nodes are the lists to probe and FAISS scans their
         children's contiguous vectors with a top-``width`` heap per query, as an IVF index scans its lists
         (the same items as the torch path; 2.7× its queries/s at 1M items, docs/scaling.md)."""
+        faiss = faiss_module()
         lists = self.lists()
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
         n = len(queries)
         sel = np.zeros((n, 1), dtype=np.int64)  # level 0: the root, the one list of level 1
         dist = np.zeros((n, 1), dtype=np.float32)
@@ -386,8 +388,12 @@ class IndexTree(BaseIndex):
             scored += int(counts[sel[sel >= 0]].sum())
             last = level == self.depth - 1
             width = k if last else beam if level == self.depth - 2 or upper_beam is None else upper_beam
-            ivf.nprobe = sel.shape[1]  # never above the lists: each level keeps at most its node count
-            dist, sel = ivf.search_preassigned(queries, width if last else min(width, len(self.embeddings[level])), sel, dist)
+            width = width if last else min(width, len(self.embeddings[level]))  # never more lists than the next level has
+            params = faiss.SearchParametersIVF(nprobe=sel.shape[1])  # per call, not set on the shared index (threads)
+            out_d, out_i = np.empty((n, width), dtype=np.float32), np.empty((n, width), dtype=np.int64)
+            ivf.search_preassigned_c(n, faiss.swig_ptr(queries), width, faiss.swig_ptr(sel), faiss.swig_ptr(dist), faiss.swig_ptr(out_d),
+                                     faiss.swig_ptr(out_i), False, params)
+            dist, sel = out_d, out_i
         scores = dist if self.metric == "ip" else -dist
         scores[sel < 0] = -np.inf
         return scores, sel, scored / max(n, 1)

@@ -100,3 +100,18 @@ def test_cuda_beam_matches_cpu(small):
     np.testing.assert_array_equal(cpu[1], gpu[1])
     assert cpu[2] == gpu[2]
 
+
+
+def test_list_scan_is_safe_across_threads(small):
+    """The FAISS engine passes the lists to probe per call (no shared nprobe): concurrent searches with
+    different beams give what each gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, q = small
+    tree = IndexTree.build(x, None, {"branching": 4, "k": 10}, **FAST)
+    q = q.astype(np.float32)
+    alone = {beam: tree.search_with_count(q, 10, beam=beam)[1] for beam in (1, 2, 6)}
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda beam: (beam, tree.search_with_count(q, 10, beam=beam)[1]), [1, 2, 6] * 20))
+    for beam, rows in together:
+        np.testing.assert_array_equal(rows, alone[beam])
