@@ -466,12 +466,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 write_rows(args.out, rows)
                 _log(json.dumps(row))
     if args.plots:
-        title = (f"bench/scale.py, {time.strftime('%Y-%m-%d')}, threads {args.threads}, target recall@100 {args.target}; "
-                 "SYNTHETIC planted-cluster vectors")
-        exponents = plot(rows, args.plots / "scaling-cost.png", title)
+        when = f"bench/scale.py, {time.strftime('%Y-%m-%d')}, threads {sorted({r['threads'] for r in rows})}"
+        exponents = plot(rows, args.plots / "scaling-cost.png", f"{when}, target recall@100 {args.target}; SYNTHETIC planted-cluster vectors")
         if any(r["data"].startswith("catalogue") for r in rows):
-            exponents["catalogue"] = plot(rows, args.plots / "scaling-catalogue.png", title.replace(", target recall@100", "; (target recall@100")
-                                          .replace("SYNTHETIC planted-cluster vectors", "not used here); SYNTHETIC codes and Zipf sequences"),
+            exponents["catalogue"] = plot(rows, args.plots / "scaling-catalogue.png", f"{when}; SYNTHETIC code tuples and Zipf sequences",
                                           panels=CATALOGUE_PANELS, data="catalogue")
         (args.out / "exponents.json").write_text(json.dumps(exponents, indent=1))
         _log(f"exponents: {json.dumps(exponents)}")

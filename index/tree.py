@@ -28,8 +28,8 @@ manner of TDM/JTM (Zhu et al., KDD'18 / NeurIPS'19):
   ``IndexIVFFlat`` whose list j is the children of node j above, probed with ``search_preassigned``):
   the batched torch beam paid a gather copy, a batched matmul and a top-k per level, several times
   FAISS's cost per item scored, and lost to IVF at 1M items (0.53×); the list scan returns the same
-  items at about 5× the torch path's queries/s there (docs/scaling.md). The torch path stays for GPUs
-  and the trained scorer.
+  items at 2.6–5.5× the torch path's queries/s, and 1.77× IVF's at 1M (docs/scaling.md). The torch
+  path stays for GPUs and the trained scorer.
 
 [I] Decided here: for ``search`` with the inner-product metric an inner node is scored by the cosine
 to its mean (the mean of a wide subtree is short, and raw inner products under-rank it: recall@10
@@ -375,7 +375,7 @@ class IndexTree(BaseIndex):
         """The beam search of :meth:`_beam` by vector similarity on CPU through FAISS's inverted-list scanner
         (``search_preassigned``): level by level, the kept nodes are the lists to probe and FAISS scans their
         children's contiguous vectors with a top-``width`` heap per query, as an IVF index scans its lists
-        (the same items as the torch path; 2.7× its queries/s at 1M items, docs/scaling.md)."""
+        (the same items as the torch path at 2.6–5.5× its queries/s, 100k and 1M items: docs/scaling.md)."""
         faiss = faiss_module()
         lists = self.lists()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
