@@ -1,4 +1,4 @@
-"""How index build, search and RQ-Kmeans cost grow with the catalogue: 10k / 100k / 1M (/ 10M) items.
+"""How index build, search, RQ-Kmeans, the generative trie and softmax training cost grow with the catalogue: 10k to 10M items.
 
 For each size and dim, SYNTHETIC clustered vectors with planted neighbourhoods
 (:func:`mmrec.synthetic.vectors.planted_clusters`: groups of 10 near-identical items inside clusters;
@@ -17,7 +17,14 @@ computed once. Then one subprocess per method (so that its peak memory is its ow
   (IVF: nlist centroids + the codes scanned, FAISS's ``indexIVF_stats``; HNSW: distances computed,
   ``hnsw_stats``; tree: nodes scored on all levels; flat: 100 %);
 - ``rq``: RQ-Kmeans codes (3 × 256, :class:`mmrec.quantization.rq_kmeans.RQKMeans`): fit + encode seconds
-  and % of items whose code tuple is unique.
+  and % of items whose code tuple is unique;
+- against the catalogue, without vectors (rows ``catalogue-N``): ``trie`` (:func:`run_trie`: trie build
+  seconds and memory, constrained-beam users/s of a tiny generative retriever), ``full`` and ``inbatch``
+  (:func:`run_softmax`: training samples/s and peak memory of the sequential retriever's step with full
+  softmax or in-batch + logQ).
+
+``--coarse hnsw`` and ``--train-per-list`` make the IVF build affordable at 10M on one thread; ``--keep``
+saves the IVF and tree indexes for ``bench/tree_vs_ivf.py --cache`` (tree against IVF, interleaved).
 
 Rows go to ``OUT/rows.json`` and ``OUT/rows.parquet`` as they finish (a rerun skips rows already there);
 ``--plots`` writes log-log plots of each cost against N, one line per method and dim, with the growth
