@@ -1,4 +1,4 @@
-"""How index build, search and RQ-Kmeans cost grow with the catalogue: 10k / 100k / 1M (/ 10M) items.
+"""How index build, search, RQ-Kmeans, the generative trie and softmax training cost grow with the catalogue: 10k to 10M items.
 
 For each size and dim, SYNTHETIC clustered vectors with planted neighbourhoods
 (:func:`mmrec.synthetic.vectors.planted_clusters`: groups of 10 near-identical items inside clusters;
@@ -17,7 +17,14 @@ computed once. Then one subprocess per method (so that its peak memory is its ow
   (IVF: nlist centroids + the codes scanned, FAISS's ``indexIVF_stats``; HNSW: distances computed,
   ``hnsw_stats``; tree: nodes scored on all levels; flat: 100 %);
 - ``rq``: RQ-Kmeans codes (3 × 256, :class:`mmrec.quantization.rq_kmeans.RQKMeans`): fit + encode seconds
-  and % of items whose code tuple is unique.
+  and % of items whose code tuple is unique;
+- against the catalogue, without vectors (rows ``catalogue-N``): ``trie`` (:func:`run_trie`: trie build
+  seconds and memory, constrained-beam users/s of a tiny generative retriever), ``full`` and ``inbatch``
+  (:func:`run_softmax`: training samples/s and peak memory of the sequential retriever's step with full
+  softmax or in-batch + logQ).
+
+``--coarse hnsw`` and ``--train-per-list`` make the IVF build affordable at 10M on one thread; ``--keep``
+saves the IVF and tree indexes for ``bench/tree_vs_ivf.py --cache`` (tree against IVF, interleaved).
 
 Rows go to ``OUT/rows.json`` and ``OUT/rows.parquet`` as they finish (a rerun skips rows already there);
 ``--plots`` writes log-log plots of each cost against N, one line per method and dim, with the growth
@@ -96,19 +103,21 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _factory(method: str, n: int, dim: int) -> str:
+def _factory(method: str, n: int, dim: int, coarse: str = "flat") -> str:
     from mmrec.index.select import default_nlist
 
-    nlist = default_nlist(n)
-    return {"flat": "Flat", "ivf": f"IVF{nlist},Flat", "hnsw": "HNSW32", "ivfpq": f"IVF{nlist},PQ{dim // 2}x4fs"}[method]
+    ivf = f"IVF{default_nlist(n)}" + ("_HNSW32" if coarse == "hnsw" else "")
+    return {"flat": "Flat", "ivf": f"{ivf},Flat", "hnsw": "HNSW32", "ivfpq": f"{ivf},PQ{dim // 2}x4fs"}[method]
 
 
-def run_method(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any]) -> dict[str, Any]:
+def run_method(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any], ivf: dict[str, Any] | None = None,
+               keep: bool = False) -> dict[str, Any]:
     """Build, tune and time one method over the vectors in ``folder``; the row of the table."""
     import faiss
     import torch
 
     from mmrec.index import build_index
+    from mmrec.index.select import default_nlist
     from mmrec.index.tune import throughput, tune
 
     faiss.omp_set_num_threads(threads)
@@ -132,9 +141,18 @@ def run_method(method: str, folder: Path, *, threads: int, target: float, tree: 
         index = build_index(x, None, "tree", **small, **tree)
         row["config"] = f"tree(branching={tree['branching']}, balanced={tree['balanced']}, depth={index.depth})"
     else:
-        row["config"] = _factory(method, n, dim)
-        index = build_index(x, None, f"faiss:{row['config']}", **small)
+        ivf = ivf or {}
+        row["config"] = _factory(method, n, dim, ivf.get("coarse", "flat"))
+        train = {} if not ivf.get("train_per_list") or method == "flat" else {"train_size": ivf["train_per_list"] * default_nlist(n)}
+        index = build_index(x, None, f"faiss:{row['config']}", **small, **train)
+        row.update({"train_size": train["train_size"]} if train else {})
     row["build_s"] = round(time.perf_counter() - start - index.info["times"].get("tune_s", 0.0), 3)
+    if method.startswith("tree"):  # the FAISS inverted lists its CPU search scans (built by the tuning pass): timed again, counted
+        index._lists = None
+        lists_start = time.perf_counter()
+        index.lists()
+        row["lists_s"] = round(time.perf_counter() - lists_start, 3)
+        row["build_s"] = round(row["build_s"] + row["lists_s"], 3)
     row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
     tuned = tune(index, q, truth, k=K, target=target)
     row.update(param=tuned["param"], value=tuned.get("value"), target_reached=tuned.get("target_reached", True))
@@ -153,28 +171,132 @@ def run_method(method: str, folder: Path, *, threads: int, target: float, tree: 
     row["recall@100"] = round(recall_at(rows, truth, K), 4)
     row["scored_pct"] = round(100 * scored / n, 3)
     row["qps"] = round(throughput(index, q, K), 1)
+    if method.startswith("tree"):  # the same beam through the batched torch path (the engine off CPU)
+        start = time.perf_counter()
+        index.search_with_count(q, K, engine="torch")
+        row["qps_torch"] = round(len(q) / (time.perf_counter() - start), 1)
     if (folder / "group.npy").is_file():
         row["planted_recovered"] = round(planted_recovery(folder, rows[:, :10]), 4)
+    if keep and (method == "ivf" or method.startswith("tree")):  # for bench/tree_vs_ivf.py --cache OUT/indexes
+        index.save(folder.parent / "indexes" / folder.name / (f"tree{tree['branching']}" if method.startswith("tree") else method))
+    return row
+
+
+# -- generative retrieval and sequential training against the catalogue (no vectors) --------------
+CATALOGUE = ("trie", "full", "inbatch")  # trie + constrained beam; one training step of full softmax / in-batch + logQ
+LEVELS, CODEBOOK = 3, 256
+
+
+def _timed(fn: Any, *, min_s: float, min_reps: int = 3) -> tuple[float, int]:
+    """Median seconds of ``fn()`` over at least ``min_reps`` calls and ``min_s`` seconds (after one warm-up call)."""
+    fn()
+    times: list[float] = []
+    while len(times) < min_reps or sum(times) < min_s:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), len(times)
+
+
+def run_trie(n: int, *, seed: int, users: int = 256, history: int = 20, beam: int = 20, min_s: float = 2.0) -> dict[str, Any]:
+    """Trie of ``n`` random 3 × 256 code tuples (:class:`mmrec.retrieval.generative_beam.CodeTrie`): build seconds,
+    its tables' MB and the process's peak above the start; constrained-beam users/s of a tiny untrained
+    generative retriever (dim 32, one encoder and one decoder block: the model's cost does not depend on N,
+    the trie's lookups are what could)."""
+    import torch
+
+    from mmrec.retrieval.generative import GenerativeConfig, GenerativeRetriever
+    from mmrec.retrieval.generative_beam import CodeTrie, beam_search
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, CODEBOOK, (n, LEVELS))
+    rss0 = _rss_mb()
+    start = time.perf_counter()
+    trie = CodeTrie(codes, [CODEBOOK] * LEVELS)
+    row: dict[str, Any] = {"build_s": round(time.perf_counter() - start, 3), "tuples": len(trie)}
+    row["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)
+    arrays = [trie.tuples, trie.item_tuple, trie.slot_items, trie.slot_offsets]
+    row["trie_mb"] = round((sum(a.nbytes for a in arrays) + sum(c.numel() * c.element_size() for c in trie.child)) / 2**20, 1)
+    torch.manual_seed(seed)
+    model = GenerativeRetriever(GenerativeConfig(n_items=n, code_sizes=(CODEBOOK,) * LEVELS, dim=32, heads=2, encoder_layers=1,
+                                                 decoder_layers=1, max_len=history, beam=beam, dropout=0.0)).eval()
+    model.set_codes(codes)
+    hist = torch.from_numpy(rng.integers(0, n, (users, history)))
+    secs, reps = _timed(lambda: beam_search(model, trie, hist, beam), min_s=min_s)
+    row.update(config=f"trie {LEVELS}x{CODEBOOK}, beam {beam}", users_per_s=round(users / secs, 1), us_per_query=round(1e6 * secs / users, 2),
+               reps=reps)
+    return row
+
+
+def run_softmax(loss: str, n: int, *, seed: int, batch: int = 256, dim: int = 64, history: int = 50, min_s: float = 6.0) -> dict[str, Any]:
+    """Training steps of the sequential retriever (SASRec shape: ``retrieve train --model sasrec``'s model and
+    step, AdamW fused) over ``n`` items with ``loss`` ``full`` or ``inbatch`` (+ logQ): samples/s and the
+    process's peak memory above the start. SYNTHETIC Zipf(1.1) item ids, ``batch`` targets per step."""
+    import torch
+
+    from mmrec.config import build_config
+    from mmrec.pipelines.retrieve import TrainJob, _model_config, _step
+    from mmrec.retrieval.kuaiformer import KuaiFormer
+
+    rng = np.random.default_rng(seed)
+    job = build_config(TrainJob, {"model": "sasrec", "loss": loss, "batch_size": batch, "model_config": {"dim": dim, "max_len": history}}, "job")
+    rss0 = _rss_mb()
+    torch.manual_seed(seed)
+    model = KuaiFormer(_model_config(job, n, None, None))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, fused=True)
+    popularity = 1.0 / np.arange(1, n + 1) ** 1.1
+    log_p = torch.as_tensor(np.log(popularity / popularity.sum()), dtype=torch.float32)
+    samples = type("Samples", (), {"log_p": log_p})()  # what the step reads of TrainingSamples: the targets' log frequency
+    step = _step(job, model, samples, torch.device("cpu"), torch.Generator().manual_seed(seed))
+    users = batch // history  # full-length histories: ``batch`` targets = ``users`` x ``history`` positions
+    seqs = torch.from_numpy(rng.choice(n, size=(users, history + 1), p=popularity / popularity.sum()))
+    data = {"history": seqs[:, :-1], "targets": seqs[:, 1:]}
+    model.train()
+
+    def one() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        step(model, data).backward()
+        optimizer.step()
+
+    secs, reps = _timed(one, min_s=min_s)
+    targets = users * history
+    return {"config": f"sasrec dim {dim}, {loss}" + (" + logQ" if loss == "inbatch" else ""), "build_s": None,
+            "samples_per_s": round(targets / secs, 1), "us_per_query": round(1e6 * secs / targets, 2), "reps": reps,
+            "peak_mb": round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0), 1)}
+
+
+def run_catalogue(method: str, n: int, *, threads: int, seed: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    row: dict[str, Any] = {"method": method, "n": n, "dim": 0, "threads": threads, "data": f"catalogue-{n}"}
+    row.update(run_trie(n, seed=seed) if method == "trie" else run_softmax(method, n, seed=seed))
     return row
 
 
 def _child(spec: str) -> None:
     args = json.loads(spec)
-    row = run_method(args["method"], Path(args["folder"]), threads=args["threads"], target=args["target"], tree=args["tree"])
+    if args["method"] in CATALOGUE:
+        row = run_catalogue(args["method"], args["n"], threads=args["threads"], seed=args["seed"])
+    else:
+        row = run_method(args["method"], Path(args["folder"]), threads=args["threads"], target=args["target"], tree=args["tree"],
+                         ivf=args.get("ivf"), keep=args.get("keep", False))
     print("ROW " + json.dumps(row), flush=True)
 
 
-def run_child(method: str, folder: Path, *, threads: int, target: float, tree: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-    spec = json.dumps({"method": method, "folder": str(folder), "threads": threads, "target": target, "tree": tree})
+def run_child(method: str, folder: Path | None, *, threads: int, target: float, tree: dict[str, Any], timeout: float, n: int = 0,
+              seed: int = 0, ivf: dict[str, Any] | None = None, keep: bool = False) -> dict[str, Any] | None:
+    spec = json.dumps({"method": method, "folder": str(folder), "threads": threads, "target": target, "tree": tree, "n": n, "seed": seed,
+                       "ivf": ivf or {}, "keep": keep})
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     try:
         done = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _log(f"{method} on {folder.name}: over {timeout:.0f} s, skipped")
+        _log(f"{method} on {folder or n}: over {timeout:.0f} s, skipped")
         return None
     rows = [line[4:] for line in done.stdout.splitlines() if line.startswith("ROW ")]
     if done.returncode or not rows:
-        _log(f"{method} on {folder.name} failed:\n{done.stderr[-3000:]}")
+        _log(f"{method} on {folder or n} failed:\n{done.stderr[-3000:]}")
         return None
     return json.loads(rows[-1])
 
@@ -188,37 +310,49 @@ def growth_exponent(n: list[float], cost: list[float]) -> float | None:
     return float(np.polyfit(np.log([a for a, _ in pairs]), np.log([b for _, b in pairs]), 1)[0])
 
 
-PANELS = (("build_s", "build seconds"), ("peak_mb", "peak memory above the data (MB)"),
-          ("us_per_query", "µs per query at recall@100 ≥ target"), ("scored_pct", "% of items scored per query"))
+PANELS = (("build_s", "build seconds", None), ("peak_mb", "peak memory above the data (MB)", None),
+          ("us_per_query", "µs per query at recall@100 ≥ target", None), ("scored_pct", "% of items scored per query", None))
+CATALOGUE_PANELS = (("build_s", "trie build seconds", ("trie",)), ("trie_mb", "trie tables (MB)", ("trie",)),
+                    ("us_per_query", "constrained beam: µs per user (beam 20)", ("trie",)),
+                    ("us_per_query", "training: µs per sample (one step / targets)", ("full", "inbatch")),
+                    ("peak_mb", "training: peak MB above the start", ("full", "inbatch")))
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> dict[str, dict[str, float | None]]:
-    """Log-log cost vs N, one line per (method, dim); the fitted exponents per panel and line."""
+def plot(rows: list[dict[str, Any]], path: Path, title: str, *, panels: tuple = PANELS, data: str = "syn") -> dict[str, dict[str, float | None]]:
+    """Log-log cost vs N, one line per (method, dim, threads) of the rows whose data starts with ``data``; a panel
+    ``(key, title, methods or None)``; returns the fitted exponents per panel (``key`` or ``key:methods``) and line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    rows = [r for r in rows if r["data"].startswith(data)]
+    cols = 2 if len(panels) <= 4 else 3
+    fig, axes = plt.subplots(2, cols, figsize=(6 * cols, 9), squeeze=False)
     exponents: dict[str, dict[str, float | None]] = {}
-    for ax, (key, label) in zip(axes.flat, PANELS):
-        lines = sorted({(r["method"], r["dim"]) for r in rows if r.get(key) is not None and r["data"].startswith("syn")})
-        for method, dim in lines:
-            pts = sorted((r["n"], r[key]) for r in rows if r["method"] == method and r["dim"] == dim and r.get(key) is not None
-                         and r["data"].startswith("syn") and (key in ("build_s", "peak_mb") or r.get("target_reached", True)))
+    methods = sorted({r["method"] for r in rows})
+    for ax, (key, label, only) in zip(axes.flat, panels):
+        name = key if only is None else f"{key}:{'+'.join(only)}"
+        lines = sorted({(r["method"], r["dim"], r["threads"]) for r in rows if r.get(key) is not None and (only is None or r["method"] in only)})
+        for method, dim, threads in lines:
+            pts = sorted((r["n"], r[key]) for r in rows if (r["method"], r["dim"], r["threads"]) == (method, dim, threads)
+                         and r.get(key) is not None and (key in ("build_s", "peak_mb") or r.get("target_reached", True)))
             if not pts:
                 continue
             e = growth_exponent([p[0] for p in pts], [p[1] for p in pts])
-            exponents.setdefault(key, {})[f"{method}-{dim}"] = None if e is None else round(e, 2)
-            methods = sorted({r["method"] for r in rows})
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if dim == 64 else "s--", color=f"C{methods.index(method) % 10}",
-                    label=f"{method} d{dim}" + ("" if e is None else f" (N^{e:.2f})"))
+            line = method + (f" d{dim}" if dim else "") + (f" {threads} threads" if threads != 1 else "")
+            exponents.setdefault(name, {})[line] = None if e is None else round(e, 2)
+            style = ("o-" if dim in (0, 64) else "s--") if threads == 1 else ("^:" if dim in (0, 64) else "v-.")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=f"C{methods.index(method) % 10}",
+                    label=line + ("" if e is None else f" (N^{e:.2f})"))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("items N")
         ax.set_title(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,11 +362,13 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> dict[str, dict[s
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as a Markdown table (the one in docs/scaling.md)."""
-    head = ("| data | N | dim | method | build s | peak MB | knob | recall@100 | % scored | queries/s | planted found |\n"
-            "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
+    """The rows as Markdown tables (those in docs/scaling.md): indexes, then the catalogue rows if any."""
+    head = ("| data | N | dim | threads | method | build s | peak MB | knob | recall@100 | % scored | queries/s | planted found |\n"
+            "|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
     lines = [head]
-    for r in sorted(rows, key=lambda r: (r["data"].split("-")[0], r["dim"], r["n"], METHODS.index(r["method"][:4] if r["method"].startswith("tree") else r["method"]), r["method"])):
+    vector_rows = [r for r in rows if not r["data"].startswith("catalogue")]
+    order = lambda r: METHODS.index(r["method"][:4] if r["method"].startswith("tree") else r["method"])  # noqa: E731
+    for r in sorted(vector_rows, key=lambda r: (r["data"].split("-")[0], r["dim"], r["n"], r["threads"], order(r), r["method"])):
         if r["method"] == "rq":
             knob, recall, scored, qps, planted = f"unique codes {r['unique_pct']} %", "", "", "", ""
         else:
@@ -240,8 +376,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             recall, scored, qps = f"{r['recall@100']:.3f}", f"{r['scored_pct']:.2f}", f"{r['qps']:,.0f}"
             planted = "" if r.get("planted_recovered") is None else f"{r['planted_recovered']:.3f}"
         name = "RQ-Kmeans 3×256" if r["method"] == "rq" else r.get("config", r["method"]).replace("balanced=False, ", "").replace("tree(", "MISS tree(")
-        lines.append(f"| {r['data'].split('-')[0]} | {r['n']:,} | {r['dim']} | {name} | {r['build_s']:.1f} | {r['peak_mb']:.0f} | {knob} | "
+        lines.append(f"| {r['data'].split('-')[0]} | {r['n']:,} | {r['dim']} | {r['threads']} | {name} | {r['build_s']:.1f} | {r['peak_mb']:.0f} | {knob} | "
                      f"{recall} | {scored} | {qps} | {planted} |")
+    catalogue = sorted((r for r in rows if r["data"].startswith("catalogue")), key=lambda r: (CATALOGUE.index(r["method"]), r["threads"], r["n"]))
+    if catalogue:
+        lines += ["", "| N | threads | what | build s | tables MB | peak MB | users/s or samples/s | µs per user / sample |",
+                  "|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for r in catalogue:
+            rate = r.get("users_per_s", r.get("samples_per_s"))
+            build = "" if r.get("build_s") is None else f"{r['build_s']:.2f}"
+            lines.append(f"| {r['n']:,} | {r['threads']} | {r['config']} | {build} | {r.get('trie_mb', '')} | {r['peak_mb']:.0f} | {rate:,.0f} | "
+                         f"{r['us_per_query']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -269,6 +414,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--target", type=float, default=0.9, help="recall@100 vs exact search each knob is tuned to")
     p.add_argument("--branching", type=int, default=32, help="MISS tree children per node")
     p.add_argument("--balanced", action="store_true", help="MISS tree: balanced k-means splits (default: plain k-means)")
+    p.add_argument("--coarse", default="flat", choices=("flat", "hnsw"), help="IVF / IVF-PQ coarse quantizer: exact, or HNSW32 over the centroids")
+    p.add_argument("--train-per-list", type=int, default=None, help="IVF / IVF-PQ k-means sample per inverted list (default: mmrec's 50)")
+    p.add_argument("--keep", action="store_true", help="save the IVF and tree indexes to OUT/indexes/DATA/ (bench/tree_vs_ivf.py --cache)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one method may take at one size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder of the data, rows.json / rows.parquet (required)")
@@ -291,17 +439,32 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     done_path = args.out / "rows.json"
     rows: list[dict[str, Any]] = json.loads(done_path.read_text()) if done_path.is_file() else []
     tree = {"branching": args.branching, "balanced": args.balanced}
-    datasets = [(n, dim, None) for n in sizes for dim in map(int, args.dims.split(","))]
+    methods = args.methods.split(",")
+    for n in sizes:  # generative retrieval and training against the catalogue: no vectors
+        for threads in map(int, args.threads.split(",")):
+            for method in [m for m in methods if m in CATALOGUE]:
+                if any(r["data"] == f"catalogue-{n}" and r["method"] == method and r["threads"] == threads for r in rows):
+                    continue
+                start = time.perf_counter()
+                row = run_child(method, None, threads=threads, target=args.target, tree=tree, timeout=args.timeout, n=n, seed=args.seed)
+                if row is not None:
+                    row["wall_s"] = round(time.perf_counter() - start, 1)
+                    rows.append(row)
+                    write_rows(args.out, rows)
+                    _log(json.dumps(row))
+    methods = [m for m in methods if m not in CATALOGUE]
+    datasets = [(n, dim, None) for n in sizes for dim in map(int, args.dims.split(","))] if methods else []
     if args.emb:
         datasets.insert(0, (0, 0, args.emb))
     for n, dim, emb in datasets:
         folder = make_data(args.out, n, dim, emb=emb, n_queries=args.queries, seed=args.seed)
         for threads in map(int, args.threads.split(",")):
-            for method in args.methods.split(","):
+            for method in methods:
                 if any(r["data"] == folder.name and r["method"] == method and r["threads"] == threads for r in rows):
                     continue
                 start = time.perf_counter()
-                row = run_child(method, folder, threads=threads, target=args.target, tree=tree, timeout=args.timeout)
+                row = run_child(method, folder, threads=threads, target=args.target, tree=tree, timeout=args.timeout,
+                                ivf={"coarse": args.coarse, "train_per_list": args.train_per_list}, keep=args.keep)
                 if row is None:
                     continue
                 row["wall_s"] = round(time.perf_counter() - start, 1)
@@ -310,9 +473,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 write_rows(args.out, rows)
                 _log(json.dumps(row))
     if args.plots:
-        title = (f"bench/scale.py, {time.strftime('%Y-%m-%d')}, threads {args.threads}, target recall@100 {args.target}; "
-                 "SYNTHETIC planted-cluster vectors")
-        exponents = plot(rows, args.plots / "scaling-cost.png", title)
+        when = f"bench/scale.py, {time.strftime('%Y-%m-%d')}, threads {sorted({r['threads'] for r in rows})}"
+        exponents = plot(rows, args.plots / "scaling-cost.png", f"{when}, target recall@100 {args.target}; SYNTHETIC planted-cluster vectors")
+        if any(r["data"].startswith("catalogue") for r in rows):
+            exponents["catalogue"] = plot(rows, args.plots / "scaling-catalogue.png", f"{when}; SYNTHETIC code tuples and Zipf sequences",
+                                          panels=CATALOGUE_PANELS, data="catalogue")
         (args.out / "exponents.json").write_text(json.dumps(exponents, indent=1))
         _log(f"exponents: {json.dumps(exponents)}")
     return rows

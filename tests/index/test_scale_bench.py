@@ -41,3 +41,13 @@ def test_planted_groups_are_each_others_nearest_neighbours():
     assert (group[top] == q_group[:, None]).mean() == 1.0
     shuffled = np.random.default_rng(0).permutation(group)
     assert (shuffled[top] == q_group[:, None]).mean() < 0.1  # not by chance
+
+
+def test_catalogue_rows_at_a_tiny_size():
+    """The trie row counts the distinct code tuples drawn; both training losses run the pipeline's step."""
+    trie = scale.run_trie(3000, seed=2, users=4, history=5, beam=4, min_s=0.01)
+    codes = np.random.default_rng(2).integers(0, scale.CODEBOOK, (3000, scale.LEVELS))
+    assert trie["tuples"] == len(np.unique(codes, axis=0)) and trie["trie_mb"] > 0 and trie["users_per_s"] > 0
+    for loss in ("full", "inbatch"):
+        row = scale.run_softmax(loss, 500, seed=0, batch=20, dim=8, history=5, min_s=0.01)
+        assert row["samples_per_s"] > 0 and loss in row["config"]

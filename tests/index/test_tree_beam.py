@@ -5,6 +5,7 @@ import pytest
 import torch
 from index_data import planted
 
+from mmrec.errors import UsageError
 from mmrec.index.tree import IndexTree
 from mmrec.testing import with_cuda
 
@@ -39,24 +40,39 @@ def small():
     return x, q.astype(np.float64)
 
 
+@pytest.mark.parametrize("engine", ["torch", "faiss"])
 @pytest.mark.parametrize("metric,balanced,branching,beam,upper", [
     ("ip", True, 4, 3, None), ("ip", False, 5, 2, None), ("l2", True, 3, 4, 2), ("ip", True, 6, 5, 1)])
-def test_torch_beam_returns_the_reference_items(small, metric, balanced, branching, beam, upper):
+def test_beam_returns_the_reference_items(small, metric, balanced, branching, beam, upper, engine):
+    """The batched torch beam and the FAISS list scan both return the reference beam's items, best first."""
     x, q = small
     tree = IndexTree.build(x, None, {"branching": branching, "balanced": balanced, "metric": metric, "k": 10}, **FAST)
     assert tree.depth >= 3  # at least two inner levels, so the upper beam matters
-    _, rows, _ = tree.search_with_count(q.astype(np.float32), 10, beam=beam, upper_beam=upper)
+    scores, rows, scored = tree.search_with_count(q.astype(np.float32), 10, beam=beam, upper_beam=upper, engine=engine)
     for i in range(len(q)):
         assert rows[i][rows[i] >= 0].tolist() == reference_beam(tree, q[i], 10, beam, upper), f"query {i}"
+    other = tree.search_with_count(q.astype(np.float32), 10, beam=beam, upper_beam=upper, engine="faiss" if engine == "torch" else "torch")
+    np.testing.assert_allclose(scores, other[0], rtol=1e-4, atol=1e-4)  # same scores (cosine / ip / -L2²) and count
+    assert scored == other[2]
+
+
+def test_faiss_engine_is_cpu_only(small):
+    x, q = small
+    tree = IndexTree.build(x, None, {"branching": 4, "k": 10}, **FAST)
+    with pytest.raises(UsageError, match="CPU"):
+        tree.search_with_count(q.astype(np.float32), 10, device="meta", engine="faiss")
+    with pytest.raises(UsageError, match="engine"):
+        tree.search_with_count(q.astype(np.float32), 10, engine="numpy")
 
 
 def test_widest_beam_is_exhaustive_search(small):
     x, q = small
     tree = IndexTree.build(x, None, {"branching": 4, "k": 10}, **FAST)
-    _, rows, scored = tree.search_with_count(q.astype(np.float32), 10, beam=max(tree.node_counts()))
     exact = np.argsort(-(q @ x.T.astype(np.float64)), axis=1)[:, :10]
-    np.testing.assert_array_equal(rows, exact)
-    assert scored == sum(tree.node_counts())
+    for engine in ("torch", "faiss"):
+        _, rows, scored = tree.search_with_count(q.astype(np.float32), 10, beam=max(tree.node_counts()), engine=engine)
+        np.testing.assert_array_equal(rows, exact)
+        assert scored == sum(tree.node_counts())
 
 
 def test_scorer_beam_at_full_width_is_the_scorers_top_items(small, one_torch_thread):
@@ -84,3 +100,18 @@ def test_cuda_beam_matches_cpu(small):
     np.testing.assert_array_equal(cpu[1], gpu[1])
     assert cpu[2] == gpu[2]
 
+
+
+def test_list_scan_is_safe_across_threads(small):
+    """The FAISS engine passes the lists to probe per call (no shared nprobe): concurrent searches with
+    different beams give what each gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, q = small
+    tree = IndexTree.build(x, None, {"branching": 4, "k": 10}, **FAST)
+    q = q.astype(np.float32)
+    alone = {beam: tree.search_with_count(q, 10, beam=beam)[1] for beam in (1, 2, 6)}
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda beam: (beam, tree.search_with_count(q, 10, beam=beam)[1]), [1, 2, 6] * 20))
+    for beam, rows in together:
+        np.testing.assert_array_equal(rows, alone[beam])
