@@ -235,14 +235,14 @@ def run_softmax(loss: str, n: int, *, seed: int, batch: int = 256, dim: int = 64
     import torch
 
     from mmrec.config import build_config
-    from mmrec.pipelines.retrieve import TrainJob, _model_config, _step
-    from mmrec.retrieval.kuaiformer import KuaiFormer
+    from mmrec.pipelines.retrieve import TrainJob
+    from mmrec.retrieval.sequence_train import SASRecFamily, _step
 
     rng = np.random.default_rng(seed)
     job = build_config(TrainJob, {"model": "sasrec", "loss": loss, "batch_size": batch, "model_config": {"dim": dim, "max_len": history}}, "job")
     rss0 = _rss_mb()
     torch.manual_seed(seed)
-    model = KuaiFormer(_model_config(job, n, None, None))
+    model = SASRecFamily.model_class(SASRecFamily.model_config(job, n, None, None))
     optimizer = torch.optim.AdamW(model.parameters(), lr=job.lr, fused=True)
     popularity = 1.0 / np.arange(1, n + 1) ** 1.1
     log_p = torch.as_tensor(np.log(popularity / popularity.sum()), dtype=torch.float32)
