@@ -12,6 +12,7 @@ allows; no test split is read). Reading pair folders / logs and writing run fold
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     if config.count_residual and model.cross_domain:
         from mmrec.crossdomain.residual import CountResidual
 
-        model.residual = CountResidual(data, gate=config.residual_gate, init=config.residual_init)
+        model.residual = CountResidual(data, gate=config.residual_gate, init=config.residual_init,
+                                       popularity=config.residual_popularity)
     return model
 
 
@@ -87,7 +89,9 @@ def train_model(data: CDRData, config: CDRConfig | dict | None = None, *, target
 
 def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator):
     """``batches(epoch)`` for :func:`fit`: each domain's pairs permuted and cut, the batches shuffled
-    together; negatives and masks are drawn from ``gen`` as each batch is made."""
+    together; negatives and masks are drawn from ``gen`` as each batch is made. With ``config.eval_every``
+    a fit "epoch" is the next ``eval_every`` batches of one continuing stream of epochs (validation, early
+    stopping and the kept weights at that granularity)."""
     other = other_histories(data, hist)
     train = [(torch.as_tensor(d.train[:, 0]), torch.as_tensor(d.train[:, 1]),
               None if d.labels is None else torch.as_tensor(d.labels)) for d in data.domains]
@@ -104,7 +108,15 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator)
                              interaction_mask=config.interaction_mask, domain_mask=config.domain_mask,
                              labels=None if labels is None else labels[idx], generator=gen, other_hist=other)
 
-    return batches
+    if not config.eval_every:
+        return batches
+    stream = itertools.chain.from_iterable(batches(e) for e in itertools.count())
+    return lambda part: itertools.islice(stream, config.eval_every)
+
+
+def steps_per_epoch(data: CDRData, config: CDRConfig) -> int:
+    """Batches in one pass over both domains' training pairs."""
+    return sum(-(-len(d.train) // config.batch_size) for d in data.domains)
 
 
 def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], progress: bool):
@@ -132,7 +144,8 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
             print(json.dumps({"epoch": len(evaluated), "valid_ndcg10": _ndcg10(metrics)}), flush=True)
         return mean_ndcg(metrics)
 
-    loop = LoopConfig(epochs=config.epochs, patience=config.patience, restore_best=True,
+    rounds = config.epochs if not config.eval_every else -(-config.epochs * steps_per_epoch(data, config) // config.eval_every)
+    loop = LoopConfig(epochs=rounds, patience=config.patience, restore_best=True,
                       max_minutes=config.max_minutes, progress=progress, desc=f"cdr {config.model}")
     result = fit(model, optimizers, _epoch_batches(data, config, hist, gen), lambda net, batch: net.loss(batch),
                  config=loop, evaluate=evaluate if evaluator.sets else None, size=lambda batch: len(batch.users))
