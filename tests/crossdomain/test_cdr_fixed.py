@@ -21,6 +21,7 @@ def groups(tmp_path_factory):
     # domains, but with 240 users the co-counts are sparse, so most candidates tie with the held-out item
     root = tmp_path_factory.mktemp("cdr_fixed")
     planted = write_pair(root, per_user=8)
+    planted["root"] = root
     return load_pair(root, "aa_bb"), planted
 
 
@@ -90,3 +91,14 @@ def test_validation_every_n_steps_keeps_the_best_step(groups):
     again = ev(model)
     best = report["history"][report["best_epoch"] - 1]["valid_ndcg10"]
     assert {k: round(v["NDCG@10"], 4) for k, v in again.items()} == best
+
+
+def test_a_run_with_the_fixed_weight_and_popularity_saves_and_loads(groups, tmp_path):
+    from mmrec.pipelines.cdr import evaluate_run, train_cdr
+
+    groups, planted = groups
+    config = CDRConfig(model="unicdr+", residual_gate="fixed", residual_init=30.0, residual_popularity=1.0,
+                       eval_every=5, **{**FAST, "epochs": 1})
+    report = train_cdr(planted["root"], "aa_bb", out=tmp_path / "run", config=config, targets=("bb",))
+    again = evaluate_run(tmp_path / "run", planted["root"] / "bb_aa" / "valid.txt")["metrics"]
+    assert again["NDCG@10"] == pytest.approx(report["metrics"]["bb"]["NDCG@10"], abs=1e-6)
