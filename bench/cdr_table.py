@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="none: the baseline rows only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="CDRConfig override for every run (an ablation); rows are labelled model[KEY=VALUE,...]")
+    parser.add_argument("--config", help="YAML of tuned settings, {model: {pair: {field: value}}} (bench/configs/cdr-tuned.yaml), "
+                        "applied before --set; rows keep the model's name")
     parser.add_argument("--save-runs", action="store_true", help="keep each run folder under OUT/runs/")
     parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.jsonl")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
@@ -105,6 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     from mmrec.io import atomic_open
     from mmrec.pipelines.cdr import apply_overrides, train_cdr
 
+    tuned = {}
+    if args.config:
+        import yaml
+
+        tuned = yaml.safe_load(Path(args.config).read_text()) or {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
@@ -127,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                         continue
                     t0 = time.perf_counter()
                     caps = {k: v for k, v in (("epochs", args.epochs), ("max_minutes", args.max_minutes)) if v is not None}
-                    config = apply_overrides({"model": model, "seed": seed, **caps}, args.set)
+                    config = apply_overrides({**tuned.get(model, {}).get(pair, {}), "model": model, "seed": seed, **caps},
+                                             args.set)
                     run_dir = out / "runs" / f"{pair}-{model}-{seed}" if args.save_runs else None
                     report = train_cdr(args.data, pair, out=run_dir, config=config)
                     row = {k: report[k] for k in ("pair", "seed", "best_epoch", "epochs_run", "seconds", "metrics", "stopped")}

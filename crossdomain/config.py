@@ -38,7 +38,10 @@ class CDRConfig:
         "help": "softmax: the ranking list the sampled negatives stand for, each weighted (N - 1)/K in the "
                 "partition (1000 = the evaluation's list; 0 = unweighted)"})
     epochs: int = field(default=8, metadata={"help": "maximum epochs (early stopping on valid NDCG@10)"})
-    patience: int = field(default=2, metadata={"help": "epochs without a better valid NDCG@10 before stopping"})
+    patience: int = field(default=2, metadata={"help": "validations without a better valid NDCG@10 before stopping"})
+    eval_every: int = field(default=0, metadata={
+        "help": "training steps between validations (early stopping and the kept weights at this granularity); "
+                "0 = once per epoch"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation, batching and negatives"})
     eval_seed: int = field(default=0, metadata={"help": "seed of the 999 evaluation negatives"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads while training (restored after)"})
@@ -49,8 +52,10 @@ class CDRConfig:
                 "never in single-domain"})
     residual_gate: str = field(default="user", metadata={
         "help": "weight of the count residual: global (one per domain) or user (a learned gate on the user's "
-                "history size, count row total and the item's degree)", "choices": ("global", "user")})
-    residual_init: float = field(default=4.0, metadata={"help": "starting weight of the count residual"})
+                "history size, count row total and the item's degree)", "choices": ("global", "user", "fixed")})
+    residual_init: float = field(default=4.0, metadata={"help": "starting weight of the count residual (the weight of 'fixed')"})
+    residual_popularity: float = field(default=0.0, metadata={
+        "help": "starting weight of a learned log(1 + target item degree) term of the residual (0 = none)"})
     ease_items: int = field(default=4000, metadata={"help": "items the EASE weights of item_similarity are solved on"})
     # UniCDR+ and FARM
     gnn_layers: int = field(default=1, metadata={"help": "LightGCN layers over the item graph (unicdr+, farm)"})
@@ -73,10 +78,12 @@ class CDRConfig:
         for name in ("dropout", "lam", "interaction_mask", "domain_mask", "critic_weight", "soft_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise UsageError(f"eval_every must be >= 0, got {self.eval_every}")
         if self.softmax_candidates < 0:
             raise UsageError(f"softmax_candidates must be >= 0, got {self.softmax_candidates}")
-        if self.residual_gate not in ("global", "user"):
-            raise UsageError(f"residual_gate must be 'global' or 'user', got {self.residual_gate!r}")
+        if self.residual_gate not in ("global", "user", "fixed"):
+            raise UsageError(f"residual_gate must be 'global', 'user' or 'fixed', got {self.residual_gate!r}")
         if self.residual_init <= 0:
             raise UsageError(f"residual_init must be > 0, got {self.residual_init}")
         if self.objective not in ("bce", "softmax"):

@@ -42,7 +42,7 @@ from torch import nn
 from mmrec.crossdomain.baselines import fit_baseline
 from mmrec.crossdomain.data import CDRData
 
-GATES = ("global", "user")
+GATES = ("global", "user", "fixed")
 
 
 def inverse_softplus(y: float) -> float:
@@ -53,13 +53,24 @@ def inverse_softplus(y: float) -> float:
 class CountResidual(nn.Module):
     """``w_d(u, i) · log(1 + c_d(u, i))`` for both target domains of ``data``."""
 
-    def __init__(self, data: CDRData, *, gate: str = "user", init: float = 4.0) -> None:
+    def __init__(self, data: CDRData, *, gate: str = "user", init: float = 4.0, popularity: float = 0.0) -> None:
         super().__init__()
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         self.gate = gate
         self.counts = [fit_baseline("count", data, d) for d in range(2)]
-        self.bias = nn.Parameter(torch.full((2,), inverse_softplus(init)))
+        if gate == "fixed":  # [I] not learned: training cannot lower the count's weight below init
+            self.register_buffer("bias", torch.full((2,), inverse_softplus(init)))
+        else:
+            self.bias = nn.Parameter(torch.full((2,), inverse_softplus(init)))
+        if popularity:  # p_d·log(1 + n_i − y_ui), the count baseline's tie-break, learned
+            self.pop = nn.Parameter(torch.full((2,), float(popularity)))
+            for d, count in enumerate(self.counts):
+                t = count.x_tgt.tocoo()
+                n_t = count.x_tgt.shape[1]
+                self.register_buffer(f"pop{d}", torch.as_tensor(np.asarray(count.x_tgt.sum(0)).ravel(), dtype=torch.float32),
+                                     persistent=False)
+                setattr(self, f"_pairs{d}", np.sort(t.row.astype(np.int64) * n_t + t.col))  # every target training pair
         if gate == "user":
             self.coef = nn.Parameter(torch.zeros(2, 4))  # per domain: history size, row total, item degree, warm
             for d, count in enumerate(self.counts):
@@ -74,7 +85,7 @@ class CountResidual(nn.Module):
     def weight(self, domain: int, users: torch.Tensor, items: torch.Tensor,
                cold: torch.Tensor | None = None) -> torch.Tensor:
         """``w_d(u, i)`` ``(B, C)`` (``(1, 1)`` for the global gate); ``cold`` ``(B,)`` bool, None = all cold."""
-        if self.gate == "global":
+        if self.gate in ("global", "fixed"):
             return nn.functional.softplus(self.bias[domain]).reshape(1, 1)
         b = self.coef[domain]
         logit = (self.bias[domain] + b[0] * getattr(self, f"history{domain}")[users][:, None]
@@ -88,4 +99,17 @@ class CountResidual(nn.Module):
         """``(B, C)`` residual scores of ``items`` ``(B, C)`` for ``users`` ``(B,)`` (``cold``: see :meth:`weight`)."""
         c = self.counts[domain].pair_scores(users.cpu().numpy(), items.cpu().numpy())
         feature = torch.log1p(torch.as_tensor(np.maximum(c, 0.0), dtype=torch.float32, device=items.device))
-        return self.weight(domain, users.to(items.device), items, cold) * feature
+        out = self.weight(domain, users.to(items.device), items, cold) * feature
+        if "pop" in self._parameters:
+            out = out + self.pop[domain] * self.popularity(domain, users, items)
+        return out
+
+    def popularity(self, domain: int, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``log(1 + n_i − y_ui)`` ``(B, C)``: the target item's training degree without the user's own
+        interaction (leave-one-user-out, as the counts)."""
+        n_t = self.counts[domain].x_tgt.shape[1]
+        keys = users.cpu().numpy().astype(np.int64)[:, None] * n_t + items.cpu().numpy()
+        pairs = getattr(self, f"_pairs{domain}")
+        pos = np.searchsorted(pairs, keys).clip(max=max(len(pairs) - 1, 0))
+        own = torch.as_tensor(pairs[pos] == keys if len(pairs) else np.zeros(keys.shape, bool), device=items.device)
+        return torch.log1p(getattr(self, f"pop{domain}")[items] - own.to(torch.float32))

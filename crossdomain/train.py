@@ -14,6 +14,7 @@ device, and each moves to the device. Reading pair folders / logs and writing ru
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -40,7 +41,8 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     if config.count_residual and model.cross_domain:
         from mmrec.crossdomain.residual import CountResidual
 
-        model.residual = CountResidual(data, gate=config.residual_gate, init=config.residual_init)
+        model.residual = CountResidual(data, gate=config.residual_gate, init=config.residual_init,
+                                       popularity=config.residual_popularity)
     return model
 
 
@@ -92,7 +94,9 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator,
     """``batches(epoch)`` for :func:`fit`: each domain's pairs permuted and cut, the batches shuffled
     together; negatives and masks are drawn from ``gen`` on the CPU as each batch is made, which then
     moves to ``device``. Under torchrun every rank makes the same batches (one ``gen``) and trains on its
-    share of each (:func:`mmrec.training.rank_shares`)."""
+    share of each (:func:`mmrec.training.rank_shares`). With ``config.eval_every`` a fit "epoch" is the
+    next ``eval_every`` batches of one continuing stream of epochs (validation, early stopping and the kept
+    weights at that granularity)."""
     other = other_histories(data, hist)
     train = [(torch.as_tensor(d.train[:, 0]), torch.as_tensor(d.train[:, 1]),
               None if d.labels is None else torch.as_tensor(d.labels)) for d in data.domains]
@@ -109,7 +113,15 @@ def _epoch_batches(data: CDRData, config: CDRConfig, hist, gen: torch.Generator,
                              interaction_mask=config.interaction_mask, domain_mask=config.domain_mask,
                              labels=None if labels is None else labels[idx], generator=gen, other_hist=other).to(device)
 
-    return lambda epoch: rank_shares(batches(epoch))
+    if not config.eval_every:
+        return lambda epoch: rank_shares(batches(epoch))
+    stream = itertools.chain.from_iterable(batches(e) for e in itertools.count())
+    return lambda part: rank_shares(itertools.islice(stream, config.eval_every))
+
+
+def steps_per_epoch(data: CDRData, config: CDRConfig) -> int:
+    """Batches in one pass over both domains' training pairs."""
+    return sum(-(-len(d.train) // config.batch_size) for d in data.domains)
 
 
 def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], progress: bool):
@@ -138,8 +150,9 @@ def _train_model(data: CDRData, config: CDRConfig, targets: tuple[str, ...], pro
             print(json.dumps({"epoch": len(evaluated), "valid_ndcg10": _ndcg10(metrics)}), flush=True)
         return mean_ndcg(metrics)
 
+    rounds = config.epochs if not config.eval_every else -(-config.epochs * steps_per_epoch(data, config) // config.eval_every)
     # amp off: sparse user tables and the CSR item graph have no half-precision kernels, and these small models gain nothing
-    loop = LoopConfig(epochs=config.epochs, patience=config.patience, restore_best=True, device=str(device), amp="off",
+    loop = LoopConfig(epochs=rounds, patience=config.patience, restore_best=True, device=str(device), amp="off",
                       max_minutes=config.max_minutes, progress=progress, desc=f"cdr {config.model}")
     result = fit(model, optimizers, _epoch_batches(data, config, hist, gen, device), lambda net, batch: net.loss(batch),
                  config=loop, evaluate=evaluate if evaluator.sets else None, size=lambda batch: len(batch.users))
