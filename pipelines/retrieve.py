@@ -4,7 +4,7 @@
   import``, each user's last item is the validation target and the items before it the training part.
   ``kuaiformer`` (:class:`~mmrec.retrieval.kuaiformer.KuaiFormer`: k interest queries, in-batch softmax
   with logQ correction) and ``sasrec`` (the same backbone, ids only, one interest; full softmax, or
-  ``loss="inbatch"``) read each user's sequence once per epoch with a training sample at every
+  ``loss="inbatch"``; both may add content / codes to the id, below) read each user's sequence once per epoch with a training sample at every
   position (:meth:`KuaiFormer.interests_at`: the interests after each prefix in one pass); a batch
   holds about ``batch_size`` samples (positions) of users of similar length. Both train through
   :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
@@ -97,8 +97,6 @@ class TrainJob:
             raise UsageError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0:
             raise UsageError("batch_size must be >= 2, uniform_negatives >= 0 and temperature > 0")
-        if self.model == "sasrec" and (self.emb or self.codes):
-            raise UsageError("sasrec uses ids only; give emb / codes to kuaiformer")
         if self.model == "generative" and (self.emb or not self.codes):
             raise UsageError("generative reads code tuples only: give codes (codes.parquet of mmrec quantize), no emb")
         if self.model == "generative" and build_config(RetrieverConfig, self.model_config, "retrieve.model_config") != RetrieverConfig():
