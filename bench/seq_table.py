@@ -40,6 +40,15 @@ VARIANTS = {
     "sasrec+transition-scalar": {"model": "sasrec", "config": "bench/configs/sasrec-transition-scalar.yaml"},
     "sasrec+transition2": {"model": "sasrec", "config": "bench/configs/sasrec-transition2.yaml"},
     "kuaiformer+transition-inbatch": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition-inbatch.yaml"},
+    "sasrec-inbatch": {"model": "sasrec", "job": {"loss": "inbatch"}},
+    "kuaiformer-full": {"model": "kuaiformer", "job": {"loss": "full"}},
+    "sasrec+content+transition2": {"model": "sasrec", "emb": True, "config": "bench/configs/sasrec-content-transition2.yaml"},
+    "kuaiformer+content+transition2": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-content-transition2.yaml"},
+    # `mmrec tune` results (best.json as YAML); the content path comes from --emb-root
+    "sasrec-tuned": {"model": "sasrec", "emb": True, "config": "bench/configs/sasrec-content-scientific.best.yaml"},
+    "kuaiformer-tuned": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-content-scientific.best.yaml"},
+    "kuaiformer-tuned-full": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-content-scientific.best.yaml",
+                              "job": {"loss": "full"}},  # the tuned kuaiformer with the full softmax (the search drew only in-batch)
 }
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 COLUMNS = (*METRICS, "tail_recall@10")  # tail: targets with <= 5 training interactions

@@ -5,8 +5,10 @@
   ``model`` names a family of :data:`~mmrec.retrieval.registry.RETRIEVERS`, which trains it:
   ``kuaiformer`` (:class:`~mmrec.retrieval.kuaiformer.KuaiFormer`: k interest queries, in-batch softmax
   with logQ correction) and ``sasrec`` (:class:`~mmrec.retrieval.kuaiformer.SASRec`: the same backbone, ids
-  only, one interest; full softmax, or ``loss="inbatch"``) read each user's sequence once per epoch with a
-  training sample at every position (:mod:`mmrec.retrieval.sequence_train`). Both train through
+  and optionally content / codes added to the id (below), one interest; full softmax, or ``loss="inbatch"``)
+  read each user's sequence once per epoch with a training sample at every position
+  (:mod:`mmrec.retrieval.sequence_train`; a batch holds about ``batch_size`` samples of users of similar
+  length). Both train through
   :func:`mmrec.training.fit` with early stopping on validation NDCG@10 -- so the reported validation
   figures are those of the selected epoch, optimistic by that selection; ``pop`` and ``cooc``
   (:mod:`mmrec.retrieval.baselines`) are counted. ``emb`` (an ``emb-*.parquet`` folder keyed
@@ -89,8 +91,6 @@ class TrainJob:
             raise UsageError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0:
             raise UsageError("batch_size must be >= 2, uniform_negatives >= 0 and temperature > 0")
-        if self.model == "sasrec" and (self.emb or self.codes):
-            raise UsageError("sasrec uses ids only; give emb / codes to kuaiformer")
         if self.model == "generative" and (self.emb or not self.codes):
             raise UsageError("generative reads code tuples only: give codes (codes.parquet of mmrec quantize), no emb")
         if self.model == "generative" and build_config(RetrieverConfig, self.model_config, "retrieve.model_config") != RetrieverConfig():

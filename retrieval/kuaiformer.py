@@ -227,20 +227,21 @@ class KuaiFormer(nn.Module):
 @dataclass
 class SASRecConfig(RetrieverConfig):
     """Sizes of :class:`SASRec`: a :class:`RetrieverConfig` read at the last position (one interest) over
-    item ids only (Kang & McAuley 2018); the transformer and transition fields are shared."""
+    item ids (Kang & McAuley 2018), to which item content / codes may be added as in KuaiFormer's item
+    token; the transformer and transition fields are shared."""
 
     interests: int = field(default=1, metadata={"help": "one vector per position"})
     readout: str = field(default="last", metadata={"help": "last: the output at every position", "choices": ("last",)})
 
     def __post_init__(self) -> None:
-        if self.readout != "last" or self.interests != 1 or not self.use_id or self.code_sizes or self.content_dim:
-            raise UsageError("sasrec reads one vector at the last position over item ids only (readout last, 1 interest, "
-                             "no codes or content); give codes / content to kuaiformer")
+        if self.readout != "last" or self.interests != 1 or not self.use_id:
+            raise UsageError("sasrec reads one vector at the last position over item ids (readout last, 1 interest, "
+                             "use_id; content / codes add to the id); for other readouts use kuaiformer")
         super().__post_init__()
 
 
 class SASRec(KuaiFormer):
-    """SASRec (Kang & McAuley 2018): the KuaiFormer backbone with :class:`SASRecConfig` (ids, readout ``last``)."""
+    """SASRec (Kang & McAuley 2018): the KuaiFormer backbone with :class:`SASRecConfig` (ids, + content / codes, readout ``last``)."""
 
     def __init__(self, config: SASRecConfig) -> None:
         if not isinstance(config, SASRecConfig):

@@ -71,12 +71,13 @@ class KuaiFormerFamily(RetrieverFamily):
     model_class: type[KuaiFormer] = KuaiFormer
     config_class: type[RetrieverConfig] = RetrieverConfig
     features = ("codes", "emb")
+    fixed: dict[str, Any] = {}  # model config fields the family sets whatever the job says
 
     @classmethod
     def model_config(cls, job: Any, n_items: int, codes: np.ndarray | None, content: np.ndarray | None,
                      sizes: list[int] | None = None) -> RetrieverConfig:
         """The model's config: ``job.model_config`` with the sizes the data gives (``sizes``: the codes file's metadata)."""
-        overrides: dict[str, Any] = {"n_items": n_items}
+        overrides: dict[str, Any] = {"n_items": n_items, **cls.fixed}
         if codes is not None:
             overrides["code_sizes"] = tuple(sizes or (int(c) for c in codes.max(0) + 1))  # the codes file's metadata first
         if content is not None:
@@ -123,17 +124,12 @@ class KuaiFormerFamily(RetrieverFamily):
 
 
 class SASRecFamily(KuaiFormerFamily):
-    """``sasrec``: :class:`SASRec` (:class:`SASRecConfig`: ``job.model_config``'s sizes, ids only, readout last)."""
+    """``sasrec``: :class:`SASRec` (:class:`SASRecConfig`: ``job.model_config``'s sizes, readout last over ids,
+    + content / codes when the job gives them)."""
 
     model_class = SASRec
     config_class = SASRecConfig
-    features = ()
-
-    @classmethod
-    def model_config(cls, job, n_items, codes, content, sizes=None) -> SASRecConfig:
-        base = asdict(build_config(RetrieverConfig, job.model_config, "retrieve.model_config"))
-        return build_config(SASRecConfig, {**base, "n_items": n_items, "readout": "last", "interests": 1, "use_id": True},
-                            "retrieve.model_config")
+    fixed = {"readout": "last", "interests": 1, "use_id": True}
 
 
 __all__ = ["KuaiFormerFamily", "SASRecFamily"]

@@ -27,17 +27,31 @@ def grouped(tmp_path_factory):
     return root
 
 
-def test_content_and_codes_rank_never_trained_items_that_ids_cannot(grouped):
+@pytest.mark.parametrize("model", ["kuaiformer", "sasrec"])
+def test_content_and_codes_rank_never_trained_items_that_ids_cannot(grouped, model):
     root = grouped
     # in-batch loss: the full softmax (the default at this size) pushes every never-seen target down, content and codes too
-    job = {"model": "kuaiformer", "loss": "inbatch", "lr": 5e-3, "batch_size": 64, "model_config": TINY,
+    job = {"model": model, "loss": "inbatch", "lr": 5e-3, "batch_size": 64, "model_config": TINY,
            "loop": {"epochs": 12, "patience": 4, "progress": False}}
-    ids = train(root / "data", root / "ids", job)
-    content = train(root / "data", root / "content", {**job, "emb": str(root / "emb")})
-    codes = train(root / "data", root / "codes", {**job, "codes": str(root / "codes.parquet")})
+    ids = train(root / "data", root / model / "ids", job)
+    content = train(root / "data", root / model / "content", {**job, "emb": str(root / "emb")})
+    codes = train(root / "data", root / model / "codes", {**job, "codes": str(root / "codes.parquet")})
     tail = {name: r["validation"]["tail"] for name, r in [("ids", ids), ("content", content), ("codes", codes)]}
     assert tail["ids"]["users"] == 200 and tail["ids"]["max_train_interactions"] == 5  # the rare targets: never in training
     assert tail["ids"]["recall@10"] < 0.5
     assert tail["content"]["recall@10"] > 0.9 and tail["codes"]["recall@10"] > 0.9
     assert content["train"]["items_with_content"] == codes["train"]["items_with_codes"] == 48
-    assert evaluate_run(root / "content")["tail"] == pytest.approx(tail["content"])
+    assert evaluate_run(root / model / "content")["tail"] == pytest.approx(tail["content"])
+
+
+def test_sasrec_with_content_and_the_transition_term_reloads_with_the_same_scores(grouped):
+    """The Scientific hybrid's shape (sasrec + content + the order-2 transition term, full softmax): the run
+    folder holds the content and the counts, so evaluating it again gives the training's validation figures."""
+    root = grouped
+    job = {"model": "sasrec", "loss": "full", "emb": str(root / "emb"), "lr": 5e-3, "batch_size": 64,
+           "model_config": {**TINY, "transition": True, "transition_order": 2}, "loop": {"epochs": 3, "progress": False}}
+    report = train(root / "data", root / "hybrid", job)
+    assert report["train"]["items_with_content"] == 48
+    assert report["validation"]["recall@10"] > 0.4  # the frequent half of the targets follows the planted group walk
+    again = evaluate_run(root / "hybrid")
+    assert {k: again[k] for k in ("recall@10", "ndcg@10")} == pytest.approx({k: report["validation"][k] for k in ("recall@10", "ndcg@10")})

@@ -85,8 +85,9 @@ def test_sasrec_is_its_own_family_sharing_kuaiformers_code(seq, tmp_path):
     model, config = load_run(_saved(seq, tmp_path, "sasrec"))
     assert isinstance(model, SASRec) and isinstance(model, KuaiFormer) and model.queries is None
     assert build_config(SASRecConfig, config["model"]) == model.config and model.config.readout == "last"
-    with pytest.raises(UsageError, match="ids only"):
-        SASRecConfig(n_items=5, code_sizes=(4,))
+    with pytest.raises(UsageError, match="readout last, 1 interest"):
+        SASRecConfig(n_items=5, interests=2)
+    assert SASRecConfig(n_items=5, code_sizes=(4,)).code_sizes == (4,)  # content / codes add to the id
     with pytest.raises(UsageError, match="unknown retriever 'nope'; known: cooc, generative, kuaiformer, pop, sasrec"):
         TrainJob(model="nope")
 
