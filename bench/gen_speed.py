@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
+    from mmrec.config import build_config
     from mmrec.pipelines.retrieve import TrainJob, _item_features
     from mmrec.retrieval.data import read_sequences
     from mmrec.retrieval.generative import GenerativeRetriever
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
 
     seqs, _ = read_sequences(args.data)
     history, targets = seqs.split_last()
-    job = TrainJob(model="generative", codes=args.codes, generative=json.loads(args.set))
+    job = build_config(TrainJob, {"model": "generative", "codes": args.codes, "generative": json.loads(args.set)}, "job")
     codes, _, info = _item_features(job, seqs.n_items)
     config = model_config(job.generative, seqs.n_items, codes, info.get("codebook_sizes"))
     torch.manual_seed(0)

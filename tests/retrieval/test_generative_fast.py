@@ -73,3 +73,27 @@ def test_a_bucketed_batch_gives_the_loss_of_the_same_batch_padded_to_max_len(arc
         assert torch.allclose(bucketed, padded, atol=1e-5) and levels == pytest.approx(levels_padded, abs=1e-5)
     every = Counter(t for b in batches for t in b["targets"].tolist())  # one epoch: every sample once
     assert every == Counter(seqs.items[windows.ends].tolist()) and sum(every.values()) == len(windows)
+
+
+def test_attn_dropout_zero_leaves_only_the_block_dropouts():
+    sizes = dict(n_items=64, code_sizes=SIZES, **{**TINY, "dropout": 0.3, "decoder_layers": 2})
+    history, targets = torch.randint(0, 64, (16, 5)), torch.randint(0, 64, (16,))
+    codes = planted_codes(users=1)[1]
+    torch.manual_seed(0)
+    default = GenerativeRetriever(GenerativeConfig(**sizes))
+    fast = GenerativeRetriever(GenerativeConfig(**sizes, attn_dropout=0.0))
+    fast.load_state_dict(default.state_dict())  # the option adds no parameters
+    for m in (default, fast):
+        m.set_codes(codes)
+    attn = [m for m in fast.modules() if hasattr(m, "attn_dropout")]
+    assert attn and all(m.attn_dropout == 0.0 and m.dropout == 0.3 for m in attn)
+    assert all(m.attn_dropout == 0.3 for m in default.modules() if hasattr(m, "attn_dropout"))  # default: dropout
+    default.eval(), fast.eval()
+    assert torch.equal(default.loss(history, targets)[0], fast.loss(history, targets)[0])  # eval: no dropout at all
+    fast.train()
+    torch.manual_seed(1)
+    a = fast.loss(history, targets)[0]
+    torch.manual_seed(1)
+    assert torch.equal(a, fast.loss(history, targets)[0]) and not torch.equal(a, default.eval().loss(history, targets)[0])
+    with pytest.raises(UsageError, match="attn_dropout"):
+        GenerativeConfig(attn_dropout=1.0)
