@@ -64,8 +64,7 @@ class GenerativeConfig:
     kv_groups: int = field(default=1, metadata={"help": "lazy-decoder: key/value pairs of the context, each shared by a group of layers"})
     ffn_mult: int = field(default=4, metadata={"help": "FFN width / dim"})
     dropout: float = field(default=0.1, metadata={"help": "dropout of tokens, attention (weights and output) and FFN"})
-    attn_dropout: float | None = field(default=None, metadata={"help": "dropout of the attention weights (default: dropout); 0 lets "
-                                                                        "attention run as one fused kernel on CPU, a faster step"})
+    attn_dropout: float | None = field(default=None, metadata={"help": "dropout of the attention weights (default: dropout)"})
     max_len: int = field(default=20, metadata={"help": "most recent history items read (TIGER: 20)"})
     beam: int = field(default=20, metadata={"help": "beam size of the constrained beam search (>= the largest K reported)"})
 
