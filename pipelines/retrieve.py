@@ -81,6 +81,8 @@ class TrainJob:
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of the weights and the batch order"})
+    val_users: int = field(default=0, metadata={"help": "generative: validate each epoch on a fixed seeded sample of this many validation users "
+                                                          "(early stopping reads it); the reported figures are on all users. 0: all"})
     model_config: RetrieverConfig = field(default_factory=RetrieverConfig)
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)  # sizes of --model generative
     loop: LoopConfig = field(default_factory=LoopConfig)  # evaluated every epoch; best epoch restored; stops early with patience
@@ -89,8 +91,10 @@ class TrainJob:
         RETRIEVERS.get(self.model)  # an unknown name lists the known ones
         if self.loss not in (None, *LOSSES):
             raise UsageError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0:
-            raise UsageError("batch_size must be >= 2, uniform_negatives >= 0 and temperature > 0")
+        if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0 or self.val_users < 0:
+            raise UsageError("batch_size must be >= 2, uniform_negatives >= 0, temperature > 0 and val_users >= 0")
+        if self.val_users and self.model != "generative":
+            raise UsageError("val_users samples the generative model's beam-search validation; the other models validate on all users")
         if self.model == "generative" and (self.emb or not self.codes):
             raise UsageError("generative reads code tuples only: give codes (codes.parquet of mmrec quantize), no emb")
         if self.model == "generative" and build_config(RetrieverConfig, self.model_config, "retrieve.model_config") != RetrieverConfig():

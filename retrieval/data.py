@@ -60,6 +60,14 @@ class Sequences:
         offsets = self.offsets - np.arange(len(self.offsets))
         return Sequences(offsets, self.items[keep], self.n_items), last
 
+    def subset(self, users: np.ndarray) -> Sequences:
+        """The sequences of ``users`` (in that order) as a new :class:`Sequences`, same ``n_items``."""
+        users = np.asarray(users, dtype=np.int64)
+        lengths = self.lengths[users]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        rows = np.repeat(self.offsets[users] - offsets[:-1], lengths) + np.arange(offsets[-1])  # each kept item's index in items
+        return Sequences(offsets, self.items[rows], self.n_items)
+
     def item_counts(self) -> np.ndarray:
         """Occurrences of each item, ``(n_items,)`` int64."""
         return np.bincount(self.items, minlength=self.n_items).astype(np.int64)

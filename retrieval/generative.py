@@ -63,7 +63,8 @@ class GenerativeConfig:
     decoder_layers: int = field(default=2, metadata={"help": "decoder blocks"})
     kv_groups: int = field(default=1, metadata={"help": "lazy-decoder: key/value pairs of the context, each shared by a group of layers"})
     ffn_mult: int = field(default=4, metadata={"help": "FFN width / dim"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout of tokens, attention and FFN"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout of tokens, attention (weights and output) and FFN"})
+    attn_dropout: float | None = field(default=None, metadata={"help": "dropout of the attention weights (default: dropout)"})
     max_len: int = field(default=20, metadata={"help": "most recent history items read (TIGER: 20)"})
     beam: int = field(default=20, metadata={"help": "beam size of the constrained beam search (>= the largest K reported)"})
 
@@ -74,8 +75,8 @@ class GenerativeConfig:
             raise UsageError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if min(self.dim, self.heads, self.decoder_layers, self.kv_groups, self.ffn_mult, self.max_len, self.beam) < 1:
             raise UsageError("dim, heads, decoder_layers, kv_groups, ffn_mult, max_len and beam must be >= 1")
-        if self.encoder_layers < 0 or not 0 <= self.dropout < 1:
-            raise UsageError("encoder_layers must be >= 0 and dropout in [0, 1)")
+        if self.encoder_layers < 0 or not 0 <= self.dropout < 1 or not 0 <= (self.attn_dropout or 0.0) < 1:
+            raise UsageError("encoder_layers must be >= 0 and dropout, attn_dropout in [0, 1)")
         if self.kv_groups > self.decoder_layers:
             raise UsageError(f"kv_groups {self.kv_groups} > decoder_layers {self.decoder_layers}")
         if any(k < 1 for k in self.code_sizes):
@@ -92,20 +93,25 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, t, h * dh)  # (B, T, D)
 
 
+def _drops(c: GenerativeConfig) -> tuple[float, float]:
+    """(dropout of an attention block's output, dropout of its attention weights)."""
+    return c.dropout, c.dropout if c.attn_dropout is None else c.attn_dropout
+
+
 class _FFN(nn.Sequential):
     def __init__(self, dim: int, mult: int, dropout: float) -> None:
         super().__init__(nn.LayerNorm(dim), nn.Linear(dim, mult * dim), nn.GELU(), nn.Linear(mult * dim, dim), nn.Dropout(dropout))
 
 
 class _SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, attn_dropout: float) -> None:
         super().__init__()
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.attn_dropout = heads, dropout, attn_dropout
         self.norm, self.qkv, self.out = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         q, k, v = (_split_heads(p, self.heads) for p in self.qkv(self.norm(x)).chunk(3, -1))  # 3 x (B, H, T, Dh)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.attn_dropout if self.training else 0.0)
         return F.dropout(self.out(_merge_heads(a)), self.dropout, self.training)
 
     def step(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple]:
@@ -121,21 +127,21 @@ class _SelfAttention(nn.Module):
 class _CrossAttention(nn.Module):
     """Queries from the decoder; keys / values ``(B, H, T, Dh)`` given (precomputed once per history)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, attn_dropout: float) -> None:
         super().__init__()
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.attn_dropout = heads, dropout, attn_dropout
         self.norm, self.q, self.out = nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q = _split_heads(self.q(self.norm(x)), self.heads)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0)
         return F.dropout(self.out(_merge_heads(a)), self.dropout, self.training)
 
 
 class _EncoderBlock(nn.Module):
     def __init__(self, c: GenerativeConfig) -> None:
         super().__init__()
-        self.attn, self.ffn = _SelfAttention(c.dim, c.heads, c.dropout), _FFN(c.dim, c.ffn_mult, c.dropout)
+        self.attn, self.ffn = _SelfAttention(c.dim, c.heads, *_drops(c)), _FFN(c.dim, c.ffn_mult, c.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x, mask=mask)
@@ -150,7 +156,7 @@ class _DecoderBlock(nn.Module):
     def __init__(self, c: GenerativeConfig, cross_first: bool) -> None:
         super().__init__()
         self.cross_first = cross_first
-        self.self_attn, self.cross = _SelfAttention(c.dim, c.heads, c.dropout), _CrossAttention(c.dim, c.heads, c.dropout)
+        self.self_attn, self.cross = _SelfAttention(c.dim, c.heads, *_drops(c)), _CrossAttention(c.dim, c.heads, *_drops(c))
         self.ffn = _FFN(c.dim, c.ffn_mult, c.dropout)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
