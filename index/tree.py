@@ -366,6 +366,7 @@ class IndexTree(BaseIndex):
                 quantizer = faiss.IndexFlat(self.dim, metric)
                 ivf = faiss.IndexIVFFlat(quantizer, self.dim, len(off) - 1, metric)
                 ivf.is_trained = True
+                ivf.parallel_mode = 3  # search_preassigned splits queries over threads (mode 0 leaves that to search())
                 ivf.add_core(len(vectors), faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(owner))
                 lists.append((ivf, quantizer))
             self._lists = lists
