@@ -72,9 +72,9 @@ def make_data(work: Path, n: int, dim: int, *, emb: str | None, n_queries: int, 
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if emb:
-        from mmrec.store import open_source
+        from mmrec.store import read_embeddings
 
-        x = np.concatenate([b.vectors for b in open_source(emb, column="fused").batches()]).astype(np.float32)
+        x = read_embeddings(emb)[1]
         held = np.random.default_rng(seed).choice(len(x), size=min(n_queries, len(x) // 10), replace=False)
         q, x = x[held], np.delete(x, held, axis=0)
     else:

@@ -133,12 +133,14 @@ def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 
         children, starts = [], [0]
         for group in groups:
             k = min(branching, len(group))
+            part = x if len(group) == n else x[group]  # the root's split reads x itself: no copy of all vectors
             with _one_faiss_thread(len(group) < SMALL_SPLIT):
                 if balanced:
-                    _, labels = balanced_kmeans(x[group], k, niter=niter, seed=seed)
+                    _, labels = balanced_kmeans(part, k, niter=niter, seed=seed)
                 else:  # plain k-means; clusters left empty are dropped
-                    labels = np.unique(assign(x[group], kmeans(x[group], k, niter=max(niter, 1), seed=seed))[0],
+                    labels = np.unique(assign(part, kmeans(part, k, niter=max(niter, 1), seed=seed))[0],
                                        return_inverse=True)[1].reshape(-1)
+            del part
             children += [group[labels == c] for c in range(labels.max() + 1)]
             starts.append(len(children))
         embeddings.append(np.stack([x[g].mean(0) for g in children]).astype(np.float32))
@@ -362,12 +364,15 @@ class IndexTree(BaseIndex):
             for level, off in enumerate(self.offsets):
                 vectors = np.ascontiguousarray(t.scored[level].numpy(), dtype=np.float32)
                 ids = self.items.astype(np.int64) if level == self.depth - 1 else np.arange(len(vectors), dtype=np.int64)
-                owner = np.repeat(np.arange(len(off) - 1, dtype=np.int64), np.diff(off))  # the list of each node
                 quantizer = faiss.IndexFlat(self.dim, metric)
                 ivf = faiss.IndexIVFFlat(quantizer, self.dim, len(off) - 1, metric)
                 ivf.is_trained = True
                 ivf.parallel_mode = 3  # search_preassigned splits queries over threads (mode 0 leaves that to search())
-                ivf.add_core(len(vectors), faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(owner))
+                codes = vectors.view(np.uint8)  # IVFFlat's codes are the float32 bytes
+                for j in np.flatnonzero(np.diff(off)):  # a list's nodes are contiguous: one exact-size add per list
+                    a, b = int(off[j]), int(off[j + 1])  # (add_core grows each list entry by entry, to up to 2x)
+                    ivf.invlists.add_entries(int(j), b - a, faiss.swig_ptr(ids[a:b]), faiss.swig_ptr(codes[a:b]))
+                ivf.ntotal = len(vectors)
                 lists.append((ivf, quantizer))
             self._lists = lists
         return self._lists
@@ -622,12 +627,10 @@ class IndexTree(BaseIndex):
     # -- build, save, load ------------------------------------------------------------------
     @classmethod
     def _build_from(cls, source: Any, config: TreeConfig, *, column: str, progress: bool, start: float) -> IndexTree:
-        batches = list(source.batches())
-        if not batches:
+        all_keys, x = source.matrix()
+        if not len(x):
             raise UsageError(f"no non-null vectors in column {column!r}")
-        x = np.concatenate([b.vectors for b in batches])
-        all_keys = pa.concat_arrays([b.keys for b in batches]).cast(pa.string())
-        del batches
+        all_keys = all_keys.cast(pa.string())
         check_unique(all_keys)
         embeddings, offsets, items = build_levels(x, config.branching, niter=config.niter, seed=config.seed,
                                                   balanced=config.balanced, progress=progress)

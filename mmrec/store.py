@@ -164,6 +164,17 @@ class EmbeddingSource:
         kind = "npy" if all(map(_is_npy, self.files)) else "parquet"
         return {"type": kind, "files": [str(f.resolve()) for f in self.files], "column": self.column, "id_column": self.id_column}
 
+    def matrix(self) -> tuple[pa.Array, np.ndarray]:
+        """Every non-null row at once: ``(keys, vectors (n, d))``. An array source returns its array itself (no
+        copy: a 10M-item index build holds one copy fewer); files are read and concatenated."""
+        if self._array is not None:
+            self.skipped_null = 0
+            return self._keys, self._array
+        batches = list(self.batches())
+        if not batches:
+            return pa.array([], pa.string()), np.zeros((0, self.dim), dtype=np.float32)
+        return pa.concat_arrays([b.keys for b in batches]), np.concatenate([b.vectors for b in batches])
+
     def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
         """Every non-null row once, in order, ``batch_rows`` at most per batch."""
         self.skipped_null = 0
@@ -333,13 +344,8 @@ def sample_rows(source: EmbeddingSource, size: int, *, seed: int = 0) -> tuple[n
 def read_embeddings(data: str | os.PathLike | Sequence[str | os.PathLike], column: str = "fused", *,
                     id_column: str = "key") -> tuple[list[str], np.ndarray]:
     """``(keys, vectors (n, d) float32)`` of every non-null row of ``column``, in file order; keys must be unique."""
-    source = open_source(data, column=column, id_column=id_column)
-    keys: list[str] = []
-    chunks = []
-    for batch in source.batches():
-        keys += batch.keys.to_pylist()
-        chunks.append(batch.vectors)
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, source.dim), np.float32)
+    key_array, vectors = open_source(data, column=column, id_column=id_column).matrix()
+    keys = key_array.to_pylist()
     if len(set(keys)) != len(keys):
         raise InputError(f"{data}: duplicate keys in column {column!r}")
     return keys, vectors

@@ -130,3 +130,19 @@ def test_index_build_add_and_quantize_from_npy(tmp_path, vectors, capsys):
     assert got_keys[0] == "img-0000" and got.shape == (len(x), 1)
     purity = np.mean([np.bincount(labels[got[:, 0] == c]).max() / (got[:, 0] == c).sum() for c in np.unique(got[:, 0])])
     assert purity > 0.9  # the codes recover the planted topics
+
+
+def test_matrix_of_an_array_is_the_array_itself_and_of_files_every_present_row(tmp_path, vectors):
+    """An index build over an array holds no second copy of it (the 10M-item tree's peak memory); files give
+    the same rows as their batches, absent rows skipped."""
+    x, _ = vectors
+    keys, got = open_source(x).matrix()
+    assert got is x or np.shares_memory(got, x)
+    assert keys.to_pylist() == [str(i) for i in range(len(x))]
+    names = np.array([f"img-{i:04d}" for i in range(len(x))])
+    present = np.ones(len(x), bool)
+    present[[5, 450]] = False
+    source = open_source(_clip_layout(tmp_path / "emb", x, names, present))
+    keys, got = source.matrix()
+    assert keys.to_pylist() == list(names[present]) and source.skipped_null == 2
+    np.testing.assert_allclose(got, x[present].astype(np.float16), rtol=0)
