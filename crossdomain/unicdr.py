@@ -72,7 +72,8 @@ class UniCDR(CDRModel):
         """``(specific_u, shared_u)`` ``(B, D)`` each; the specific part is zero for cold samples."""
         spec = self.agg_specific[domain](self.user_specific[domain](users), gather(tables[domain], own), own)
         spec = spec * (~cold)[:, None].to(spec.dtype)
-        shared = self.agg_shared[1 - domain](self.user_shared(users), gather(tables[1 - domain], other), other)
+        user = self.user_shared(users) * self.user_kept(cold, other)[:, None].to(spec.dtype)
+        shared = self.agg_shared[1 - domain](user, gather(tables[1 - domain], other), other)
         return spec, shared
 
     def user_vectors(self, domain, users, own, other, cold, tables):
