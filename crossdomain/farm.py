@@ -15,7 +15,8 @@
   item encoder of :mod:`.item_graph` (id + degree, optional multimodal, optional LightGCN).
   [I] The paper's PLE multi-task head is not used: the Amazon pairs have one behaviour.
 A cold-start user has no own-domain token, so its vector comes from ``U[u]`` (trained in the other
-domain) and the aligned ``v_other``. ``user_features`` exposes the fused vectors as features for
+domain) and the aligned ``v_other``; with ``CDRConfig.cold_drop_user`` from ``v_other`` alone, in training
+(domain-masked samples) as in evaluation ([I], :meth:`~mmrec.crossdomain.base.CDRModel.user_kept`). ``user_features`` exposes the fused vectors as features for
 ``mmrec.rankers`` (see ``mmrec.pipelines.cdr.export_user_features``, keyed by raw user id).
 """
 
