@@ -40,6 +40,7 @@ class CDRModel(nn.Module):
     default_aggregator = "mean"  # CDRConfig.aggregator when none is given
     cross_domain = True  # False: the model never reads the other domain (no count residual)
     trainable = True  # False: no gradient training, train_model calls ``select(targets, seed)`` (baselines)
+    drop_cold_user = False  # True: cold samples score without the user embedding (CDRConfig.cold_drop_user)
 
     @classmethod
     def from_config(cls, config, data, state: dict[str, torch.Tensor] | None = None) -> CDRModel:
@@ -48,6 +49,15 @@ class CDRModel(nn.Module):
 
     def item_tables(self) -> list[torch.Tensor]:
         raise NotImplementedError
+
+    def user_kept(self, cold: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool: the samples whose user embedding enters their vector. With ``drop_cold_user`` a cold
+        sample with other-domain history leaves it out. [I] An overlap user's embedding has trained on its
+        target-domain items, so a domain-masked training sample that reads it is not the cold start it stands
+        for: a cold-start user's embedding has only seen the source domain (docs/cross-domain.md)."""
+        if not self.drop_cold_user:
+            return torch.ones_like(cold)
+        return ~cold | ~(other >= 0).any(1)
 
     def user_vectors(self, domain: int, users: torch.Tensor, own: torch.Tensor, other: torch.Tensor,
                      cold: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:

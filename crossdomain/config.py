@@ -56,6 +56,9 @@ class CDRConfig:
     residual_init: float = field(default=4.0, metadata={"help": "starting weight of the count residual (the weight of 'fixed')"})
     residual_popularity: float = field(default=0.0, metadata={
         "help": "starting weight of a learned log(1 + target item degree) term of the residual (0 = none)"})
+    cold_drop_user: bool = field(default=False, metadata={
+        "help": "cold samples (domain-masked in training, cold-start users in evaluation) leave the user embedding "
+                "out of their vector: an overlap user's has trained on its target items, a cold-start user's never has"})
     ease_items: int = field(default=4000, metadata={"help": "items the EASE weights of item_similarity are solved on"})
     # UniCDR+ and FARM
     gnn_layers: int = field(default=1, metadata={"help": "LightGCN layers over the item graph (unicdr+, farm)"})

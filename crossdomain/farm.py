@@ -15,7 +15,8 @@
   item encoder of :mod:`.item_graph` (id + degree, optional multimodal, optional LightGCN).
   [I] The paper's PLE multi-task head is not used: the Amazon pairs have one behaviour.
 A cold-start user has no own-domain token, so its vector comes from ``U[u]`` (trained in the other
-domain) and the aligned ``v_other``. ``user_features`` exposes the fused vectors as features for
+domain) and the aligned ``v_other``; with ``CDRConfig.cold_drop_user`` from ``v_other`` alone, in training
+(domain-masked samples) as in evaluation ([I], :meth:`~mmrec.crossdomain.base.CDRModel.user_kept`). ``user_features`` exposes the fused vectors as features for
 ``mmrec.rankers`` (see ``mmrec.pipelines.cdr.export_user_features``, keyed by raw user id).
 """
 
@@ -113,10 +114,12 @@ class FARM(CDRModel):
         return (mean + self.view[domain](mean)) * mask.any(1, keepdim=True)
 
     def fuse(self, domain: int, users: torch.Tensor, v_own: torch.Tensor, v_other: torch.Tensor,
-             has_own: torch.Tensor, has_other: torch.Tensor) -> torch.Tensor:
-        """Attention of the domain query over ``[U[u], v_own, v_other]`` -> ``(B, D)``."""
+             has_own: torch.Tensor, has_other: torch.Tensor, has_user: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of the domain query over ``[U[u], v_own, v_other]`` -> ``(B, D)`` (``has_user``: the
+        samples that keep the ``U[u]`` token, :meth:`~mmrec.crossdomain.base.CDRModel.user_kept`; all when None)."""
         tokens = torch.stack([self.users(users), v_own, v_other], 1) + self.token_type  # (B, 3, D)
-        present = torch.stack([torch.ones_like(has_own), has_own, has_other], 1)  # (B, 3)
+        has_user = torch.ones_like(has_own) if has_user is None else has_user
+        present = torch.stack([has_user, has_own, has_other], 1)  # (B, 3)
         logits = (self.key(tokens) * self.query[domain]).sum(-1) / math.sqrt(tokens.shape[-1])
         w = masked_softmax(logits, present, 1)  # (B, 3)
         return (w[..., None] * tokens).sum(1)
@@ -127,7 +130,7 @@ class FARM(CDRModel):
     def user_vectors(self, domain, users, own, other, cold, tables):
         own = own.masked_fill(cold[:, None], -1)
         v_own, v_other = self.views(domain, own, other, tables)
-        user = self.fuse(domain, users, v_own, v_other, (own >= 0).any(1), (other >= 0).any(1))
+        user = self.fuse(domain, users, v_own, v_other, (own >= 0).any(1), (other >= 0).any(1), self.user_kept(cold, other))
         return self.dropout(user)
 
     @torch.no_grad()
@@ -144,7 +147,8 @@ class FARM(CDRModel):
         own = batch.own.masked_fill(batch.cold[:, None], -1)
         v_own, v_other = self.views(batch.domain, own, batch.other, tables)
         has_own, has_other = (own >= 0).any(1), (batch.other >= 0).any(1)
-        user = self.dropout(self.fuse(batch.domain, batch.users, v_own, v_other, has_own, has_other))
+        user = self.dropout(self.fuse(batch.domain, batch.users, v_own, v_other, has_own, has_other,
+                                      self.user_kept(batch.cold, batch.other)))
         bce = self.bce(batch, user, tables)
         both = has_own & has_other
         align = info_nce(v_own[both], v_other[both], self.temperature) if both.sum() > 1 else bce * 0.0

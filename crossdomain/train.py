@@ -38,6 +38,7 @@ def build_model(config: CDRConfig | dict, data: CDRData, state: dict[str, torch.
     config = build_config(CDRConfig, config, "cdr")
     model = CDR_MODELS.get(config.model).from_config(config, data, state)
     model.objective, model.candidates = config.objective, config.softmax_candidates
+    model.drop_cold_user = config.cold_drop_user
     if config.count_residual and model.cross_domain:
         from mmrec.crossdomain.residual import CountResidual
 

@@ -17,7 +17,9 @@ shared vectors of other users of the batch.
 
 Cold start ([I], as UniCDR's cold-start evaluation): a user with no history in the target domain has
 no trained specific embedding there, so the specific part is dropped and ``u = shared_u``; training
-drops it the same way for a ``domain_mask`` share of the samples (flag ``cold`` of the batch).
+drops it the same way for a ``domain_mask`` share of the samples (flag ``cold`` of the batch). With
+``CDRConfig.cold_drop_user`` a cold sample's shared part also leaves ``U_s[u]`` out (a zero user vector in
+the pooling, [I], :meth:`~mmrec.crossdomain.base.CDRModel.user_kept`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class UniCDR(CDRModel):
         """``(specific_u, shared_u)`` ``(B, D)`` each; the specific part is zero for cold samples."""
         spec = self.agg_specific[domain](self.user_specific[domain](users), gather(tables[domain], own), own)
         spec = spec * (~cold)[:, None].to(spec.dtype)
-        shared = self.agg_shared[1 - domain](self.user_shared(users), gather(tables[1 - domain], other), other)
+        user = self.user_shared(users) * self.user_kept(cold, other)[:, None].to(spec.dtype)
+        shared = self.agg_shared[1 - domain](user, gather(tables[1 - domain], other), other)
         return spec, shared
 
     def user_vectors(self, domain, users, own, other, cold, tables):
