@@ -49,6 +49,10 @@ VARIANTS = {
     "kuaiformer-tuned": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-content-scientific.best.yaml"},
     "kuaiformer-tuned-full": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-content-scientific.best.yaml",
                               "job": {"loss": "full"}},  # the tuned kuaiformer with the full softmax (the search drew only in-batch)
+    # kuaiformer's own search with the full softmax (query-token readout, 1-4 interests; the same budget as sasrec's)
+    "kuaiformer-full-tuned": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-full-scientific.best.yaml"},
+    # Beauty (no text): that setting's readout, lr, dropout and gate start with the hybrid's sizes and first-order term
+    "kuaiformer+transition-tuned": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition-beauty.yaml"},
 }
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 COLUMNS = (*METRICS, "tail_recall@10")  # tail: targets with <= 5 training interactions
