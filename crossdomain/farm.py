@@ -114,11 +114,10 @@ class FARM(CDRModel):
         return (mean + self.view[domain](mean)) * mask.any(1, keepdim=True)
 
     def fuse(self, domain: int, users: torch.Tensor, v_own: torch.Tensor, v_other: torch.Tensor,
-             has_own: torch.Tensor, has_other: torch.Tensor, has_user: torch.Tensor | None = None) -> torch.Tensor:
+             has_own: torch.Tensor, has_other: torch.Tensor, has_user: torch.Tensor) -> torch.Tensor:
         """Attention of the domain query over ``[U[u], v_own, v_other]`` -> ``(B, D)`` (``has_user``: the
-        samples that keep the ``U[u]`` token, :meth:`~mmrec.crossdomain.base.CDRModel.user_kept`; all when None)."""
+        samples that keep the ``U[u]`` token, :meth:`~mmrec.crossdomain.base.CDRModel.user_kept`)."""
         tokens = torch.stack([self.users(users), v_own, v_other], 1) + self.token_type  # (B, 3, D)
-        has_user = torch.ones_like(has_own) if has_user is None else has_user
         present = torch.stack([has_user, has_own, has_other], 1)  # (B, 3)
         logits = (self.key(tokens) * self.query[domain]).sum(-1) / math.sqrt(tokens.shape[-1])
         w = masked_softmax(logits, present, 1)  # (B, 3)

@@ -140,7 +140,6 @@ def build_levels(x: np.ndarray, branching: int, *, niter: int = 10, seed: int = 
                 else:  # plain k-means; clusters left empty are dropped
                     labels = np.unique(assign(part, kmeans(part, k, niter=max(niter, 1), seed=seed))[0],
                                        return_inverse=True)[1].reshape(-1)
-            del part
             children += [group[labels == c] for c in range(labels.max() + 1)]
             starts.append(len(children))
         embeddings.append(np.stack([x[g].mean(0) for g in children]).astype(np.float32))
