@@ -180,6 +180,8 @@ class TuneJob:
     trials: int = field(default=20, metadata={"help": "finished trials the study ends with", "min": 1})
     minutes: float | None = field(default=None, metadata={"help": "no trial starts after this many minutes"})
     seed: int = field(default=0, metadata={"help": "seed of the TPE sampler"})
+    start: list[dict[str, Any]] = field(default_factory=list, metadata={
+        "help": "points tried first, before the sampler draws (e.g. the job's defaults): space path -> value"})
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
     def __post_init__(self) -> None:
@@ -254,6 +256,17 @@ class Dimension:
         if self.integer:
             return trial.suggest_int(self.path, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.path, self.low, self.high, step=self.step, log=self.log)
+
+    def encode(self, value: Any) -> Any:
+        """``value`` as this dimension's Optuna parameter (for ``study.enqueue_trial``); one
+        :class:`UsageError` when the space cannot draw it."""
+        if self.choices:
+            if value not in self.choices:
+                raise UsageError(f"start: {self.path} = {value!r} is not one of the choices {list(self.choices)}")
+            return json.dumps(value) if isinstance(value, (list, dict)) else value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            raise UsageError(f"start: {self.path} = {value!r} is outside [{self.low}, {self.high}]")
+        return int(value) if self.integer else float(value)
 
     def extremes(self) -> list[Any]:
         """The values every trial's config must accept (checked before any trial)."""
@@ -363,6 +376,14 @@ def plan(space: TuneJob | dict | str | Path, overrides: Sequence[str] = ()) -> P
         dim = dimension(path, spec, field_type(target.config, path, "space"))
         _refuse_test("space", {path: list(dim.choices)})
         dimensions.append(dim)
+    by_path = {d.path: d for d in dimensions}
+    for point in job.start:
+        if not isinstance(point, Mapping) or not point:
+            raise UsageError(f"start: each point is a mapping of space paths to values, got {point!r}")
+        for path, value in _flatten(point).items():
+            if path not in by_path:
+                raise UsageError(f"start: {path!r} is not a path of the space (known: {', '.join(by_path)})")
+            by_path[path].encode(value)
     clash = sorted(set(job.base) & {d.path for d in dimensions})
     if clash:
         raise UsageError(f"base and space both set {clash[0]!r}; keep it in one of them")
@@ -425,6 +446,9 @@ def _search(p: Plan, job: TuneJob, out: Path, progress: bool) -> dict[str, Any]:
                                 sampler=optuna.samplers.TPESampler(seed=job.seed + len(before)), pruner=pruner)
     if existing is None:
         study.set_user_attr("signature", signature)
+        dims = {d.path: d for d in p.dimensions}
+        for point in job.start:  # a new study only: a resumed one has queued them already
+            study.enqueue_trial({k: dims[k].encode(v) for k, v in _flatten(point).items()}, user_attrs={"start": True})
     remaining = job.trials - _finished(study)
     bar = None
     if progress and remaining > 0:

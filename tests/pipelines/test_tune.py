@@ -161,6 +161,28 @@ def test_a_combination_the_config_refuses_fails_that_trial_only(tmp_path):
     assert all(r["param.kind"] == "a" for r in rows if r["state"] != "fail")
 
 
+def test_start_points_run_first_with_their_values(tmp_path):
+    """``start``: the given points are the study's first trials (here the toy's planted optimum, so the
+    best trial is the first one, which a 3-trial random search would not find), then the sampler draws."""
+    start = [{"x": OPTIMUM["x"], "lr": OPTIMUM["lr"], "kind": OPTIMUM["kind"]}, {"x": 0.0}]
+    report = tune({**TOY_SPACE, "start": start, "pruner": {"enabled": False}}, tmp_path / "study", trials=3, seed=0)
+    rows = pq.read_table(tmp_path / "study" / "trials.parquet").to_pylist()
+    assert [r["param.x"] for r in rows[:2]] == [OPTIMUM["x"], 0.0] and rows[0]["param.kind"] == OPTIMUM["kind"]
+    assert report["best"]["trial"] == 0 and report["best"]["value"] > 0.85
+    assert tune({**TOY_SPACE, "start": start, "pruner": {"enabled": False}}, tmp_path / "study", trials=4)["trials"] == 4
+
+
+@pytest.mark.parametrize("point,expected", [
+    ({"kind": "z"}, "start: kind = 'z' is not one of the choices"),
+    ({"x": 1.5}, "start: x = 1.5 is outside [0.0, 1.0]"),
+    ({"y": 0.5}, "start: 'y' is not a path of the space"),
+])
+def test_a_start_point_the_space_cannot_draw_is_refused(point, expected):
+    with pytest.raises(UsageError) as err:
+        plan({**TOY_SPACE, "start": [point]})
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("section,path,expected", [
     ("space", "model_config.dimm", "unknown field 'model_config.dimm' of the TrainJob config; did you mean model_config.dim?"),
     ("space", "lrr", "unknown field 'lrr' of the TrainJob config; did you mean lr?"),
