@@ -49,17 +49,31 @@ def with_gloo(fn: Callable) -> Callable:
 def torchrun(argv: list[str], *, cwd: str | Path, nproc: int = 2, timeout: float = 300) -> dict:
     """``mmrec ARGV --json`` under ``torchrun --standalone --nproc-per-node NPROC`` (CPU, one thread per
     process); returns rank 0's report (the other ranks print nothing). A failed run is an AssertionError
-    with the end of its stderr."""
+    with the end of its stderr (the workers' last lines, then torchrun's summary of exit codes).
+
+    A run whose first failed worker was killed by a signal (torchrun's root cause has a negative exit code:
+    no Python error, e.g. the OS ending a process on a loaded CI machine) is run once more, from an empty
+    ``--out``, with a warning that carries the first run's stderr; a worker that raised is never retried."""
     import json
     import os
+    import re
+    import shutil
     import subprocess
     import sys
+    import warnings
 
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            "-m", "mmrec", "--", *argv, "--json"]  # "--": torchrun would read --log as its own --log-dir
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
-    if done.returncode != 0:  # the workers' own last lines, then torchrun's summary (exit codes, signals)
+    root = done.stderr[done.stderr.rfind("Root Cause"):] if "Root Cause" in done.stderr else ""
+    if done.returncode != 0 and re.search(r"exitcode\s*:\s*-\d+", root):
+        warnings.warn(f"torchrun: a worker was killed by a signal; running once more. First run:\n{done.stderr[-3000:]}",
+                      stacklevel=2)
+        if "--out" in argv:
+            shutil.rmtree(Path(cwd) / argv[argv.index("--out") + 1], ignore_errors=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+    if done.returncode != 0:
         raise AssertionError(f"torchrun exited {done.returncode}:\n{done.stderr[-6000:]}")
     return json.loads(done.stdout[done.stdout.index("{"):])
 
