@@ -53,6 +53,8 @@ VARIANTS = {
     "kuaiformer-full-tuned": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-full-scientific.best.yaml"},
     # Beauty (no text): that setting's readout, lr, dropout and gate start with the hybrid's sizes and first-order term
     "kuaiformer+transition-tuned": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition-beauty.yaml"},
+    # the Beauty hybrid's own search (sasrec-transition-beauty.space.yaml, the defaults as its first trial)
+    "sasrec+transition-tuned": {"model": "sasrec", "config": "bench/configs/sasrec-transition-beauty.best.yaml"},
 }
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 COLUMNS = (*METRICS, "tail_recall@10")  # tail: targets with <= 5 training interactions
