@@ -337,6 +337,7 @@ class Plan:
     fixed: dict[str, Any]
     dimensions: list[Dimension]
     metric: str
+    start: list[dict[str, Any]] = field(default_factory=list)  # the space's start points as Optuna parameters
 
     def overrides(self, params: Mapping[str, Any]) -> dict[str, Any]:
         return {**self.job.base, **params}
@@ -377,14 +378,15 @@ def plan(space: TuneJob | dict | str | Path, overrides: Sequence[str] = ()) -> P
         _refuse_test("space", {path: list(dim.choices)})
         dimensions.append(dim)
     by_path = {d.path: d for d in dimensions}
+    start = []
     for point in job.start:
         if not isinstance(point, Mapping) or not point:
             raise UsageError(f"start: each point is a mapping of space paths to values, got {point!r}")
-        for path, value in _flatten(point).items():
-            if path not in by_path:
-                raise UsageError(f"start: {path!r} is not a path of the space (known: {', '.join(by_path)})")
-            by_path[path].encode(value)
-    clash = sorted(set(job.base) & {d.path for d in dimensions})
+        unknown = [path for path in _flatten(point) if path not in by_path]
+        if unknown:
+            raise UsageError(f"start: {unknown[0]!r} is not a path of the space (known: {', '.join(by_path)})")
+        start.append({path: by_path[path].encode(value) for path, value in _flatten(point).items()})
+    clash = sorted(set(job.base) & set(by_path))
     if clash:
         raise UsageError(f"base and space both set {clash[0]!r}; keep it in one of them")
     for dim in dimensions:
@@ -393,7 +395,7 @@ def plan(space: TuneJob | dict | str | Path, overrides: Sequence[str] = ()) -> P
                 target.build(fixed, {**job.base, dim.path: value})
             except UsageError as err:
                 raise UsageError(f"space: {dim.path} = {value!r} is refused by the job's config: {err}") from None
-    return Plan(job, target, fixed, dimensions, job.metric or target.metric)
+    return Plan(job, target, fixed, dimensions, job.metric or target.metric, start)
 
 
 def tune(space: TuneJob | dict | str | Path, out: str | Path, *, trials: int | None = None, minutes: float | None = None,
@@ -446,9 +448,8 @@ def _search(p: Plan, job: TuneJob, out: Path, progress: bool) -> dict[str, Any]:
                                 sampler=optuna.samplers.TPESampler(seed=job.seed + len(before)), pruner=pruner)
     if existing is None:
         study.set_user_attr("signature", signature)
-        dims = {d.path: d for d in p.dimensions}
-        for point in job.start:  # a new study only: a resumed one has queued them already
-            study.enqueue_trial({k: dims[k].encode(v) for k, v in _flatten(point).items()}, user_attrs={"start": True})
+        for params in p.start:  # a new study only: a resumed one has queued them already
+            study.enqueue_trial(params, user_attrs={"start": True})
     remaining = job.trials - _finished(study)
     bar = None
     if progress and remaining > 0:
