@@ -77,6 +77,8 @@ class TrainJob:
     logq: bool = field(default=True, metadata={"help": "logQ correction of the in-batch softmax"})
     uniform_negatives: int = field(default=0, metadata={"help": "uniform negatives added to the in-batch candidates"})
     temperature: float = field(default=1.0, metadata={"help": "logits are divided by this"})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "kuaiformer / sasrec: share of the softmax target spread over the other candidates (KuaiFormer's smoothing; 0 = off)"})
     batch_size: int = field(default=256, metadata={"help": "training samples (positions of users' sequences) per step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -93,6 +95,8 @@ class TrainJob:
             raise UsageError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.batch_size < 2 or self.uniform_negatives < 0 or self.temperature <= 0 or self.val_users < 0:
             raise UsageError("batch_size must be >= 2, uniform_negatives >= 0, temperature > 0 and val_users >= 0")
+        if not 0 <= self.label_smoothing < 1 or (self.label_smoothing and self.model not in ("kuaiformer", "sasrec")):
+            raise UsageError(f"label_smoothing must be in [0, 1) and is for kuaiformer and sasrec, got {self.label_smoothing} with {self.model}")
         if self.val_users and self.model != "generative":
             raise UsageError("val_users samples the generative model's beam-search validation; the other models validate on all users")
         if self.model == "generative" and (self.emb or not self.codes):

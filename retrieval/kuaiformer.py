@@ -17,7 +17,9 @@ Retrieval as next-item prediction (docs/papers.md, "Retrieval: KuaiFormer and SA
   correction (Yi et al. 2019: subtract ``log q_c`` from candidate ``c``'s logit, where ``q_c`` is its
   expected count among the candidates: ``B * p_c`` for the batch's targets with ``p_c`` the item's
   frequency among training targets, ``M / n_items`` for ``M`` optional uniform negatives); a candidate
-  equal to the row's own target is masked. ``loss="full"`` is the softmax over all items.
+  equal to the row's own target is masked. ``loss="full"`` is the softmax over all items. Either
+  can smooth its target (:func:`smoothed_cross_entropy`): KuaiFormer's label smoothing, since a
+  user would have taken other items than the one it did (``label_smoothing``, 0 = off).
 Decided here: no grouped compression of old items (the public sets' histories are short); dropout on
 the item tokens, attention and MLP; the paper's production sizes (256 items) are a config value.
 """
@@ -259,7 +261,8 @@ def interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vectors: torch.Tensor, *,
                          log_p: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
                          negative_vectors: torch.Tensor | None = None, n_items: int | None = None,
-                         temperature: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
+                         temperature: float = 1.0, bias: torch.Tensor | None = None,
+                         label_smoothing: float = 0.0) -> torch.Tensor:
     """In-batch softmax over the batch's targets (+ uniform ``negatives``) with optional logQ correction.
 
     ``users`` (B, k, D), ``targets`` (B,) item indices with vectors (B, D); ``log_p`` (n_items,) the log
@@ -267,7 +270,8 @@ def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vect
     draws over ``n_items`` with vectors (M, D). The logit of candidate ``c`` for row ``b`` is
     ``max_k <u_bk, e_c> / temperature - log q_c`` with ``q_c = B p_c`` (in-batch) or ``M / n_items``
     (uniform); candidates equal to the row's target (other than its own column) are masked. ``bias``
-    (B, C): a term added to the scores before the temperature (the transition term), C = B (+ M).
+    (B, C): a term added to the scores before the temperature (the transition term), C = B (+ M);
+    ``label_smoothing``: see :func:`smoothed_cross_entropy` (masked candidates take no share).
     """
     b = len(targets)
     cands, vectors = targets, target_vectors
@@ -283,13 +287,29 @@ def sampled_softmax_loss(users: torch.Tensor, targets: torch.Tensor, target_vect
     clash = targets[:, None] == cands[None, :]
     clash[:, :b].fill_diagonal_(False)
     logits = logits.masked_fill(clash, -torch.inf)
-    return F.cross_entropy(logits, torch.arange(b, device=logits.device))
+    return smoothed_cross_entropy(logits, torch.arange(b, device=logits.device), label_smoothing)
 
 
 def full_softmax_loss(users: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, temperature: float = 1.0,
-                      bias: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                      bias: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy over all items: ``users`` (B, k, D), ``targets`` (B,), ``items`` (n_items, D); the
     logit is the max over interests (passed through ``bias``: logits -> logits plus a term, the transition
-    term) over the temperature."""
+    term) over the temperature; ``label_smoothing``: see :func:`smoothed_cross_entropy`."""
     logits = interest_scores(users, items)
-    return F.cross_entropy((logits if bias is None else bias(logits)) / temperature, targets)
+    logits = logits if bias is None else bias(logits)
+    return smoothed_cross_entropy(logits / temperature, targets, label_smoothing)
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean over rows of ``-(1 - ε) log p_target - ε · mean_c log p_c`` over the row's candidates ``c`` whose
+    logit is finite (masked candidates, ``-inf``, take no share): KuaiFormer's smoothed softmax target
+    (docs/papers.md, "Retrieval: KuaiFormer and SASRec"), Szegedy et al. 2016's label smoothing with the
+    uniform part over the candidates the row can pick. ``ε = 0`` is the plain cross-entropy."""
+    if not smoothing:
+        return F.cross_entropy(logits, targets)
+    logp = F.log_softmax(logits, -1)
+    finite = torch.isfinite(logits)
+    uniform = -logp.masked_fill(~finite, 0.0).sum(-1) / finite.sum(-1)
+    nll = -logp.gather(1, targets[:, None]).squeeze(1)
+    return ((1 - smoothing) * nll + smoothing * uniform).mean()

@@ -51,7 +51,8 @@ def _step(job: Any, model: KuaiFormer, samples: TrainingSamples, device: torch.d
         sources = None if term is None else sources_at(hist, term.order)[keep]  # (V, order)
         if loss_kind == "full":
             bias = None if term is None else (lambda logits: term.add_to(logits, sources, targets))  # leave-one-out
-            return full_softmax_loss(users, targets, model.item_vectors(), job.temperature, bias=bias)
+            return full_softmax_loss(users, targets, model.item_vectors(), job.temperature, bias=bias,
+                                     label_smoothing=job.label_smoothing)
         negatives = None
         cands = targets
         if job.uniform_negatives:
@@ -60,7 +61,8 @@ def _step(job: Any, model: KuaiFormer, samples: TrainingSamples, device: torch.d
         bias = None if term is None else term(sources, cands.expand(len(targets), -1), targets=targets)
         return sampled_softmax_loss(users, targets, model.item_vectors(targets), log_p=log_p, negatives=negatives,
                                     negative_vectors=None if negatives is None else model.item_vectors(negatives),
-                                    n_items=n, temperature=job.temperature, bias=bias)
+                                    n_items=n, temperature=job.temperature, bias=bias,
+                                    label_smoothing=job.label_smoothing)
 
     return step
 

@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from seq_data import planted, write_lcrec
 
 from mmrec.cli import main
-from mmrec.pipelines.retrieve import evaluate_run, serve_run, train
+from mmrec.errors import UsageError
+from mmrec.pipelines.retrieve import TrainJob, evaluate_run, serve_run, train
 from mmrec.pipelines.seq_import import import_sequences
 from mmrec.retrieval import KuaiFormer, RetrieverConfig, interest_scores, sampled_softmax_loss
+from mmrec.retrieval.kuaiformer import full_softmax_loss, smoothed_cross_entropy
 
 TINY = dict(dim=32, layers=1, heads=2, max_len=10, dropout=0.0)
 
@@ -57,6 +59,32 @@ def test_logq_correction_follows_the_formula():
     assert with_neg == pytest.approx(F.cross_entropy(full, torch.arange(6)).item(), rel=1e-6)
 
 
+def test_label_smoothing_spreads_the_target_over_the_candidates_a_row_can_pick():
+    g = torch.Generator().manual_seed(1)
+    logits, targets = torch.randn(5, 9, generator=g), torch.tensor([0, 3, 8, 2, 2])
+    assert smoothed_cross_entropy(logits, targets, 0.2) == pytest.approx(
+        F.cross_entropy(logits, targets, label_smoothing=0.2).item(), rel=1e-6)  # torch's, when nothing is masked
+    assert smoothed_cross_entropy(logits, targets, 0.0) == F.cross_entropy(logits, targets)
+    masked = logits.clone()
+    masked[0, 5:] = -torch.inf  # row 0 can pick 5 candidates only: the masked ones take no share
+    got = smoothed_cross_entropy(masked, targets, 0.3)
+    logp0 = F.log_softmax(logits[0, :5], -1)
+    row0 = -(0.7 * logp0[0] + 0.3 * logp0.mean())
+    rest = F.cross_entropy(logits[1:], targets[1:], label_smoothing=0.3, reduction="none")
+    assert torch.isfinite(got) and got == pytest.approx(((row0 + rest.sum()) / 5).item(), rel=1e-6)
+    # the two losses pass it on: a batch with a repeated target (a masked column) stays finite
+    users, vectors = torch.randn(6, 2, 8, generator=g), torch.randn(6, 8, generator=g)
+    batch = torch.tensor([0, 1, 2, 3, 4, 1])
+    smooth, plain = (sampled_softmax_loss(users, batch, vectors, label_smoothing=e) for e in (0.2, 0.0))
+    assert torch.isfinite(smooth) and abs(smooth - plain) > 1e-3
+    items = torch.randn(10, 8, generator=g)
+    assert full_softmax_loss(users, batch, items, label_smoothing=0.2) == pytest.approx(
+        F.cross_entropy(interest_scores(users, items), batch, label_smoothing=0.2).item(), rel=1e-6)
+    for bad in ({"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"model": "pop", "label_smoothing": 0.1}):
+        with pytest.raises(UsageError, match="label_smoothing"):
+            TrainJob(**bad)
+
+
 @pytest.fixture(scope="module")
 def planted_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted")
@@ -86,6 +114,11 @@ def test_retriever_learns_a_planted_next_item_rule_far_above_pop(trained):
     assert pop["validation"]["recall@10"] < 0.4
     assert kf["validation"]["recall@10"] > 0.8 and kf["validation"]["ndcg@10"] > 3 * pop["validation"]["ndcg@10"]
     assert sas["validation"]["recall@10"] > 0.8
+    smooth = train(root / "data", root / "sas-ls", {"model": "sasrec", "lr": 5e-3, "batch_size": 32, "label_smoothing": 0.3,
+                                                    "model_config": TINY, "loop": LOOP})
+    assert smooth["validation"]["recall@10"] > 0.8  # the smoothed target still learns the rule
+    assert smooth["train"]["history"][0]["loss"] > sas["train"]["history"][0]["loss"] + 0.1  # and is the loss trained
+    assert json.loads((root / "sas-ls" / "config.json").read_text())["job"]["label_smoothing"] == 0.3
     assert {p.name for p in (root / "kf").iterdir()} >= {"model.safetensors", "config.json", "vocab.json", "metrics.json"}
     assert kf["train"]["best_epoch"] is not None and kf["train"]["samples_per_s"] > 0
     again = evaluate_run(root / "kf")  # reloaded weights give the same validation figures
