@@ -57,8 +57,6 @@ VARIANTS = {
     "sasrec+transition-tuned": {"model": "sasrec", "config": "bench/configs/sasrec-transition-beauty.best.yaml"},
     # kuaiformer with the two settings that search moved (max_len 20, gate start 4.6), dropout 0.3 (0.1: --set)
     "kuaiformer+transition-short-d3": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition-beauty-short-d3.yaml"},
-    # KuaiFormer's own Beauty search (kuaiformer-transition-beauty.space.yaml, the short-d3 config as its first trial)
-    "kuaiformer+transition-beauty-tuned": {"model": "kuaiformer", "config": "bench/configs/kuaiformer-transition-beauty.best.yaml"},
     # Scientific, the second round of both searches (*-scientific-round2.space.yaml: the same fields and budget)
     "sasrec-tuned2": {"model": "sasrec", "emb": True, "config": "bench/configs/sasrec-scientific-round2.best.yaml"},
     "kuaiformer-tuned2": {"model": "kuaiformer", "emb": True, "config": "bench/configs/kuaiformer-scientific-round2.best.yaml"},
