@@ -295,17 +295,18 @@ def full_softmax_loss(users: torch.Tensor, targets: torch.Tensor, items: torch.T
                       label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy over all items: ``users`` (B, k, D), ``targets`` (B,), ``items`` (n_items, D); the
     logit is the max over interests (passed through ``bias``: logits -> logits plus a term, the transition
-    term) over the temperature; ``label_smoothing``: see :func:`smoothed_cross_entropy`."""
+    term) over the temperature; ``label_smoothing``: torch's, which equals :func:`smoothed_cross_entropy`
+    here (no candidate is masked), without its masking pass over the ``(B, n_items)`` logits."""
     logits = interest_scores(users, items)
-    logits = logits if bias is None else bias(logits)
-    return smoothed_cross_entropy(logits / temperature, targets, label_smoothing)
+    return F.cross_entropy((logits if bias is None else bias(logits)) / temperature, targets, label_smoothing=label_smoothing)
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """Mean over rows of ``-(1 - ε) log p_target - ε · mean_c log p_c`` over the row's candidates ``c`` whose
     logit is finite (masked candidates, ``-inf``, take no share): KuaiFormer's smoothed softmax target
     (docs/papers.md, "Retrieval: KuaiFormer and SASRec"), Szegedy et al. 2016's label smoothing with the
-    uniform part over the candidates the row can pick. ``ε = 0`` is the plain cross-entropy."""
+    uniform part over the candidates the row can pick (the in-batch loss masks repeated targets; with none
+    masked it is ``F.cross_entropy(label_smoothing=ε)``). ``ε = 0`` is the plain cross-entropy."""
     if not smoothing:
         return F.cross_entropy(logits, targets)
     logp = F.log_softmax(logits, -1)
